@@ -1,0 +1,223 @@
+"""Decode any common audio file (or array) into float32 samples at a chosen rate.
+
+soundfile (libsndfile) is tried first: fast, exact for WAV/FLAC/OGG/AIFF and MP3. PyAV (FFmpeg)
+is the fallback for everything else (M4A/AAC, Opus in odd containers, video files' audio).
+Every decoder's failure is kept, so the error names what was tried.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from stemscribe.errors import (
+    AudioTooLongError,
+    CorruptAudioError,
+    EmptyAudioError,
+    NotAudioError,
+)
+
+DEFAULT_MAX_DURATION = 20 * 60.0
+AudioSource = Union[str, Path, bytes, BinaryIO]
+
+
+@dataclass(frozen=True, slots=True)
+class Audio:
+    """Decoded audio: `samples` is (n,) when mono, else (channels, n); float32 in -1..1."""
+
+    samples: npt.NDArray[np.float32]
+    sr: int
+
+    @property
+    def duration(self) -> float:
+        return float(self.samples.shape[-1]) / self.sr
+
+    @property
+    def mono(self) -> npt.NDArray[np.float32]:
+        """(n,) the channel average."""
+        if self.samples.ndim == 1:
+            return self.samples
+        return np.ascontiguousarray(self.samples.mean(axis=0, dtype=np.float32))
+
+
+def resample(samples: npt.NDArray[np.float32], sr_in: int, sr_out: int) -> npt.NDArray[np.float32]:
+    """Resample (n,) or (channels, n) audio with soxr's high-quality filter."""
+    if sr_in == sr_out or samples.shape[-1] == 0:
+        return samples.astype(np.float32, copy=False)
+    import soxr
+
+    if samples.ndim == 1:
+        return np.asarray(soxr.resample(samples, sr_in, sr_out), dtype=np.float32)
+    out = soxr.resample(np.ascontiguousarray(samples.T), sr_in, sr_out)
+    return np.ascontiguousarray(np.asarray(out, dtype=np.float32).T)
+
+
+def _name(source: AudioSource) -> str:
+    if isinstance(source, (str, Path)):
+        return str(source)
+    return "<bytes>" if isinstance(source, (bytes, bytearray)) else "<stream>"
+
+
+def _read_soundfile(data: bytes | str, max_duration: float) -> tuple[npt.NDArray[np.float32], int]:
+    import soundfile as sf
+
+    handle = io.BytesIO(data) if isinstance(data, bytes) else data
+    with sf.SoundFile(handle) as f:
+        sr = int(f.samplerate)
+        if f.frames > 0 and f.frames / sr > max_duration:
+            raise AudioTooLongError(f"audio is {f.frames / sr:.1f} s long; the limit is {max_duration:.0f} s")
+        declared = int(f.frames)
+        frames = f.read(dtype="float32", always_2d=True)
+    if declared > 0 and frames.shape[0] < declared * 0.99:
+        raise CorruptAudioError(f"truncated: header declares {declared} frames, only {frames.shape[0]} present")
+    if isinstance(data, bytes):
+        _check_riff_complete(data)
+    return np.ascontiguousarray(frames.T), sr
+
+
+def _check_riff_complete(data: bytes) -> None:
+    """Raise CorruptAudioError when a RIFF/WAVE file's data chunk is cut short."""
+    if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
+        return
+    order = "little" if data[:4] == b"RIFF" else "big"
+    pos = 12
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos + 4 : pos + 8], order)
+        if data[pos : pos + 4] == b"data":
+            available = len(data) - pos - 8
+            if size not in (0, 0xFFFFFFFF) and available < size:
+                raise CorruptAudioError(f"truncated WAV: data chunk declares {size} bytes, {available} present")
+            return
+        pos += 8 + size + (size & 1)
+
+
+def _read_pyav(data: bytes | str, max_duration: float) -> tuple[npt.NDArray[np.float32], int]:
+    import av
+
+    handle = io.BytesIO(data) if isinstance(data, bytes) else data
+    with av.open(handle, mode="r") as container:
+        streams = container.streams.audio
+        if not streams:
+            raise NotAudioError("container has no audio stream")
+        stream = streams[0]
+        if stream.duration is not None and stream.time_base is not None:
+            declared = float(stream.duration * stream.time_base)
+            if declared > max_duration:
+                raise AudioTooLongError(f"audio is {declared:.1f} s long; the limit is {max_duration:.0f} s")
+        sr = int(stream.codec_context.sample_rate or stream.rate or 0)
+        if sr <= 0:
+            raise CorruptAudioError("audio stream declares no sample rate")
+        channels = max(1, int(stream.codec_context.channels or 1))
+        resampler = av.AudioResampler(format="fltp", layout="stereo" if channels > 1 else "mono", rate=sr)
+        chunks: list[npt.NDArray[np.float32]] = []
+        total = 0
+        limit = int(max_duration * sr) + 1
+        for frame in container.decode(stream):
+            for out in resampler.resample(frame):
+                arr = out.to_ndarray().astype(np.float32, copy=False)
+                chunks.append(arr)
+                total += arr.shape[1]
+            if total > limit:
+                raise AudioTooLongError(f"audio is longer than the limit of {max_duration:.0f} s")
+        for out in resampler.resample(None):
+            chunks.append(out.to_ndarray().astype(np.float32, copy=False))
+    if not chunks:
+        return np.zeros((1, 0), dtype=np.float32), sr
+    return np.ascontiguousarray(np.concatenate(chunks, axis=1)), sr
+
+
+def load_audio(
+    source: AudioSource,
+    *,
+    sr: int | None = 22050,
+    mono: bool = True,
+    max_duration: float = DEFAULT_MAX_DURATION,
+) -> Audio:
+    """Decode `source` (a path, bytes or a binary stream) to float32 at `sr` (None keeps the file's rate).
+
+    Raises NotAudioError, EmptyAudioError, CorruptAudioError or AudioTooLongError, each naming the
+    decoders that were tried.
+    """
+    name = _name(source)
+    data: bytes | str
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise NotAudioError(f"{name}: no such file")
+        if path.stat().st_size == 0:
+            raise EmptyAudioError(f"{name}: the file is empty (0 bytes)")
+        data = path.read_bytes()
+    elif isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        data = source.read()
+    if isinstance(data, bytes) and len(data) == 0:
+        raise EmptyAudioError(f"{name}: the input is empty (0 bytes)")
+
+    failures: list[str] = []
+    decoded: tuple[npt.NDArray[np.float32], int] | None = None
+    corrupt = False
+    for label, reader in (("soundfile", _read_soundfile), ("pyav/ffmpeg", _read_pyav)):
+        try:
+            decoded = reader(data, max_duration)
+            break
+        except (AudioTooLongError, CorruptAudioError) as exc:
+            raise type(exc)(f"{name}: {exc} (decoder: {label})") from None
+        except Exception as exc:  # noqa: BLE001 - each decoder fails in its own way; all are reported
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            failures.append(f"{label}: {text}")
+            lowered = text.lower()
+            if any(w in lowered for w in ("truncat", "invalid data", "corrupt", "unexpected end", "error while")):
+                corrupt = True
+    if decoded is None:
+        tried = "; ".join(failures)
+        if corrupt:
+            raise CorruptAudioError(f"{name}: audio is truncated or corrupt (tried {tried})")
+        raise NotAudioError(f"{name}: not a recognised audio format (tried {tried})")
+
+    samples, file_sr = decoded
+    if samples.shape[-1] == 0:
+        raise EmptyAudioError(f"{name}: decoded to zero samples")
+    if not np.all(np.isfinite(samples)):
+        raise CorruptAudioError(f"{name}: decoded samples contain NaN or infinity")
+    return from_array(samples, file_sr, sr=sr, mono=mono, max_duration=max_duration, name=name)
+
+
+def from_array(
+    samples: npt.ArrayLike,
+    sample_rate: int,
+    *,
+    sr: int | None = 22050,
+    mono: bool = True,
+    max_duration: float = DEFAULT_MAX_DURATION,
+    name: str = "<array>",
+) -> Audio:
+    """Wrap an array, (n,), (channels, n) or (n, channels) with channels <= 8, as Audio at `sr`."""
+    arr = np.asarray(samples)
+    if arr.dtype.kind in "iu":
+        info = np.iinfo(arr.dtype)
+        arr = arr.astype(np.float32) / float(max(abs(info.min), info.max))
+    arr = arr.astype(np.float32, copy=False)
+    if arr.ndim == 2 and arr.shape[0] > 8 and arr.shape[1] <= 8:
+        arr = arr.T
+    if arr.ndim not in (1, 2):
+        raise NotAudioError(f"{name}: expected a 1-D or 2-D array, got shape {arr.shape}")
+    if sample_rate <= 0 or not math.isfinite(sample_rate):
+        raise NotAudioError(f"{name}: invalid sample rate {sample_rate}")
+    if arr.shape[-1] == 0:
+        raise EmptyAudioError(f"{name}: the array holds zero samples")
+    if not np.all(np.isfinite(arr)):
+        raise CorruptAudioError(f"{name}: samples contain NaN or infinity")
+    duration = arr.shape[-1] / sample_rate
+    if duration > max_duration:
+        raise AudioTooLongError(f"{name}: audio is {duration:.1f} s long; the limit is {max_duration:.0f} s")
+    if mono and arr.ndim == 2:
+        arr = arr.mean(axis=0, dtype=np.float32)
+    target = sample_rate if sr is None else sr
+    return Audio(resample(np.ascontiguousarray(arr), int(sample_rate), int(target)), int(target))

@@ -1,0 +1,50 @@
+"""The exceptions stemscribe raises.
+
+    StemscribeError
+    ├── AudioError                 the input could not be used as audio
+    │   ├── NotAudioError          no decoder recognised the content
+    │   ├── EmptyAudioError        decoded to zero samples
+    │   ├── CorruptAudioError      recognised but truncated or damaged
+    │   └── AudioTooLongError      longer than the configured cap
+    ├── InvalidOptionError         an argument out of range (unknown stem type, ...)
+    ├── ModelError                 a model's weights are missing, damaged or failed to run
+    └── SeparationUnavailableError no separation backend can serve the request
+"""
+
+from __future__ import annotations
+
+
+class StemscribeError(Exception):
+    """Base class of every error stemscribe raises on purpose."""
+
+
+class AudioError(StemscribeError):
+    """The input could not be turned into audio samples."""
+
+
+class NotAudioError(AudioError):
+    """No decoder recognised the input as audio."""
+
+
+class EmptyAudioError(AudioError):
+    """The input decoded to no samples at all."""
+
+
+class CorruptAudioError(AudioError):
+    """The input looks like audio but is truncated or damaged."""
+
+
+class AudioTooLongError(AudioError):
+    """The audio is longer than the configured maximum duration."""
+
+
+class InvalidOptionError(StemscribeError, ValueError):
+    """An option has a value stemscribe does not accept."""
+
+
+class ModelError(StemscribeError):
+    """A model could not be loaded or run."""
+
+
+class SeparationUnavailableError(StemscribeError):
+    """No separation backend can serve this request (for example, weights not fetched)."""
