@@ -1,0 +1,260 @@
+"""stemscribe's own drum transcription network, run with onnxruntime (no torch at inference).
+
+The network is trained by `training/drums` on synthetic drums (MMA grooves and generated patterns
+rendered through several SoundFont kits, with accompaniment mixed under them). Its input is a log-mel
+spectrogram computed here in numpy (22.05 kHz, hop 220 samples: ~100 frames/s, 80 bands); its outputs
+are, per frame and per class of `DRUM_CLASSES`, an onset probability and a velocity. Peak picking
+with per-class thresholds (tuned on validation data and stored in the ONNX file's metadata) turns
+them into General MIDI drum notes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from stemscribe.drums import DRUM_CLASSES, register_drum_backend
+from stemscribe.errors import ModelError
+from stemscribe.result import NoteEvent
+
+SAMPLE_RATE = 22050
+HOP = 220
+N_FFT = 1024
+N_MELS = 80
+F_MIN = 30.0
+F_MAX = 11025.0
+FPS = SAMPLE_RATE / HOP  # 100.23 frames per second
+N_CLASSES = len(DRUM_CLASSES)
+NOTE_SECONDS = 0.1  # drum notes are written this long (GM drums ignore note length)
+DEFAULT_THRESHOLD = 0.5
+CHUNK_FRAMES = 3000  # the network sees at most this many frames at once (plus context)
+CONTEXT_FRAMES = 64  # frames of context on each side of a chunk; covers the receptive field
+WEIGHTS_NAME = "drums.onnx"
+
+
+@lru_cache(maxsize=1)
+def mel_filterbank() -> npt.NDArray[np.float32]:
+    """(N_FFT // 2 + 1, N_MELS) triangular filters on the HTK mel scale, each of unit area."""
+    def hz_to_mel(f: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+    def mel_to_hz(m: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        return 700.0 * (10.0 ** (np.asarray(m, dtype=np.float64) / 2595.0) - 1.0)
+
+    freqs = np.linspace(0.0, SAMPLE_RATE / 2, N_FFT // 2 + 1)
+    edges = mel_to_hz(np.linspace(hz_to_mel(F_MIN), hz_to_mel(F_MAX), N_MELS + 2))
+    lower, centre, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    rising = (freqs[None, :] - lower) / (centre - lower)
+    falling = (upper - freqs[None, :]) / (upper - centre)
+    fb = np.maximum(0.0, np.minimum(rising, falling))
+    # Narrow low bands can fall between FFT bins: give each at least its nearest bin.
+    for i in range(N_MELS):
+        if fb[i].sum() == 0.0:
+            fb[i, int(np.argmin(np.abs(freqs - centre[i, 0])))] = 1.0
+    fb /= fb.sum(axis=1, keepdims=True)
+    return np.ascontiguousarray(fb.T.astype(np.float32))
+
+
+def n_frames(n_samples: int) -> int:
+    """Frames `log_mel` gives for `n_samples`; frame i is centred on sample i * HOP."""
+    return 1 + n_samples // HOP
+
+
+def log_mel(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """(n_frames, N_MELS) natural-log mel power of (n,) mono audio at SAMPLE_RATE."""
+    x = np.asarray(samples, dtype=np.float32)
+    if x.ndim != 1:
+        raise ValueError(f"log_mel wants (n,) mono samples, got shape {x.shape}")
+    total = n_frames(x.shape[0])
+    padded = np.concatenate(
+        [np.zeros(N_FFT // 2, np.float32), x, np.zeros(N_FFT // 2 + HOP, np.float32)]
+    )
+    window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
+    fb = mel_filterbank()
+    out = np.empty((total, N_MELS), np.float32)
+    step = 2048
+    for start in range(0, total, step):
+        stop = min(total, start + step)
+        frames = np.lib.stride_tricks.as_strided(
+            padded[start * HOP :],
+            shape=(stop - start, N_FFT),
+            strides=(HOP * padded.strides[0], padded.strides[0]),
+            writeable=False,
+        )
+        spec = np.fft.rfft(frames * window, axis=1)
+        power = (spec.real**2 + spec.imag**2).astype(np.float32)
+        out[start:stop] = np.log(power @ fb + 1e-8)
+    return out
+
+
+def pick_peaks(
+    activation: npt.NDArray[np.float32], threshold: float, *, min_gap: int = 2
+) -> npt.NDArray[np.float64]:
+    """Sub-frame positions of the local maxima of (n_frames,) `activation` at or above `threshold`.
+
+    A peak must be the largest value within `min_gap` frames on either side (the first of equal
+    values wins); its position is refined by a parabola through it and its two neighbours.
+    """
+    a = np.asarray(activation, dtype=np.float32)
+    n = a.shape[0]
+    if n == 0:
+        return np.zeros(0)
+    padded = np.concatenate([np.full(min_gap, -np.inf, np.float32), a, np.full(min_gap, -np.inf, np.float32)])
+    is_peak = a >= threshold
+    for k in range(1, min_gap + 1):
+        is_peak &= a > padded[min_gap - k : min_gap - k + n]  # strictly above earlier frames
+        is_peak &= a >= padded[min_gap + k : min_gap + k + n]  # at least later frames
+    idx = np.flatnonzero(is_peak)
+    left = a[np.maximum(idx - 1, 0)].astype(np.float64)
+    mid = a[idx].astype(np.float64)
+    right = a[np.minimum(idx + 1, n - 1)].astype(np.float64)
+    denom = left - 2 * mid + right
+    safe = np.where(np.abs(denom) > 1e-9, denom, -1.0)
+    offset = np.where(np.abs(denom) > 1e-9, 0.5 * (left - right) / safe, 0.0)
+    return idx + np.clip(offset, -0.5, 0.5)
+
+
+def default_weights_path() -> Path:
+    """The weights shipped inside the package (they may be absent in a source checkout)."""
+    return Path(str(resources.files("stemscribe") / "weights" / WEIGHTS_NAME))
+
+
+def weights_available(path: Path | None = None) -> bool:
+    p = path or default_weights_path()
+    return p.is_file() and p.with_name(p.name + ".sha256").is_file()
+
+
+def _check_sha256(path: Path) -> None:
+    sidecar = path.with_name(path.name + ".sha256")
+    try:
+        expected = sidecar.read_text().split()[0].strip().lower()
+    except (OSError, IndexError) as exc:
+        raise ModelError(f"drum model checksum file {sidecar} is missing or empty") from exc
+    try:
+        actual = hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ModelError(f"drum model weights {path} cannot be read: {exc}") from exc
+    if actual != expected:
+        raise ModelError(f"drum model weights {path} are damaged: sha256 {actual}, expected {expected}")
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    session: object  # onnxruntime.InferenceSession
+    thresholds: tuple[float, ...]
+
+
+_load_lock = threading.Lock()
+
+
+@lru_cache(maxsize=4)
+def _load(path: Path, threads: int) -> _Loaded:
+    _check_sha256(path)
+    try:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
+        raise ModelError(f"drum model {path} could not be loaded: {exc}") from exc
+    meta = session.get_modelmeta().custom_metadata_map
+    thresholds = tuple(float(t) for t in json.loads(meta.get("thresholds", "null")) or [DEFAULT_THRESHOLD] * N_CLASSES)
+    if len(thresholds) != N_CLASSES:
+        raise ModelError(f"drum model {path} has {len(thresholds)} thresholds, expected {N_CLASSES}")
+    return _Loaded(session, thresholds)
+
+
+class DrumModel:
+    """The "model" drum backend: the ONNX network plus peak picking.
+
+    Loading is done once per weights file and shared; `transcribe` is thread-safe.
+    """
+
+    name = "model"
+
+    def __init__(
+        self,
+        weights: str | Path | None = None,
+        *,
+        threads: int = 0,
+        thresholds: tuple[float, ...] | None = None,
+    ) -> None:
+        path = Path(weights) if weights is not None else default_weights_path()
+        if not path.is_file():
+            raise ModelError(f"drum model weights not found at {path}")
+        with _load_lock:
+            loaded = _load(path.resolve(), int(threads))
+        self._session = loaded.session
+        self.thresholds: tuple[float, ...] = tuple(thresholds) if thresholds is not None else loaded.thresholds
+        if len(self.thresholds) != N_CLASSES:
+            raise ModelError(f"need {N_CLASSES} thresholds, got {len(self.thresholds)}")
+
+    def activations(
+        self, samples: npt.NDArray[np.float32], sr: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Onset probabilities and velocities, each (n_frames, N_CLASSES), of (n,) mono audio."""
+        x = np.asarray(samples, dtype=np.float32)
+        if x.ndim != 1:
+            raise ValueError(f"drum transcription wants (n,) mono samples, got shape {x.shape}")
+        if sr != SAMPLE_RATE:
+            from stemscribe.audio import resample
+
+            x = resample(x, sr, SAMPLE_RATE)
+        mel = log_mel(x)
+        return self.activations_from_mel(mel)
+
+    def activations_from_mel(
+        self, mel: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        """Network outputs for a (n_frames, N_MELS) log-mel, run in overlapping chunks."""
+        total = mel.shape[0]
+        onset = np.zeros((total, N_CLASSES), np.float32)
+        velocity = np.zeros((total, N_CLASSES), np.float32)
+        for start in range(0, total, CHUNK_FRAMES):
+            stop = min(total, start + CHUNK_FRAMES)
+            lo, hi = max(0, start - CONTEXT_FRAMES), min(total, stop + CONTEXT_FRAMES)
+            try:
+                o, v = self._session.run(None, {"mel": mel[None, lo:hi]})  # type: ignore[attr-defined]
+            except Exception as exc:  # onnxruntime's errors are not typed
+                raise ModelError(f"drum model failed to run: {exc}") from exc
+            onset[start:stop] = o[0, start - lo : stop - lo]
+            velocity[start:stop] = v[0, start - lo : stop - lo]
+        return onset, velocity
+
+    def notes_from_activations(
+        self, onset: npt.NDArray[np.float32], velocity: npt.NDArray[np.float32]
+    ) -> list[NoteEvent]:
+        """General MIDI drum notes from (n_frames, N_CLASSES) outputs, sorted by start."""
+        notes: list[NoteEvent] = []
+        for c, pitch in enumerate(DRUM_CLASSES):
+            for pos in pick_peaks(onset[:, c], self.thresholds[c]):
+                frame = int(round(pos))
+                vel = float(np.clip(velocity[frame, c], 1.0 / 127, 1.0))
+                start = max(0.0, float(pos) / FPS)
+                notes.append(NoteEvent(pitch, start, start + NOTE_SECONDS, vel))
+        notes.sort(key=lambda n: (n.start, n.pitch))
+        return notes
+
+    def transcribe(self, samples: npt.NDArray[np.float32], sr: int) -> list[NoteEvent]:
+        """Drum notes of (n,) mono audio at `sr`, pitches from DRUM_CLASSES, sorted by start."""
+        onset, velocity = self.activations(samples, sr)
+        return self.notes_from_activations(onset, velocity)
+
+
+def register() -> None:
+    """Register the "model" drum backend when the shipped weights are present."""
+    if weights_available():
+        register_drum_backend("model", DrumModel)
+
+
+register()

@@ -1,0 +1,144 @@
+"""Run basic-pitch's ICASSP 2022 network (the ONNX file its wheel ships) with onnxruntime.
+
+The network sees 2-second windows of 22.05 kHz mono audio and outputs, per 11.6 ms frame, note
+(frame) and onset posteriors for 88 pitches (A0..C8) and a 3-bins-per-semitone contour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from stemscribe.errors import ModelError
+
+SAMPLE_RATE = 22050
+FFT_HOP = 256
+WINDOW_SAMPLES = SAMPLE_RATE * 2 - FFT_HOP  # 43844
+WINDOW_FRAMES = 172
+OVERLAP_FRAMES = 30
+OVERLAP_SAMPLES = OVERLAP_FRAMES * FFT_HOP
+HOP_SAMPLES = WINDOW_SAMPLES - OVERLAP_SAMPLES
+MIDI_OFFSET = 21  # pitch index 0 is A0 = MIDI 21
+N_PITCHES = 88
+MODEL_SHA256 = "2c3c1d144bfa61ad236e92e169c13535c880469a12a047d4e73451f2c059a0ec"  # nmp.onnx in basic-pitch 0.4.0's wheel
+
+
+@dataclass(frozen=True, slots=True)
+class Posteriors:
+    """Network outputs over a whole file: `note` and `onset` (n_frames, 88), `contour` (n_frames, 264)."""
+
+    note: npt.NDArray[np.float32]
+    onset: npt.NDArray[np.float32]
+    contour: npt.NDArray[np.float32]
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.note.shape[0])
+
+
+FRAMES_PER_WINDOW = WINDOW_FRAMES - OVERLAP_FRAMES  # 142 frames kept from each window
+
+
+def frame_samples(frames: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Sample positions (at 22050 Hz) of output frames.
+
+    Each window keeps 142 frames (256 samples apart) but windows advance by 36164 samples, not
+    142 * 256 = 36352: a uniform frame rate would drift by 8.5 ms per window (0.15 s after 30 s).
+    """
+    f = np.asarray(frames, dtype=np.int64)
+    return ((f // FRAMES_PER_WINDOW) * HOP_SAMPLES + (f % FRAMES_PER_WINDOW) * FFT_HOP).astype(np.float64)
+
+
+def frame_times(frames: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Times in seconds of output frames (see `frame_samples`)."""
+    return frame_samples(frames) / SAMPLE_RATE
+
+
+def n_output_frames(n_samples: int) -> int:
+    """How many output frames start inside audio of `n_samples` samples."""
+    windows, rest = divmod(n_samples, HOP_SAMPLES)
+    return int(windows * FRAMES_PER_WINDOW + min(FRAMES_PER_WINDOW, -(-rest // FFT_HOP)))
+
+
+def default_model_path() -> Path:
+    """The nmp.onnx file inside the installed basic-pitch wheel (found without importing basic_pitch)."""
+    override = os.environ.get("STEMSCRIBE_BASIC_PITCH_MODEL")
+    if override:
+        return Path(override)
+    # find_spec locates the package without running its __init__, which probes every ML runtime.
+    spec = importlib.util.find_spec("basic_pitch")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError(
+            "basic-pitch is not installed; install it with `pip install --no-deps basic-pitch==0.4.0` "
+            "(its wheel carries the ONNX model stemscribe runs)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "saved_models" / "icassp_2022" / "nmp.onnx"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class PitchModel:
+    """basic-pitch's network loaded once in an onnxruntime session; `run` is safe to call from threads."""
+
+    def __init__(self, model_path: str | Path | None = None, *, threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(model_path) if model_path is not None else default_model_path()
+        if not path.is_file():
+            raise ModelError(f"pitch model not found at {path}")
+        if model_path is None and file_sha256(path) != MODEL_SHA256:
+            raise ModelError(f"pitch model at {path} fails its sha256 check (expected basic-pitch 0.4.0's nmp.onnx)")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
+            raise ModelError(f"cannot load pitch model {path}: {exc}") from exc
+        self._input = self._session.get_inputs()[0].name
+        names = {o.name for o in self._session.get_outputs()}
+        # basic-pitch's own mapping of the exported graph's outputs.
+        self._outputs = ["StatefulPartitionedCall:1", "StatefulPartitionedCall:2", "StatefulPartitionedCall:0"]
+        if not set(self._outputs) <= names:
+            raise ModelError(f"{path} does not look like basic-pitch's model (outputs {sorted(names)})")
+        self.path = path
+        self._lock = threading.Lock()
+
+    def run(self, samples: npt.NDArray[np.float32], *, batch: int = 16) -> Posteriors:
+        """Posteriors of (n,) mono audio at 22050 Hz, windows overlapping by 30 frames as in basic-pitch."""
+        n = samples.shape[0]
+        padded = np.concatenate([np.zeros(OVERLAP_SAMPLES // 2, np.float32), samples.astype(np.float32)])
+        starts = np.arange(0, padded.shape[0], HOP_SAMPLES)
+        need = starts[-1] + WINDOW_SAMPLES
+        padded = np.pad(padded, (0, max(0, need - padded.shape[0])))
+        idx = starts[:, None] + np.arange(WINDOW_SAMPLES)[None, :]
+        windows = padded[idx][:, :, None]
+        notes, onsets, contours = [], [], []
+        for b in range(0, windows.shape[0], batch):
+            note, onset, contour = self._session.run(self._outputs, {self._input: windows[b : b + batch]})
+            notes.append(note)
+            onsets.append(onset)
+            contours.append(contour)
+        half = OVERLAP_FRAMES // 2
+        n_frames = n_output_frames(n)
+
+        def unwrap(parts: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
+            out = np.concatenate(parts)[:, half:-half, :]
+            return np.ascontiguousarray(out.reshape(-1, out.shape[-1])[:n_frames])
+
+        return Posteriors(unwrap(notes), unwrap(onsets), unwrap(contours))

@@ -1,0 +1,238 @@
+"""Posteriorgrams to note events: pure numpy, vectorised over frames and pitches.
+
+Two decoders share one representation (`NoteArrays`: parallel arrays of start/end frames, pitches and
+velocities):
+- `decode_polyphonic` for piano, guitar, keys, strings and mixes: onset peaks open notes, the frame
+  posterior keeps them sounding, a new onset at the same pitch closes the previous one.
+- `decode_monophonic` for bass, vocals and lead lines: one pitch per frame within a range, octave
+  errors folded back onto the local pitch track, notes cut where the pitch changes or re-attacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from stemscribe.inference import FFT_HOP, MIDI_OFFSET, SAMPLE_RATE, Posteriors, frame_samples, frame_times
+from stemscribe.result import NoteEvent
+
+FRAME_SECONDS = FFT_HOP / SAMPLE_RATE
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeOptions:
+    """Thresholds and limits of note decoding.
+
+    `min_pitch`/`max_pitch` are MIDI numbers; `gap_frames` closes dips of the frame posterior
+    shorter than that many frames; `min_frames` drops shorter notes.
+    """
+
+    onset_threshold: float = 0.5
+    frame_threshold: float = 0.3
+    min_frames: int = 4
+    gap_frames: int = 2
+    min_pitch: int = 21
+    max_pitch: int = 108
+    infer_onsets: bool = True
+    pitch_bends: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NoteArrays:
+    """Decoded notes as parallel arrays (n_notes,): frame indices, MIDI pitches, velocities 0..1."""
+
+    start: npt.NDArray[np.int64]
+    end: npt.NDArray[np.int64]
+    pitch: npt.NDArray[np.int64]
+    velocity: npt.NDArray[np.float32]
+
+    @classmethod
+    def empty(cls) -> NoteArrays:
+        z = np.zeros(0, dtype=np.int64)
+        return cls(z, z.copy(), z.copy(), np.zeros(0, dtype=np.float32))
+
+    def __len__(self) -> int:
+        return int(self.start.shape[0])
+
+    def select(self, mask: npt.NDArray[np.bool_]) -> NoteArrays:
+        return NoteArrays(self.start[mask], self.end[mask], self.pitch[mask], self.velocity[mask])
+
+    @staticmethod
+    def concat(parts: list[NoteArrays]) -> NoteArrays:
+        if not parts:
+            return NoteArrays.empty()
+        return NoteArrays(
+            np.concatenate([p.start for p in parts]),
+            np.concatenate([p.end for p in parts]),
+            np.concatenate([p.pitch for p in parts]),
+            np.concatenate([p.velocity for p in parts]),
+        )
+
+
+def _next_index(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """(T, P) for each cell, the first frame index >= t where `mask` is True in that column (T if none)."""
+    n = mask.shape[0]
+    idx = np.where(mask, np.arange(n)[:, None], n)
+    return np.minimum.accumulate(idx[::-1], axis=0)[::-1]
+
+
+def _close_gaps(active: npt.NDArray[np.bool_], gap: int) -> npt.NDArray[np.bool_]:
+    """Fill runs of False no longer than `gap` frames that have True on both sides (per column)."""
+    if gap <= 0:
+        return active
+    n = active.shape[0]
+    t = np.arange(n)[:, None]
+    last_true = np.maximum.accumulate(np.where(active, t, -(10**9)), axis=0)
+    next_true = _next_index(active)
+    return active | ((t - last_true <= gap) & (next_true - t <= gap) & (next_true < n))
+
+
+def _peaks(x: npt.NDArray[np.float32], threshold: float) -> npt.NDArray[np.bool_]:
+    """(T, P) local maxima in time above `threshold` (plateaus count once, at their first frame)."""
+    prev = np.vstack([np.full((1, x.shape[1]), -np.inf, dtype=x.dtype), x[:-1]])
+    nxt = np.vstack([x[1:], np.full((1, x.shape[1]), -np.inf, dtype=x.dtype)])
+    return (x > threshold) & (x > prev) & (x >= nxt)
+
+
+def frame_loudness(samples: npt.NDArray[np.float32], n_frames: int) -> npt.NDArray[np.float32]:
+    """(n_frames,) loudness 0..1 per model frame: RMS over 1024 samples in dB, -60..0 mapped to 0..1."""
+    if n_frames == 0:
+        return np.zeros(0, dtype=np.float32)
+    width = 4 * FFT_HOP
+    padded = np.pad(samples.astype(np.float64), (width // 2, width))
+    power = np.cumsum(np.concatenate([[0.0], padded**2]))
+    starts = np.minimum(frame_samples(np.arange(n_frames)).astype(np.int64), samples.shape[0])
+    rms = np.sqrt(np.maximum(power[starts + width] - power[starts], 0.0) / width)
+    db = 20.0 * np.log10(np.maximum(rms, 1e-6))
+    return np.clip((db + 60.0) / 60.0, 0.0, 1.0).astype(np.float32)
+
+
+def _velocities(
+    post: Posteriors, loudness: npt.NDArray[np.float32], start: npt.NDArray[np.int64], pitch_idx: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
+    """Velocity 0..1 from the audio: loudness around the attack and the note posterior's strength."""
+    if start.size == 0:
+        return np.zeros(0, dtype=np.float32)
+    t = np.clip(start[:, None] + np.arange(0, 4)[None, :], 0, post.n_frames - 1)
+    loud = loudness[t].max(axis=1)
+    strength = post.note[t, pitch_idx[:, None]].max(axis=1)
+    v = 0.15 + 0.85 * (0.7 * loud + 0.3 * np.sqrt(strength))
+    return np.clip(v, 0.05, 1.0).astype(np.float32)
+
+
+def decode_polyphonic(
+    post: Posteriors, loudness: npt.NDArray[np.float32], options: DecodeOptions = DecodeOptions()
+) -> NoteArrays:
+    """Polyphonic notes from `post`; `loudness` is (n_frames,) from `frame_loudness`."""
+    n = post.n_frames
+    if n < 2:
+        return NoteArrays.empty()
+    lo = max(0, options.min_pitch - MIDI_OFFSET)
+    hi = min(post.note.shape[1], options.max_pitch - MIDI_OFFSET + 1)
+    note = post.note[:, lo:hi]
+    onset = post.onset[:, lo:hi]
+    if options.infer_onsets:
+        # basic-pitch's trick: a sharp rise of the frame posterior is an onset the onset head missed.
+        rise = np.vstack([np.zeros((2, note.shape[1]), np.float32), note[2:] - note[:-2]])
+        onset = np.maximum(onset, np.clip(rise, 0.0, None) * (onset.max() / max(float(rise.max()), 1e-6)))
+    active = _close_gaps(note >= options.frame_threshold, options.gap_frames)
+    peaks = _peaks(onset, options.onset_threshold) & active
+    t0, p = np.nonzero(peaks)
+    if t0.size == 0:
+        return NoteArrays.empty()
+    next_off = _next_index(~active)
+    next_on = _next_index(np.vstack([peaks[1:], np.zeros((1, peaks.shape[1]), bool)]))
+    # A note ends at the first silent frame after its onset, or where the next onset at its pitch starts.
+    end = np.minimum(next_off[np.minimum(t0 + 1, n - 1), p], next_on[t0, p] + 1)
+    end = np.minimum(end, n)
+    keep = (end - t0) >= options.min_frames
+    t0, p, end = t0[keep], p[keep], end[keep]
+    vel = _velocities(post, loudness, t0, p + lo)
+    order = np.lexsort((p, t0))
+    return NoteArrays(t0[order], end[order], (p + lo + MIDI_OFFSET)[order], vel[order])
+
+
+def _median_filter_1d(x: npt.NDArray[np.float64], width: int) -> npt.NDArray[np.float64]:
+    from scipy.ndimage import median_filter
+
+    return median_filter(x, size=width, mode="nearest")
+
+
+def decode_monophonic(
+    post: Posteriors, loudness: npt.NDArray[np.float32], options: DecodeOptions = DecodeOptions()
+) -> NoteArrays:
+    """At most one note at a time, within options' pitch range, without octave jumps."""
+    n = post.n_frames
+    if n < 2:
+        return NoteArrays.empty()
+    lo = max(0, options.min_pitch - MIDI_OFFSET)
+    hi = min(post.note.shape[1], options.max_pitch - MIDI_OFFSET + 1)
+    note = post.note[:, lo:hi]
+    onset = post.onset[:, lo:hi]
+    best = note.argmax(axis=1)
+    salience = note[np.arange(n), best]
+    voiced = _close_gaps((salience >= options.frame_threshold)[:, None], options.gap_frames)[:, 0]
+
+    # Fold octave errors onto the local pitch track (median over ~0.35 s of voiced frames).
+    track = np.where(voiced, best, np.nan).astype(np.float64)
+    filled = np.where(voiced, best, np.interp(np.arange(n), np.flatnonzero(voiced), best[voiced]) if voiced.any() else 0)
+    local = _median_filter_1d(filled.astype(np.float64), 31)
+    for shift in (12, -12):
+        cand = best + shift
+        ok = voiced & (cand >= 0) & (cand < note.shape[1]) & (np.abs(cand - local) < np.abs(best - local) - 6)
+        cand_sal = note[np.arange(n), np.clip(cand, 0, note.shape[1] - 1)]
+        switch = ok & (cand_sal >= 0.25 * salience)
+        best = np.where(switch, cand, best)
+    del track
+    # Smooth one- and two-frame pitch flickers.
+    best = np.rint(_median_filter_1d(best.astype(np.float64), 5)).astype(np.int64)
+    best = np.where(voiced, best, -1)
+
+    on_here = onset[np.arange(n), np.clip(best, 0, note.shape[1] - 1)]
+    on_peak = _peaks(on_here[:, None], options.onset_threshold)[:, 0] & voiced
+    prev = np.concatenate([[-1], best[:-1]])
+    boundary = (best != prev) | on_peak
+    starts = np.flatnonzero(boundary & voiced)
+    change = np.flatnonzero(boundary)
+    # Each segment ends at the next boundary (pitch change, re-attack or silence).
+    nxt = np.searchsorted(change, starts, side="right")
+    ends = np.where(nxt < change.size, change[np.minimum(nxt, change.size - 1)], n)
+    keep = (ends - starts) >= options.min_frames
+    starts, ends = starts[keep], ends[keep]
+    pitch_idx = best[starts]
+    vel = _velocities(post, loudness, starts, pitch_idx + lo)
+    return NoteArrays(starts.astype(np.int64), ends.astype(np.int64), (pitch_idx + lo + MIDI_OFFSET), vel)
+
+
+def pitch_bends(post: Posteriors, notes: NoteArrays, *, step: int = 2) -> list[tuple[tuple[float, float], ...]]:
+    """Per note, (time s, semitones) bend samples from the 3-bins-per-semitone contour posterior."""
+    out: list[tuple[tuple[float, float], ...]] = []
+    bins = post.contour.shape[1]
+    offsets = np.arange(-4, 5)  # +-4 contour bins = +-1.33 semitones around the note
+    for s, e, p in zip(notes.start.tolist(), notes.end.tolist(), notes.pitch.tolist(), strict=True):
+        frames = np.arange(s, e, step)
+        centre = 3 * (p - MIDI_OFFSET) + 1
+        cols = np.clip(centre + offsets, 0, bins - 1)
+        w = post.contour[frames[:, None], cols[None, :]]
+        dev = (w * offsets[None, :]).sum(axis=1) / np.maximum(w.sum(axis=1), 1e-6) / 3.0
+        if np.abs(dev).max(initial=0.0) < 0.15:
+            out.append(())
+            continue
+        out.append(tuple((float(t), round(float(d), 3)) for t, d in zip(frame_times(frames), dev, strict=True)))
+    return out
+
+
+def to_events(notes: NoteArrays, bends: list[tuple[tuple[float, float], ...]] | None = None) -> list[NoteEvent]:
+    """NoteEvents in seconds, sorted by start then pitch."""
+    starts = frame_times(notes.start)
+    ends = frame_times(notes.end)
+    events = [
+        NoteEvent(int(p), float(s), float(e), float(v), bends[i] if bends else ())
+        for i, (p, s, e, v) in enumerate(
+            zip(notes.pitch.tolist(), starts.tolist(), ends.tolist(), notes.velocity.tolist(), strict=True)
+        )
+    ]
+    events.sort(key=lambda n: (n.start, n.pitch))
+    return events

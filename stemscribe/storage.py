@@ -1,0 +1,136 @@
+"""Artifact storage: where uploads, stems, MIDI and JSON results live, behind a small interface.
+
+Keys are relative POSIX paths such as `audio/<id>/original`. `LocalStorage` keeps them under a
+directory; an S3-compatible backend can implement the same Protocol later.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO, Protocol, runtime_checkable
+
+
+class StorageError(Exception):
+    """A key is invalid or an object is missing."""
+
+
+@runtime_checkable
+class ArtifactStorage(Protocol):
+    """Stores immutable blobs by key."""
+
+    def put_bytes(self, key: str, data: bytes) -> int:
+        """Store `data` under `key` atomically; return its size."""
+        ...
+
+    def put_file(self, key: str, path: Path) -> int:
+        """Move the local file at `path` under `key` atomically; return its size."""
+        ...
+
+    def get_bytes(self, key: str) -> bytes: ...
+
+    def open(self, key: str) -> BinaryIO: ...
+
+    def local_path(self, key: str) -> Path | None:
+        """A filesystem path to the object when the backend has one (lets the server use sendfile)."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def size(self, key: str) -> int: ...
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix`; return how many were deleted."""
+        ...
+
+    def temp_file(self) -> Path:
+        """A fresh local temporary file on the same volume, for streaming uploads before `put_file`."""
+        ...
+
+
+def _check_key(key: str) -> PurePosixPath:
+    p = PurePosixPath(key)
+    if not key or p.is_absolute() or any(part in ("", ".", "..") for part in p.parts):
+        raise StorageError(f"invalid storage key {key!r}")
+    return p
+
+
+class LocalStorage:
+    """Objects as files under `root`; writes go through a temporary file and `os.replace`."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        (self.root / ".tmp").mkdir(exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*_check_key(key).parts)
+
+    def put_bytes(self, key: str, data: bytes) -> int:
+        tmp = self.temp_file()
+        tmp.write_bytes(data)
+        return self.put_file(key, tmp)
+
+    def put_file(self, key: str, path: Path) -> int:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        size = path.stat().st_size
+        try:
+            os.replace(path, target)
+        except OSError:
+            shutil.move(str(path), target)
+        return size
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise StorageError(f"no object {key!r}") from None
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError:
+            raise StorageError(f"no object {key!r}") from None
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def size(self, key: str) -> int:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            raise StorageError(f"no object {key!r}") from None
+
+    def delete_prefix(self, prefix: str) -> int:
+        base = self._path(prefix)
+        if base.is_file():
+            base.unlink()
+            return 1
+        if not base.is_dir():
+            return 0
+        count = sum(1 for p in base.rglob("*") if p.is_file())
+        shutil.rmtree(base, ignore_errors=True)
+        return count
+
+    def temp_file(self) -> Path:
+        fd, name = tempfile.mkstemp(dir=self.root / ".tmp")
+        os.close(fd)
+        return Path(name)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        base = self._path(prefix) if prefix else self.root
+        for p in sorted(base.rglob("*")):
+            if p.is_file() and ".tmp" not in p.relative_to(self.root).parts[:1]:
+                yield p.relative_to(self.root).as_posix()
+
+
+def open_storage(root: str | Path) -> ArtifactStorage:
+    """The storage backend for a location (a local directory today)."""
+    return LocalStorage(root)

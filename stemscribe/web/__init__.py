@@ -1,0 +1,1 @@
+"""The browser page served by `stemscribe serve` at `/`: plain ES modules and CSS, no build step."""
