@@ -1,0 +1,491 @@
+"""The job store: API keys, audios, tasks and pending webhook deliveries.
+
+`JobStore` is the interface the HTTP layer, the workers and the webhook sender use; `SqlJobStore`
+implements it with SQLAlchemy 2 on SQLite (default) or PostgreSQL. Records come back detached:
+read their attributes freely, change them only through the store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from sqlalchemy import Engine, create_engine, delete, event, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from stemscribe.jobs.models import (
+    AudioRecord,
+    DeliveryState,
+    Principal,
+    TaskRecord,
+    TaskState,
+    WebhookDelivery,
+)
+
+LOCAL_PRINCIPAL = "local"
+KEY_PREFIX = "sk_"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def hash_key(key: str) -> str:
+    """sha256 of an API key; keys are 256-bit random, so a fast hash is enough."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def new_webhook_secret() -> str:
+    import base64
+
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+class JobStore(Protocol):
+    """What the service, the workers and the webhook sender need from persistence."""
+
+    # keys
+    def create_key(self, name: str) -> tuple[Principal, str]: ...
+    def list_keys(self) -> list[Principal]: ...
+    def revoke_key(self, ident: str) -> Principal | None: ...
+    def principal_for_key(self, key: str) -> Principal | None: ...
+    def get_principal(self, principal_id: str) -> Principal | None: ...
+    def ensure_local_principal(self) -> Principal: ...
+    def keys_exist(self) -> bool: ...
+
+    # audios
+    def add_audio(self, audio: AudioRecord) -> AudioRecord: ...
+    def get_audio(self, audio_id: str, owner_id: str | None) -> AudioRecord | None: ...
+
+    # tasks
+    def add_task(self, task: TaskRecord) -> TaskRecord: ...
+    def get_task(self, task_id: str, owner_id: str | None) -> TaskRecord | None: ...
+    def get_tasks(self, task_ids: Sequence[str], owner_id: str) -> list[TaskRecord]: ...
+    def list_tasks(self, owner_id: str, *, limit: int, kind: str | None = None) -> list[TaskRecord]: ...
+    def find_task(self, owner_id: str, *, kind: str, audio_id: str, dialect: str) -> TaskRecord | None: ...
+    def delete_task(self, task_id: str, owner_id: str) -> TaskRecord | None: ...
+    def claim_task(self, worker_id: str, lease_s: float) -> TaskRecord | None: ...
+    def report_progress(self, task_id: str, worker_id: str, stage: str, progress: float, lease_s: float) -> bool: ...
+    def finish_task(
+        self,
+        task_id: str,
+        worker_id: str,
+        *,
+        output: dict[str, Any] | None = None,
+        error: tuple[str, str] | None = None,
+        retry: bool = False,
+    ) -> TaskRecord | None: ...
+    def requeue_stale(self, *, max_attempts: int, dead_workers: Sequence[str] = ()) -> tuple[int, int]: ...
+    def count_tasks(self) -> dict[str, int]: ...
+
+    # webhooks
+    def due_deliveries(self, *, limit: int = 20) -> list[WebhookDelivery]: ...
+    def record_delivery(
+        self, delivery_id: str, *, payload: str, status: int | None, error: str | None, delivered: bool, retry_in: float
+    ) -> WebhookDelivery | None: ...
+    def deliveries_for_task(self, task_id: str) -> list[WebhookDelivery]: ...
+
+    # expiry
+    def expired(self, now: float, *, limit: int = 500) -> tuple[list[TaskRecord], list[AudioRecord]]: ...
+    def mark_purged(self, task_ids: Sequence[str], audio_ids: Sequence[str], now: float) -> None: ...
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for `url`; SQLite gets WAL mode and a busy timeout so several processes can share it."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+
+class SqlJobStore:
+    """`JobStore` on a SQLAlchemy engine. Run the migrations (`upgrade_database`) before use."""
+
+    def __init__(self, url_or_engine: str | Engine, *, webhook_attempts: int = 5) -> None:
+        self.webhook_attempts = max(1, webhook_attempts)
+        self.engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as s, s.begin():
+            yield s
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- keys -------------------------------------------------------------------------------------
+
+    def create_key(self, name: str) -> tuple[Principal, str]:
+        """A new key: the record (holding the key's hash) and the key itself, shown once."""
+        if not name.strip():
+            raise ValueError("a key needs a non-empty name")
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        principal = Principal(
+            id="key_" + secrets.token_hex(8),
+            name=name.strip(),
+            key_prefix=key[:10],
+            key_hash=hash_key(key),
+            webhook_secret=new_webhook_secret(),
+            created_at=time.time(),
+        )
+        with self.session() as s:
+            s.add(principal)
+        return principal, key
+
+    def list_keys(self) -> list[Principal]:
+        with self.session() as s:
+            rows = s.scalars(select(Principal).where(Principal.key_hash.is_not(None)).order_by(Principal.created_at))
+            return list(rows)
+
+    def revoke_key(self, ident: str) -> Principal | None:
+        """Revoke the key with this id, name or key prefix."""
+        with self.session() as s:
+            rows = list(
+                s.scalars(
+                    select(Principal).where(
+                        Principal.key_hash.is_not(None),
+                        (Principal.id == ident) | (Principal.name == ident) | (Principal.key_prefix == ident),
+                    )
+                )
+            )
+            if len(rows) != 1:
+                return None
+            rows[0].revoked_at = rows[0].revoked_at or time.time()
+            return rows[0]
+
+    def principal_for_key(self, key: str) -> Principal | None:
+        with self.session() as s:
+            p = s.scalar(select(Principal).where(Principal.key_hash == hash_key(key)))
+            return p if p is not None and p.revoked_at is None else None
+
+    def get_principal(self, principal_id: str) -> Principal | None:
+        with self.session() as s:
+            return s.get(Principal, principal_id)
+
+    def ensure_local_principal(self) -> Principal:
+        with self.session() as s:
+            p = s.get(Principal, LOCAL_PRINCIPAL)
+            if p is None:
+                p = Principal(
+                    id=LOCAL_PRINCIPAL, name="local", webhook_secret=new_webhook_secret(), created_at=time.time()
+                )
+                s.add(p)
+            return p
+
+    def keys_exist(self) -> bool:
+        """True once any key was ever created (revoking every key does not reopen keyless access)."""
+        with self.session() as s:
+            return bool(s.scalar(select(func.count()).select_from(Principal).where(Principal.key_hash.is_not(None))))
+
+    # --- audios -----------------------------------------------------------------------------------
+
+    def add_audio(self, audio: AudioRecord) -> AudioRecord:
+        with self.session() as s:
+            s.add(audio)
+        return audio
+
+    def get_audio(self, audio_id: str, owner_id: str | None) -> AudioRecord | None:
+        with self.session() as s:
+            a = s.get(AudioRecord, audio_id)
+            if a is None or (owner_id is not None and a.owner_id != owner_id):
+                return None
+            return a
+
+    # --- tasks ------------------------------------------------------------------------------------
+
+    def add_task(self, task: TaskRecord) -> TaskRecord:
+        with self.session() as s:
+            s.add(task)
+        return task
+
+    def get_task(self, task_id: str, owner_id: str | None) -> TaskRecord | None:
+        with self.session() as s:
+            t = s.get(TaskRecord, task_id)
+            if t is None or (owner_id is not None and t.owner_id != owner_id):
+                return None
+            return t
+
+    def get_tasks(self, task_ids: Sequence[str], owner_id: str) -> list[TaskRecord]:
+        if not task_ids:
+            return []
+        with self.session() as s:
+            rows = {
+                t.id: t
+                for t in s.scalars(
+                    select(TaskRecord).where(TaskRecord.id.in_(list(task_ids)), TaskRecord.owner_id == owner_id)
+                )
+            }
+        return [rows[i] for i in task_ids if i in rows]
+
+    def list_tasks(self, owner_id: str, *, limit: int, kind: str | None = None) -> list[TaskRecord]:
+        q = select(TaskRecord).where(TaskRecord.owner_id == owner_id)
+        if kind is not None:
+            q = q.where(TaskRecord.kind == kind)
+        q = q.order_by(TaskRecord.created_at.desc(), TaskRecord.id).limit(limit)
+        with self.session() as s:
+            return list(s.scalars(q))
+
+    def find_task(self, owner_id: str, *, kind: str, audio_id: str, dialect: str) -> TaskRecord | None:
+        """The newest task of this kind on this audio that is not failed (for idempotent re-requests)."""
+        q = (
+            select(TaskRecord)
+            .where(
+                TaskRecord.owner_id == owner_id,
+                TaskRecord.audio_id == audio_id,
+                TaskRecord.kind == kind,
+                TaskRecord.dialect == dialect,
+                TaskRecord.state.in_([TaskState.QUEUED.value, TaskState.RUNNING.value, TaskState.SUCCEEDED.value]),
+                TaskRecord.expires_at > time.time(),
+            )
+            .order_by(TaskRecord.created_at.desc())
+            .limit(1)
+        )
+        with self.session() as s:
+            return s.scalar(q)
+
+    def delete_task(self, task_id: str, owner_id: str) -> TaskRecord | None:
+        with self.session() as s:
+            t = s.get(TaskRecord, task_id)
+            if t is None or t.owner_id != owner_id:
+                return None
+            s.execute(delete(WebhookDelivery).where(WebhookDelivery.task_id == task_id))
+            s.delete(t)
+            return t
+
+    def claim_task(self, worker_id: str, lease_s: float) -> TaskRecord | None:
+        """Take the oldest queued task for `worker_id`, or None when the queue is empty."""
+        for _ in range(5):
+            with self.session() as s:
+                candidate = s.scalar(
+                    select(TaskRecord.id)
+                    .where(TaskRecord.state == TaskState.QUEUED.value)
+                    .order_by(TaskRecord.created_at)
+                    .limit(1)
+                )
+                if candidate is None:
+                    return None
+                now = time.time()
+                claimed = s.execute(
+                    update(TaskRecord)
+                    .where(TaskRecord.id == candidate, TaskRecord.state == TaskState.QUEUED.value)
+                    .values(
+                        state=TaskState.RUNNING.value,
+                        stage="starting",
+                        worker_id=worker_id,
+                        lease_until=now + lease_s,
+                        started_at=func.coalesce(TaskRecord.started_at, now),
+                        attempts=TaskRecord.attempts + 1,
+                    )
+                    .execution_options(synchronize_session=False)
+                ).rowcount
+                if claimed == 1:
+                    return s.get(TaskRecord, candidate, populate_existing=True)
+        return None
+
+    def report_progress(self, task_id: str, worker_id: str, stage: str, progress: float, lease_s: float) -> bool:
+        """Store stage/progress and extend the lease; False when the task is no longer this worker's."""
+        with self.session() as s:
+            n = s.execute(
+                update(TaskRecord)
+                .where(TaskRecord.id == task_id, TaskRecord.worker_id == worker_id, TaskRecord.state == "running")
+                .values(stage=stage, progress=progress, lease_until=time.time() + lease_s)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            return n == 1
+
+    def finish_task(
+        self,
+        task_id: str,
+        worker_id: str,
+        *,
+        output: dict[str, Any] | None = None,
+        error: tuple[str, str] | None = None,
+        retry: bool = False,
+    ) -> TaskRecord | None:
+        """Record the outcome and, when the task has a callback URL, queue its webhook in the same transaction.
+
+        `retry` puts the task back in the queue instead (a transient failure). Returns None when the
+        task was taken away from this worker meanwhile (its lease ran out).
+        """
+        with self.session() as s:
+            t = s.get(TaskRecord, task_id, with_for_update=True)
+            if t is None or t.worker_id != worker_id or t.state != TaskState.RUNNING.value:
+                return None
+            now = time.time()
+            t.worker_id = None
+            t.lease_until = None
+            if retry:
+                t.state = TaskState.QUEUED.value
+                t.stage = "queued"
+                return t
+            t.finished_at = now
+            if error is None:
+                t.state, t.stage, t.progress, t.output = TaskState.SUCCEEDED.value, "done", 1.0, output
+            else:
+                t.state, t.error_code, t.error_message = TaskState.FAILED.value, error[0], error[1]
+                if output is not None:
+                    t.output = output
+            if t.callback_url:
+                s.add(self._delivery_for(t, now))
+            return t
+
+    def _delivery_for(self, t: TaskRecord, now: float) -> WebhookDelivery:
+        return WebhookDelivery(
+            id="msg_" + uuid.uuid4().hex,
+            task_id=t.id,
+            owner_id=t.owner_id,
+            url=t.callback_url or "",
+            payload=None,
+            state=DeliveryState.PENDING.value,
+            attempts=0,
+            max_attempts=self.webhook_attempts,
+            next_attempt_at=now,
+            created_at=now,
+        )
+
+    def fail_queued(self, task_id: str, code: str, message: str) -> TaskRecord | None:
+        """Fail a task that never ran (for example its input is gone), queueing its webhook."""
+        with self.session() as s:
+            t = s.get(TaskRecord, task_id)
+            if t is None or t.state not in (TaskState.QUEUED.value, TaskState.RUNNING.value):
+                return None
+            now = time.time()
+            t.state, t.error_code, t.error_message, t.finished_at = TaskState.FAILED.value, code, message, now
+            t.worker_id, t.lease_until = None, None
+            if t.callback_url:
+                s.add(self._delivery_for(t, now))
+            return t
+
+    def requeue_stale(self, *, max_attempts: int, dead_workers: Sequence[str] = ()) -> tuple[int, int]:
+        """Queue again running tasks whose lease ran out or whose worker is known dead.
+
+        Tasks already started `max_attempts` times fail instead. Returns (requeued, failed).
+        """
+        now = time.time()
+        cond = (TaskRecord.lease_until < now) | (TaskRecord.worker_id.in_(list(dead_workers)))
+        requeued = failed = 0
+        with self.session() as s:
+            rows = list(s.scalars(select(TaskRecord).where(TaskRecord.state == TaskState.RUNNING.value, cond)))
+            for t in rows:
+                t.worker_id, t.lease_until = None, None
+                if t.attempts >= max_attempts:
+                    t.state, t.finished_at = TaskState.FAILED.value, now
+                    t.error_code = "worker_died"
+                    t.error_message = f"the worker running this task stopped {t.attempts} times; giving up"
+                    if t.callback_url:
+                        s.add(self._delivery_for(t, now))
+                    failed += 1
+                else:
+                    t.state, t.stage = TaskState.QUEUED.value, "queued"
+                    requeued += 1
+        return requeued, failed
+
+    def count_tasks(self) -> dict[str, int]:
+        with self.session() as s:
+            rows = s.execute(select(TaskRecord.state, func.count()).group_by(TaskRecord.state)).all()
+        return {state: int(n) for state, n in rows}
+
+    # --- webhooks ---------------------------------------------------------------------------------
+
+    def due_deliveries(self, *, limit: int = 20) -> list[WebhookDelivery]:
+        with self.session() as s:
+            q = (
+                select(WebhookDelivery)
+                .where(
+                    WebhookDelivery.state == DeliveryState.PENDING.value,
+                    WebhookDelivery.next_attempt_at <= time.time(),
+                )
+                .order_by(WebhookDelivery.next_attempt_at)
+                .limit(limit)
+            )
+            return list(s.scalars(q))
+
+    def record_delivery(
+        self, delivery_id: str, *, payload: str, status: int | None, error: str | None, delivered: bool, retry_in: float
+    ) -> WebhookDelivery | None:
+        """Store one attempt's outcome; out of attempts (or `retry_in` < 0) marks the delivery failed."""
+        with self.session() as s:
+            d = s.get(WebhookDelivery, delivery_id)
+            if d is None:
+                return None
+            now = time.time()
+            d.payload = payload
+            d.attempts += 1
+            d.last_status, d.last_error = status, error
+            if delivered:
+                d.state, d.delivered_at = DeliveryState.DELIVERED.value, now
+            elif d.attempts >= d.max_attempts or retry_in < 0:
+                d.state = DeliveryState.FAILED.value
+            else:
+                d.next_attempt_at = now + retry_in
+            return d
+
+    def deliveries_for_task(self, task_id: str) -> list[WebhookDelivery]:
+        with self.session() as s:
+            q = select(WebhookDelivery).where(WebhookDelivery.task_id == task_id).order_by(WebhookDelivery.created_at)
+            return list(s.scalars(q))
+
+    # --- expiry -----------------------------------------------------------------------------------
+
+    def expired(self, now: float, *, limit: int = 500) -> tuple[list[TaskRecord], list[AudioRecord]]:
+        """Tasks and audios past their expiry whose files have not been purged yet."""
+        with self.session() as s:
+            tasks = list(
+                s.scalars(
+                    select(TaskRecord)
+                    .where(
+                        TaskRecord.expires_at <= now,
+                        TaskRecord.purged_at.is_(None),
+                        TaskRecord.state.not_in([TaskState.QUEUED.value, TaskState.RUNNING.value]),
+                    )
+                    .limit(limit)
+                )
+            )
+            audios = list(
+                s.scalars(
+                    select(AudioRecord).where(AudioRecord.expires_at <= now, AudioRecord.purged_at.is_(None)).limit(limit)
+                )
+            )
+        return tasks, audios
+
+    def mark_purged(self, task_ids: Sequence[str], audio_ids: Sequence[str], now: float) -> None:
+        with self.session() as s:
+            if task_ids:
+                s.execute(
+                    update(TaskRecord)
+                    .where(TaskRecord.id.in_(list(task_ids)))
+                    .values(purged_at=now, state=TaskState.EXPIRED.value)
+                    .execution_options(synchronize_session=False)
+                )
+            if audio_ids:
+                s.execute(
+                    update(AudioRecord)
+                    .where(AudioRecord.id.in_(list(audio_ids)))
+                    .values(purged_at=now)
+                    .execution_options(synchronize_session=False)
+                )
+
+
+def open_store(url: str, *, migrate: bool = True, webhook_attempts: int = 5) -> SqlJobStore:
+    """A store on `url`, migrated to the newest schema first (unless `migrate=False`)."""
+    if migrate:
+        from stemscribe.migrations import upgrade_database
+
+        upgrade_database(url)
+    return SqlJobStore(url, webhook_attempts=webhook_attempts)
