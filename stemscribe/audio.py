@@ -64,18 +64,39 @@ def _name(source: AudioSource) -> str:
     return "<bytes>" if isinstance(source, (bytes, bytearray)) else "<stream>"
 
 
+class _Truncated(CorruptAudioError):
+    """The container's own header proves data is missing: final, no other decoder may paper over it."""
+
+
+def _clean(exc: BaseException) -> str:
+    """An exception's first line, without the in-memory stream's repr that decoders put in it."""
+    import re
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>:?", "", text)
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", text)
+    return text.replace(": '<none>'", "").strip()
+
+
 def _read_soundfile(data: bytes | str, max_duration: float) -> tuple[npt.NDArray[np.float32], int]:
     import soundfile as sf
 
     handle = io.BytesIO(data) if isinstance(data, bytes) else data
-    with sf.SoundFile(handle) as f:
+    try:
+        f = sf.SoundFile(handle)
+    except Exception as exc:  # noqa: BLE001 - libsndfile reports every refusal as a RuntimeError
+        raise NotAudioError(_clean(exc)) from None
+    with f:
         sr = int(f.samplerate)
         if f.frames > 0 and f.frames / sr > max_duration:
             raise AudioTooLongError(f"audio is {f.frames / sr:.1f} s long; the limit is {max_duration:.0f} s")
         declared = int(f.frames)
-        frames = f.read(dtype="float32", always_2d=True)
+        try:
+            frames = f.read(dtype="float32", always_2d=True)
+        except Exception as exc:  # noqa: BLE001
+            raise CorruptAudioError(f"decoding failed: {_clean(exc)}") from None
     if declared > 0 and frames.shape[0] < declared * 0.99:
-        raise CorruptAudioError(f"truncated: header declares {declared} frames, only {frames.shape[0]} present")
+        raise _Truncated(f"truncated: header declares {declared} frames, only {frames.shape[0]} present")
     if isinstance(data, bytes):
         _check_riff_complete(data)
     return np.ascontiguousarray(frames.T), sr
@@ -92,7 +113,7 @@ def _check_riff_complete(data: bytes) -> None:
         if data[pos : pos + 4] == b"data":
             available = len(data) - pos - 8
             if size not in (0, 0xFFFFFFFF) and available < size:
-                raise CorruptAudioError(f"truncated WAV: data chunk declares {size} bytes, {available} present")
+                raise _Truncated(f"truncated WAV: data chunk declares {size} bytes, {available} present")
             return
         pos += 8 + size + (size & 1)
 
@@ -101,7 +122,11 @@ def _read_pyav(data: bytes | str, max_duration: float) -> tuple[npt.NDArray[np.f
     import av
 
     handle = io.BytesIO(data) if isinstance(data, bytes) else data
-    with av.open(handle, mode="r") as container:
+    try:
+        opened = av.open(handle, mode="r")
+    except Exception as exc:  # noqa: BLE001 - FFmpeg's open errors all mean "not a format I know"
+        raise NotAudioError(_clean(exc)) from None
+    with opened as container:
         streams = container.streams.audio
         if not streams:
             raise NotAudioError("container has no audio stream")
@@ -118,13 +143,16 @@ def _read_pyav(data: bytes | str, max_duration: float) -> tuple[npt.NDArray[np.f
         chunks: list[npt.NDArray[np.float32]] = []
         total = 0
         limit = int(max_duration * sr) + 1
-        for frame in container.decode(stream):
-            for out in resampler.resample(frame):
-                arr = out.to_ndarray().astype(np.float32, copy=False)
-                chunks.append(arr)
-                total += arr.shape[1]
-            if total > limit:
-                raise AudioTooLongError(f"audio is longer than the limit of {max_duration:.0f} s")
+        try:
+            for frame in container.decode(stream):
+                for out in resampler.resample(frame):
+                    arr = out.to_ndarray().astype(np.float32, copy=False)
+                    chunks.append(arr)
+                    total += arr.shape[1]
+                if total > limit:
+                    raise AudioTooLongError(f"audio is longer than the limit of {max_duration:.0f} s")
+        except av.error.FFmpegError as exc:
+            raise CorruptAudioError(f"decoding failed after {total / sr:.2f} s: {_clean(exc)}") from None
         for out in resampler.resample(None):
             chunks.append(out.to_ndarray().astype(np.float32, copy=False))
     if not chunks:
@@ -167,14 +195,15 @@ def load_audio(
         try:
             decoded = reader(data, max_duration)
             break
-        except (AudioTooLongError, CorruptAudioError) as exc:
-            raise type(exc)(f"{name}: {exc} (decoder: {label})") from None
-        except Exception as exc:  # noqa: BLE001 - each decoder fails in its own way; all are reported
-            text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            failures.append(f"{label}: {text}")
-            lowered = text.lower()
-            if any(w in lowered for w in ("truncat", "invalid data", "corrupt", "unexpected end", "error while")):
-                corrupt = True
+        except AudioTooLongError as exc:
+            raise AudioTooLongError(f"{name}: {exc}") from None
+        except _Truncated as exc:
+            raise CorruptAudioError(f"{name}: {exc} (decoder: {label})") from None
+        except CorruptAudioError as exc:
+            corrupt = True
+            failures.append(f"{label}: {exc}")
+        except NotAudioError as exc:
+            failures.append(f"{label}: {exc}")
     if decoded is None:
         tried = "; ".join(failures)
         if corrupt:

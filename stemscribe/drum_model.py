@@ -251,10 +251,10 @@ class DrumModel:
         return self.notes_from_activations(onset, velocity)
 
 
-def register() -> None:
+def register_backend() -> None:
     """Register the "model" drum backend when the shipped weights are present."""
     if weights_available():
         register_drum_backend("model", DrumModel)
 
 
-register()
+register_backend()

@@ -1,0 +1,107 @@
+"""The `stemscribe` command line."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="stemscribe",
+    help="Turn songs and stems into per-instrument MIDI, offline.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+@app.callback()
+def _root() -> None:
+    """Turn songs and stems into per-instrument MIDI, offline."""
+
+
+_STEMS = "auto, mix, vocals, drums, bass, piano, guitar, keys, strings, brass, winds, synth, other"
+
+
+def _fail(exc: BaseException) -> None:
+    typer.echo(f"{type(exc).__name__}: {exc}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def transcribe(
+    inputs: Annotated[list[Path], typer.Argument(help="Audio files (WAV, FLAC, MP3, OGG/Opus, M4A/AAC, AIFF, ...).")],
+    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Folder for <name>.json and <name>.mid.")] = Path("."),
+    stem: Annotated[str, typer.Option("--stem", "-s", help=f"What the audio holds: {_STEMS}. 'auto' decides from the audio.")] = "auto",
+    quantize: Annotated[bool, typer.Option("--quantize", "-q", help="Also write <name>.quantized.mid snapped to the beat grid (sixteenths).")] = False,
+    json_path: Annotated[Optional[Path], typer.Option("--json", help="With one input: write the JSON exactly here instead of OUTDIR/<name>.json.")] = None,
+    separator: Annotated[Optional[str], typer.Option("--separator", help="Separation backend for mixes (hpss, demucs). Default: built-in harmonic/percussive split.")] = None,
+    drums: Annotated[str, typer.Option("--drums", help="Drum backend: auto (trained model if shipped, else dsp), model, dsp.")] = "auto",
+    pitch_bends: Annotated[bool, typer.Option("--pitch-bends", help="Add pitch-bend curves to notes that bend.")] = False,
+    max_duration: Annotated[float, typer.Option("--max-duration", help="Refuse audio longer than this many seconds.")] = 1200.0,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or summary.")] = False,
+) -> None:
+    """Transcribe audio files to per-instrument MIDI and JSON."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from stemscribe.errors import StemscribeError
+    from stemscribe.pipeline import Transcriber
+    from stemscribe.stems import StemType
+
+    if json_path is not None and len(inputs) != 1:
+        _fail(ValueError("--json PATH takes exactly one input"))
+    try:
+        StemType.parse(stem)
+        outdir.mkdir(parents=True, exist_ok=True)
+        transcriber = Transcriber(separator=separator, drums=drums, pitch_bends=pitch_bends, max_duration=max_duration)
+    except (StemscribeError, OSError) as exc:
+        _fail(exc)
+    console = Console(stderr=True, quiet=quiet)
+    failures = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
+                  TimeElapsedColumn(), console=console, transient=True) as bar:
+        for path in inputs:
+            task = bar.add_task(path.name, total=1.0, stage="")
+            try:
+                result = transcriber.transcribe(
+                    path, stem=stem, progress=lambda stage, frac, t=task: bar.update(t, completed=frac, stage=stage)
+                )
+                target_json = json_path or outdir / f"{path.stem}.json"
+                target_json.parent.mkdir(parents=True, exist_ok=True)
+                result.write_json(target_json)
+                result.write_midi(outdir / f"{path.stem}.mid")
+                if quantize:
+                    result.write_midi(outdir / f"{path.stem}.quantized.mid", quantize=True)
+            except (StemscribeError, OSError) as exc:
+                failures += 1
+                typer.echo(f"{type(exc).__name__}: {exc}", err=True)
+                continue
+            except Exception as exc:  # noqa: BLE001 - a bug still gets one line and a non-zero exit
+                if os.environ.get("STEMSCRIBE_DEBUG"):
+                    raise
+                failures += 1
+                typer.echo(f"InternalError: {path}: {type(exc).__name__}: {exc} (STEMSCRIBE_DEBUG=1 shows the traceback)", err=True)
+                continue
+            finally:
+                bar.remove_task(task)
+            if not quiet:
+                parts = ", ".join(f"{i.name} ({len(i.notes)})" for i in result.instruments) or "no notes"
+                typer.echo(f"{path.name}: {result.duration:.1f} s, {result.tempo:.0f} BPM, stem {result.stem}: {parts}")
+                typer.echo(f"  -> {target_json}, {outdir / (path.stem + '.mid')}")
+    if failures:
+        raise typer.Exit(1)
+
+
+def register_commands() -> None:
+    """Add the subcommands that live beside their own modules (service, separation)."""
+
+
+def main() -> None:
+    register_commands()
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

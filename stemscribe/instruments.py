@@ -1,0 +1,43 @@
+"""Instrument assignment in mixes: split decoded notes into bass line, lead melody and accompaniment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from stemscribe.notes import NoteArrays
+
+# Two notes match when their pitches agree and their onsets lie within this many frames (~46 ms).
+MATCH_FRAMES = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """Notes of a mix split by role."""
+
+    bass: NoteArrays
+    lead: NoteArrays
+    accompaniment: NoteArrays
+
+
+def _matched(line: NoteArrays, notes: NoteArrays) -> npt.NDArray[np.bool_]:
+    """(len(notes),) True where a note has a twin in `line` (same pitch, onset within MATCH_FRAMES)."""
+    if len(line) == 0 or len(notes) == 0:
+        return np.zeros(len(notes), dtype=bool)
+    same_pitch = notes.pitch[:, None] == line.pitch[None, :]
+    close = np.abs(notes.start[:, None] - line.start[None, :]) <= MATCH_FRAMES
+    return (same_pitch & close).any(axis=1)
+
+
+def assign_roles(poly: NoteArrays, bass_line: NoteArrays, lead_line: NoteArrays) -> Assignment:
+    """Accompaniment = polyphonic notes that are neither in the bass line nor in the lead line.
+
+    The monophonic lines come from their own decoders (low range for the bass, upper range for the
+    lead); a lead note that duplicates a bass note (octave-doubled riffs) stays bass.
+    """
+    lead_keep = ~_matched(bass_line, lead_line)
+    lead = lead_line.select(lead_keep)
+    taken = _matched(bass_line, poly) | _matched(lead, poly)
+    return Assignment(bass_line, lead, poly.select(~taken))

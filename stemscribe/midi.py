@@ -1,0 +1,129 @@
+"""Write a Result as a Standard MIDI File: one track per instrument, GM programs, the tempo map."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+if TYPE_CHECKING:
+    import mido
+
+    from stemscribe.result import Result
+
+TICKS_PER_BEAT = 480
+GRID_TICKS = TICKS_PER_BEAT // 4  # quantise to sixteenth notes
+DRUM_CHANNEL = 9
+BEND_RANGE = 2.0  # semitones, the General MIDI default
+
+
+def tempo_knots(beats: list[float], tempo: float, duration: float) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(times, ticks) knots of the piecewise-linear seconds-to-ticks map the tempo map encodes.
+
+    Every beat lands on a multiple of TICKS_PER_BEAT, so notes keep their true times while the
+    DAW's grid follows the music. Without beats, a constant tempo.
+    """
+    b = np.asarray(beats, dtype=np.float64)
+    if b.size < 2:
+        period = 60.0 / (tempo if tempo > 0 else 120.0)
+        end = max(duration, period)
+        return np.array([0.0, end]), np.array([0.0, end / period * TICKS_PER_BEAT])
+    first_period = b[1] - b[0]
+    lead = int(np.ceil(b[0] / first_period - 1e-9)) if b[0] > 1e-6 else 0
+    times = b if lead == 0 else np.concatenate([[0.0], b])
+    ticks = (np.arange(b.size) + lead) * float(TICKS_PER_BEAT)
+    if lead:
+        ticks = np.concatenate([[0.0], ticks])
+    last_period = b[-1] - b[-2]
+    tail = max(duration, b[-1]) + last_period
+    times = np.concatenate([times, [tail]])
+    ticks = np.concatenate([ticks, [ticks[-1] + (tail - b[-1]) / last_period * TICKS_PER_BEAT]])
+    return times, ticks
+
+
+def to_ticks(seconds: npt.ArrayLike, knots: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]) -> npt.NDArray[np.int64]:
+    """Seconds to ticks through the tempo map, extrapolating past the last knot at the last tempo."""
+    times, ticks = knots
+    s = np.asarray(seconds, dtype=np.float64)
+    inside = np.interp(s, times, ticks)
+    slope = (ticks[-1] - ticks[-2]) / (times[-1] - times[-2])
+    out = np.where(s > times[-1], ticks[-1] + (s - times[-1]) * slope, inside)
+    return np.rint(out).astype(np.int64)
+
+
+def build_midi(result: Result, *, quantize: bool = False) -> mido.MidiFile:
+    """A type-1 MidiFile: a conductor track with the tempo map, then one track per instrument."""
+    import mido
+
+    knots = tempo_knots(result.beats, result.tempo, result.duration)
+    times, ticks = knots
+    midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
+    conductor = mido.MidiTrack()
+    conductor.append(mido.MetaMessage("track_name", name="stemscribe", time=0))
+    conductor.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
+    tempo_events: list[tuple[int, int]] = []
+    for i in range(len(times) - 1):
+        dt, dk = times[i + 1] - times[i], ticks[i + 1] - ticks[i]
+        if dk <= 0:
+            continue
+        us_per_beat = int(round(dt / dk * TICKS_PER_BEAT * 1e6))
+        tempo_events.append((int(round(ticks[i])), min(max(us_per_beat, 1), 0xFFFFFF)))
+    last_tick = 0
+    for tick, us in tempo_events:
+        conductor.append(mido.MetaMessage("set_tempo", tempo=us, time=tick - last_tick))
+        last_tick = tick
+    midi.tracks.append(conductor)
+
+    channels = [c for c in range(16) if c != DRUM_CHANNEL]
+    melodic = 0
+    for inst in result.instruments:
+        if inst.is_drum:
+            channel = DRUM_CHANNEL
+        else:
+            channel = channels[melodic % len(channels)]
+            melodic += 1
+        track = mido.MidiTrack()
+        track.append(mido.MetaMessage("track_name", name=inst.name, time=0))
+        if not inst.is_drum:
+            track.append(mido.Message("program_change", channel=channel, program=int(inst.program), time=0))
+        events: list[tuple[int, int, mido.Message]] = []  # (tick, order, message); note-offs sort first
+        if inst.notes:
+            starts = to_ticks([n.start for n in inst.notes], knots)
+            ends = to_ticks([n.end for n in inst.notes], knots)
+            if quantize:
+                starts = np.rint(starts / GRID_TICKS).astype(np.int64) * GRID_TICKS
+                ends = np.maximum(np.rint(ends / GRID_TICKS).astype(np.int64) * GRID_TICKS, starts + GRID_TICKS)
+            ends = np.maximum(ends, starts + 1)
+            for note, s, e in zip(inst.notes, starts.tolist(), ends.tolist(), strict=True):
+                vel = int(np.clip(round(note.velocity * 127), 1, 127))
+                events.append((s, 2, mido.Message("note_on", channel=channel, note=note.pitch, velocity=vel)))
+                events.append((e, 0, mido.Message("note_off", channel=channel, note=note.pitch, velocity=0)))
+                if note.bend and not inst.is_drum and not quantize:
+                    bend_ticks = to_ticks([t for t, _ in note.bend], knots)
+                    for bt, (_, semis) in zip(bend_ticks.tolist(), note.bend, strict=True):
+                        value = int(np.clip(round(semis / BEND_RANGE * 8191), -8192, 8191))
+                        events.append((max(bt, s), 1, mido.Message("pitchwheel", channel=channel, pitch=value)))
+                    events.append((e, 1, mido.Message("pitchwheel", channel=channel, pitch=0)))
+        events.sort(key=lambda ev: (ev[0], ev[1]))
+        last = 0
+        for tick, _, msg in events:
+            track.append(msg.copy(time=tick - last))
+            last = tick
+        track.append(mido.MetaMessage("end_of_track", time=0))
+        midi.tracks.append(track)
+    return midi
+
+
+def midi_bytes(result: Result, *, quantize: bool = False) -> bytes:
+    buf = io.BytesIO()
+    build_midi(result, quantize=quantize).save(file=buf)
+    return buf.getvalue()
+
+
+def write_midi(result: Result, path: str | Path, *, quantize: bool = False) -> Path:
+    path = Path(path)
+    path.write_bytes(midi_bytes(result, quantize=quantize))
+    return path

@@ -1,0 +1,258 @@
+"""Wire the stages: decode audio, separate, run the pitch model, decode notes, drums, tempo, result."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from stemscribe.audio import DEFAULT_MAX_DURATION, Audio, AudioSource, from_array, load_audio
+from stemscribe.drums import DrumTranscriber, get_drum_backend
+from stemscribe.inference import SAMPLE_RATE, PitchModel, Posteriors
+from stemscribe.notes import (
+    DecodeOptions,
+    NoteArrays,
+    decode_monophonic,
+    decode_polyphonic,
+    frame_loudness,
+    pitch_bends,
+    to_events,
+)
+from stemscribe.instruments import assign_roles
+from stemscribe.progress import ProgressCallback, report
+from stemscribe.result import Instrument, NoteEvent, Result
+from stemscribe.separate import Separator, get_separator
+from stemscribe.stems import FAMILY_PROGRAM, STEM_FAMILY, Family, StemType, gm_program_name
+from stemscribe.tempo import track_beats
+
+# How each stem type is decoded: monophonic or not, and its pitch range.
+_STEM_DECODING: dict[StemType, tuple[bool, DecodeOptions]] = {
+    StemType.BASS: (True, DecodeOptions(min_pitch=23, max_pitch=67, onset_threshold=0.4, frame_threshold=0.3)),
+    StemType.VOCALS: (True, DecodeOptions(min_pitch=36, max_pitch=88, onset_threshold=0.4, frame_threshold=0.3)),
+    StemType.WINDS: (True, DecodeOptions(min_pitch=36, max_pitch=108, onset_threshold=0.4, frame_threshold=0.3)),
+    StemType.PIANO: (False, DecodeOptions()),
+    StemType.GUITAR: (False, DecodeOptions(min_pitch=36, max_pitch=96)),
+    StemType.KEYS: (False, DecodeOptions()),
+    StemType.STRINGS: (False, DecodeOptions(min_pitch=28, max_pitch=105)),
+    StemType.BRASS: (False, DecodeOptions(min_pitch=28, max_pitch=96)),
+    StemType.SYNTH: (False, DecodeOptions()),
+    StemType.OTHER: (False, DecodeOptions()),
+}
+_MIX_POLY = DecodeOptions()
+_MIX_BASS = DecodeOptions(min_pitch=23, max_pitch=52, onset_threshold=0.4, frame_threshold=0.35)
+_MIX_LEAD = DecodeOptions(min_pitch=57, max_pitch=96, onset_threshold=0.5, frame_threshold=0.4)
+
+# Separation backends name their stems after demucs' sources.
+_SOURCE_STEM: dict[str, StemType] = {
+    "vocals": StemType.VOCALS,
+    "drums": StemType.DRUMS,
+    "bass": StemType.BASS,
+    "guitar": StemType.GUITAR,
+    "piano": StemType.PIANO,
+    "other": StemType.OTHER,
+}
+
+
+def _instrument(family: Family, notes: list[NoteEvent], *, name: str | None = None) -> Instrument:
+    if family is Family.DRUMS:
+        return Instrument("Drums", 0, True, family, notes)
+    program = FAMILY_PROGRAM[family]
+    return Instrument(name or gm_program_name(program), program, False, family, notes)
+
+
+@dataclass(slots=True)
+class Transcriber:
+    """Loads the models once and transcribes any number of files, arrays or stems.
+
+    `separator` names a separation backend ("demucs", "hpss"; None uses the built-in
+    harmonic/percussive split for mixes); `drums` names the drum backend ("auto", "model", "dsp").
+    """
+
+    separator: str | None = None
+    drums: str = "auto"
+    max_duration: float = DEFAULT_MAX_DURATION
+    pitch_bends: bool = False
+    threads: int | None = None
+    _pitch: PitchModel | None = field(default=None, init=False, repr=False)
+    _drums: DrumTranscriber | None = field(default=None, init=False, repr=False)
+    _separator: Separator | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    # -- models, loaded on first use and kept ------------------------------------------------------
+    @property
+    def pitch_model(self) -> PitchModel:
+        with self._lock:
+            if self._pitch is None:
+                self._pitch = PitchModel(threads=self.threads)
+            return self._pitch
+
+    @property
+    def drum_model(self) -> DrumTranscriber:
+        with self._lock:
+            if self._drums is None:
+                self._drums = get_drum_backend(self.drums)
+            return self._drums
+
+    def _get_separator(self) -> Separator:
+        with self._lock:
+            if self._separator is None:
+                self._separator = get_separator(self.separator or "hpss")
+            return self._separator
+
+    # -- entry points ------------------------------------------------------------------------------
+    def transcribe(
+        self, source: AudioSource | Audio | tuple[npt.ArrayLike, int], *, stem: str | StemType = "auto",
+        progress: ProgressCallback | None = None,
+    ) -> Result:
+        """Transcribe a path, bytes, stream, Audio or (array, sample_rate) pair."""
+        stem_type = StemType.parse(stem)
+        report(progress, "loading", 0.0)
+        name: str | None = None
+        if isinstance(source, Audio):
+            audio = from_array(source.samples, source.sr, sr=None, mono=False, max_duration=self.max_duration)
+        elif isinstance(source, tuple):
+            samples, sr = source
+            audio = from_array(samples, int(sr), sr=None, mono=False, max_duration=self.max_duration)
+        else:
+            name = str(source) if isinstance(source, (str, Path)) else None
+            audio = load_audio(source, sr=None, mono=False, max_duration=self.max_duration)
+        report(progress, "loading", 0.05)
+        result = self._transcribe_audio(audio, stem_type, progress)
+        result.source = name
+        report(progress, "done", 1.0)
+        return result
+
+    def transcribe_file(self, path: str | Path, *, stem: str | StemType = "auto",
+                        progress: ProgressCallback | None = None) -> Result:
+        return self.transcribe(Path(path), stem=stem, progress=progress)
+
+    def transcribe_array(self, samples: npt.ArrayLike, sr: int, *, stem: str | StemType = "auto",
+                         progress: ProgressCallback | None = None) -> Result:
+        return self.transcribe((samples, sr), stem=stem, progress=progress)
+
+    # -- stages ------------------------------------------------------------------------------------
+    def _pitched(self, mono: npt.NDArray[np.float32]) -> tuple[Posteriors, npt.NDArray[np.float32]]:
+        post = self.pitch_model.run(mono)
+        return post, frame_loudness(mono, post.n_frames)
+
+    def _decode_stem(self, mono: npt.NDArray[np.float32], stem: StemType, post_loud: Any = None) -> list[NoteEvent]:
+        if stem is StemType.DRUMS:
+            return self.drum_model.transcribe(mono, SAMPLE_RATE)
+        post, loud = post_loud if post_loud is not None else self._pitched(mono)
+        mono_line, options = _STEM_DECODING[stem]
+        options = replace(options, pitch_bends=self.pitch_bends)
+        notes = (decode_monophonic if mono_line else decode_polyphonic)(post, loud, options)
+        return self._events(post, notes)
+
+    def _events(self, post: Posteriors, notes: NoteArrays) -> list[NoteEvent]:
+        bends = pitch_bends(post, notes) if self.pitch_bends else None
+        return to_events(notes, bends)
+
+    def _transcribe_audio(self, audio: Audio, stem: StemType, progress: ProgressCallback | None) -> Result:
+        mono22 = from_array(audio.mono, audio.sr, sr=SAMPLE_RATE, max_duration=self.max_duration).samples
+        duration = audio.duration
+        if mono22.shape[0] < SAMPLE_RATE:  # analysis windows need a second; notes keep true times
+            mono22 = np.pad(mono22, (0, SAMPLE_RATE - mono22.shape[0]))
+            audio = Audio(mono22, SAMPLE_RATE)
+        silent = float(np.abs(mono22).max(initial=0.0)) < 1e-4
+        grid = track_beats(mono22) if not silent else None
+        tempo = float(grid.tempo) if grid is not None and grid.tempo > 0 else 120.0
+        beats = grid.beats.tolist() if grid is not None else []
+        separator_name = "none"
+        instruments: list[Instrument] = []
+        if silent:
+            return Result([], duration, stem.value, tempo, beats, separator_name)
+
+        if stem is StemType.AUTO:
+            stem = self._guess_stem(mono22)
+
+        if stem is StemType.MIX:
+            separator_name, instruments = self._transcribe_mix(audio, mono22, progress)
+        else:
+            report(progress, "transcribing", 0.1)
+            notes = self._decode_stem(mono22, stem)
+            family = Family.DRUMS if stem is StemType.DRUMS else STEM_FAMILY.get(stem, Family.PIANO)
+            if notes:
+                instruments.append(_instrument(family, notes))
+        instruments = [i for i in instruments if i.notes]
+        report(progress, "assigning", 0.95)
+        return Result(instruments, duration, stem.value, tempo, beats, separator_name)
+
+    def _transcribe_mix(
+        self, audio: Audio, mono22: npt.NDArray[np.float32], progress: ProgressCallback | None
+    ) -> tuple[str, list[Instrument]]:
+        separator = self._get_separator()
+        report(progress, "separating", 0.1)
+        stems = separator.separate(Audio(mono22, SAMPLE_RATE), progress=None)
+        report(progress, "separating", 0.3)
+        instruments: list[Instrument] = []
+        if separator.name != "hpss":
+            for i, (stem_name, stem_audio) in enumerate(stems.items()):
+                report(progress, "transcribing", 0.3 + 0.6 * i / max(1, len(stems)))
+                stem_type = _SOURCE_STEM.get(stem_name, StemType.OTHER)
+                mono = from_array(stem_audio.mono, stem_audio.sr, sr=SAMPLE_RATE).samples
+                if float(np.abs(mono).max(initial=0.0)) < 1e-3:
+                    continue
+                notes = self._decode_stem(mono, stem_type)
+                family = Family.DRUMS if stem_type is StemType.DRUMS else STEM_FAMILY.get(stem_type, Family.PIANO)
+                instruments.append(_instrument(family, notes))
+            return separator.name, instruments
+
+        report(progress, "drums", 0.35)
+        drums = self.drum_model.transcribe(stems["drums"].samples, SAMPLE_RATE)
+        report(progress, "transcribing", 0.45)
+        post, loud = self._pitched(stems["harmonic"].samples)
+        poly = decode_polyphonic(post, loud, _MIX_POLY)
+        bass = decode_monophonic(post, loud, _MIX_BASS)
+        lead = decode_monophonic(post, loud, _MIX_LEAD)
+        report(progress, "assigning", 0.9)
+        roles = assign_roles(poly, bass, lead)
+        instruments.append(_instrument(Family.VOCALS, self._events(post, roles.lead), name="Synth Voice"))
+        instruments.append(_instrument(Family.BASS, self._events(post, roles.bass)))
+        instruments.append(_instrument(Family.PIANO, self._events(post, roles.accompaniment)))
+        instruments.append(_instrument(Family.DRUMS, drums))
+        return separator.name, instruments
+
+    def _guess_stem(self, mono22: npt.NDArray[np.float32]) -> StemType:
+        """Decide what `auto` audio holds from its percussive share and its pitch content."""
+        from stemscribe.separate import HPSSSeparator
+
+        hpss = HPSSSeparator()
+        parts = hpss.separate(Audio(mono22, SAMPLE_RATE))
+        e_perc = float(np.mean(parts["drums"].samples ** 2))
+        e_harm = float(np.mean(parts["harmonic"].samples ** 2))
+        share = e_perc / max(e_perc + e_harm, 1e-12)
+        if share > 0.6:
+            return StemType.DRUMS
+        post, _ = self._pitched(mono22)
+        active = post.note >= 0.3
+        voiced = active.any(axis=1)
+        if not voiced.any():
+            return StemType.MIX
+        polyphony = float(active[voiced].sum(axis=1).mean())
+        if share < 0.25 and polyphony < 1.6:
+            pitches = np.nonzero(active)[1] + 21
+            return StemType.BASS if float(np.median(pitches)) < 50 else StemType.VOCALS
+        return StemType.MIX
+
+
+_DEFAULT: Transcriber | None = None
+_DEFAULT_LOCK = threading.Lock()
+
+
+def transcribe(
+    source: AudioSource | Audio | tuple[npt.ArrayLike, int], stem: str | StemType = "auto", *,
+    progress: ProgressCallback | None = None, **options: Any,
+) -> Result:
+    """Transcribe `source` with a shared default Transcriber (or a new one when options are given)."""
+    global _DEFAULT
+    if options:
+        return Transcriber(**options).transcribe(source, stem=stem, progress=progress)
+    with _DEFAULT_LOCK:
+        if _DEFAULT is None:
+            _DEFAULT = Transcriber()
+    return _DEFAULT.transcribe(source, stem=stem, progress=progress)

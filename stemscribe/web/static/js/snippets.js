@@ -1,0 +1,48 @@
+// The request each paid API's client would send, pointed at this server, for one uploaded audio.
+
+const KEY_VAR = "$STEMSCRIBE_API_KEY";
+
+function shellQuote(text) {
+  return `'${String(text).replace(/'/g, `'\\''`)}'`;
+}
+
+function curl(base, path, body) {
+  return [
+    `curl -X POST ${shellQuote(base + path)} \\`,
+    `  -H "Authorization: Bearer ${KEY_VAR}" \\`,
+    `  -H 'Content-Type: application/json' \\`,
+    `  -d ${shellQuote(JSON.stringify(body))}`,
+  ].join("\n");
+}
+
+/**
+ * One entry per API dialect: `{id, title, note, command}`.
+ * `base` is the server's origin (no trailing slash); `audioId` the upload's id.
+ */
+export function dialectRequests(base, audioId) {
+  const origin = String(base).replace(/\/+$/, "");
+  return [
+    {
+      id: "acedata",
+      title: "AceData",
+      note: "POST /suno/midi",
+      command: curl(origin, "/suno/midi", { audio_id: audioId }),
+    },
+    {
+      id: "aimusicapi",
+      title: "aimusicapi",
+      note: "POST /api/v1/suno/midi",
+      command: curl(origin, "/api/v1/suno/midi", { clip_id: audioId }),
+    },
+    {
+      id: "kie",
+      title: "kie.ai",
+      note: "POST /api/v1/midi/generate (answers via callBackUrl)",
+      command: curl(origin, "/api/v1/midi/generate", {
+        taskId: audioId,
+        audioId,
+        callBackUrl: "https://your-app.example/midi-callback",
+      }),
+    },
+  ];
+}
