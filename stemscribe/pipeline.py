@@ -64,6 +64,17 @@ def _instrument(family: Family, notes: list[NoteEvent], *, name: str | None = No
     return Instrument(name or gm_program_name(program), program, False, family, notes)
 
 
+def _clip(inst: Instrument, duration: float) -> Instrument:
+    """Keep notes inside [0, duration]; drop those left without length."""
+    notes = [
+        NoteEvent(n.pitch, max(0.0, n.start), min(duration, n.end), n.velocity, n.bend)
+        for n in inst.notes
+        if n.start < duration and n.end > 0
+    ]
+    inst.notes = [n for n in notes if n.end > n.start]
+    return inst
+
+
 @dataclass(slots=True)
 class Transcriber:
     """Loads the models once and transcribes any number of files, arrays or stems.
@@ -178,7 +189,7 @@ class Transcriber:
             family = Family.DRUMS if stem is StemType.DRUMS else STEM_FAMILY.get(stem, Family.PIANO)
             if notes:
                 instruments.append(_instrument(family, notes))
-        instruments = [i for i in instruments if i.notes]
+        instruments = [i for i in (_clip(inst, duration) for inst in instruments) if i.notes]
         report(progress, "assigning", 0.95)
         return Result(instruments, duration, stem.value, tempo, beats, separator_name)
 
