@@ -26,7 +26,8 @@ class DecodeOptions:
     """Thresholds and limits of note decoding.
 
     `min_pitch`/`max_pitch` are MIDI numbers; `gap_frames` closes dips of the frame posterior
-    shorter than that many frames; `min_frames` drops shorter notes.
+    shorter than that many frames; `min_frames` drops shorter notes; a note on a partial of a note
+    that starts with it and is weaker than `harmonic_ratio` times that note is dropped (0 keeps all).
     """
 
     onset_threshold: float = 0.5
@@ -37,6 +38,7 @@ class DecodeOptions:
     max_pitch: int = 108
     infer_onsets: bool = True
     pitch_bends: bool = False
+    harmonic_ratio: float = 0.6
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,8 +152,33 @@ def decode_polyphonic(
     keep = (end - t0) >= options.min_frames
     t0, p, end = t0[keep], p[keep], end[keep]
     vel = _velocities(post, loudness, t0, p + lo)
-    order = np.lexsort((p, t0))
-    return NoteArrays(t0[order], end[order], (p + lo + MIDI_OFFSET)[order], vel[order])
+    notes = NoteArrays(t0, end, p + lo + MIDI_OFFSET, vel)
+    if options.harmonic_ratio > 0:
+        notes = notes.select(~_harmonic_ghosts(post, notes, options.harmonic_ratio))
+    order = np.lexsort((notes.pitch, notes.start))
+    return NoteArrays(notes.start[order], notes.end[order], notes.pitch[order], notes.velocity[order])
+
+
+# Intervals (semitones) of the 2nd..6th partials above a fundamental.
+_PARTIALS = np.array([12, 19, 24, 28, 31])
+
+
+def _onset_strength(post: Posteriors, notes: NoteArrays) -> npt.NDArray[np.float32]:
+    """(n_notes,) the note posterior's peak over each note's first four frames."""
+    t = np.clip(notes.start[:, None] + np.arange(4)[None, :], 0, post.n_frames - 1)
+    return post.note[t, (notes.pitch - MIDI_OFFSET)[:, None]].max(axis=1)
+
+
+def _harmonic_ghosts(post: Posteriors, notes: NoteArrays, ratio: float) -> npt.NDArray[np.bool_]:
+    """(n_notes,) True for notes that sit on a partial of a much stronger note starting with them."""
+    if len(notes) < 2:
+        return np.zeros(len(notes), dtype=bool)
+    strength = _onset_strength(post, notes)
+    interval = notes.pitch[:, None] - notes.pitch[None, :]  # [i, j]: i above j by this much
+    together = np.abs(notes.start[:, None] - notes.start[None, :]) <= 3
+    on_partial = np.isin(interval, _PARTIALS)
+    weaker = strength[:, None] < ratio * strength[None, :]
+    return (together & on_partial & weaker).any(axis=1)
 
 
 def _median_filter_1d(x: npt.NDArray[np.float64], width: int) -> npt.NDArray[np.float64]:
@@ -176,7 +203,6 @@ def decode_monophonic(
     voiced = _close_gaps((salience >= options.frame_threshold)[:, None], options.gap_frames)[:, 0]
 
     # Fold octave errors onto the local pitch track (median over ~0.35 s of voiced frames).
-    track = np.where(voiced, best, np.nan).astype(np.float64)
     filled = np.where(voiced, best, np.interp(np.arange(n), np.flatnonzero(voiced), best[voiced]) if voiced.any() else 0)
     local = _median_filter_1d(filled.astype(np.float64), 31)
     for shift in (12, -12):
@@ -185,13 +211,17 @@ def decode_monophonic(
         cand_sal = note[np.arange(n), np.clip(cand, 0, note.shape[1] - 1)]
         switch = ok & (cand_sal >= 0.25 * salience)
         best = np.where(switch, cand, best)
-    del track
     # Smooth one- and two-frame pitch flickers.
     best = np.rint(_median_filter_1d(best.astype(np.float64), 5)).astype(np.int64)
     best = np.where(voiced, best, -1)
 
-    on_here = onset[np.arange(n), np.clip(best, 0, note.shape[1] - 1)]
-    on_peak = _peaks(on_here[:, None], options.onset_threshold)[:, 0] & voiced
+    col = np.clip(best, 0, note.shape[1] - 1)
+    on_here = onset[np.arange(n), col]
+    # A re-attack on the same pitch needs an onset peak and a frame posterior that rises again,
+    # not the onset head's echo on a decaying note.
+    before = note[np.clip(np.arange(n) - 3, 0, n - 1), col]
+    after = note[np.clip(np.arange(n) + 3, 0, n - 1), col]
+    on_peak = _peaks(on_here[:, None], options.onset_threshold)[:, 0] & voiced & (after >= before)
     prev = np.concatenate([[-1], best[:-1]])
     boundary = (best != prev) | on_peak
     starts = np.flatnonzero(boundary & voiced)

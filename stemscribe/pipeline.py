@@ -240,12 +240,12 @@ class Transcriber:
         if share > 0.6:
             return StemType.DRUMS
         post, _ = self._pitched(mono22)
-        active = post.note >= 0.3
+        active = post.note >= 0.5
         voiced = active.any(axis=1)
         if not voiced.any():
             return StemType.MIX
         polyphony = float(active[voiced].sum(axis=1).mean())
-        if share < 0.25 and polyphony < 1.6:
+        if share < 0.25 and polyphony < 1.5:
             pitches = np.nonzero(active)[1] + 21
             return StemType.BASS if float(np.median(pitches)) < 50 else StemType.VOCALS
         return StemType.MIX

@@ -40,7 +40,11 @@ def estimate_tempo(envelope: npt.NDArray[np.float32], *, lo_bpm: float = 60.0, h
     n = envelope.size
     if n < 4 * ENVELOPE_RATE or not np.any(envelope > 0):
         return 0.0
-    x = envelope - envelope.mean()
+    from scipy.ndimage import gaussian_filter1d
+
+    # Smooth so that a period falling between two frames still correlates.
+    x = gaussian_filter1d(envelope.astype(np.float64), 1.5)
+    x = x - x.mean()
     spec = np.fft.rfft(x, 2 * n)
     ac = np.fft.irfft(spec * np.conj(spec))[:n]
     if ac[0] <= 0:

@@ -1,0 +1,3 @@
+from stemscribe.cli import main
+
+main()

@@ -1,0 +1,72 @@
+"""`stemscribe transcribe` end to end, in a subprocess as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pretty_midi
+import soundfile as sf
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "stemscribe", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+
+
+def test_help_explains_every_option() -> None:
+    out = run("transcribe", "--help").stdout
+    for option in ("--outdir", "--stem", "--quantize", "--json", "--separator", "--drums", "--max-duration"):
+        assert option in out
+
+
+def test_transcribe_writes_json_and_midi(tmp_path: Path, signals) -> None:
+    wav = tmp_path / "line.wav"
+    sf.write(wav, signals.melody([(45, 0.2, 0.8), (48, 0.8, 1.4)], 2.0), signals.sr)
+    proc = run("transcribe", str(wav), "-o", str(tmp_path / "out"), "--stem", "bass", "--quantize")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "out" / "line.json").read_text())
+    assert [n["pitch"] for n in data["instruments"][0]["notes"]] == [45, 48]
+    pm = pretty_midi.PrettyMIDI(str(tmp_path / "out" / "line.mid"))
+    assert [n.pitch for n in pm.instruments[0].notes] == [45, 48]
+    assert (tmp_path / "out" / "line.quantized.mid").is_file()
+    assert "line.wav" in proc.stdout
+
+
+def test_json_path_goes_exactly_there(tmp_path: Path, signals) -> None:
+    wav = tmp_path / "x.wav"
+    sf.write(wav, np.zeros(22050, np.float32), 22050)
+    target = tmp_path / "deep" / "result.json"
+    proc = run("transcribe", str(wav), "-o", str(tmp_path / "o"), "--json", str(target))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(target.read_text())["instruments"] == []
+    two = run("transcribe", str(wav), str(wav), "--json", str(target))
+    assert two.returncode != 0 and "exactly one input" in two.stderr
+
+
+def test_bad_inputs_fail_with_one_line(tmp_path: Path) -> None:
+    text = tmp_path / "readme.txt"
+    text.write_text("not audio at all " * 40)
+    empty = tmp_path / "empty.mp3"
+    empty.write_bytes(b"")
+    cases = {
+        str(text): "NotAudioError",
+        str(empty): "EmptyAudioError",
+        str(tmp_path / "missing.wav"): "NotAudioError",
+    }
+    for path, error in cases.items():
+        proc = run("transcribe", path, "-o", str(tmp_path / "o"))
+        assert proc.returncode == 1
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith(error), proc.stderr
+    proc = run("transcribe", str(text), "--stem", "kazoo")
+    assert proc.returncode == 1 and "InvalidOptionError" in proc.stderr
+
+
+def test_too_long_is_refused(tmp_path: Path) -> None:
+    wav = tmp_path / "long.wav"
+    sf.write(wav, np.zeros(22050 * 3, np.float32), 22050)
+    proc = run("transcribe", str(wav), "--max-duration", "2")
+    assert proc.returncode == 1 and "AudioTooLongError" in proc.stderr

@@ -1,0 +1,82 @@
+"""Decoders on synthetic posteriorgrams and on real model output for synthetic tones."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from stemscribe.inference import Posteriors, frame_times, n_output_frames
+from stemscribe.notes import DecodeOptions, decode_monophonic, decode_polyphonic, to_events
+
+
+def _posteriors(n: int, notes: list[tuple[int, int, int]], *, octave_ghost: bool = False) -> Posteriors:
+    note = np.zeros((n, 88), np.float32)
+    onset = np.zeros((n, 88), np.float32)
+    for pitch, s, e in notes:
+        i = pitch - 21
+        note[s:e, i] = 0.9
+        onset[s, i] = 0.95
+        onset[s + 1, i] = 0.6
+        if octave_ghost and i + 12 < 88:
+            note[s + 2 : s + 4, i + 12] = 0.95  # a short octave-up error inside the note
+    return Posteriors(note, onset, np.zeros((n, 264), np.float32))
+
+
+def test_polyphonic_finds_chords_and_repeats() -> None:
+    post = _posteriors(200, [(60, 10, 50), (64, 10, 50), (67, 10, 50), (60, 50, 90)])
+    notes = decode_polyphonic(post, np.full(200, 0.5, np.float32), DecodeOptions(infer_onsets=False))
+    got = sorted(zip(notes.pitch.tolist(), notes.start.tolist(), notes.end.tolist()))
+    assert got == [(60, 10, 50), (60, 50, 90), (64, 10, 50), (67, 10, 50)]
+
+
+def test_polyphonic_respects_range_and_min_length() -> None:
+    post = _posteriors(100, [(30, 5, 40), (70, 5, 7), (80, 10, 60)])
+    notes = decode_polyphonic(post, np.ones(100, np.float32), DecodeOptions(min_pitch=40, max_pitch=90, min_frames=4))
+    assert notes.pitch.tolist() == [80]
+
+
+def test_gaps_are_closed() -> None:
+    post = _posteriors(100, [(60, 10, 60)])
+    post.note[30, 39] = 0.0  # one-frame dropout
+    notes = decode_polyphonic(post, np.ones(100, np.float32), DecodeOptions(gap_frames=2, infer_onsets=False))
+    assert notes.end.tolist() == [60]
+
+
+def test_monophonic_is_one_line_without_octave_jumps() -> None:
+    post = _posteriors(300, [(40, 10, 60), (43, 60, 120), (45, 120, 200)], octave_ghost=True)
+    post.note[130:140, 64 - 21] = 0.5  # a quieter simultaneous note that a mono line must ignore
+    notes = decode_monophonic(post, np.ones(300, np.float32), DecodeOptions(min_pitch=28, max_pitch=67))
+    assert notes.pitch.tolist() == [40, 43, 45]
+    assert np.all(notes.start[1:] >= notes.end[:-1])
+
+
+def test_velocities_follow_loudness() -> None:
+    post = _posteriors(200, [(60, 10, 50), (62, 100, 140)])
+    loud = np.zeros(200, np.float32)
+    loud[100:] = 1.0
+    notes = decode_polyphonic(post, loud, DecodeOptions(infer_onsets=False))
+    assert notes.velocity[1] > notes.velocity[0] + 0.3
+    assert np.all((notes.velocity > 0) & (notes.velocity <= 1))
+
+
+def test_frame_times_follow_the_window_hop() -> None:
+    # Frame 142 starts the second window, which begins 36164 samples (not 142 * 256) in.
+    assert np.isclose(frame_times([142])[0], 36164 / 22050)
+    assert n_output_frames(22050 * 10) == len([f for f in range(2000) if frame_times([f])[0] < 10.0])
+
+
+def test_events_are_sorted_seconds() -> None:
+    post = _posteriors(200, [(64, 60, 90), (60, 10, 50)])
+    events = to_events(decode_polyphonic(post, np.ones(200, np.float32)))
+    assert [e.pitch for e in events] == [60, 64]
+    assert all(e.end > e.start >= 0 for e in events)
+
+
+def test_model_on_synthetic_tones(transcriber, signals) -> None:
+    """Real model output: a C major arpeggio of harmonic tones comes back with the right pitches and times."""
+    truth = [(60, 0.5, 1.0), (64, 1.0, 1.5), (67, 1.5, 2.0), (72, 2.0, 2.8)]
+    result = transcriber.transcribe((signals.melody(truth, 3.5), signals.sr), stem="piano")
+    (inst,) = result.instruments
+    assert [n.pitch for n in inst.notes] == [60, 64, 67, 72]
+    for note, (_, start, end) in zip(inst.notes, truth, strict=True):
+        assert abs(note.start - start) < 0.05
+        assert abs(note.end - end) < 0.15

@@ -1,0 +1,82 @@
+"""The Transcriber end to end on synthetic and FluidSynth-rendered audio."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import stemscribe
+from stemscribe.errors import InvalidOptionError
+from stemscribe.stems import Family
+
+
+def test_silence_gives_no_instruments(transcriber) -> None:
+    for stem in ("auto", "mix", "bass", "drums", "piano"):
+        result = transcriber.transcribe((np.zeros(22050 * 2, np.float32), 22050), stem=stem)
+        assert result.instruments == [] and abs(result.duration - 2.0) < 1e-6
+
+
+def test_very_short_audio_does_not_crash(transcriber) -> None:
+    result = transcriber.transcribe((np.random.default_rng(0).normal(0, 0.1, 200), 44100), stem="mix")
+    for inst in result.instruments:
+        assert all(0 <= n.start < n.end <= result.duration for n in inst.notes)
+
+
+def test_unknown_stem_type(transcriber) -> None:
+    with pytest.raises(InvalidOptionError, match="choose one of"):
+        transcriber.transcribe((np.zeros(22050), 22050), stem="kazoo")
+
+
+def test_bass_stem_is_one_line_in_range(transcriber, signals) -> None:
+    truth = [(40, 0.2, 0.7), (47, 0.7, 1.2), (45, 1.2, 1.7), (43, 1.7, 2.4)]
+    result = transcriber.transcribe((signals.melody(truth, 3.0), signals.sr), stem="bass")
+    (bass,) = result.instruments
+    assert bass.family is Family.BASS and bass.program == 33 and not bass.is_drum
+    assert [n.pitch for n in bass.notes] == [40, 47, 45, 43]
+    assert all(b.start >= a.end - 1e-6 for a, b in zip(bass.notes, bass.notes[1:]))
+    velocities = {round(n.velocity, 3) for n in bass.notes}
+    assert all(0 < v <= 1 for v in velocities)
+
+
+def test_drum_stem_gives_gm_drums(transcriber, rendered_band) -> None:
+    import pretty_midi
+    from stemscribe.drums import DRUM_CLASSES
+
+    wav, truth = rendered_band
+    drums_only = pretty_midi.PrettyMIDI(initial_tempo=120)
+    drums_only.instruments.append(truth.instruments[2])
+    result = transcriber.transcribe(wav, stem="drums")
+    (drums,) = result.instruments
+    assert drums.is_drum and drums.name == "Drums"
+    assert {n.pitch for n in drums.notes} <= set(DRUM_CLASSES)
+    kicks = [n.start for n in drums.notes if n.pitch == 36]
+    hits = sum(any(abs(k - t) < 0.05 for k in kicks) for t in (0.1, 1.1, 2.1, 3.1, 4.1, 5.1))
+    assert hits >= 5
+
+
+def test_mix_names_bass_lead_accompaniment_and_drums(transcriber, rendered_band) -> None:
+    wav, truth = rendered_band
+    result = stemscribe.transcribe(wav, stem="mix", drums="dsp")
+    families = {i.family for i in result.instruments}
+    assert Family.BASS in families and Family.DRUMS in families
+    bass = next(i for i in result.instruments if i.family is Family.BASS)
+    true_bass = [(n.pitch, n.start) for n in truth.instruments[0].notes]
+    found = sum(any(n.pitch == p and abs(n.start - s) < 0.05 for n in bass.notes) for p, s in true_bass)
+    assert found >= 4
+    assert result.separator == "hpss"
+    assert 100 <= result.tempo <= 130 or 50 <= result.tempo <= 65 or 200 <= result.tempo <= 260
+
+
+def test_progress_reaches_done(transcriber, signals) -> None:
+    seen: list[tuple[str, float]] = []
+    transcriber.transcribe((signals.melody([(60, 0.1, 0.6)], 1.0), signals.sr), stem="mix",
+                           progress=lambda s, f: seen.append((s, f)))
+    assert seen[0][0] == "loading" and seen[-1] == ("done", 1.0)
+    assert all(0.0 <= f <= 1.0 for _, f in seen)
+    assert [f for _, f in seen] == sorted(f for _, f in seen)
+
+
+def test_auto_recognises_a_bass_line(transcriber, signals) -> None:
+    truth = [(36 + (i % 5), 0.1 + 0.4 * i, 0.45 + 0.4 * i) for i in range(10)]
+    result = transcriber.transcribe((signals.melody(truth, 4.5), signals.sr), stem="auto")
+    assert result.stem == "bass"
