@@ -97,6 +97,9 @@ def transcribe(
 
 def register_commands() -> None:
     """Add the subcommands that live beside their own modules (service, separation)."""
+    from stemscribe.separation.cli import register as register_separation
+
+    register_separation(app)
 
 
 def main() -> None:

@@ -89,11 +89,13 @@ def register_separator(name: str, factory: SeparatorFactory) -> None:
 
 def separator_names() -> list[str]:
     """Names of the registered separation backends."""
+    import stemscribe.separation  # noqa: F401 - registers "demucs" and its models; imports no torch
     return sorted(_REGISTRY)
 
 
 def get_separator(name: str, **options: object) -> Separator:
     """Build the backend called `name`; SeparationUnavailableError when it cannot run here."""
+    import stemscribe.separation  # noqa: F401 - registers "demucs" and its models; imports no torch
     try:
         factory = _REGISTRY[name]
     except KeyError:

@@ -19,7 +19,7 @@ import os
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -116,7 +116,7 @@ MODELS: dict[str, ModelSpec] = {
 (a test checks them against the installed demucs package)."""
 
 
-class FileState(str, Enum):
+class FileState(StrEnum):
     """What `list_models` found for one checkpoint file."""
 
     ok = "ok"
@@ -176,7 +176,9 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return MODELS[name]
     except KeyError:
-        raise InvalidOptionError(f"unknown separation model {name!r}; known: {', '.join(sorted(MODELS))}") from None
+        raise InvalidOptionError(
+            f"unknown separation model {name!r}; known: {', '.join(sorted(MODELS))}"
+        ) from None
 
 
 def fetch_command(name: str) -> str:
@@ -220,7 +222,9 @@ def list_models(*, root: Path | None = None, verify: bool = True) -> list[ModelS
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False) as tmp:
+    with tempfile.NamedTemporaryFile(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False
+    ) as tmp:
         tmp.write(data)
         tmp.flush()
         os.fsync(tmp.fileno())

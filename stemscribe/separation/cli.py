@@ -1,0 +1,285 @@
+"""`stemscribe separate` and `stemscribe models fetch|list`; `register(app)` adds them to the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import numpy.typing as npt
+import typer
+
+from stemscribe.errors import InvalidOptionError, StemscribeError
+from stemscribe.separation.weights import DEFAULT_MODEL, MODELS
+
+models_app = typer.Typer(
+    name="models",
+    help="Separation model weights: list what is present, fetch what is missing.",
+    no_args_is_help=True,
+)
+
+_MODEL_NAMES = ", ".join(["hpss", *sorted(MODELS)])
+
+
+def _fail(exc: BaseException) -> None:
+    typer.echo(f"{type(exc).__name__}: {exc}", err=True)
+    raise typer.Exit(1)
+
+
+def _progress_bar(quiet: bool):  # noqa: ANN202 - rich types stay a lazy import
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True, quiet=quiet)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[stage]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _open_writer(path: Path, sr: int, channels: int, fmt: str, float_out: bool):  # noqa: ANN202
+    import soundfile as sf
+
+    subtype = "FLOAT" if float_out else "PCM_16"
+    return sf.SoundFile(path, "w", samplerate=sr, channels=channels, format=fmt.upper(), subtype=subtype)
+
+
+def _frames(block: npt.NDArray[np.float32], float_out: bool) -> npt.NDArray[np.float32]:
+    """(k,) or (channels, k) -> (k, channels) for soundfile, clipped when written as PCM."""
+    frames = block[:, None] if block.ndim == 1 else block.T
+    return frames if float_out else np.clip(frames, -1.0, 1.0)
+
+
+def separate(
+    input: Annotated[Path, typer.Argument(help="An audio file (WAV, FLAC, MP3, OGG, M4A, ...).")],
+    outdir: Annotated[
+        Path, typer.Option("-o", "--outdir", help="Stems go to OUTDIR/<input name>/<stem>.<fmt>.")
+    ] = Path("separated"),
+    model: Annotated[
+        str, typer.Option("--model", "-m", help=f"Separation model: {_MODEL_NAMES}.")
+    ] = DEFAULT_MODEL,
+    stems: Annotated[
+        str,
+        typer.Option(
+            "--stems", help="'stems': vocals + instrumental; 'all_stems': every stem the model gives."
+        ),
+    ] = "all_stems",
+    fmt: Annotated[str, typer.Option("--format", help="wav or flac.")] = "wav",
+    float_out: Annotated[
+        bool, typer.Option("--float", help="32-bit float WAV (no clipping) instead of 16-bit.")
+    ] = False,
+    device: Annotated[
+        str | None,
+        typer.Option("--device", help="Torch device for demucs (default: cuda if present, else cpu)."),
+    ] = None,
+    overlap: Annotated[
+        float, typer.Option("--overlap", help="Overlap between demucs segments, 0..0.9.")
+    ] = 0.25,
+    shifts: Annotated[
+        int,
+        typer.Option("--shifts", help="Random-shift passes averaged by demucs (slower, a little better)."),
+    ] = 0,
+    max_duration: Annotated[
+        float, typer.Option("--max-duration", help="Refuse audio longer than this many seconds.")
+    ] = 1200.0,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="No progress bar; print only the written paths.")
+    ] = False,
+) -> None:
+    """Split a song into stems and write one audio file per stem.
+
+    hpss (drums + harmonic) always works; demucs models need `stemscribe models fetch demucs`.
+    """
+    from stemscribe.audio import load_audio
+    from stemscribe.separate import get_separator
+    from stemscribe.separation.stemsets import StemSet, select_stems
+
+    try:
+        kind = StemSet.parse(stems)
+        if fmt.lower() not in ("wav", "flac"):
+            raise InvalidOptionError(f"--format must be wav or flac, got {fmt!r}")
+        if float_out and fmt.lower() != "wav":
+            raise InvalidOptionError("--float needs --format wav")
+        if model == "hpss":
+            if kind is StemSet.stems:
+                raise InvalidOptionError(
+                    "hpss gives drums + harmonic, no vocals; use a demucs model for --stems stems"
+                )
+            separator = get_separator("hpss")
+        elif model in MODELS:
+            separator = get_separator("demucs", model=model, device=device, overlap=overlap, shifts=shifts)
+        else:
+            raise InvalidOptionError(f"unknown model {model!r}; known: {_MODEL_NAMES}")
+        audio = load_audio(input, sr=None, mono=False, max_duration=max_duration)
+        target = outdir / input.stem
+        target.mkdir(parents=True, exist_ok=True)
+    except (StemscribeError, OSError) as exc:
+        _fail(exc)
+
+    written: list[Path] = []
+    try:
+        with _progress_bar(quiet) as bar:
+            task = bar.add_task(input.name, total=1.0, stage="")
+
+            def progress(stage: str, fraction: float) -> None:
+                bar.update(task, completed=fraction, stage=stage)
+
+            if hasattr(separator, "iter_separate"):
+                written = _write_streamed(separator, audio, target, kind, fmt, float_out, progress)
+            else:
+                parts = select_stems(separator.separate(audio, progress=progress), audio, kind)
+                for name, part in parts.items():
+                    path = target / f"{name}.{fmt.lower()}"
+                    channels = 1 if part.samples.ndim == 1 else part.samples.shape[0]
+                    with _open_writer(path, part.sr, channels, fmt, float_out) as f:
+                        f.write(_frames(part.samples, float_out))
+                    written.append(path)
+    except (StemscribeError, OSError) as exc:
+        _fail(exc)
+    for path in written:
+        typer.echo(str(path))
+
+
+def _write_streamed(separator, audio, target: Path, kind, fmt: str, float_out: bool, progress) -> list[Path]:  # noqa: ANN001
+    """Write a streaming separator's blocks straight to files (memory stays a few segments)."""
+    from stemscribe.separation.stemsets import StemSet, vocals_instrumental
+
+    names = list(separator.stem_names()) if kind is StemSet.all_stems else ["vocals", "instrumental"]
+    if kind is StemSet.stems and "vocals" not in separator.stem_names():
+        raise InvalidOptionError(f"{separator.name} gives no vocals stem; use --stems all_stems")
+    paths = {name: target / f"{name}.{fmt.lower()}" for name in names}
+    writers: dict[str, object] = {}
+    try:
+        for start, blocks in separator.iter_separate(audio, progress=progress):
+            if kind is StemSet.stems:
+                k = blocks["vocals"].shape[-1]
+                blocks = vocals_instrumental(blocks["vocals"], audio.samples[..., start : start + k])
+            for name in names:
+                block = blocks[name]
+                if name not in writers:
+                    channels = 1 if block.ndim == 1 else block.shape[0]
+                    writers[name] = _open_writer(paths[name], audio.sr, channels, fmt, float_out)
+                writers[name].write(_frames(block, float_out))  # type: ignore[attr-defined]
+    except BaseException:
+        for writer in writers.values():
+            writer.close()  # type: ignore[attr-defined]
+        for path in paths.values():
+            path.unlink(missing_ok=True)
+        raise
+    for writer in writers.values():
+        writer.close()  # type: ignore[attr-defined]
+    return list(paths.values())
+
+
+@models_app.command("list")
+def list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify/--no-verify", help="Hash each file (about 0.2 s per 100 MB).")
+    ] = True,
+) -> None:
+    """Show each separation model: present or not, where, and its checksum state."""
+    from stemscribe.separation import torch_available
+    from stemscribe.separation.weights import list_models
+
+    statuses = list_models(verify=verify)
+    if as_json:
+        payload = {
+            "torch": torch_available(),
+            "models": [
+                {
+                    "name": s.spec.name,
+                    "backend": "demucs",
+                    "state": s.state,
+                    "stems": list(s.spec.sources),
+                    "directory": str(s.directory),
+                    "files": [
+                        {
+                            "name": f.file.filename,
+                            "url": f.file.url,
+                            "path": str(f.path),
+                            "state": f.state.value,
+                            "size": f.size,
+                            "sha256": f.sha256,
+                            "published_sha256_prefix": f.file.sha256_prefix,
+                        }
+                        for f in s.files
+                    ],
+                }
+                for s in statuses
+            ],
+        }
+        typer.echo(json.dumps(payload, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Separation models", title_justify="left")
+    for column in ("model", "state", "stems", "files"):
+        table.add_column(column)
+    table.add_row("hpss", "built in", "drums, harmonic", "(no weights)")
+    for s in statuses:
+        files = "\n".join(f"{f.path} ({f.state.value})" for f in s.files)
+        table.add_row(s.spec.name, s.state, ", ".join(s.spec.sources), files)
+    console = Console(width=max(100, int(os.environ.get("COLUMNS", "0") or 0)))
+    console.print(table)
+    if not torch_available():
+        console.print("demucs models need the separation extra: pip install 'stemscribe[separation]'")
+
+
+@models_app.command("fetch")
+def fetch_cmd(
+    backend: Annotated[str, typer.Argument(help="Which backend's weights: demucs.")],
+    model: Annotated[
+        list[str] | None,
+        typer.Option("--model", "-m", help=f"Model name (repeatable; default {DEFAULT_MODEL})."),
+    ] = None,
+    all_models: Annotated[
+        bool, typer.Option("--all", help="Every model in `stemscribe models list`.")
+    ] = False,
+    source: Annotated[
+        Path | None,
+        typer.Option("--from", help="Copy from this folder instead of downloading (offline machines)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace files even when present and valid.")
+    ] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
+) -> None:
+    """Download (or copy with --from) a model's published weights into the data directory, checksummed."""
+    from stemscribe.separation.weights import fetch_model, get_spec, install_from_dir
+
+    try:
+        if backend != "demucs":
+            raise InvalidOptionError(f"unknown backend {backend!r}; models can be fetched for: demucs")
+        names = sorted(MODELS) if all_models else (model or [DEFAULT_MODEL])
+        for name in names:
+            get_spec(name)
+        for name in names:
+            with _progress_bar(quiet) as bar:
+                task = bar.add_task(name, total=1.0, stage="")
+                if source is not None:
+                    status = install_from_dir(name, source, force=force)
+                else:
+                    status = fetch_model(
+                        name,
+                        force=force,
+                        progress=lambda stage, frac, t=task: bar.update(t, completed=frac, stage=stage),
+                    )
+            typer.echo(f"{name}: {status.state} in {status.directory}")
+    except (StemscribeError, OSError) as exc:
+        _fail(exc)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `separate` and the `models` group to the stemscribe CLI (once)."""
+    if any(command.name == "separate" for command in app.registered_commands):
+        return
+    app.command("separate")(separate)
+    app.add_typer(models_app, name="models")
