@@ -85,6 +85,7 @@ class TaskRecord(Base):
     error_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     audio_id: Mapped[str] = mapped_column(String(40))
+    filename: Mapped[str] = mapped_column(String(400), default="")
     input_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     stem: Mapped[str] = mapped_column(String(20), default="auto")
     quantize: Mapped[bool] = mapped_column(Boolean, default=False)

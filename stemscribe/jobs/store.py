@@ -54,6 +54,7 @@ class JobStore(Protocol):
     def list_keys(self) -> list[Principal]: ...
     def revoke_key(self, ident: str) -> Principal | None: ...
     def principal_for_key(self, key: str) -> Principal | None: ...
+    def principal_by_hash(self, key_hash: str) -> Principal | None: ...
     def get_principal(self, principal_id: str) -> Principal | None: ...
     def ensure_local_principal(self) -> Principal: ...
     def keys_exist(self) -> bool: ...
@@ -71,6 +72,8 @@ class JobStore(Protocol):
     def delete_task(self, task_id: str, owner_id: str) -> TaskRecord | None: ...
     def claim_task(self, worker_id: str, lease_s: float) -> TaskRecord | None: ...
     def report_progress(self, task_id: str, worker_id: str, stage: str, progress: float, lease_s: float) -> bool: ...
+    def extend_lease(self, task_id: str, worker_id: str, lease_s: float) -> bool: ...
+    def running_workers(self) -> list[str]: ...
     def finish_task(
         self,
         task_id: str,
@@ -173,6 +176,11 @@ class SqlJobStore:
         with self.session() as s:
             p = s.scalar(select(Principal).where(Principal.key_hash == hash_key(key)))
             return p if p is not None and p.revoked_at is None else None
+
+    def principal_by_hash(self, key_hash: str) -> Principal | None:
+        """The principal whose key hashes to `key_hash`, revoked or not."""
+        with self.session() as s:
+            return s.scalar(select(Principal).where(Principal.key_hash == key_hash))
 
     def get_principal(self, principal_id: str) -> Principal | None:
         with self.session() as s:
@@ -308,6 +316,21 @@ class SqlJobStore:
                 .execution_options(synchronize_session=False)
             ).rowcount
             return n == 1
+
+    def extend_lease(self, task_id: str, worker_id: str, lease_s: float) -> bool:
+        with self.session() as s:
+            n = s.execute(
+                update(TaskRecord)
+                .where(TaskRecord.id == task_id, TaskRecord.worker_id == worker_id, TaskRecord.state == "running")
+                .values(lease_until=time.time() + lease_s)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            return n == 1
+
+    def running_workers(self) -> list[str]:
+        with self.session() as s:
+            q = select(TaskRecord.worker_id).where(TaskRecord.state == TaskState.RUNNING.value).distinct()
+            return [w for w in s.scalars(q) if w]
 
     def finish_task(
         self,

@@ -87,6 +87,7 @@ def upgrade() -> None:
     sa.Column('error_code', sa.String(length=60), nullable=True),
     sa.Column('error_message', sa.Text(), nullable=True),
     sa.Column('audio_id', sa.String(length=40), nullable=False),
+    sa.Column('filename', sa.String(length=400), nullable=False),
     sa.Column('input_ids', sa.JSON(), nullable=False),
     sa.Column('stem', sa.String(length=20), nullable=False),
     sa.Column('quantize', sa.Boolean(), nullable=False),

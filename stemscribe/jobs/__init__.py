@@ -1,0 +1,1 @@
+"""Jobs: the store (SQLAlchemy), the runner and its workers, and webhook delivery."""

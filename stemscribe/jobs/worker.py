@@ -1,0 +1,283 @@
+"""The worker: claims tasks from the store, runs the core library on them, stores the artifacts.
+
+A worker holds one transcriber (models loaded once) and runs one task at a time. While a task runs,
+a heartbeat extends its lease, so a task whose worker died is queued again by the runner.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from stemscribe.errors import (
+    AudioError,
+    InvalidOptionError,
+    ModelError,
+    SeparationUnavailableError,
+    StemscribeError,
+)
+from stemscribe.jobs.models import AudioRecord, TaskKind, TaskRecord
+from stemscribe.jobs.separation import build_separator, plan_separation, shape_stems, stem_title
+from stemscribe.jobs.store import SqlJobStore, new_id
+from stemscribe.progress import ProgressCallback
+from stemscribe.result import Result
+from stemscribe.settings import Settings
+from stemscribe.storage import ArtifactStorage, LocalStorage, StorageError
+from stemscribe.stems import StemType
+
+logger = logging.getLogger(__name__)
+
+
+class TranscriberLike(Protocol):
+    """What a worker needs from `stemscribe.pipeline.Transcriber`."""
+
+    def transcribe(self, source: Any, *, stem: str = "auto", progress: ProgressCallback | None = None) -> Result: ...
+
+
+TranscriberFactory = Callable[[Settings], TranscriberLike]
+
+
+def default_transcriber_factory(settings: Settings) -> TranscriberLike:
+    """The real pipeline, models loaded once per worker."""
+    from stemscribe.pipeline import Transcriber
+
+    return Transcriber(max_duration=settings.max_duration_s)
+
+
+def result_key(task_id: str, name: str) -> str:
+    return f"tasks/{task_id}/{name}"
+
+
+def audio_key(audio_id: str) -> str:
+    return f"audio/{audio_id}/original"
+
+
+def worker_identity(suffix: str = "") -> str:
+    return f"{socket.gethostname()}:{os.getpid()}{suffix}"
+
+
+_STEM_FOR_SOURCE = {s.value for s in StemType}
+
+
+def error_code(exc: BaseException) -> str:
+    """The task error code for an exception raised while running a task."""
+    if isinstance(exc, AudioError):
+        return "bad_audio"
+    if isinstance(exc, InvalidOptionError):
+        return "invalid_option"
+    if isinstance(exc, SeparationUnavailableError):
+        return "separation_unavailable"
+    if isinstance(exc, ModelError):
+        return "model_error"
+    return "internal_error"
+
+
+class Worker:
+    """Runs tasks one at a time; `run(stop)` loops until `stop` is set."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: SqlJobStore,
+        storage: ArtifactStorage,
+        transcriber_factory: TranscriberFactory = default_transcriber_factory,
+        *,
+        worker_id: str | None = None,
+        poll_s: float = 0.2,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.storage = storage
+        self.worker_id = worker_id or worker_identity()
+        self.poll_s = poll_s
+        self._factory = transcriber_factory
+        self._transcriber: TranscriberLike | None = None
+
+    @property
+    def transcriber(self) -> TranscriberLike:
+        if self._transcriber is None:
+            self._transcriber = self._factory(self.settings)
+        return self._transcriber
+
+    def run(self, stop: threading.Event | Any) -> None:
+        self.transcriber  # load the models before taking work
+        while not stop.is_set():
+            try:
+                worked = self.run_once()
+            except Exception:  # noqa: BLE001 - a store hiccup must not kill the worker; it is logged
+                logger.exception("worker %s: store error", self.worker_id)
+                worked = False
+            if not worked:
+                stop.wait(self.poll_s)
+
+    def run_once(self) -> bool:
+        """Claim and run one task; False when the queue was empty."""
+        task = self.store.claim_task(self.worker_id, self.settings.worker_lease_s)
+        if task is None:
+            return False
+        self.run_task(task)
+        return True
+
+    def run_task(self, task: TaskRecord) -> None:
+        lease = self.settings.worker_lease_s
+        lost = threading.Event()
+        last = [0.0]
+
+        def progress(stage: str, fraction: float) -> None:
+            now = time.monotonic()
+            if now - last[0] < 0.25 and fraction < 1.0:
+                return
+            last[0] = now
+            if not self.store.report_progress(task.id, self.worker_id, stage, round(fraction, 4), lease):
+                lost.set()
+
+        stop_beat = threading.Event()
+
+        def heartbeat() -> None:
+            while not stop_beat.wait(lease / 4):
+                try:
+                    if not self.store.extend_lease(task.id, self.worker_id, lease):
+                        lost.set()
+                except Exception:  # noqa: BLE001 - the next beat retries
+                    logger.warning("heartbeat for %s failed", task.id, exc_info=True)
+
+        beat = threading.Thread(target=heartbeat, name=f"heartbeat-{task.id[:8]}", daemon=True)
+        beat.start()
+        try:
+            if task.kind == TaskKind.SEPARATE.value:
+                output = self._separate(task, progress)
+            else:
+                output = self._transcribe(task, progress)
+        except StemscribeError as exc:
+            self.store.finish_task(task.id, self.worker_id, error=(error_code(exc), str(exc)))
+            return
+        except Exception as exc:  # noqa: BLE001 - anything else fails the task with its message
+            logger.exception("task %s failed", task.id)
+            self.store.finish_task(
+                task.id, self.worker_id, error=("internal_error", f"{type(exc).__name__}: {exc}")
+            )
+            return
+        finally:
+            stop_beat.set()
+        self.store.finish_task(task.id, self.worker_id, output=output)
+
+    # --- task kinds -------------------------------------------------------------------------------
+
+    def _input(self, audio_id: str) -> tuple[AudioRecord, Path | bytes]:
+        audio = self.store.get_audio(audio_id, None)
+        if audio is None or audio.purged_at is not None:
+            raise AudioError(f"audio {audio_id} is gone (deleted or expired)")
+        path = self.storage.local_path(audio.storage_key)
+        if path is not None and path.is_file():
+            return audio, path
+        try:
+            return audio, self.storage.get_bytes(audio.storage_key)
+        except StorageError as exc:
+            raise AudioError(f"audio {audio_id}: {exc}") from None
+
+    def _transcribe(self, task: TaskRecord, progress: ProgressCallback) -> dict[str, Any]:
+        ids = list(task.input_ids or [task.audio_id])
+        results: list[Result] = []
+        for i, audio_id in enumerate(ids):
+            audio, source = self._input(audio_id)
+            stem = task.stem
+            if stem == "auto" and audio.stem_name in _STEM_FOR_SOURCE:
+                stem = str(audio.stem_name)
+
+            def part(stage: str, fraction: float, i: int = i) -> None:
+                progress(stage, (i + fraction) / len(ids))
+
+            results.append(self.transcriber.transcribe(source, stem=stem, progress=part))
+        result = merge_results(results) if len(results) > 1 else results[0]
+        self.storage.put_bytes(result_key(task.id, "result.json"), result.to_json().encode())
+        self.storage.put_bytes(result_key(task.id, "result.mid"), result.to_midi_bytes())
+        self.storage.put_bytes(result_key(task.id, "result.quantized.mid"), result.to_midi_bytes(quantize=True))
+        return {
+            "note_count": result.note_count,
+            "instrument_count": len(result.instruments),
+            "duration": result.duration,
+        }
+
+    def _separate(self, task: TaskRecord, progress: ProgressCallback) -> dict[str, Any]:
+        import soundfile as sf
+
+        from stemscribe.audio import load_audio
+
+        parent, source = self._input(task.audio_id)
+        mode = task.mode or "all_stems"
+        plan = plan_separation(mode)
+        progress("loading", 0.0)
+        audio = load_audio(source, sr=None, mono=False, max_duration=self.settings.max_duration_s)
+        separator = build_separator(plan)
+        stems = shape_stems(separator.separate(audio, progress=lambda s, f: progress(s, 0.05 + 0.85 * f)), mode)
+        song = parent.title or Path(parent.filename).stem or "audio"
+        items: list[dict[str, Any]] = []
+        now = time.time()
+        for name, stem_audio in stems.items():
+            buf = io.BytesIO()
+            samples = stem_audio.samples if stem_audio.samples.ndim == 1 else stem_audio.samples.T
+            sf.write(buf, samples.clip(-1.0, 1.0), stem_audio.sr, format="FLAC", subtype="PCM_24")
+            stem_id = new_id()
+            size = self.storage.put_bytes(audio_key(stem_id), buf.getvalue())
+            title = stem_title(song, name, mode)
+            self.store.add_audio(
+                AudioRecord(
+                    id=stem_id,
+                    owner_id=task.owner_id,
+                    filename=f"{Path(parent.filename).stem or 'audio'}.{name}.flac",
+                    title=title,
+                    content_type="audio/flac",
+                    size=size,
+                    duration=stem_audio.duration,
+                    sample_rate=stem_audio.sr,
+                    channels=1 if stem_audio.samples.ndim == 1 else int(stem_audio.samples.shape[0]),
+                    source="stem",
+                    parent_id=parent.id,
+                    stem_name=name,
+                    storage_key=audio_key(stem_id),
+                    created_at=now,
+                    expires_at=task.expires_at,
+                )
+            )
+            items.append({"name": name, "audio_id": stem_id, "title": title, "duration": stem_audio.duration})
+        progress("done", 1.0)
+        return {"separator": plan.separator, "mode": mode, "stems": items}
+
+
+def merge_results(results: list[Result]) -> Result:
+    """One result holding every input's instruments (kie's MIDI of all separated tracks)."""
+    first = results[0]
+    return Result(
+        instruments=[inst for r in results for inst in r.instruments],
+        duration=max(r.duration for r in results),
+        stem="mix",
+        tempo=first.tempo,
+        beats=list(first.beats),
+        separator=first.separator,
+    )
+
+
+def open_worker(settings: Settings, factory: TranscriberFactory, worker_id: str | None = None) -> Worker:
+    store = SqlJobStore(settings.resolved_database_url, webhook_attempts=settings.webhook_attempts)
+    storage = LocalStorage(settings.resolved_storage_dir)
+    return Worker(settings, store, storage, factory, worker_id=worker_id)
+
+
+def process_main(settings_json: str, factory: TranscriberFactory, stop: Any) -> None:
+    """Entry point of a worker process (spawned by `LocalRunner`)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(process)d %(levelname)s %(message)s")
+    settings = Settings.model_validate_json(settings_json)
+    worker = open_worker(settings, factory)
+    try:
+        worker.run(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        worker.store.close()

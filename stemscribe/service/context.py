@@ -1,0 +1,397 @@
+"""What the routers share: the store, the storage, and the operations every dialect uses.
+
+Routers only translate requests and answers; the work (accepting audio, creating tasks, waiting for
+them, signing download links, reading results) happens here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import mimetypes
+import shutil
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+
+from stemscribe.audio import load_audio
+from stemscribe.errors import AudioError, AudioTooLongError, StemscribeError
+from stemscribe.jobs.models import AudioRecord, Principal, TaskKind, TaskRecord, TaskState
+from stemscribe.jobs.netguard import BlockedAddressError, check_url, fetch_stream
+from stemscribe.jobs.store import LOCAL_PRINCIPAL, SqlJobStore, hash_key, new_id
+from stemscribe.jobs.worker import audio_key, result_key
+from stemscribe.service.errors import ApiError, library_error, not_found
+from stemscribe.settings import Settings
+from stemscribe.storage import ArtifactStorage, StorageError
+
+_CHUNK = 1 << 20
+FINAL_STATES = frozenset({TaskState.SUCCEEDED.value, TaskState.FAILED.value, TaskState.EXPIRED.value})
+
+
+class RateLimiter:
+    """A token bucket per principal: `rate` per second sustained, `burst` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, max(1, burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, key: str) -> float:
+        """0 when the request may go ahead, else the seconds to wait."""
+        if self.rate <= 0:
+            return 0.0
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[key] = (tokens - 1.0, now)
+                return 0.0
+            self._buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    store: SqlJobStore
+    storage: ArtifactStorage
+    fetch_transport: httpx.BaseTransport | None = None
+    secret: bytes = b""
+    runner: Any = None
+    metrics: Any = None
+    limiter: RateLimiter = field(init=False)
+    _keys: dict[str, tuple[float, Principal | None]] = field(default_factory=dict, init=False)
+    _keys_exist: tuple[float, bool] = field(default=(0.0, False), init=False)
+    _results: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    local_principal: Principal | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.limiter = RateLimiter(self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
+        if not self.secret:
+            self.secret = self.settings.resolved_secret_key()
+
+    # --- principals -------------------------------------------------------------------------------
+
+    def principal_for_key(self, key: str) -> Principal | None:
+        """The key's principal (revoked ones too), cached for two seconds."""
+        digest = hash_key(key)
+        now = time.monotonic()
+        cached = self._keys.get(digest)
+        if cached is not None and now - cached[0] < 2.0:
+            return cached[1]
+        principal = self.store.principal_by_hash(digest)
+        if len(self._keys) > 10000:
+            self._keys.clear()
+        self._keys[digest] = (now, principal)
+        return principal
+
+    def keys_exist(self) -> bool:
+        now = time.monotonic()
+        if now - self._keys_exist[0] < 2.0:
+            return self._keys_exist[1]
+        exist = self.store.keys_exist()
+        self._keys_exist = (now, exist)
+        return exist
+
+    def local(self) -> Principal:
+        if self.local_principal is None:
+            self.local_principal = self.store.ensure_local_principal()
+        return self.local_principal
+
+    # --- audio in ---------------------------------------------------------------------------------
+
+    def _accept_file(
+        self, principal: Principal, tmp: Path, *, filename: str, content_type: str | None, source: str, source_url: str | None
+    ) -> AudioRecord:
+        """Decode the file at `tmp`, then keep it as a new audio; the temp file is consumed either way."""
+        try:
+            size = tmp.stat().st_size
+            if size == 0:
+                raise ApiError(400, "bad_request", f"{filename}: the file is empty (0 bytes)")
+            try:
+                audio = load_audio(tmp, sr=None, mono=True, max_duration=self.settings.max_duration_s)
+            except AudioTooLongError as exc:
+                raise ApiError(413, "too_long", f"{filename}: {str(exc).split(': ', 1)[-1]}") from None
+            except AudioError as exc:
+                message = str(exc).replace(str(tmp), filename)
+                raise ApiError(400, "bad_request", f"not usable as audio: {message}") from None
+            audio_id = new_id()
+            self.storage.put_file(audio_key(audio_id), tmp)
+        finally:
+            tmp.unlink(missing_ok=True)
+        guessed = content_type if content_type and content_type != "application/octet-stream" else None
+        guessed = guessed or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        now = time.time()
+        record = AudioRecord(
+            id=audio_id,
+            owner_id=principal.id,
+            filename=filename,
+            title=Path(filename).stem or filename,
+            content_type=guessed,
+            size=size,
+            duration=round(audio.duration, 6),
+            sample_rate=audio.sr,
+            channels=1,
+            source=source,
+            source_url=source_url,
+            storage_key=audio_key(audio_id),
+            created_at=now,
+            expires_at=now + self.settings.result_ttl_days * 86400,
+        )
+        return self.store.add_audio(record)
+
+    def accept_stream(
+        self, principal: Principal, stream: BinaryIO, *, filename: str, content_type: str | None
+    ) -> AudioRecord:
+        """Copy an uploaded stream to storage (capped at `max_upload_bytes`), decode it, record it."""
+        tmp = self.storage.temp_file()
+        total = 0
+        cap = self.settings.max_upload_bytes
+        try:
+            with tmp.open("wb") as out:
+                while chunk := stream.read(_CHUNK):
+                    total += len(chunk)
+                    if total > cap:
+                        raise ApiError(413, "too_large", f"upload exceeds the {cap} byte limit")
+                    out.write(chunk)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return self._accept_file(principal, tmp, filename=filename, content_type=content_type, source="upload", source_url=None)
+
+    def accept_url(self, principal: Principal, url: str) -> AudioRecord:
+        """Download `url` (guarded, capped), decode it, record it."""
+        try:
+            check_url(url)
+        except BlockedAddressError as exc:
+            raise ApiError(400, "bad_request", str(exc)) from None
+        tmp = self.storage.temp_file()
+        cap = self.settings.max_upload_bytes
+        content_type = None
+        try:
+            with fetch_stream(
+                url,
+                allow_private=self.settings.allow_private_urls,
+                timeout=self.settings.fetch_timeout_s,
+                transport=self.fetch_transport,
+            ) as response:
+                if response.status_code != 200:
+                    raise ApiError(400, "bad_request", f"fetching {url} answered HTTP {response.status_code}")
+                declared = response.headers.get("content-length")
+                if declared and declared.isdigit() and int(declared) > cap:
+                    raise ApiError(413, "too_large", f"{url} is {declared} bytes; the limit is {cap}")
+                content_type = response.headers.get("content-type", "").split(";")[0].strip() or None
+                total = 0
+                with tmp.open("wb") as out:
+                    for chunk in response.iter_bytes(_CHUNK):
+                        total += len(chunk)
+                        if total > cap:
+                            raise ApiError(413, "too_large", f"{url} exceeds the {cap} byte limit")
+                        out.write(chunk)
+                final_url = str(response.url)
+        except BlockedAddressError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ApiError(400, "bad_request", str(exc)) from None
+        except httpx.HTTPError as exc:
+            tmp.unlink(missing_ok=True)
+            raise ApiError(400, "bad_request", f"could not fetch {url}: {type(exc).__name__}: {exc}") from None
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        name = Path(httpx.URL(final_url).path).name or "audio"
+        return self._accept_file(principal, tmp, filename=name, content_type=content_type, source="url", source_url=url)
+
+    def get_audio(self, principal: Principal, audio_id: str) -> AudioRecord:
+        audio = self.store.get_audio(audio_id, principal.id) if audio_id else None
+        if audio is None:
+            raise not_found("audio", audio_id)
+        if audio.purged_at is not None or audio.expires_at <= time.time():
+            raise ApiError(410, "expired", f"audio {audio_id!r} expired and was deleted")
+        return audio
+
+    def audio_file(self, audio: AudioRecord) -> Path | BinaryIO:
+        path = self.storage.local_path(audio.storage_key)
+        if path is not None and path.is_file():
+            return path
+        try:
+            return self.storage.open(audio.storage_key)
+        except StorageError:
+            raise ApiError(410, "expired", f"audio {audio.id!r} is no longer stored") from None
+
+    # --- tasks ------------------------------------------------------------------------------------
+
+    def check_callback(self, url: str | None) -> str | None:
+        if url is None or url == "":
+            return None
+        try:
+            check_url(url)
+        except BlockedAddressError as exc:
+            raise ApiError(400, "bad_request", f"callback: {exc}") from None
+        return url
+
+    def create_task(
+        self,
+        principal: Principal,
+        *,
+        kind: TaskKind,
+        dialect: str,
+        audio: AudioRecord,
+        request: dict[str, Any],
+        base_url: str,
+        stem: str = "auto",
+        quantize: bool = False,
+        mode: str | None = None,
+        callback_url: str | None = None,
+        input_ids: list[str] | None = None,
+        parent_task_id: str | None = None,
+    ) -> TaskRecord:
+        now = time.time()
+        task = TaskRecord(
+            id=new_id(),
+            owner_id=principal.id,
+            kind=kind.value,
+            dialect=dialect,
+            state=TaskState.QUEUED.value,
+            stage="queued",
+            progress=0.0,
+            audio_id=audio.id,
+            filename=audio.filename,
+            input_ids=list(input_ids or [audio.id]),
+            stem=stem,
+            quantize=quantize,
+            mode=mode,
+            parent_task_id=parent_task_id,
+            request=request,
+            trace_id=str(uuid.uuid4()),
+            callback_url=self.check_callback(callback_url),
+            base_url=self.settings.public_url.rstrip("/") if self.settings.public_url else base_url.rstrip("/"),
+            created_at=now,
+            expires_at=now + self.settings.result_ttl_days * 86400,
+            attempts=0,
+        )
+        return self.store.add_task(task)
+
+    def get_task(self, principal: Principal, task_id: str) -> TaskRecord:
+        task = self.store.get_task(task_id, principal.id) if task_id else None
+        if task is None:
+            raise not_found("task", task_id)
+        return task
+
+    async def wait(self, task: TaskRecord, timeout: float) -> TaskRecord:
+        """Poll the store until the task is finished or `timeout` seconds pass."""
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while task.state not in FINAL_STATES and time.monotonic() < deadline:
+            await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 1.5, 0.5)
+            task = await asyncio.to_thread(self.store.get_task, task.id, None) or task
+        return task
+
+    @staticmethod
+    def is_expired(task: TaskRecord) -> bool:
+        return task.state == TaskState.EXPIRED.value or task.purged_at is not None or task.expires_at <= time.time()
+
+    def state_of(self, task: TaskRecord) -> str:
+        return TaskState.EXPIRED.value if self.is_expired(task) else task.state
+
+    def result(self, task: TaskRecord) -> dict[str, Any] | None:
+        """The stored Result dict of a succeeded transcription (cached; results never change)."""
+        if task.kind != TaskKind.TRANSCRIBE.value or task.state != TaskState.SUCCEEDED.value or self.is_expired(task):
+            return None
+        with self._lock:
+            cached = self._results.get(task.id)
+            if cached is not None:
+                self._results.move_to_end(task.id)
+                return cached
+        import json
+
+        try:
+            data = json.loads(self.storage.get_bytes(result_key(task.id, "result.json")))
+        except StorageError:
+            return None
+        with self._lock:
+            self._results[task.id] = data
+            while len(self._results) > 256:
+                self._results.popitem(last=False)
+        return data
+
+    def require_result(self, task: TaskRecord) -> dict[str, Any]:
+        if self.is_expired(task):
+            raise ApiError(410, "expired", f"task {task.id!r} expired; its results were deleted", task_id=task.id)
+        if task.state == TaskState.FAILED.value:
+            raise ApiError(409, "task_failed", f"task {task.id!r} failed: {task.error_message}", task_id=task.id)
+        result = self.result(task)
+        if result is None:
+            raise ApiError(409, "not_ready", f"task {task.id!r} is {task.state}; no result yet", task_id=task.id)
+        return result
+
+    def artifact(self, task: TaskRecord, name: str) -> Path | BinaryIO:
+        self.require_result(task)
+        key = result_key(task.id, name)
+        path = self.storage.local_path(key)
+        if path is not None and path.is_file():
+            return path
+        try:
+            return self.storage.open(key)
+        except StorageError:
+            raise ApiError(410, "expired", f"task {task.id!r}: {name} is no longer stored") from None
+
+    def forget(self, task_id: str) -> None:
+        with self._lock:
+            self._results.pop(task_id, None)
+        self.storage.delete_prefix(f"tasks/{task_id}")
+
+    # --- signed download links --------------------------------------------------------------------
+
+    def sign(self, kind: str, ident: str, expires: int) -> str:
+        mac = hmac.new(self.secret, f"{kind}:{ident}:{expires}".encode(), hashlib.sha256).hexdigest()
+        return mac[:32]
+
+    def link(self, base_url: str, kind: str, ident: str, expires: float) -> str:
+        """An absolute link that downloads without a token until `expires` (epoch seconds)."""
+        e = int(expires)
+        return f"{base_url.rstrip('/')}/files/{kind}/{ident}?e={e}&s={self.sign(kind, ident, e)}"
+
+    def check_link(self, kind: str, ident: str, e: int, s: str) -> None:
+        if not hmac.compare_digest(self.sign(kind, ident, e), s):
+            raise ApiError(403, "forbidden", "invalid download signature")
+        if e <= time.time():
+            raise ApiError(410, "expired", "this download link expired")
+
+    # --- expiry -----------------------------------------------------------------------------------
+
+    def purge(self, now: float | None = None) -> tuple[int, int]:
+        """Delete the files of expired tasks and audios; (tasks, audios) purged."""
+        now = time.time() if now is None else now
+        n_tasks = n_audios = 0
+        while True:
+            tasks, audios = self.store.expired(now)
+            if not tasks and not audios:
+                return n_tasks, n_audios
+            for t in tasks:
+                self.forget(t.id)
+            for a in audios:
+                self.storage.delete_prefix(f"audio/{a.id}")
+            self.store.mark_purged([t.id for t in tasks], [a.id for a in audios], now)
+            n_tasks += len(tasks)
+            n_audios += len(audios)
+
+
+def task_error(exc: StemscribeError) -> ApiError:
+    return library_error(exc)
+
+
+def copy_stream(src: BinaryIO, dst: BinaryIO) -> None:
+    shutil.copyfileobj(src, dst, _CHUNK)
+
+
+LOCAL = LOCAL_PRINCIPAL

@@ -1,0 +1,163 @@
+"""Every error answer of the API, shaped per dialect, in one place.
+
+Handlers raise `ApiError(status, code, message)` (or let a library error through); the exception
+handlers here pick the dialect from the request path and write its error shape:
+
+    AceData     {"success": false, "error": {"code", "message"}, "trace_id", "task_id"?}
+    aimusicapi  {"code": <status>, "message"}
+    kie.ai      {"code": <status>, "msg", "data": null}
+    native      {"error": {"code", "message"}}
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from enum import Enum
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from stemscribe.errors import (
+    AudioError,
+    AudioTooLongError,
+    InvalidOptionError,
+    ModelError,
+    SeparationUnavailableError,
+    StemscribeError,
+)
+from stemscribe.jobs.netguard import BlockedAddressError
+
+logger = logging.getLogger(__name__)
+
+
+class Dialect(str, Enum):
+    ACEDATA = "acedata"
+    AIMUSICAPI = "aimusicapi"
+    KIE = "kie"
+    NATIVE = "native"
+
+
+def dialect_of(path: str) -> Dialect:
+    if path.startswith("/suno/"):
+        return Dialect.ACEDATA
+    if path.startswith("/api/v1/suno/"):
+        return Dialect.AIMUSICAPI
+    if path.startswith("/api/"):
+        return Dialect.KIE
+    return Dialect.NATIVE
+
+
+class ApiError(HTTPException):
+    """An error answer: HTTP status, a short machine code and a message for people."""
+
+    def __init__(
+        self, status: int, code: str, message: str, *, task_id: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(status_code=status, detail=message, headers=headers)
+        self.code = code
+        self.message = message
+        self.task_id = task_id
+
+
+def not_found(what: str, ident: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} {ident!r} not found")
+
+
+_DEFAULT_CODES = {
+    400: "bad_request",
+    401: "invalid_token",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    410: "expired",
+    413: "too_large",
+    415: "unsupported_media_type",
+    422: "bad_request",
+    429: "too_many_requests",
+    500: "api_error",
+    503: "unavailable",
+    504: "timeout",
+}
+
+
+def library_error(exc: StemscribeError) -> ApiError:
+    """The answer for an error the core library raised on the caller's input."""
+    if isinstance(exc, AudioTooLongError):
+        return ApiError(413, "too_long", str(exc))
+    if isinstance(exc, AudioError):
+        return ApiError(400, "bad_request", f"not usable as audio: {exc}")
+    if isinstance(exc, (InvalidOptionError, BlockedAddressError)):
+        return ApiError(400, "bad_request", str(exc))
+    if isinstance(exc, SeparationUnavailableError):
+        return ApiError(503, "separation_unavailable", str(exc))
+    if isinstance(exc, ModelError):
+        return ApiError(500, "api_error", str(exc))
+    return ApiError(500, "api_error", str(exc))
+
+
+def render_error(request: Request, status: int, code: str, message: str, task_id: str | None = None) -> JSONResponse:
+    dialect = dialect_of(request.url.path)
+    body: dict[str, Any]
+    if dialect is Dialect.ACEDATA:
+        if code == "no_token":
+            status = 400  # AceData lists a missing token under 400
+        body = {"success": False, "error": {"code": code, "message": message}, "trace_id": str(uuid.uuid4())}
+        if task_id:
+            body["task_id"] = task_id
+    elif dialect is Dialect.AIMUSICAPI:
+        body = {"code": status, "message": message}
+    elif dialect is Dialect.KIE:
+        body = {"code": status, "msg": message, "data": None}
+    else:
+        body = {"error": {"code": code, "message": message}}
+        if task_id:
+            body["error"]["task_id"] = task_id
+    return JSONResponse(body, status_code=status)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
+        parts.append(f"{loc or 'request'}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        response = render_error(request, exc.status_code, exc.code, exc.message, exc.task_id)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _DEFAULT_CODES.get(exc.status_code, "error")
+        message = str(exc.detail)
+        if exc.status_code == 404 and message == "Not Found":
+            code, message = "no_api", f"no endpoint {request.method} {request.url.path}"
+        response = render_error(request, exc.status_code, code, message)
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        status = 422 if dialect_of(request.url.path) is Dialect.KIE else 400
+        return render_error(request, status, "bad_request", _validation_message(exc))
+
+    @app.exception_handler(StemscribeError)
+    async def _library(request: Request, exc: StemscribeError) -> JSONResponse:
+        err = library_error(exc)
+        return render_error(request, err.status_code, err.code, err.message)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error on %s %s", request.method, request.url.path)
+        return render_error(request, 500, "api_error", f"internal error: {type(exc).__name__}")
