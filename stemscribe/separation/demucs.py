@@ -89,6 +89,21 @@ def _max_segment(model: Any) -> Any:
     return min(limits)
 
 
+def _mono_stats(mix: npt.NDArray[np.float32], block: int = 1 << 18) -> tuple[float, float]:
+    """Mean and standard deviation (ddof=1, plus 1e-8) of the channel average, a block at a time."""
+    length = mix.shape[-1]
+    total = squares = 0.0
+    for start in range(0, length, block):
+        ref = mix[:, start : start + block].mean(axis=0, dtype=np.float64)
+        total += float(ref.sum())
+    mean = total / length
+    for start in range(0, length, block):
+        ref = mix[:, start : start + block].mean(axis=0, dtype=np.float64) - mean
+        squares += float(np.dot(ref, ref))
+    std = (squares / (length - 1)) ** 0.5 if length > 1 else 0.0
+    return mean, std + 1e-8
+
+
 class _Resampler:
     """Streams (channels, k) blocks from one rate to another, exactly `total` samples in all."""
 
@@ -182,10 +197,7 @@ class DemucsSeparator:
         stems sum to its input gives stems that sum to the mix.
         """
         channels, length = mix.shape
-        ref = mix.mean(axis=0)
-        mean = float(ref.mean())
-        std = float(ref.std(ddof=1)) if length > 1 else 0.0
-        std = (std if np.isfinite(std) else 0.0) + 1e-8
+        mean, std = _mono_stats(mix)
         mix -= mean
         mix /= std
         tensor = torch.from_numpy(mix)[None]

@@ -93,8 +93,10 @@ def data_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_checkpoints() -> dict[str, bytes]:
-    pytest.importorskip("torch", reason=EXTRA)
+    torch = pytest.importorskip("torch", reason=EXTRA)
     pytest.importorskip("demucs", reason=EXTRA)
+    # One thread: on a shared 2-core machine torch's spinning worker threads make tiny models ~50x slower.
+    torch.set_num_threads(1)
     return {
         "four": tiny_checkpoint(FOUR, seed=0),
         "six": tiny_checkpoint(SIX, seed=1),
