@@ -159,16 +159,20 @@ async def create_transcription(request: Request, ctx: Ctx, caller: Caller) -> An
     """Queue a transcription of an uploaded file (multipart), an `audio_id` or an `audio_url` (JSON)."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
-        form = await request.form()
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise ApiError(400, "bad_request", "multipart body needs a `file` part holding the audio")
-        stem = _stem(str(form.get("stem") or "auto"))
-        quantize = _truthy(str(form.get("quantize") or ""))
-        callback = str(form.get("callback_url") or "") or None
-        audio = await run_in_threadpool(
-            ctx.accept_stream, caller, upload.file, filename=upload.filename or "audio", content_type=upload.content_type
-        )
+        async with request.form() as form:
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise ApiError(400, "bad_request", "multipart body needs a `file` part holding the audio")
+            stem = _stem(str(form.get("stem") or "auto"))
+            quantize = _truthy(str(form.get("quantize") or ""))
+            callback = str(form.get("callback_url") or "") or None
+            audio = await run_in_threadpool(
+                ctx.accept_stream,
+                caller,
+                upload.file,
+                filename=upload.filename or "audio",
+                content_type=upload.content_type,
+            )
         body: dict[str, Any] = {"audio_id": audio.id, "stem": stem, "quantize": quantize}
     elif content_type.startswith("application/json") or not content_type:
         try:

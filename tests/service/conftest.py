@@ -1,0 +1,175 @@
+"""Fixtures of the service tests: a fake transcriber, an app on a temp data dir, tiny audio."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import soundfile as sf
+from fastapi.testclient import TestClient
+
+from stemscribe.audio import load_audio
+from stemscribe.result import Instrument, NoteEvent, Result
+from stemscribe.service import create_app
+from stemscribe.settings import Settings
+from stemscribe.stems import Family
+
+LOOPBACK = ("127.0.0.1", 50000)
+
+
+def tone_wav(seconds: float = 1.0, freqs: tuple[float, ...] = (440.0,), sr: int = 16000, fmt: str = "WAV") -> bytes:
+    """A few sine tones one after another, as WAV (or FLAC) bytes."""
+    t = np.arange(int(seconds * sr)) / sr
+    parts = np.array_split(t, len(freqs))
+    y = np.concatenate([0.3 * np.sin(2 * np.pi * f * p) for f, p in zip(freqs, parts, strict=True)]).astype(np.float32)
+    buf = io.BytesIO()
+    sf.write(buf, y, sr, format=fmt)
+    return buf.getvalue()
+
+
+class FakeTranscriber:
+    """Stands in for `stemscribe.pipeline.Transcriber`: one note per second of the decoded audio."""
+
+    def __init__(self, *, delay: float = 0.0, fail: Exception | None = None) -> None:
+        self.delay, self.fail = delay, fail
+        self.calls: list[str] = []
+        self.gate: threading.Event | None = None
+
+    def transcribe(self, source: Any, *, stem: str = "auto", progress: Any = None) -> Result:
+        self.calls.append(stem)
+        if progress:
+            progress("loading", 0.0)
+        audio = load_audio(source, sr=None)
+        if self.gate is not None:
+            self.gate.wait(10)
+        if self.delay:
+            time.sleep(self.delay)
+        if self.fail is not None:
+            raise self.fail
+        if progress:
+            progress("transcribing", 0.5)
+        n = max(1, int(audio.duration))
+        notes = [NoteEvent(60 + i % 12, float(i), i + 0.5, 0.8) for i in range(n)]
+        inst = Instrument("Acoustic Grand Piano", 0, False, Family.PIANO, notes)
+        if progress:
+            progress("done", 1.0)
+        return Result([inst], audio.duration, stem if stem != "auto" else "mix", 120.0, [0.0, 0.5], "none")
+
+
+@pytest.fixture
+def fake() -> FakeTranscriber:
+    return FakeTranscriber()
+
+
+@pytest.fixture
+def settings(tmp_path: Any) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        workers=1,
+        worker_threads=True,
+        sync_wait_s=20.0,
+        aimusic_wait_s=10.0,
+        rate_limit_per_s=0.0,
+        webhook_backoff_s=0.05,
+        webhook_attempts=3,
+        secret_key="test-secret",
+        max_upload_bytes=2_000_000,
+    )
+
+
+class Receiver:
+    """A webhook receiver behind httpx.MockTransport: records requests, answers with scripted statuses."""
+
+    def __init__(self) -> None:
+        self.requests: list[httpx.Request] = []
+        self.statuses: list[int] = []
+        self.event = threading.Event()
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        status = self.statuses.pop(0) if self.statuses else 200
+        if status == 200:
+            self.event.set()
+        return httpx.Response(status, json={"ok": status == 200})
+
+    def wait(self, count: int = 1, timeout: float = 15.0) -> list[httpx.Request]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ok = [r for r in self.requests]
+            if len(ok) >= count:
+                return ok
+            time.sleep(0.02)
+        raise AssertionError(f"expected {count} callback(s), got {len(self.requests)}")
+
+    def json(self, i: int = -1) -> Any:
+        return json.loads(self.requests[i].content)
+
+
+AUDIO_FILES = {"/song.wav": tone_wav(2.0, (220.0, 330.0)), "/big.wav": tone_wav(100.0)}
+
+
+def audio_server(request: httpx.Request) -> httpx.Response:
+    """Serves audio_url fetches in tests (a fake of the outbound transport)."""
+    body = AUDIO_FILES.get(request.url.path)
+    if body is None:
+        if request.url.path == "/text":
+            return httpx.Response(200, content=b"hello, not audio", headers={"content-type": "text/plain"})
+        return httpx.Response(404)
+    return httpx.Response(200, content=body, headers={"content-type": "audio/wav"})
+
+
+@pytest.fixture
+def receiver() -> Receiver:
+    return Receiver()
+
+
+@pytest.fixture
+def make_client(
+    settings: Settings, fake: FakeTranscriber, receiver: Receiver
+) -> Iterator[Callable[..., TestClient]]:
+    clients: list[TestClient] = []
+
+    def make(settings: Settings = settings, transcriber: Any = fake, **kwargs: Any) -> TestClient:
+        app = create_app(
+            settings,
+            transcriber_factory=lambda _s: transcriber,
+            webhook_transport=httpx.MockTransport(receiver),
+            fetch_transport=httpx.MockTransport(audio_server),
+            **kwargs,
+        )
+        client = TestClient(app, client=LOOPBACK)
+        client.__enter__()
+        clients.append(client)
+        return client
+
+    yield make
+    for c in clients:
+        c.__exit__(None, None, None)
+
+
+@pytest.fixture
+def client(make_client: Callable[..., TestClient]) -> TestClient:
+    return make_client()
+
+
+def upload(client: TestClient, data: bytes | None = None, name: str = "song.wav", headers: Any = None) -> dict[str, Any]:
+    r = client.post("/v1/uploads", files={"file": (name, data or tone_wav(2.0, (220.0, 330.0)), "audio/wav")}, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def wait_task(client: TestClient, task_id: str, headers: Any = None, timeout: float = 15.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(f"/v1/transcriptions/{task_id}", headers=headers).json()
+        if body["state"] in ("succeeded", "failed", "expired"):
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"task {task_id} still {body['state']}")
