@@ -101,16 +101,15 @@ class SpectralDrums:
 
     def transcribe(self, samples: npt.NDArray[np.float32], sr: int) -> list[NoteEvent]:
         from stemscribe.audio import resample
-        from stemscribe.separate import _stft_engine
+        from stemscribe.dsp import stft
 
         x = resample(samples.astype(np.float32), sr, _DSP_SR)
         if x.size < _DSP_NFFT or float(np.abs(x).max(initial=0.0)) < 1e-4:
             return []
-        engine = _stft_engine(_DSP_NFFT, _DSP_HOP)
-        mag = np.abs(engine.stft(x)).astype(np.float32)
+        mag = np.abs(stft(x, _DSP_NFFT, _DSP_HOP))
         freqs = np.fft.rfftfreq(_DSP_NFFT, 1.0 / _DSP_SR)
         logmag = np.log1p(100.0 * mag)
-        times = engine.t(x.size)[: mag.shape[1]] / _DSP_SR  # the engine counts in samples (fs=1)
+        times = np.arange(mag.shape[1]) * (_DSP_HOP / _DSP_SR)  # frame k is centred on sample k * hop
 
         kick_odf = _band_flux(logmag, freqs, 30, 150)
         snare_odf = _band_flux(logmag, freqs, 150, 400) + _band_flux(logmag, freqs, 1500, 5000)

@@ -24,15 +24,13 @@ def onset_envelope(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """(n_frames,) log-magnitude spectral flux of 22050 Hz mono audio at 86 frames/s."""
     from scipy.ndimage import uniform_filter1d
 
-    from stemscribe.separate import _stft_engine
+    from stemscribe.dsp import stft
 
-    engine = _stft_engine(1024, ENVELOPE_HOP)
-    mag = np.abs(engine.stft(samples.astype(np.float32)))
+    mag = np.abs(stft(samples.astype(np.float32), 1024, ENVELOPE_HOP))
     log = np.log1p(100.0 * mag)
     flux = np.maximum(np.diff(log, axis=1, prepend=log[:, :1]), 0.0).mean(axis=0)
     flux = flux - uniform_filter1d(flux, size=16, mode="nearest")  # remove the slow trend
-    start = -engine.p_min  # frames before sample 0
-    return np.maximum(flux[start:], 0.0).astype(np.float32)
+    return np.maximum(flux, 0.0).astype(np.float32)
 
 
 def estimate_tempo(envelope: npt.NDArray[np.float32], *, lo_bpm: float = 60.0, hi_bpm: float = 200.0) -> float:

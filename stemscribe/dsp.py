@@ -1,0 +1,55 @@
+"""Short-time Fourier transforms, vectorised: one batched FFT per call, no per-frame Python work."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
+
+
+def hann(n: int) -> npt.NDArray[np.float32]:
+    """Periodic Hann window of length n."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n) / n)).astype(np.float32)
+
+
+def n_frames(n_samples: int, hop: int) -> int:
+    """Frames of a centred STFT: frame k is centred on sample k * hop."""
+    return n_samples // hop + 1
+
+
+def stft(x: npt.NDArray[np.float32], n_fft: int, hop: int) -> npt.NDArray[np.complex64]:
+    """(n_fft // 2 + 1, n_frames) centred, Hann-windowed STFT of (n,) audio (zero padding at the edges)."""
+    import scipy.fft
+
+    pad = n_fft // 2
+    padded = np.pad(x.astype(np.float32, copy=False), (pad, pad + hop))
+    frames = sliding_window_view(padded, n_fft)[::hop][: n_frames(x.shape[0], hop)]
+    spec = scipy.fft.rfft(frames * hann(n_fft), axis=1, workers=-1)  # float32 in, complex64 out
+    return np.ascontiguousarray(spec.T)
+
+
+def istft(spec: npt.NDArray[np.complex64], n_fft: int, hop: int, length: int) -> npt.NDArray[np.float32]:
+    """Inverse of `stft` by windowed overlap-add, normalised by the summed squared window."""
+    if n_fft % hop:
+        raise ValueError("n_fft must be a multiple of hop")
+    import scipy.fft
+
+    window = hann(n_fft)
+    frames = scipy.fft.irfft(spec.T, n=n_fft, axis=1, workers=-1).astype(np.float32) * window
+    count = frames.shape[0]
+    ratio = n_fft // hop
+    total = hop * (count + ratio)
+    out = np.zeros(total, dtype=np.float32)
+    # Frames k, k + ratio, k + 2 * ratio, ... do not overlap: add each such group as one slab.
+    for k in range(ratio):
+        group = frames[k::ratio]
+        start = k * hop
+        out[start : start + group.size] += group.reshape(-1)
+    norm = np.zeros(total, dtype=np.float32)
+    w2 = np.tile(window**2, count + ratio)[: total - 0]
+    for k in range(ratio):
+        n_group = frames[k::ratio].shape[0]
+        start = k * hop
+        norm[start : start + n_group * n_fft] += w2[: n_group * n_fft]
+    pad = n_fft // 2
+    return (out / np.maximum(norm, 1e-3))[pad : pad + length]
