@@ -32,7 +32,8 @@ def _progress_bar(quiet: bool):  # noqa: ANN202 - rich types stay a lazy import
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True, quiet=quiet)
+    console = Console(stderr=True)
+    console.quiet = quiet or not console.is_terminal  # no stray lines in logs and pipes
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -220,12 +221,13 @@ def list_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Separation models", title_justify="left")
-    for column in ("model", "state", "stems", "files"):
-        table.add_column(column)
-    table.add_row("hpss", "built in", "drums, harmonic", "(no weights)")
+    directory = statuses[0].directory if statuses else None
+    table = Table(title=f"Separation models (weights in {directory})", title_justify="left")
+    for column in ("model", "state", "stems", "files (checksum)"):
+        table.add_column(column, overflow="fold")
+    table.add_row("hpss", "built in", "drums, harmonic", "no weights")
     for s in statuses:
-        files = "\n".join(f"{f.path} ({f.state.value})" for f in s.files)
+        files = "\n".join(f"{f.file.filename} ({f.state.value})" for f in s.files)
         table.add_row(s.spec.name, s.state, ", ".join(s.spec.sources), files)
     console = Console(width=max(100, int(os.environ.get("COLUMNS", "0") or 0)))
     console.print(table)
