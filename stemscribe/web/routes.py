@@ -40,7 +40,7 @@ _MEDIA_TYPES = {
     ".webmanifest": "application/manifest+json",
 }
 
-# Revalidate on every load (cheap: ETag/Last-Modified answer 304) so an upgrade never mixes old and new modules.
+# Revalidate on each load (a cheap 304) so that an upgrade never mixes old and new modules.
 _ASSET_HEADERS = {"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
 
 router = APIRouter(include_in_schema=False)

@@ -31,6 +31,7 @@ const state = {
   seenStages: new Set(),
   originalUrl: null,
   jobToken: 0,
+  revealOnDone: false,
 };
 
 // ---------- small helpers ----------
@@ -40,6 +41,7 @@ function el(tag, props = {}, ...children) {
   for (const [k, v] of Object.entries(props)) {
     if (k === "class") node.className = v;
     else if (k === "dataset") Object.assign(node.dataset, v);
+    else if (k === "style") Object.assign(node.style, v);
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
     else if (v === true) node.setAttribute(k, "");
     else if (v !== false && v !== null && v !== undefined) node.setAttribute(k, v);
@@ -173,6 +175,7 @@ $("job-form").addEventListener("submit", async (e) => {
   const token = ++state.jobToken;
   setBusy(true);
   state.seenStages = new Set();
+  state.revealOnDone = true;
   try {
     let body;
     if (state.file) {
@@ -233,6 +236,10 @@ function follow(task, token) {
     $("progress").hidden = true;
     setBusy(false);
     showResult(task);
+    if (state.revealOnDone) {
+      state.revealOnDone = false;
+      $("result").scrollIntoView({ block: "start" });
+    }
     return;
   }
   if (TERMINAL.has(task.state)) {
@@ -275,12 +282,12 @@ async function openJob(id, { scroll = true } = {}) {
   const token = ++state.jobToken;
   clearError();
   state.seenStages = new Set();
+  state.revealOnDone = scroll;
   try {
     const task = await api.getTranscription(id);
     if (token !== state.jobToken) return;
     setHash(task.id);
     follow(task, token);
-    if (scroll && task.state === "succeeded") $("result").scrollIntoView({ block: "start" });
   } catch (err) {
     if (token !== state.jobToken) return;
     showError(err);
@@ -348,7 +355,7 @@ function renderInstruments(instruments, colours) {
     });
     const meta = inst.is_drum ? "drum kit" : `${inst.family || ""} · GM program ${Number(inst.program) + 1}`;
     item.append(
-      el("span", { class: "swatch", style: `background:${colours[i]}`, "aria-hidden": "true" }),
+      el("span", { class: "swatch", style: { background: colours[i] }, "aria-hidden": "true" }),
       el("span", { class: "inst-name" }, inst.name, el("span", { class: "inst-meta" }, `${count} notes · ${meta}`)),
       el("label", { class: "inst-show", for: id }, show, "Show"),
       mute,
@@ -426,7 +433,7 @@ async function copyText(text, button) {
     ok = true;
   } catch {
     // Clipboard API needs a secure context (https or localhost); fall back to a selection copy.
-    const area = el("textarea", { readonly: true, style: "position:fixed;opacity:0" });
+    const area = el("textarea", { readonly: true, style: { position: "fixed", opacity: "0" } });
     area.value = text;
     document.body.append(area);
     area.select();

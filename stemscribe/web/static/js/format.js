@@ -68,20 +68,29 @@ export const STEM_TEXT = {
 
 const CODE_TEXT = {
   network: "The server could not be reached. Is `stemscribe serve` still running?",
+  bad_audio: "That file could not be read as audio.",
   not_audio: "That file does not look like audio.",
   empty_audio: "That audio file is empty or silent.",
   corrupt_audio: "That audio file is damaged and could not be decoded.",
-  audio_too_long: "That audio is too long for this server.",
-  audio_error: "The audio could not be read.",
+  too_long: "That audio is longer than this server accepts.",
+  too_large: "That file is larger than this server accepts.",
+  unsupported_media_type: "That file type is not supported.",
+  bad_request: "The server did not accept the request.",
   invalid_option: "One of the options is not valid.",
   invalid_request: "The request was not accepted.",
+  no_token: "This server needs an API key. Open “API key” at the top, paste your key and try again.",
+  invalid_token: "The API key was not accepted. Check it under “API key” at the top.",
+  forbidden: "Your API key is not allowed to do this.",
   model_error: "The transcription model failed on this audio.",
-  separation_unavailable: "Instrument separation is not installed on this server; pick the stem type instead of auto.",
+  internal_error: "The server failed while transcribing this audio.",
+  worker_died: "The worker running this job stopped several times; the job was given up.",
+  api_error: "The server hit an internal error.",
+  separation_unavailable: "Instrument separation is not installed on this server; choose what is in the audio instead of auto.",
   not_found: "That job or file no longer exists on the server.",
   expired: "This job has expired and its files were removed.",
   timeout: "The job took too long and was stopped.",
-  download_failed: "The server could not fetch that link.",
-  url_not_allowed: "The server is not allowed to fetch that link.",
+  too_many_requests: "Too many requests at once. Wait a moment and try again.",
+  unavailable: "The server is busy or starting up. Try again in a moment.",
 };
 
 const STATUS_TEXT = {
@@ -106,11 +115,6 @@ export function describeError(err) {
   const message = (err && err.message) || "";
   let headline = CODE_TEXT[code];
   if (!headline && status === 401) headline = STATUS_TEXT[401];
-  if (!headline) {
-    for (const [prefix, text] of Object.entries(CODE_TEXT)) {
-      if (code && code.startsWith(prefix)) headline = text;
-    }
-  }
   if (!headline && status !== undefined) headline = STATUS_TEXT[status];
   if (!headline) headline = "Something went wrong.";
   const detail = message && message !== headline ? message : "";

@@ -51,6 +51,15 @@ function lowerBound(notes, t) {
   return lo;
 }
 
+/** A ruler label: "1:05" for whole-second steps, "0:01.25" for finer ones. */
+export function rulerLabel(t, step) {
+  const m = Math.floor(t / 60 + 1e-9);
+  const sec = t - m * 60;
+  const digits = step >= 1 ? 0 : step >= 0.5 || step === 0.1 ? 1 : 2;
+  const text = sec.toFixed(digits);
+  return `${m}:${text.padStart(digits ? 3 + digits : 2, "0")}`;
+}
+
 export function noteName(pitch) {
   return `${NOTE_NAMES[pitch % 12]}${Math.floor(pitch / 12) - 1}`;
 }
@@ -65,6 +74,10 @@ export class PianoRoll {
     this.tracks = [];
     this.duration = 1;
     this.beats = [];
+    this.drumRows = [];
+    this.lowPitch = 48;
+    this.highPitch = 72;
+    this.hasPitched = false;
     this.pps = 50;
     this.fitted = true;
     this.playhead = 0;
@@ -341,7 +354,7 @@ export class PianoRoll {
       g.fillStyle = C.tick;
       g.fillRect(tx, RULER - 6, 1, 6);
       g.fillStyle = C.rulerText;
-      g.fillText(formatTime(t, { tenths: step < 1 }), tx + 3, RULER / 2 - 1);
+      g.fillText(rulerLabel(t, step), tx + 3, RULER / 2 - 1);
     }
 
     // Playhead.

@@ -11,7 +11,7 @@ function curl(base, path, body) {
     `curl -X POST ${shellQuote(base + path)} \\`,
     `  -H "Authorization: Bearer ${KEY_VAR}" \\`,
     `  -H 'Content-Type: application/json' \\`,
-    `  -d ${shellQuote(JSON.stringify(body))}`,
+    `  -d ${shellQuote(JSON.stringify(body, null, 2))}`,
   ].join("\n");
 }
 

@@ -1,0 +1,197 @@
+"""The page in headless Chromium against a test double of the /v1 API: errors, API keys, links, helpers.
+
+The end-to-end run against the real server and model is in test_web_e2e.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT_MS = 20_000
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One second of a 440 Hz tone."""
+    path = tmp_path_factory.mktemp("clip") / "tone.wav"
+    t = np.arange(22050) / 22050
+    sf.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 22050)
+    return path
+
+
+def test_a_failed_job_is_explained_in_plain_words(
+    page_on: Any, serve_app: Any, fake_api: Any, tmp_path: Path, clip: Path, artifacts: Path
+) -> None:
+    with serve_app(fake_api()) as base:
+        page, watch = page_on(base, width=390, height=844)
+        page.click("#go")
+        assert page.text_content("#error strong") == "Choose an audio file or paste a link first."
+
+        bad = tmp_path / "notaudio.wav"
+        bad.write_bytes(clip.read_bytes())
+        page.set_input_files("#file", str(bad))
+        assert "notaudio.wav" in page.text_content("#file-name")
+        page.click("#go")
+        page.wait_for_selector(
+            "#error:not([hidden]) >> text=That file could not be read as audio.", timeout=TIMEOUT_MS
+        )
+        assert "tried soundfile, PyAV" in page.text_content("#error")
+        assert page.is_hidden("#result")
+        assert page.is_enabled("#go")
+        page.screenshot(path=str(artifacts / "error-390.png"), full_page=True)
+
+        page.fill("#url", "ftp://example.com/a.mp3")
+        page.click("#go")
+        assert page.text_content("#error strong") == "That link is not a web address."
+        assert watch.errors == []
+        assert watch.outside(base) == []
+
+
+def test_the_api_key_is_asked_for_kept_and_sent(
+    page_on: Any, serve_app: Any, fake_api: Any, clip: Path
+) -> None:
+    with serve_app(fake_api(api_key="s3cret-key")) as base:
+        page, watch = page_on(base)
+        page.wait_for_selector("#jobs-note >> text=The API key was not accepted", timeout=TIMEOUT_MS)
+        page.set_input_files("#file", str(clip))
+        page.click("#go")
+        page.wait_for_selector("#error:not([hidden])", timeout=TIMEOUT_MS)
+        assert "API key" in page.text_content("#error strong")
+        assert page.evaluate("document.getElementById('key-panel').open")
+        assert page.evaluate("document.activeElement.id") == "api-key"
+
+        page.fill("#api-key", "s3cret-key")
+        page.press("#api-key", "Enter")
+        assert page.text_content("#key-state") == "API key: saved"
+        assert page.evaluate("localStorage.getItem('stemscribe.apiKey')") == "s3cret-key"
+        page.wait_for_selector("#jobs-note >> text=No jobs yet", timeout=TIMEOUT_MS)
+
+        page.click("#go")
+        page.wait_for_selector("#result:not([hidden])", timeout=TIMEOUT_MS)
+        assert page.locator("#instruments .instrument").count() == 3
+        # The original audio needs the key too: it is fetched with it and played from a blob: URL.
+        page.wait_for_function("() => window.stemscribe.player.originalReady", timeout=TIMEOUT_MS)
+        assert page.evaluate("window.stemscribe.player.original.src").startswith("blob:")
+        with page.expect_download() as info:
+            page.click("#dl-json")
+        assert (
+            json.loads(Path(info.value.path()).read_text())["instruments"][0]["name"]
+            == "Acoustic Grand Piano"
+        )
+
+        page.reload()
+        page.wait_for_selector("#result:not([hidden])", timeout=TIMEOUT_MS)  # reopened from #job=<id>
+        assert page.locator("#jobs .job").count() == 1
+        assert not [e for e in watch.errors if "status of 401" not in e]
+        assert watch.outside(base) == []
+
+
+def test_a_link_job_and_the_view_controls(page_on: Any, serve_app: Any, fake_api: Any) -> None:
+    fake = fake_api()
+    with serve_app(fake) as base:
+        page, watch = page_on(base)
+        page.fill("#url", "https://example.com/song.mp3")
+        page.select_option("#stem", "piano")
+        page.click("#go")
+        page.wait_for_selector("#result:not([hidden])", timeout=TIMEOUT_MS)
+        task = next(iter(fake.state.fake.tasks.values()))
+        assert (task.audio_id, task.filename, task.stem) == (None, "song.mp3", "piano")
+        assert "stem: piano" in page.text_content("#result-summary")
+        # No stored audio: only the transcription can be played, and there is no id for the dialects.
+        assert page.is_disabled("#ab-original")
+        assert "no longer stored" in page.text_content("#original-note")
+        assert "no stored audio id" in page.text_content("#snippets")
+
+        roll = page.locator("#roll")
+        assert roll.get_attribute("data-instruments") == "3"
+        assert roll.get_attribute("data-notes") == "20"
+        assert roll.get_attribute("data-drawn") == "20"
+        page.uncheck("#show-2")  # hide the drums
+        page.wait_for_function("() => document.getElementById('roll').dataset.notes === '12'")
+        assert roll.get_attribute("data-instruments") == "2"
+
+        page.click("#zoom-in")
+        page.click("#zoom-in")
+        page.wait_for_function("() => Number(document.getElementById('zoom').value) > 0")
+        next_frame = "new Promise(r => requestAnimationFrame(() => r(roll.dataset.drawn)))"
+        drawn = int(roll.evaluate(f"roll => {next_frame}"))
+        assert 0 < drawn < 12
+        page.focus("#roll-scroll")
+        page.keyboard.press("End")
+        page.wait_for_function("() => document.getElementById('roll-scroll').scrollLeft > 0")
+        page.keyboard.press("0")
+        page.wait_for_function("() => document.getElementById('zoom').value === '0'")
+
+        # Clicking the roll moves the playhead; Space plays from there.
+        box = roll.bounding_box()
+        page.mouse.click(box["x"] + 46 + (box["width"] - 46) * 0.5, box["y"] + 100)
+        assert abs(page.evaluate("window.stemscribe.player.time()") - 2.0) < 0.1
+        page.keyboard.press("Space")
+        page.wait_for_function("() => window.stemscribe.player.time() > 2.2", timeout=TIMEOUT_MS)
+        page.keyboard.press("Space")
+        assert page.evaluate("window.stemscribe.player.playing") is False
+        assert watch.errors == []
+
+
+def test_page_helpers(page_on: Any, serve_app: Any, fake_api: Any) -> None:
+    with serve_app(fake_api()) as base:
+        page, _ = page_on(base)
+        got = page.evaluate(
+            """async () => {
+              const s = await import('./static/js/snippets.js');
+              const f = await import('./static/js/format.js');
+              const r = await import('./static/js/roll.js');
+              const y = await import('./static/js/synth.js');
+              const a = await import('./static/js/api.js');
+              return {
+                snippets: s.dialectRequests('http://host:8000/', "it's-1"),
+                times: [f.formatTime(0), f.formatTime(65.34), f.formatTime(59.99)],
+                labels: [r.rulerLabel(65, 5), r.rulerLabel(1.25, 0.25), r.rulerLabel(0.5, 0.5)],
+                names: [r.noteName(60), r.noteName(21), r.noteName(61)],
+                drums: [36, 35, 44, 48, 57, 81].map(y.drumClass),
+                err401: f.describeError({status: 401, code: 'http_401', message: ''}),
+                errCode: f.describeError({status: 400, code: 'bad_audio', message: 'not usable as audio: x'}),
+                errOther: f.describeError({status: 418, code: 'teapot', message: 'short and stout'}),
+                parsed: [
+                  a.parseErrorBody(400, {error: {code: 'bad_request', message: 'm'}}),
+                  a.parseErrorBody(422, {detail: [{loc: ['body', 'stem'], msg: 'bad'}]}),
+                  a.parseErrorBody(500, 'Internal Server Error'),
+                ],
+              };
+            }"""
+        )
+    by_id = {s["id"]: s for s in got["snippets"]}
+    assert set(by_id) == {"acedata", "aimusicapi", "kie"}
+    assert "curl -X POST 'http://host:8000/suno/midi'" in by_id["acedata"]["command"]
+    assert "'http://host:8000/api/v1/suno/midi'" in by_id["aimusicapi"]["command"]
+    assert "'http://host:8000/api/v1/midi/generate'" in by_id["kie"]["command"]
+    # The id holds a quote: the shell sees it escaped, and the JSON body is exact.
+    body = by_id["kie"]["command"].split("-d '", 1)[1].rstrip("'").replace("'\\''", "'")
+    assert json.loads(body) == {
+        "taskId": "it's-1",
+        "audioId": "it's-1",
+        "callBackUrl": "https://your-app.example/midi-callback",
+    }
+    assert got["times"] == ["0:00.0", "1:05.3", "0:59.9"]
+    assert got["labels"] == ["1:05", "0:01.25", "0:00.5"]
+    assert got["names"] == ["C4", "A0", "C♯4"]
+    assert got["drums"] == [36, 36, 46, 50, 49, 0]
+    assert "needs an API key" in got["err401"]["headline"]
+    assert got["errCode"] == {
+        "headline": "That file could not be read as audio.",
+        "detail": "not usable as audio: x",
+    }
+    assert got["errOther"] == {"headline": "Something went wrong.", "detail": "short and stout"}
+    assert got["parsed"] == [
+        {"code": "bad_request", "message": "m"},
+        {"code": "invalid_request", "message": "stem: bad"},
+        {"code": "http_500", "message": "Internal Server Error"},
+    ]

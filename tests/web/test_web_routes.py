@@ -1,0 +1,135 @@
+"""The page and its assets as served by the web router (no browser needed)."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from stemscribe.web.routes import CONTENT_SECURITY_POLICY, STATIC_DIR, router
+
+# Reserved example domains (RFC 2606) that appear only as text the user reads or replaces.
+PLACEHOLDER_HOSTS = {"example.com", "your-app.example"}
+IMPORT_RE = re.compile(r"""^\s*(?:import|export)\b[^'"]*?from\s+["']([^"']+)["']""", re.MULTILINE)
+URL_RE = re.compile(r"""\b(?:https?:)?//([a-z0-9.-]+\.[a-z]{2,})""", re.IGNORECASE)
+
+
+@pytest.fixture(scope="module")
+def client() -> TestClient:
+    app = FastAPI()
+    app.include_router(router)
+    return TestClient(app)
+
+
+class _Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.ids: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href") and value and not value.startswith("#"):
+                self.refs.append(value)
+            if name == "id" and value:
+                self.ids.append(value)
+
+
+def _page_refs() -> _Refs:
+    parser = _Refs()
+    parser.feed((STATIC_DIR / "index.html").read_text(encoding="utf-8"))
+    return parser
+
+
+def _asset_files() -> list[Path]:
+    return sorted(p for p in STATIC_DIR.rglob("*") if p.is_file())
+
+
+def test_page_is_served_with_a_strict_policy(client: TestClient) -> None:
+    r = client.get("/")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    assert r.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert "connect-src 'self'" in CONTENT_SECURITY_POLICY and "default-src 'self'" in CONTENT_SECURITY_POLICY
+    assert '<script type="module" src="static/js/app.js">' in r.text
+    assert '<html lang="en">' in r.text
+
+
+def test_page_has_unique_ids() -> None:
+    ids = _page_refs().ids
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)
+
+
+@pytest.mark.parametrize(
+    ("path", "type_prefix"),
+    [
+        ("/static/style.css", "text/css"),
+        ("/static/js/app.js", "text/javascript"),
+        ("/static/icon.svg", "image/svg+xml"),
+    ],
+)
+def test_assets_have_their_media_type(client: TestClient, path: str, type_prefix: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith(type_prefix)
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["cache-control"] == "no-cache"
+
+
+def test_every_reference_in_the_page_resolves(client: TestClient) -> None:
+    refs = _page_refs().refs
+    assert refs, "index.html references no asset"
+    for ref in refs:
+        assert "//" not in ref, f"index.html points outside the server: {ref}"
+        assert client.get("/" + ref.lstrip("/")).status_code == 200, ref
+
+
+def test_every_module_import_resolves(client: TestClient) -> None:
+    modules = [p for p in _asset_files() if p.suffix == ".js"]
+    assert len(modules) >= 5
+    for module in modules:
+        for spec in IMPORT_RE.findall(module.read_text(encoding="utf-8")):
+            assert spec.startswith("./"), f"{module.name}: bare or remote import {spec!r}"
+            target = (module.parent / spec).resolve()
+            rel = target.relative_to(STATIC_DIR).as_posix()
+            assert client.get(f"/static/{rel}").status_code == 200, f"{module.name} imports missing {spec}"
+
+
+def test_assets_name_no_outside_host() -> None:
+    for path in _asset_files():
+        if path.suffix not in (".html", ".js", ".css", ".svg"):
+            continue
+        text = path.read_text(encoding="utf-8")
+        hosts = set(URL_RE.findall(text)) - PLACEHOLDER_HOSTS - {"www.w3.org"}
+        assert not hosts, f"{path.name} names outside hosts {sorted(hosts)}"
+        if path.suffix == ".svg":
+            assert 'xmlns="http://www.w3.org/2000/svg"' in text  # a namespace name, never fetched
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/static/../routes.py",
+        "/static/%2e%2e/routes.py",
+        "/static/..%2froutes.py",
+        "/static/js/../../routes.py",
+        "/static/",
+        "/static/js",
+        "/static/missing.js",
+        "/static/js/app.js%00.css",
+    ],
+)
+def test_nothing_outside_the_assets_is_served(client: TestClient, path: str) -> None:
+    r = client.get(path)
+    assert r.status_code == 404
+    assert "import " not in r.text
+
+
+def test_static_files_are_package_data() -> None:
+    pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
+    assert '"web/static/**/*"' in pyproject.read_text(encoding="utf-8")
+    assert (STATIC_DIR / "index.html").is_file()
