@@ -126,6 +126,14 @@ def audio_server(request: httpx.Request) -> httpx.Response:
 
 
 @pytest.fixture
+def no_demucs(monkeypatch: Any) -> None:
+    """Pretend the Demucs backend is unavailable, so separation takes the HPSS fallback."""
+    import stemscribe.jobs.separation as sep
+
+    monkeypatch.setattr(sep, "_unavailable_reason", lambda name: "weights not fetched")
+
+
+@pytest.fixture
 def receiver() -> Receiver:
     return Receiver()
 
@@ -136,7 +144,9 @@ def make_client(
 ) -> Iterator[Callable[..., TestClient]]:
     clients: list[TestClient] = []
 
-    def make(settings: Settings = settings, transcriber: Any = fake, **kwargs: Any) -> TestClient:
+    def make(settings: Settings = settings, transcriber: Any = fake, *, same_dir: bool = False, **kwargs: Any) -> TestClient:
+        if clients and not same_dir:  # each live app gets its own database, so workers do not mix
+            settings = settings.model_copy(update={"data_dir": settings.data_dir.with_name(f"data{len(clients)}")})
         app = create_app(
             settings,
             transcriber_factory=lambda _s: transcriber,
@@ -160,6 +170,7 @@ def client(make_client: Callable[..., TestClient]) -> TestClient:
 
 
 def upload(client: TestClient, data: bytes | None = None, name: str = "song.wav", headers: Any = None) -> dict[str, Any]:
+    headers = {k: v for k, v in (headers or {}).items() if k.lower() != "content-type"}
     r = client.post("/v1/uploads", files={"file": (name, data or tone_wav(2.0, (220.0, 330.0)), "audio/wav")}, headers=headers)
     assert r.status_code == 201, r.text
     return r.json()
