@@ -318,15 +318,18 @@ def fake_api() -> Callable[..., FastAPI]:
 
 @pytest.fixture()
 def page_on(browser: Any) -> Iterator[Callable[..., tuple[Any, PageWatch]]]:
-    """`page_on(base_url, width=1400, height=900)` opens the page in a fresh context: (page, watch)."""
+    """`page_on(base_url, width=1400, height=900, path="/")`: the page in a fresh context, (page, watch)."""
     contexts: list[Any] = []
 
-    def open_page(base: str, *, width: int = 1400, height: int = 900) -> tuple[Any, PageWatch]:
-        context = browser.new_context(viewport={"width": width, "height": height})
+    def open_page(
+        base: str, *, width: int = 1400, height: int = 900, path: str = "/"
+    ) -> tuple[Any, PageWatch]:
+        context = browser.new_context(viewport={"width": width, "height": height}, accept_downloads=True)
+        context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base)
         contexts.append(context)
         page = context.new_page()
         watch = PageWatch(page)
-        page.goto(base + "/")
+        page.goto(base + path)
         page.wait_for_function("() => window.stemscribe !== undefined")
         return page, watch
 

@@ -153,6 +153,7 @@ def test_page_helpers(page_on: Any, serve_app: Any, fake_api: Any) -> None:
               const a = await import('./static/js/api.js');
               return {
                 snippets: s.dialectRequests('http://host:8000/', "it's-1"),
+                keyless: s.dialectRequests('http://host:8000', 'x', {auth: false}).map(d => d.command),
                 times: [f.formatTime(0), f.formatTime(65.34), f.formatTime(59.99)],
                 labels: [r.rulerLabel(65, 5), r.rulerLabel(1.25, 0.25), r.rulerLabel(0.5, 0.5)],
                 names: [r.noteName(60), r.noteName(21), r.noteName(61)],
@@ -171,6 +172,8 @@ def test_page_helpers(page_on: Any, serve_app: Any, fake_api: Any) -> None:
     by_id = {s["id"]: s for s in got["snippets"]}
     assert set(by_id) == {"acedata", "aimusicapi", "kie"}
     assert "curl -X POST 'http://host:8000/suno/midi'" in by_id["acedata"]["command"]
+    assert all('-H "Authorization: Bearer $STEMSCRIBE_API_KEY"' in s["command"] for s in got["snippets"])
+    assert not any("Authorization" in c for c in got["keyless"])
     assert "'http://host:8000/api/v1/suno/midi'" in by_id["aimusicapi"]["command"]
     assert "'http://host:8000/api/v1/midi/generate'" in by_id["kie"]["command"]
     # The id holds a quote: the shell sees it escaped, and the JSON body is exact.

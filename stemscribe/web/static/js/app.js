@@ -94,6 +94,7 @@ $("key-form").addEventListener("submit", (e) => {
   e.preventDefault();
   api.setKey($("api-key").value);
   renderKeyState();
+  if (state.task && !$("result").hidden) renderSnippets(state.task);
   $("key-panel").open = false;
   clearError();
   loadJobs();
@@ -102,6 +103,7 @@ $("key-form").addEventListener("submit", (e) => {
 $("key-forget").addEventListener("click", () => {
   api.setKey("");
   renderKeyState();
+  if (state.task && !$("result").hidden) renderSnippets(state.task);
   loadJobs();
 });
 
@@ -414,7 +416,8 @@ function renderSnippets(task) {
     box.append(el("p", { class: "muted small-text" }, "This job has no stored audio id, so there is nothing to call again."));
     return;
   }
-  for (const d of dialectRequests(location.origin, task.audio_id)) {
+  $("snippets-key").hidden = !api.key;
+  for (const d of dialectRequests(location.origin, task.audio_id, { auth: Boolean(api.key) })) {
     const code = el("code", {}, d.command);
     const copy = el("button", { type: "button", class: "small copy", "aria-label": `Copy the ${d.title} request` }, "Copy");
     copy.addEventListener("click", () => copyText(d.command, copy));

@@ -353,8 +353,10 @@ export class PianoRoll {
       const tx = Math.round(x(t));
       g.fillStyle = C.tick;
       g.fillRect(tx, RULER - 6, 1, 6);
+      const label = rulerLabel(t, step);
+      if (tx + 3 + g.measureText(label).width > cssW) continue;
       g.fillStyle = C.rulerText;
-      g.fillText(rulerLabel(t, step), tx + 3, RULER / 2 - 1);
+      g.fillText(label, tx + 3, RULER / 2 - 1);
     }
 
     // Playhead.

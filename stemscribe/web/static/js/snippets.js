@@ -6,33 +6,36 @@ function shellQuote(text) {
   return `'${String(text).replace(/'/g, `'\\''`)}'`;
 }
 
-function curl(base, path, body) {
+function curl(base, path, body, auth) {
   return [
     `curl -X POST ${shellQuote(base + path)} \\`,
-    `  -H "Authorization: Bearer ${KEY_VAR}" \\`,
+    auth ? `  -H "Authorization: Bearer ${KEY_VAR}" \\` : null,
     `  -H 'Content-Type: application/json' \\`,
     `  -d ${shellQuote(JSON.stringify(body, null, 2))}`,
-  ].join("\n");
+  ]
+    .filter((line) => line !== null)
+    .join("\n");
 }
 
 /**
  * One entry per API dialect: `{id, title, note, command}`.
- * `base` is the server's origin (no trailing slash); `audioId` the upload's id.
+ * `base` is the server's origin; `audioId` the upload's id; with `auth`, the commands send
+ * `Authorization: Bearer $STEMSCRIBE_API_KEY` (a server that needs no key from here gets none).
  */
-export function dialectRequests(base, audioId) {
+export function dialectRequests(base, audioId, { auth = true } = {}) {
   const origin = String(base).replace(/\/+$/, "");
   return [
     {
       id: "acedata",
       title: "AceData",
       note: "POST /suno/midi",
-      command: curl(origin, "/suno/midi", { audio_id: audioId }),
+      command: curl(origin, "/suno/midi", { audio_id: audioId }, auth),
     },
     {
       id: "aimusicapi",
       title: "aimusicapi",
       note: "POST /api/v1/suno/midi",
-      command: curl(origin, "/api/v1/suno/midi", { clip_id: audioId }),
+      command: curl(origin, "/api/v1/suno/midi", { clip_id: audioId }, auth),
     },
     {
       id: "kie",
@@ -42,7 +45,7 @@ export function dialectRequests(base, audioId) {
         taskId: audioId,
         audioId,
         callBackUrl: "https://your-app.example/midi-callback",
-      }),
+      }, auth),
     },
   ];
 }
