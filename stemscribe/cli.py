@@ -98,8 +98,10 @@ def transcribe(
 def register_commands() -> None:
     """Add the subcommands that live beside their own modules (service, separation)."""
     from stemscribe.separation.cli import register as register_separation
+    from stemscribe.service.cli import register as register_service
 
     register_separation(app)
+    register_service(app)
 
 
 def main() -> None:
