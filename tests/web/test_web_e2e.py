@@ -112,7 +112,7 @@ def test_upload_watch_play_and_download(
     page.wait_for_timeout(300)
     later = page.evaluate("() => window.stemscribe.player.ctx.currentTime")
     assert clock[0] == "running" and later > clock[1]
-    assert page.get_attribute("#play", "aria-pressed") == "true"
+    assert page.text_content("#play-label") == "Pause"
     assert not page.text_content("#clock").startswith("0:00.0")
     page.click("label[for=ab-original]")
     page.wait_for_function(

@@ -198,3 +198,62 @@ def test_page_helpers(page_on: Any, serve_app: Any, fake_api: Any) -> None:
         {"code": "invalid_request", "message": "stem: bad"},
         {"code": "http_500", "message": "Internal Server Error"},
     ]
+
+
+def test_keyboard_only_and_drag_and_drop(page_on: Any, serve_app: Any, fake_api: Any, clip: Path) -> None:
+    with serve_app(fake_api()) as base:
+        page, watch = page_on(base)
+        page.keyboard.press("Tab")
+        assert page.evaluate("() => document.activeElement.className") == "skip-link"
+        page.keyboard.press("Enter")
+        page.keyboard.press("Tab")
+        assert page.evaluate("() => document.activeElement.id") == "file"
+        with page.expect_file_chooser() as chooser:
+            page.keyboard.press("Enter")
+        chooser.value.set_files(str(clip))
+        assert "tone.wav" in page.text_content("#file-name")
+        for expected in ("url", "stem", "go"):
+            page.keyboard.press("Tab")
+            assert page.evaluate("() => document.activeElement.id") == expected
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#result:not([hidden])", timeout=TIMEOUT_MS)
+
+        # The transport is reachable with Tab and works with the keyboard.
+        page.focus("#go")
+        for _ in range(30):
+            page.keyboard.press("Tab")
+            if page.evaluate("() => document.activeElement.id") == "play":
+                break
+        else:
+            pytest.fail("Tab never reached the Play button")
+        page.keyboard.press("Enter")
+        page.wait_for_function("() => window.stemscribe.player.playing", timeout=TIMEOUT_MS)
+        page.keyboard.press("Tab")  # onto "back to the start"
+        page.keyboard.press("b")
+        assert page.evaluate("() => window.stemscribe.player.mode") == "original"
+        assert page.is_checked("#ab-original")
+        page.keyboard.press("a")
+        assert page.evaluate("() => window.stemscribe.player.mode") == "midi"
+        page.keyboard.press("Space")  # the focused button's own Space: back to the start
+        page.focus("#roll-scroll")
+        page.keyboard.press("Space")
+        assert page.evaluate("() => window.stemscribe.player.playing") is False
+
+        # A file dropped on the zone is taken, and the browser does not open it itself.
+        dropped = page.evaluate(
+            """() => {
+              const dt = new DataTransfer();
+              dt.items.add(new File([new Uint8Array(2048)], 'dropped.flac', {type: 'audio/flac'}));
+              const zone = document.getElementById('drop');
+              const init = {dataTransfer: dt, bubbles: true, cancelable: true};
+              zone.dispatchEvent(new DragEvent('dragenter', init));
+              const highlighted = zone.classList.contains('dragging');
+              const ev = new DragEvent('drop', init);
+              zone.dispatchEvent(ev);
+              return [highlighted, zone.classList.contains('dragging'), ev.defaultPrevented,
+                      window.stemscribe.state.file && window.stemscribe.state.file.name];
+            }"""
+        )
+        assert dropped == [True, False, True, "dropped.flac"]
+        assert "dropped.flac · 2 KB" in page.text_content("#file-name")
+        assert watch.errors == []

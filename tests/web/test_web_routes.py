@@ -133,3 +133,66 @@ def test_static_files_are_package_data() -> None:
     pyproject = Path(__file__).resolve().parents[2] / "pyproject.toml"
     assert '"web/static/**/*"' in pyproject.read_text(encoding="utf-8")
     assert (STATIC_DIR / "index.html").is_file()
+
+
+def _hex_luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG 2 contrast ratio of two #rrggbb colours."""
+    hi, lo = sorted((_hex_luminance(a), _hex_luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def _theme_colours() -> dict[str, dict[str, str]]:
+    css = (STATIC_DIR / "style.css").read_text(encoding="utf-8")
+    dark_at = css.index("@media (prefers-color-scheme: dark)")
+    pattern = re.compile(r"--([a-z-]+):\s*(#[0-9a-fA-F]{6})\b")
+    light = dict(pattern.findall(css[:dark_at]))
+    dark = {**light, **dict(pattern.findall(css[dark_at : css.index("}\n}", dark_at)]))}
+    return {"light": light, "dark": dark}
+
+
+# Text colour on background colour, as the stylesheet pairs them.
+TEXT_PAIRS = [
+    ("text", "bg"),
+    ("text", "card"),
+    ("text", "input"),
+    ("text", "accent-soft"),
+    ("muted", "card"),
+    ("muted", "bg"),
+    ("muted", "accent-soft"),
+    ("accent", "card"),
+    ("accent", "bg"),
+    ("accent", "accent-soft"),
+    ("accent-text", "accent"),
+    ("danger", "danger-soft"),
+    ("danger", "card"),
+    ("ok", "card"),
+    ("ok", "bg"),
+]
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_text_contrast_meets_wcag_aa(theme: str) -> None:
+    colours = _theme_colours()[theme]
+    low = {f"{a} on {b}": round(contrast(colours[a], colours[b]), 2) for a, b in TEXT_PAIRS}
+    assert all(ratio >= 4.5 for ratio in low.values()), {k: v for k, v in low.items() if v < 4.5}
+
+
+def test_piano_roll_colours_are_readable() -> None:
+    js = (STATIC_DIR / "js" / "roll.js").read_text(encoding="utf-8")
+    roll = dict(
+        re.findall(r"^\s+([a-zA-Z]+): \"(#[0-9a-f]{6})\",$", js[js.index("const C = {") :], re.MULTILINE)
+    )
+    assert contrast(roll["gutterText"], roll["gutter"]) >= 4.5
+    assert contrast(roll["rulerText"], roll["ruler"]) >= 4.5
+    fmt = (STATIC_DIR / "js" / "format.js").read_text(encoding="utf-8")
+    palette = re.findall(r"\"(#[0-9a-f]{6})\"", fmt[fmt.index("PALETTE = [") : fmt.index("];")])
+    assert len(palette) >= 8 and len(set(palette)) == len(palette)
+    for colour in palette:  # notes are graphics: WCAG asks 3:1 against what surrounds them
+        assert contrast(colour, roll["bg"]) >= 3, colour
+        assert contrast(colour, roll["blackRow"]) >= 3, colour

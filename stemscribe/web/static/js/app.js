@@ -512,7 +512,6 @@ function updateClock() {
 
 function renderPlayState() {
   const playing = player.playing;
-  $("play").setAttribute("aria-pressed", String(playing));
   $("play-label").textContent = playing ? "Pause" : "Play";
   $("play-icon").setAttribute("d", playing ? "M7 5h4v14H7zm6 0h4v14h-4z" : "M8 5v14l11-7z");
 }
