@@ -68,6 +68,8 @@ class Settings(BaseSettings):
     webhook_attempts: int = 5
     webhook_backoff_s: float = 10.0
     """Delay before the second attempt; doubled for each further one."""
+    webhook_poll_s: float = 0.5
+    """How often the sender looks for due deliveries."""
     purge_interval_s: float = 3600.0
 
     @property

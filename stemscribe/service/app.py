@@ -150,7 +150,9 @@ def create_app(
     if runner is None and start_workers and settings.workers > 0:
         runner = LocalRunner(settings, store, storage, transcriber_factory=transcriber_factory)
     ctx.runner = runner
-    sender = WebhookSender(settings, store, DialectRenderer(ctx), transport=webhook_transport)
+    sender = WebhookSender(
+        settings, store, DialectRenderer(ctx), transport=webhook_transport, poll_s=settings.webhook_poll_s
+    )
     stop = threading.Event()
 
     def purge_loop() -> None:

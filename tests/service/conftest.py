@@ -78,6 +78,7 @@ def settings(tmp_path: Any) -> Settings:
         aimusic_wait_s=10.0,
         rate_limit_per_s=0.0,
         webhook_backoff_s=0.05,
+        webhook_poll_s=0.05,
         webhook_attempts=3,
         secret_key="test-secret",
         max_upload_bytes=2_000_000,
