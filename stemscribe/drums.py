@@ -73,6 +73,32 @@ def _band_flux(logmag: npt.NDArray[np.float32], freqs: npt.NDArray[np.float64], 
     return np.maximum(diff, 0.0).mean(axis=0).astype(np.float32)
 
 
+def _band_features(x: npt.NDArray[np.float32], block_frames: int = 8192) -> dict[str, npt.NDArray[np.float32]]:
+    """Per-frame band fluxes and energies of 22050 Hz audio, computed block by block (flat memory)."""
+    from stemscribe.dsp import n_frames, stft
+
+    freqs = np.fft.rfftfreq(_DSP_NFFT, 1.0 / _DSP_SR)
+    total = n_frames(x.shape[0], _DSP_HOP)
+    parts: dict[str, list[npt.NDArray[np.float32]]] = {}
+    for f0 in range(0, total, block_frames):
+        f1 = min(total, f0 + block_frames)
+        lead = 1 if f0 > 0 else 0  # one frame of context so the flux at f0 sees its predecessor
+        mag = np.abs(stft(x, _DSP_NFFT, _DSP_HOP, frames=slice(f0 - lead, f1)))
+        logmag = np.log1p(100.0 * mag)
+        feats = {
+            "kick": _band_flux(logmag, freqs, 30, 150),
+            "body": _band_flux(logmag, freqs, 150, 400),
+            "noise": _band_flux(logmag, freqs, 1500, 5000),
+            "hat": _band_flux(logmag, freqs, 6000, 11000),
+            "low": mag[(freqs >= 30) & (freqs < 150)].sum(axis=0),
+            "mid": mag[(freqs >= 150) & (freqs < 5000)].sum(axis=0),
+            "high": mag[freqs >= 6000].sum(axis=0),
+        }
+        for key, value in feats.items():
+            parts.setdefault(key, []).append(value[lead:].astype(np.float32))
+    return {key: np.concatenate(value) for key, value in parts.items()}
+
+
 def _pick_peaks(odf: npt.NDArray[np.float32], *, delta: float, wait: int, window: int = 40) -> npt.NDArray[np.int64]:
     """Frames where `odf` peaks above its local mean by `delta` (relative to its 99th percentile)."""
     from scipy.ndimage import maximum_filter1d, uniform_filter1d
@@ -101,24 +127,14 @@ class SpectralDrums:
 
     def transcribe(self, samples: npt.NDArray[np.float32], sr: int) -> list[NoteEvent]:
         from stemscribe.audio import resample
-        from stemscribe.dsp import stft
-
         x = resample(samples.astype(np.float32), sr, _DSP_SR)
         if x.size < _DSP_NFFT or float(np.abs(x).max(initial=0.0)) < 1e-4:
             return []
-        mag = np.abs(stft(x, _DSP_NFFT, _DSP_HOP))
-        freqs = np.fft.rfftfreq(_DSP_NFFT, 1.0 / _DSP_SR)
-        logmag = np.log1p(100.0 * mag)
-        times = np.arange(mag.shape[1]) * (_DSP_HOP / _DSP_SR)  # frame k is centred on sample k * hop
-
-        kick_odf = _band_flux(logmag, freqs, 30, 150)
-        snare_odf = _band_flux(logmag, freqs, 150, 400) + _band_flux(logmag, freqs, 1500, 5000)
-        hat_odf = _band_flux(logmag, freqs, 6000, 11000)
-        energy = {
-            "low": mag[(freqs >= 30) & (freqs < 150)].sum(axis=0),
-            "mid": mag[(freqs >= 150) & (freqs < 5000)].sum(axis=0),
-            "high": mag[(freqs >= 6000)].sum(axis=0),
-        }
+        feats = _band_features(x)
+        kick_odf, body, noise, hat_odf = feats["kick"], feats["body"], feats["noise"], feats["hat"]
+        snare_odf = body + noise
+        energy = {"low": feats["low"], "mid": feats["mid"], "high": feats["high"]}
+        times = np.arange(kick_odf.size) * (_DSP_HOP / _DSP_SR)  # frame k is centred on sample k * hop
         wait = int(0.04 * _DSP_SR / _DSP_HOP)
         total = sum(energy.values()) + 1e-9
         events: list[NoteEvent] = []
@@ -139,8 +155,6 @@ class SpectralDrums:
         add(kicks, np.full(kicks.size, KICK))
 
         snares = _pick_peaks(snare_odf, delta=0.12, wait=wait)
-        body = _band_flux(logmag, freqs, 150, 400)
-        noise = _band_flux(logmag, freqs, 1500, 5000)
         near = np.clip(snares[:, None] + np.arange(-1, 3)[None, :], 0, body.size - 1)
         body_peak = body[near].max(axis=1) / max(float(np.percentile(body, 99.5)), 1e-6)
         noise_peak = noise[near].max(axis=1) / max(float(np.percentile(noise, 99.5)), 1e-6)

@@ -17,15 +17,32 @@ def n_frames(n_samples: int, hop: int) -> int:
     return n_samples // hop + 1
 
 
-def stft(x: npt.NDArray[np.float32], n_fft: int, hop: int) -> npt.NDArray[np.complex64]:
-    """(n_fft // 2 + 1, n_frames) centred, Hann-windowed STFT of (n,) audio (zero padding at the edges)."""
+def stft(x: npt.NDArray[np.float32], n_fft: int, hop: int, frames: slice | None = None) -> npt.NDArray[np.complex64]:
+    """(n_fft // 2 + 1, n_frames) centred, Hann-windowed STFT of (n,) audio (zero padding at the edges).
+
+    `frames` computes only that range of frames, so long audio can be analysed block by block.
+    """
     import scipy.fft
 
     pad = n_fft // 2
     padded = np.pad(x.astype(np.float32, copy=False), (pad, pad + hop))
-    frames = sliding_window_view(padded, n_fft)[::hop][: n_frames(x.shape[0], hop)]
-    spec = scipy.fft.rfft(frames * hann(n_fft), axis=1, workers=-1)  # float32 in, complex64 out
+    windows = sliding_window_view(padded, n_fft)[::hop][: n_frames(x.shape[0], hop)]
+    if frames is not None:
+        windows = windows[frames]
+    spec = scipy.fft.rfft(windows * hann(n_fft), axis=1, workers=-1)  # float32 in, complex64 out
     return np.ascontiguousarray(spec.T)
+
+
+def blocks(n: int, block: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """Cut [0, n) into cores of `block` items, each read with `margin` items of context on both sides.
+
+    Returns (read_start, read_stop, core_start, core_stop) tuples; the cores tile [0, n).
+    """
+    out = []
+    for core in range(0, max(n, 1), block):
+        stop = min(n, core + block)
+        out.append((max(0, core - margin), min(n, stop + margin), core, stop))
+    return out
 
 
 def istft(spec: npt.NDArray[np.complex64], n_fft: int, hop: int, length: int) -> npt.NDArray[np.float32]:

@@ -126,8 +126,7 @@ class PitchModel:
         starts = np.arange(0, padded.shape[0], HOP_SAMPLES)
         need = starts[-1] + WINDOW_SAMPLES
         padded = np.pad(padded, (0, max(0, need - padded.shape[0])))
-        idx = starts[:, None] + np.arange(WINDOW_SAMPLES)[None, :]
-        windows = padded[idx][:, :, None]
+        windows = np.lib.stride_tricks.sliding_window_view(padded, WINDOW_SAMPLES)[starts][:, :, None]
         notes, onsets, contours = [], [], []
         for b in range(0, windows.shape[0], batch):
             note, onset, contour = self._session.run(self._outputs, {self._input: windows[b : b + batch]})

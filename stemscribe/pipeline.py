@@ -123,14 +123,18 @@ class Transcriber:
         stem_type = StemType.parse(stem)
         report(progress, "loading", 0.0)
         name: str | None = None
+        # Model separators want the original stereo; everything else runs on 22.05 kHz mono, which
+        # keeps a 10-minute song's memory small.
+        keep = self.separator not in (None, "hpss") and stem_type in (StemType.MIX, StemType.AUTO)
+        sr_out, mono = (None, False) if keep else (SAMPLE_RATE, True)
         if isinstance(source, Audio):
-            audio = from_array(source.samples, source.sr, sr=None, mono=False, max_duration=self.max_duration)
+            audio = from_array(source.samples, source.sr, sr=sr_out, mono=mono, max_duration=self.max_duration)
         elif isinstance(source, tuple):
             samples, sr = source
-            audio = from_array(samples, int(sr), sr=None, mono=False, max_duration=self.max_duration)
+            audio = from_array(samples, int(sr), sr=sr_out, mono=mono, max_duration=self.max_duration)
         else:
             name = str(source) if isinstance(source, (str, Path)) else None
-            audio = load_audio(source, sr=None, mono=False, max_duration=self.max_duration)
+            audio = load_audio(source, sr=sr_out, mono=mono, max_duration=self.max_duration)
         report(progress, "loading", 0.05)
         result = self._transcribe_audio(audio, stem_type, progress)
         result.source = name

@@ -60,22 +60,35 @@ class HPSSSeparator:
         return (h / total).astype(np.float32), (p / total).astype(np.float32)
 
     def separate(self, audio: Audio, *, progress: ProgressCallback | None = None) -> dict[str, Audio]:
-        from stemscribe.dsp import istft, stft
+        from stemscribe.dsp import blocks
 
         channels = audio.samples[None, :] if audio.samples.ndim == 1 else audio.samples
+        n = channels.shape[-1]
+        harmonic = np.zeros_like(channels, dtype=np.float32)
+        # Blocks of ~30 s keep memory flat on long songs; the margin covers the STFT and the opening,
+        # so each block's core is what a whole-file pass would give.
+        margin = self.n_fft + self.hop * (self.time_frames + 2)
+        parts = blocks(n, block=self.hop * 1300, margin=margin)
+        for i, (r0, r1, c0, c1) in enumerate(parts):
+            block = self._harmonic(channels[:, r0:r1])
+            harmonic[:, c0:c1] = block[:, c0 - r0 : c1 - r0]
+            report(progress, "separating", (i + 1) / len(parts))
+        percussive = channels - harmonic  # the masks sum to one, so the stems sum back to the input
+        shape = audio.samples.shape
+        return {
+            "drums": Audio(percussive.reshape(shape).astype(np.float32), audio.sr),
+            "harmonic": Audio(harmonic.reshape(shape), audio.sr),
+        }
+
+    def _harmonic(self, channels: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """(channels, n) harmonic part of (channels, n) audio."""
+        from stemscribe.dsp import istft, stft
+
         n = channels.shape[-1]
         specs = [stft(ch, self.n_fft, self.hop) for ch in channels]
         mono_mag = np.abs(sum(specs) / len(specs)).astype(np.float32)
         mask_h, _ = self.masks(mono_mag)
-        report(progress, "separating", 0.5)
-        harmonic = np.stack([istft(spec * mask_h, self.n_fft, self.hop, n) for spec in specs])
-        percussive = channels - harmonic  # the masks sum to one, so the stems sum back to the input
-        report(progress, "separating", 1.0)
-        shape = audio.samples.shape
-        return {
-            "drums": Audio(percussive.reshape(shape).astype(np.float32), audio.sr),
-            "harmonic": Audio(harmonic.reshape(shape).astype(np.float32), audio.sr),
-        }
+        return np.stack([istft(spec * mask_h, self.n_fft, self.hop, n) for spec in specs])
 
 
 SeparatorFactory = Callable[..., Separator]
