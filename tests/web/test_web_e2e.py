@@ -89,6 +89,7 @@ def test_upload_watch_play_and_download(
     page.set_input_files("#file", str(wav))
     page.click("#go")
     page.wait_for_selector("#progress:not([hidden])", timeout=TIMEOUT_MS)
+    page.screenshot(path=str(artifacts / "progress-1400.png"))
     page.wait_for_selector("#result:not([hidden])", timeout=JOB_TIMEOUT_MS)
     assert page.is_visible("#error") is False, page.text_content("#error")
 

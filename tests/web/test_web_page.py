@@ -239,7 +239,7 @@ def test_keyboard_only_and_drag_and_drop(page_on: Any, serve_app: Any, fake_api:
         page.keyboard.press("Space")
         assert page.evaluate("() => window.stemscribe.player.playing") is False
 
-        # A file dropped on the zone is taken, and the browser does not open it itself.
+        # A file dropped on the zone, or anywhere on the page, is taken; the browser does not open it itself.
         dropped = page.evaluate(
             """() => {
               const dt = new DataTransfer();
@@ -256,4 +256,14 @@ def test_keyboard_only_and_drag_and_drop(page_on: Any, serve_app: Any, fake_api:
         )
         assert dropped == [True, False, True, "dropped.flac"]
         assert "dropped.flac · 2 KB" in page.text_content("#file-name")
+        beside = page.evaluate(
+            """() => {
+              const dt = new DataTransfer();
+              dt.items.add(new File([new Uint8Array(10)], 'beside.ogg', {type: 'audio/ogg'}));
+              const ev = new DragEvent('drop', {dataTransfer: dt, bubbles: true, cancelable: true});
+              document.querySelector('footer').dispatchEvent(ev);
+              return [ev.defaultPrevented, window.stemscribe.state.file.name];
+            }"""
+        )
+        assert beside == [True, "beside.ogg"]
         assert watch.errors == []

@@ -32,6 +32,7 @@ const state = {
   originalUrl: null,
   jobToken: 0,
   revealOnDone: false,
+  polls: 0,
 };
 
 // ---------- small helpers ----------
@@ -145,9 +146,14 @@ drop.addEventListener("drop", (e) => {
   const file = e.dataTransfer && e.dataTransfer.files[0];
   if (file) setFile(file);
 });
-// A file dropped beside the zone must not make the browser navigate away from the page.
+// A file dropped anywhere on the page is taken too (the browser would otherwise open it instead of the page).
 window.addEventListener("dragover", (e) => e.preventDefault());
-window.addEventListener("drop", (e) => e.preventDefault());
+window.addEventListener("drop", (e) => {
+  const taken = e.defaultPrevented; // the drop zone had it already
+  e.preventDefault();
+  const file = e.dataTransfer && e.dataTransfer.files[0];
+  if (file && !taken) setFile(file);
+});
 
 // ---------- starting and following a job ----------
 
@@ -178,6 +184,7 @@ $("job-form").addEventListener("submit", async (e) => {
   setBusy(true);
   state.seenStages = new Set();
   state.revealOnDone = true;
+  state.polls = 0;
   try {
     let body;
     if (state.file) {
@@ -254,7 +261,9 @@ function follow(task, token) {
   }
   setBusy(true);
   renderProgress(task);
-  const delay = Math.min(2000, 400 + state.pollFailures * 500);
+  // Quick polls while a short job runs, slower ones for long jobs and while the server is unreachable.
+  state.polls += 1;
+  const delay = Math.min(5000, (state.polls < 20 ? 400 : state.polls < 80 ? 1000 : 2000) + state.pollFailures * 500);
   state.pollTimer = setTimeout(async () => {
     if (token !== state.jobToken) return;
     try {
@@ -285,6 +294,7 @@ async function openJob(id, { scroll = true } = {}) {
   clearError();
   state.seenStages = new Set();
   state.revealOnDone = scroll;
+  state.polls = 0;
   try {
     const task = await api.getTranscription(id);
     if (token !== state.jobToken) return;
