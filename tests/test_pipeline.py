@@ -80,3 +80,20 @@ def test_auto_recognises_a_bass_line(transcriber, signals) -> None:
     truth = [(36 + (i % 5), 0.1 + 0.4 * i, 0.45 + 0.4 * i) for i in range(10)]
     result = transcriber.transcribe((signals.melody(truth, 4.5), signals.sr), stem="auto")
     assert result.stem == "bass"
+
+
+def test_pitch_bends_follow_a_glide() -> None:
+    from stemscribe import Transcriber
+
+    sr = 22050
+    t = np.arange(int(2.5 * sr)) / sr
+    semis = np.clip((t - 1.0) / 0.6, 0, 1)  # A3 gliding up a semitone between 1.0 and 1.6 s
+    phase = 2 * np.pi * np.cumsum(220 * 2 ** (semis / 12)) / sr
+    x = sum((0.6**k) * np.sin((k + 1) * phase) for k in range(4)) * 0.3 * (t > 0.3) * (t < 2.2)
+    bent = Transcriber(pitch_bends=True).transcribe((x.astype(np.float32), sr), stem="vocals")
+    plain = Transcriber().transcribe((x.astype(np.float32), sr), stem="vocals")
+    assert all(not n.bend for n in plain.instruments[0].notes)
+    first = bent.instruments[0].notes[0]
+    assert first.pitch == 57 and first.bend
+    assert max(s for _, s in first.bend) > 0.15  # bending up towards A#3 before the next note starts
+    assert all(first.start - 1e-6 <= bt <= first.end + 1e-6 for bt, _ in first.bend)
