@@ -180,6 +180,7 @@ $("job-form").addEventListener("submit", async (e) => {
     }
   }
   stopPolling();
+  hideResultUnless("");
   const token = ++state.jobToken;
   setBusy(true);
   state.seenStages = new Set();
@@ -217,10 +218,9 @@ function renderProgress(task, uploadFraction = false) {
   state.seenStages.add(stage);
   const fraction = Math.max(0, Math.min(1, Number(task.progress) || 0));
   const pct = Math.round((task.state === "succeeded" ? 1 : fraction) * 100);
-  const text = uploadFraction ? `Uploading ${pct}%` : STAGE_TEXT[stage] || "Working";
-  if ($("progress-text").textContent !== (uploadFraction ? STAGE_TEXT.upload : text)) {
-    $("progress-text").textContent = uploadFraction ? STAGE_TEXT.upload : text;
-  }
+  const text = uploadFraction ? STAGE_TEXT.upload : STAGE_TEXT[stage] || "Working";
+  // Only a changed stage is announced (the text is a live region); the percentage changes quietly.
+  if ($("progress-text").textContent !== text) $("progress-text").textContent = text;
   $("progress-pct").textContent = `${pct}%`;
   $("progress-bar").value = pct;
   const at = STAGES.indexOf(stage);
@@ -237,10 +237,18 @@ function stopPolling() {
   state.pollTimer = null;
 }
 
+/** Put away a shown result that belongs to another job (it stops playing). */
+function hideResultUnless(taskId) {
+  if ($("result").hidden || $("result").dataset.taskId === taskId) return;
+  player.pause();
+  $("result").hidden = true;
+}
+
 /** Show `task`, and keep polling it until it ends. */
 function follow(task, token) {
   state.task = task;
   highlightJob(task.id);
+  updateJobState(task);
   if (task.state === "succeeded") {
     $("progress").hidden = true;
     setBusy(false);
@@ -254,12 +262,14 @@ function follow(task, token) {
   if (TERMINAL.has(task.state)) {
     $("progress").hidden = true;
     setBusy(false);
+    hideResultUnless(task.id);
     const err = task.error || {};
     showError({ code: task.state === "expired" ? "expired" : err.code || "failed", message: err.message || "" });
     loadJobs();
     return;
   }
   setBusy(true);
+  hideResultUnless(task.id);
   renderProgress(task);
   // Quick polls while a short job runs, slower ones for long jobs and while the server is unreachable.
   state.polls += 1;
@@ -277,8 +287,8 @@ function follow(task, token) {
       if (token !== state.jobToken) return;
       if (err instanceof ApiError && err.status === 0 && state.pollFailures < 20) {
         state.pollFailures += 1;
-        $("progress-text").textContent = "Lost contact with the server, retrying…";
         follow(task, token);
+        $("progress-text").textContent = "Lost contact with the server, retrying…";
         return;
       }
       setBusy(false);
@@ -578,6 +588,18 @@ function highlightJob(id) {
   for (const b of $("jobs").querySelectorAll(".job")) b.classList.toggle("active", b.dataset.id === id);
 }
 
+function jobStateLabel(taskState) {
+  return taskState === "succeeded" ? "done" : taskState;
+}
+
+/** Keep the followed job's line in the list in step with each poll. */
+function updateJobState(task) {
+  const chip = $("jobs").querySelector(`.job[data-id="${CSS.escape(task.id)}"] .job-state`);
+  if (!chip || chip.textContent === jobStateLabel(task.state)) return;
+  chip.textContent = jobStateLabel(task.state);
+  chip.className = `job-state ${task.state}`;
+}
+
 async function loadJobs() {
   const note = $("jobs-note");
   let page;
@@ -599,7 +621,7 @@ async function loadJobs() {
         const n = task.result.instruments.reduce((s, i) => s + (i.notes || []).length, 0);
         meta.push(`${n} notes`);
       }
-      const label = task.state === "succeeded" ? "done" : task.state;
+      const label = jobStateLabel(task.state);
       const button = el(
         "button",
         { type: "button", class: "job", dataset: { id: task.id } },
