@@ -86,6 +86,9 @@ def separate(
         int,
         typer.Option("--shifts", help="Random-shift passes averaged by demucs (slower, a little better)."),
     ] = 0,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPU threads for demucs (default: torch's).")
+    ] = None,
     max_duration: Annotated[
         float, typer.Option("--max-duration", help="Refuse audio longer than this many seconds.")
     ] = 1200.0,
@@ -114,7 +117,9 @@ def separate(
                 )
             separator = get_separator("hpss")
         elif model in MODELS:
-            separator = get_separator("demucs", model=model, device=device, overlap=overlap, shifts=shifts)
+            separator = get_separator(
+                "demucs", model=model, device=device, overlap=overlap, shifts=shifts, threads=threads
+            )
         else:
             raise InvalidOptionError(f"unknown model {model!r}; known: {_MODEL_NAMES}")
         audio = load_audio(input, sr=None, mono=False, max_duration=max_duration)
