@@ -1,0 +1,616 @@
+"""Build the development benchmark: songs rendered with FluidSynth, with exact ground truth from their MIDI.
+
+Three kinds of real material, all cut to a window of about 30 seconds:
+
+- `mma`: a Debian `mma` groove (drums, bass, chords) on a generated chord progression in a random key and
+  tempo, with a generated melody on top, played by a vocal-like General MIDI patch (choir, voice oohs,
+  synth voice: it stands in for Suno vocals) in half of the songs and by a lead instrument in the others;
+- `chorale`: a Bach chorale from music21's corpus, its four voices given to General MIDI instruments;
+- `blupi`: a Planet Blupi tune (Debian `planetblupi-music-midi`), a multi-instrument General MIDI file.
+
+Each song gives one item for the full mix (stem type "mix") and one per instrument family present (stem
+type the family's name; drums are the drum channel). Every item is a FLAC file and a JSON file of its
+reference notes. The window is cut in MIDI before rendering, so the audio holds exactly the notes of the
+ground truth: notes that start before the window are left out, notes still sounding at its end are cut
+there. Sustain pedal, bank select and pitch bends are dropped; melodic-channel percussion and effects
+(General MIDI programs 112-127) are dropped too, as their pitches mean nothing.
+
+Everything is deterministic from `--seed`. Run `python -m bench.build` (about a minute on one core).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stemscribe.stems import Family, family_of_program
+
+DATA_DIR = Path(__file__).resolve().parent / "data"
+SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+MMA_STDLIB = Path("/usr/share/mma/lib/stdlib")
+BLUPI_DIR = Path("/usr/share/planetblupi/music")
+SAMPLE_RATE = 44100
+WINDOW = 30.0
+END_MARGIN = 0.05  # notes starting in the last 50 ms of a window are left out (no audible onset)
+PEAK = 0.95
+MIN_NOTES = 3  # a part with fewer notes inside the window is left out of the song
+FORMAT_VERSION = 1
+DEFAULT_SEED = 2024
+
+# The songs, in order; the first third is the `--quick` set and covers every source.
+PLAN: tuple[str, ...] = (
+    "mma", "chorale", "blupi", "mma",
+    "mma", "chorale", "mma", "blupi",
+    "mma", "chorale", "mma", "blupi",
+)  # fmt: skip
+QUICK_SONGS = len(PLAN) // 3
+
+# 4/4 mma grooves (standard library) without a choir track, so that a vocal melody has its own stem.
+GROOVES: tuple[str, ...] = (
+    "8Beat", "8BeatPlus", "BossaNovaPlus", "PopBallad", "ShuffleBoggie", "Swing", "FolkRock", "Samba",
+    "CountrySwing", "JazzCombo", "SoftRock", "BasicRock", "Ballad", "BVFunk", "Ska", "Twist", "Mambo",
+    "Salsa", "Trance", "LFusion", "DSoul", "Rhumba", "Bluegrass", "50sRock",
+)  # fmt: skip
+
+# Melody patches: (program, lowest pitch, highest pitch).
+VOCAL_PATCHES: tuple[tuple[int, int, int], ...] = ((52, 57, 76), (53, 57, 76), (54, 55, 77))
+LEAD_PATCHES: tuple[tuple[int, int, int], ...] = (
+    (73, 67, 91),  # flute
+    (65, 61, 82),  # alto sax
+    (66, 54, 76),  # tenor sax
+    (56, 58, 82),  # trumpet
+    (40, 62, 88),  # violin
+    (80, 60, 84),  # lead 1 (square)
+    (81, 60, 84),  # lead 2 (sawtooth)
+    (71, 55, 84),  # clarinet
+)
+
+NOTE_NAMES = ("C", "Db", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B")
+MAJOR_SCALE = (0, 2, 4, 5, 7, 9, 11)
+MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10)
+# Chord progressions as (scale root in semitones, minor?) per bar.
+MAJOR_PROGRESSIONS: tuple[tuple[tuple[int, bool], ...], ...] = (
+    ((0, False), (7, False), (9, True), (5, False)),  # I V vi IV
+    ((9, True), (5, False), (0, False), (7, False)),  # vi IV I V
+    ((0, False), (5, False), (7, False), (5, False)),  # I IV V IV
+    ((0, False), (9, True), (5, False), (7, False)),  # I vi IV V
+    ((2, True), (7, False), (0, False), (9, True)),  # ii V I vi
+    ((0, False), (4, True), (5, False), (7, False)),  # I iii IV V
+)
+MINOR_PROGRESSIONS: tuple[tuple[tuple[int, bool], ...], ...] = (
+    ((0, True), (8, False), (3, False), (10, False)),  # i VI III VII
+    ((0, True), (5, True), (7, True), (0, True)),  # i iv v i
+    ((0, True), (10, False), (8, False), (10, False)),  # i VII VI VII
+)
+# Melody rhythms of one 4/4 bar, in beats; negative values are rests.
+RHYTHMS: tuple[tuple[float, ...], ...] = (
+    (1, 1, 1, 1), (2, 1, 1), (1, 1, 2), (1.5, 0.5, 1, 1), (0.5, 0.5, 1, 2), (1, 0.5, 0.5, 2),
+    (3, 1), (2, 2), (1, 1, 1, -1), (0.5, 0.5, 0.5, 0.5, 2), (-1, 1, 1, 1), (1.5, 0.5, 2),
+)  # fmt: skip
+CADENCE_RHYTHMS: tuple[tuple[float, ...], ...] = ((2, -2), (3, -1), (1, 1, -2), (4,))
+
+# Chorale voices and the instruments each may be given: (soprano, alto, tenor, bass).
+CHORALE_VOICES: tuple[tuple[int, ...], ...] = (
+    (52, 73, 68, 56, 40),  # choir aahs, flute, oboe, trumpet, violin
+    (53, 71, 41, 60, 0),  # voice oohs, clarinet, viola, french horn, piano
+    (42, 70, 57, 24, 4),  # cello, bassoon, trombone, nylon guitar, electric piano
+    (32, 33, 43, 58, 35),  # acoustic bass, finger bass, contrabass, tuba, fretless bass
+)
+CHORALE_PART_NAMES = ("Soprano", "Alto", "Tenor", "Bass")
+
+
+class BuildError(RuntimeError):
+    """The benchmark could not be built (a tool or a source file is missing or failed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    pitch: int
+    start: float
+    end: float
+    velocity: int
+
+
+@dataclass(slots=True)
+class Part:
+    """One instrument of a song: its notes and the controller values it plays with, times in seconds."""
+
+    program: int
+    is_drum: bool
+    name: str
+    notes: list[Note]
+    controls: list[tuple[float, int, int]] = field(default_factory=list)  # (time, number, value)
+
+    @property
+    def family(self) -> Family:
+        return family_of_program(self.program, is_drum=self.is_drum)
+
+
+@dataclass(slots=True)
+class Song:
+    song_id: str
+    source: str
+    description: str
+    parts: list[Part]
+    duration: float
+    quick: bool
+
+    def families(self) -> list[Family]:
+        seen: list[Family] = []
+        for p in self.parts:
+            if p.family not in seen:
+                seen.append(p.family)
+        order = list(Family)
+        return sorted(seen, key=order.index)
+
+
+# ---------------------------------------------------------------------------------------------- windowing
+
+KEPT_CONTROLS = frozenset({1, 7, 10, 11, 91, 93})  # modulation, volume, pan, expression, reverb, chorus
+
+
+def cut_window(parts: Sequence[Part], start: float, length: float) -> list[Part]:
+    """The parts inside [start, start + length), shifted to start at 0.
+
+    Notes that start before the window are dropped, notes running past its end are cut at the end, notes
+    that start in its last 50 ms are dropped; each part keeps the last value of every kept controller set
+    before the window. Parts left with fewer than MIN_NOTES notes are dropped.
+    """
+    end = start + length
+    out: list[Part] = []
+    for p in parts:
+        notes = [
+            Note(n.pitch, round(n.start - start, 6), round(min(n.end, end) - start, 6), n.velocity)
+            for n in p.notes
+            if start <= n.start < end - END_MARGIN and n.end > n.start
+        ]
+        if len(notes) < MIN_NOTES:
+            continue
+        before: dict[int, int] = {}
+        inside: list[tuple[float, int, int]] = []
+        for t, num, val in sorted(p.controls):
+            if num not in KEPT_CONTROLS:
+                continue
+            if t < start:
+                before[num] = val
+            elif t < end:
+                inside.append((round(t - start, 6), num, val))
+        controls = [(0.0, num, val) for num, val in sorted(before.items())] + inside
+        out.append(
+            Part(p.program, p.is_drum, p.name, sorted(notes, key=lambda n: (n.start, n.pitch)), controls)
+        )
+    return out
+
+
+def parts_from_midi(path: Path) -> list[Part]:
+    """The parts of a MIDI file, with melodic-channel percussion and effects (programs 112-127) dropped."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(str(path))
+    parts = []
+    for inst in pm.instruments:
+        if not inst.is_drum and int(inst.program) >= 112:
+            continue
+        notes = [Note(int(n.pitch), float(n.start), float(n.end), int(n.velocity)) for n in inst.notes]
+        controls = [(float(c.time), int(c.number), int(c.value)) for c in inst.control_changes]
+        parts.append(Part(int(inst.program), bool(inst.is_drum), inst.name or "", notes, controls))
+    return parts
+
+
+def parts_to_midi(parts: Sequence[Part]) -> Any:
+    """A pretty_midi.PrettyMIDI of the parts (fine tick resolution, so note times survive the round trip)."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(resolution=960, initial_tempo=120.0)
+    for p in parts:
+        inst = pretty_midi.Instrument(program=p.program, is_drum=p.is_drum, name=p.name)
+        inst.notes = [pretty_midi.Note(n.velocity, n.pitch, n.start, n.end) for n in p.notes]
+        inst.control_changes = [pretty_midi.ControlChange(num, val, t) for t, num, val in p.controls]
+        pm.instruments.append(inst)
+    return pm
+
+
+# ------------------------------------------------------------------------------------------------- sources
+
+
+def _mma_song(index: int, groove: str, rng: np.random.Generator, workdir: Path) -> Song:
+    bpm = int(rng.integers(84, 132))
+    key = int(rng.integers(0, 12))
+    minor = bool(rng.random() < 0.3)
+    progressions = MINOR_PROGRESSIONS if minor else MAJOR_PROGRESSIONS
+    progression = progressions[int(rng.integers(len(progressions)))]
+    bar = 4 * 60.0 / bpm
+    offset_bars = 1
+    n_bars = math.ceil(WINDOW / bar) + offset_bars + 1
+    chords = [progression[b % len(progression)] for b in range(n_bars)]
+    lines = [f"Tempo {bpm}", f"RndSeed {int(rng.integers(1, 2**31))}", f"Groove {groove}"]
+    for b, (root, is_minor) in enumerate(chords):
+        lines.append(f"{b + 1} {NOTE_NAMES[(key + root) % 12]}{'m' if is_minor else ''}")
+    mma_file = workdir / f"song{index:02d}.mma"
+    mma_file.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    midi_file = mma_file.with_suffix(".mid")
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    proc = subprocess.run(
+        ["mma", "-f", str(midi_file), str(mma_file)], capture_output=True, text=True, env=env, check=False
+    )
+    if proc.returncode != 0 or not midi_file.exists():
+        raise BuildError(f"mma failed on groove {groove}: {proc.stdout.strip()} {proc.stderr.strip()}")
+    parts = parts_from_midi(midi_file)
+
+    present = {p.family for p in parts}
+    vocal = index % 2 == 0
+    patches = [
+        patch
+        for patch in (VOCAL_PATCHES if vocal else LEAD_PATCHES)
+        if family_of_program(patch[0]) not in present
+    ]
+    if not patches:
+        raise BuildError(f"no melody patch whose family is free in groove {groove}")
+    program, low, high = patches[int(rng.integers(len(patches)))]
+    scale = MINOR_SCALE if minor else MAJOR_SCALE
+    melody = generate_melody(rng, key=key, scale=scale, chords=chords, bpm=bpm, low=low, high=high)
+    parts.append(Part(program, False, "Melody", melody, [(0.0, 7, 110)]))
+
+    start = offset_bars * bar
+    from stemscribe.stems import gm_program_name
+
+    mode = "minor" if minor else "major"
+    description = (
+        f"mma groove {groove}, {bpm} BPM, {NOTE_NAMES[key]} {mode}; melody on {gm_program_name(program)}"
+    )
+    return Song("", "mma", description, cut_window(parts, start, WINDOW), WINDOW, False)
+
+
+def generate_melody(
+    rng: np.random.Generator,
+    *,
+    key: int,
+    scale: Sequence[int],
+    chords: Sequence[tuple[int, bool]],
+    bpm: float,
+    low: int,
+    high: int,
+) -> list[Note]:
+    """A monophonic melody over one chord per 4/4 bar: chord tones on strong beats, steps in between.
+
+    Four-bar phrases end on a long note and a rest; pitches stay in [low, high]; velocities follow a phrase
+    contour with some randomness.
+    """
+    beat = 60.0 / bpm
+    pitches = [p for p in range(low, high + 1) if (p - key) % 12 in scale]
+    current = pitches[len(pitches) // 2]
+    notes: list[Note] = []
+    for b, (root, is_minor) in enumerate(chords):
+        third = 3 if is_minor else 4
+        chord_pcs = {(key + root) % 12, (key + root + third) % 12, (key + root + 7) % 12}
+        cadence = b % 4 == 3
+        pool = CADENCE_RHYTHMS if cadence else RHYTHMS
+        rhythm = pool[int(rng.integers(len(pool)))]
+        t = 0.0
+        for dur in rhythm:
+            length = abs(dur)
+            if dur > 0:
+                strong = float(t).is_integer() and int(t) % 2 == 0
+                if strong or rng.random() < 0.25:
+                    candidates = [p for p in pitches if p % 12 in chord_pcs and abs(p - current) <= 7]
+                    if not candidates:
+                        candidates = [p for p in pitches if p % 12 in chord_pcs]
+                    weights = np.array([1.0 / (1 + abs(p - current)) for p in candidates])
+                    current = int(rng.choice(candidates, p=weights / weights.sum()))
+                else:
+                    i = pitches.index(current) if current in pitches else len(pitches) // 2
+                    step = int(rng.choice([-2, -1, -1, 1, 1, 2]))
+                    j = i + step
+                    if not 0 <= j < len(pitches):
+                        j = i - step
+                    current = pitches[j]
+                start = (b * 4 + t) * beat
+                legato = float(rng.uniform(0.78, 0.95))
+                contour = 10 * math.sin(math.pi * ((b % 4) * 4 + t) / 16)
+                velocity = int(np.clip(80 + contour + rng.normal(0, 8), 45, 120))
+                notes.append(
+                    Note(current, round(start, 6), round(start + length * beat * legato, 6), velocity)
+                )
+            t += length
+    return notes
+
+
+def _chorale_song(path: str, rng: np.random.Generator) -> Song:
+    from music21 import corpus
+
+    score = corpus.parse(path)
+    by_name = {p.partName: p for p in score.parts}
+    bpm = int(rng.integers(76, 101))
+    beat = 60.0 / bpm
+    length_q = float(score.highestTime) + 1.0  # a beat's breath between verses
+    verses = max(1, math.ceil(WINDOW / (length_q * beat)))
+    parts: list[Part] = []
+    names = []
+    for voice, options in zip(CHORALE_PART_NAMES, CHORALE_VOICES, strict=True):
+        program = int(options[int(rng.integers(len(options)))])
+        notes: list[Note] = []
+        for v in range(verses):
+            for el in by_name[voice].stripTies().flatten().notes:
+                start = (v * length_q + float(el.offset)) * beat
+                end = start + float(el.quarterLength) * beat * 0.97
+                for pitch in el.pitches:
+                    velocity = int(np.clip(rng.normal(82, 9), 50, 115))
+                    notes.append(Note(int(pitch.midi), round(start, 6), round(end, 6), velocity))
+        parts.append(Part(program, False, voice, notes, [(0.0, 7, 100)]))
+        names.append(program)
+    from stemscribe.stems import gm_program_name
+
+    voices = ", ".join(gm_program_name(p) for p in names)
+    description = f"chorale {path.split('/')[-1]}, {bpm} BPM, {verses} verse(s); SATB on {voices}"
+    return Song("", "chorale", description, cut_window(parts, 0.0, WINDOW), WINDOW, False)
+
+
+def _blupi_song(path: Path, rng: np.random.Generator) -> Song:
+    parts = parts_from_midi(path)
+    start = round(float(rng.uniform(8.0, 90.0)), 2)
+    description = f"Planet Blupi {path.stem}, window from {start:.2f} s"
+    return Song("", "blupi", description, cut_window(parts, start, WINDOW), WINDOW, False)
+
+
+def chorale_paths() -> list[str]:
+    """music21 corpus paths of the four-voice Bach chorales (plain `bwvN.M` numbers), sorted."""
+    import re
+
+    from music21 import corpus
+
+    names = sorted({p.stem for p in corpus.getComposer("bach", fileExtensions=("mxl",))})
+    return [f"bach/{n}" for n in names if re.fullmatch(r"bwv\d+\.\d+", n)]
+
+
+def _is_satb(path: str) -> bool:
+    from music21 import corpus
+
+    score = corpus.parse(path)
+    return sorted(p.partName for p in score.parts) == sorted(CHORALE_PART_NAMES)
+
+
+def plan_songs(seed: int, workdir: Path, *, quick_only: bool = False) -> list[Song]:
+    """Make the songs of PLAN (the first third only with `quick_only`); each has its own seeded RNG."""
+    order = np.random.default_rng(seed)
+    grooves = [GROOVES[i] for i in order.permutation(len(GROOVES))]
+    blupi_files = sorted(BLUPI_DIR.glob("*.mid"))
+    blupis = [blupi_files[i] for i in order.permutation(len(blupi_files))]
+    chorales = chorale_paths()
+    chorale_order = [chorales[i] for i in order.permutation(len(chorales))]
+    if not blupis:
+        raise BuildError(
+            f"no Planet Blupi MIDI files in {BLUPI_DIR} (apt-get install planetblupi-music-midi)"
+        )
+
+    songs: list[Song] = []
+    counters = {"mma": 0, "chorale": 0, "blupi": 0}
+    chorale_next = 0
+    plan = PLAN[:QUICK_SONGS] if quick_only else PLAN
+    for index, source in enumerate(plan):
+        rng = np.random.default_rng([seed, index])
+        k = counters[source]
+        counters[source] += 1
+        if source == "mma":
+            song = _mma_song(index, grooves[k % len(grooves)], rng, workdir)
+            tag = grooves[k % len(grooves)].lower()
+        elif source == "chorale":
+            while not _is_satb(chorale_order[chorale_next]):
+                chorale_next += 1
+            path = chorale_order[chorale_next]
+            chorale_next += 1
+            song = _chorale_song(path, rng)
+            tag = path.split("/")[-1].replace(".", "_")
+        else:
+            path = blupis[k % len(blupis)]
+            song = _blupi_song(path, rng)
+            tag = path.stem
+        song.song_id = f"{index:02d}-{source}-{tag}"
+        song.quick = index < QUICK_SONGS
+        songs.append(song)
+    return songs
+
+
+# ---------------------------------------------------------------------------------------------- rendering
+
+
+def render(midi_path: Path, flac_path: Path, duration: float) -> float:
+    """Render a MIDI file with FluidSynth to FLAC, exactly `duration` seconds long; return its peak level.
+
+    FluidSynth renders in floating point; a render whose peak passes PEAK is scaled down to it, so no item
+    clips when stored as 16-bit FLAC.
+    """
+    import soundfile as sf
+
+    wav = flac_path.with_suffix(".wav")
+    cmd = [
+        "fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(SAMPLE_RATE), "-O", "float", "-F", str(wav),
+        str(SOUNDFONT), str(midi_path),
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or not wav.exists():
+        raise BuildError(
+            f"fluidsynth failed on {midi_path.name}: {proc.stderr.strip() or proc.stdout.strip()}"
+        )
+    audio, sr = sf.read(str(wav), dtype="float32", always_2d=True)
+    wav.unlink()
+    n = int(round(duration * sr))
+    if len(audio) < n:
+        audio = np.concatenate([audio, np.zeros((n - len(audio), audio.shape[1]), np.float32)])
+    audio = audio[:n]
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if peak > PEAK:
+        audio = audio * (PEAK / peak)
+    sf.write(str(flac_path), audio, sr, subtype="PCM_16", format="FLAC")
+    return peak
+
+
+def truth_notes(parts: Sequence[Part]) -> list[dict[str, Any]]:
+    """Reference notes of the parts in the benchmark's JSON shape, sorted by start and pitch."""
+    rows = []
+    for p in parts:
+        for n in p.notes:
+            rows.append(
+                {
+                    "pitch": n.pitch,
+                    "start": round(n.start, 6),
+                    "end": round(n.end, 6),
+                    "velocity": round(n.velocity / 127, 4),
+                    "family": p.family.value,
+                    "is_drum": p.is_drum,
+                    "program": p.program,
+                }
+            )
+    rows.sort(key=lambda r: (r["start"], r["pitch"], r["family"]))
+    return rows
+
+
+def midi_notes(path: Path) -> list[Part]:
+    """Read back a written MIDI file's parts, so the ground truth is what FluidSynth actually played."""
+    return parts_from_midi(path)
+
+
+def write_song(song: Song, song_dir: Path) -> list[dict[str, Any]]:
+    """Render a song's mix and family stems into `song_dir`; return their manifest entries."""
+    song_dir.mkdir(parents=True, exist_ok=True)
+    stems: list[tuple[str, list[Part]]] = [("mix", song.parts)]
+    for family in song.families():
+        stems.append((family.value, [p for p in song.parts if p.family is family]))
+    entries = []
+    for stem, parts in stems:
+        midi_path = song_dir / f"{stem}.mid"
+        parts_to_midi(parts).write(str(midi_path))
+        written = midi_notes(midi_path)
+        flac_path = song_dir / f"{stem}.flac"
+        peak = render(midi_path, flac_path, song.duration)
+        notes = truth_notes(written)
+        item_id = f"{song.song_id}/{stem}"
+        truth = {
+            "item": item_id,
+            "song": song.song_id,
+            "source": song.source,
+            "stem": stem,
+            "duration": song.duration,
+            "description": song.description,
+            "instruments": [
+                {"program": p.program, "is_drum": p.is_drum, "family": p.family.value, "notes": len(p.notes)}
+                for p in written
+            ],
+            "notes": notes,
+        }
+        truth_path = song_dir / f"{stem}.json"
+        truth_path.write_text(json.dumps(truth, indent=1), encoding="utf-8")
+        entries.append(
+            {
+                "id": item_id,
+                "song": song.song_id,
+                "source": song.source,
+                "stem": stem,
+                "audio": f"{song.song_id}/{stem}.flac",
+                "truth": f"{song.song_id}/{stem}.json",
+                "duration": song.duration,
+                "quick": song.quick,
+                "notes": len(notes),
+                "peak": round(peak, 4),
+                "truth_sha256": hashlib.sha256(json.dumps(notes).encode()).hexdigest(),
+            }
+        )
+    return entries
+
+
+def check_tools() -> None:
+    """Raise BuildError naming every missing tool or data package."""
+    missing = []
+    for tool, package in (("fluidsynth", "fluidsynth"), ("mma", "mma")):
+        if shutil.which(tool) is None:
+            missing.append(f"{tool} (apt-get install {package})")
+    if not SOUNDFONT.exists():
+        missing.append(f"{SOUNDFONT} (apt-get install fluid-soundfont-gm)")
+    if not BLUPI_DIR.exists():
+        missing.append(f"{BLUPI_DIR} (apt-get install planetblupi-music-midi)")
+    try:
+        import music21  # noqa: F401
+    except ImportError:
+        missing.append("music21 (pip install -e '.[bench]')")
+    if missing:
+        raise BuildError("missing: " + "; ".join(missing))
+
+
+def build(
+    data_dir: Path = DATA_DIR, *, seed: int = DEFAULT_SEED, force: bool = False, log: Any = print
+) -> Path:
+    """Build the benchmark into `data_dir` unless an identical build is already there; return the manifest.
+
+    The build goes to a temporary folder beside `data_dir` and replaces it only when complete, so an
+    interrupted build never leaves a half-written benchmark behind.
+    """
+    manifest_path = data_dir / "manifest.json"
+    if manifest_path.exists() and not force:
+        old = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if old.get("version") == FORMAT_VERSION and old.get("seed") == seed and old.get("plan") == list(PLAN):
+            log(f"benchmark already built in {data_dir} (seed {seed}); --force rebuilds it")
+            return manifest_path
+    check_tools()
+    data_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=data_dir.parent))
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            songs = plan_songs(seed, Path(work))
+        items: list[dict[str, Any]] = []
+        for song in songs:
+            entries = write_song(song, tmp / song.song_id)
+            items.extend(entries)
+            stems = ", ".join(e["stem"] for e in entries)
+            log(f"{song.song_id}: {song.description} -> {stems}")
+        manifest = {
+            "version": FORMAT_VERSION,
+            "seed": seed,
+            "plan": list(PLAN),
+            "sample_rate": SAMPLE_RATE,
+            "soundfont": str(SOUNDFONT),
+            "songs": [
+                {"id": s.song_id, "source": s.source, "description": s.description, "quick": s.quick}
+                for s in songs
+            ],
+            "items": items,
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+        if data_dir.exists():
+            shutil.rmtree(data_dir)
+        tmp.rename(data_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    n_mix = sum(1 for i in items if i["stem"] == "mix")
+    log(f"built {len(items)} items ({n_mix} mixes, {len(items) - n_mix} stems) in {data_dir}")
+    return manifest_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.build", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA_DIR, help="output folder (default bench/data)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed of the whole set")
+    parser.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")
+    args = parser.parse_args(argv)
+    try:
+        build(args.data, seed=args.seed, force=args.force)
+    except BuildError as exc:
+        print(f"BuildError: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

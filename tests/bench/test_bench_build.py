@@ -1,0 +1,162 @@
+"""The benchmark's builder (windowing, melodies, the song plan) and its runner's tables."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("mir_eval", reason="mir_eval (the bench/dev extra) is not installed")
+
+from bench import build
+from bench.build import MAJOR_SCALE, Note, Part, cut_window, generate_melody, parts_to_midi, truth_notes
+from bench.dataset import Item, select_items
+from bench.run import MIXES_ROW, STEMS_ROW, Run, markdown, row_groups, summarize, table_rows
+from bench.score import ScoredNote, score_item
+
+
+def part(notes: list[tuple[int, float, float]], *, program: int = 33, is_drum: bool = False) -> Part:
+    return Part(program, is_drum, "p", [Note(p, s, e, 90) for p, s, e in notes], [(0.0, 7, 100)])
+
+
+def test_cut_window_drops_earlier_notes_clips_late_ones_and_shifts_to_zero() -> None:
+    p = part(
+        [
+            (40, 9.0, 10.5),
+            (41, 10.0, 11.0),
+            (42, 12.0, 13.0),
+            (43, 39.5, 45.0),
+            (44, 39.97, 40.5),
+            (45, 41.0, 42.0),
+        ]
+    )
+    p.controls = [(1.0, 7, 50), (5.0, 7, 80), (2.0, 64, 127), (20.0, 10, 30), (50.0, 7, 10)]
+    [out] = cut_window([p], 10.0, 30.0)
+    assert [(n.pitch, n.start, n.end) for n in out.notes] == [
+        (41, 0.0, 1.0),
+        (42, 2.0, 3.0),
+        (43, 29.5, 30.0),
+    ]
+    # the last volume before the window is kept at 0, the sustain pedal is dropped, later events shift
+    assert out.controls == [(0.0, 7, 80), (10.0, 10, 30)]
+
+
+def test_cut_window_drops_parts_with_too_few_notes() -> None:
+    assert cut_window([part([(40, 0.0, 1.0), (41, 1.0, 2.0)])], 0.0, 30.0) == []
+
+
+def test_melody_is_monophonic_in_range_in_key_and_deterministic() -> None:
+    chords = [(0, False), (7, False), (9, True), (5, False)] * 4
+    kwargs = dict(key=2, scale=MAJOR_SCALE, chords=chords, bpm=100.0, low=60, high=79)
+    notes = generate_melody(np.random.default_rng(1), **kwargs)  # type: ignore[arg-type]
+    again = generate_melody(np.random.default_rng(1), **kwargs)  # type: ignore[arg-type]
+    assert notes == again
+    assert len(notes) > 30
+    assert all(60 <= n.pitch <= 79 and (n.pitch - 2) % 12 in MAJOR_SCALE for n in notes)
+    assert all(n.end > n.start for n in notes)
+    assert all(a.end <= b.start for a, b in zip(notes, notes[1:], strict=False))
+    assert len({n.velocity for n in notes}) > 5
+    assert max(abs(a.pitch - b.pitch) for a, b in zip(notes, notes[1:], strict=False)) <= 12
+
+
+def test_truth_notes_carry_family_drum_flag_and_velocity_in_0_1() -> None:
+    parts = [
+        part([(40, 0.0, 0.5)] * 3, program=33),
+        part([(36, 0.0, 0.1)] * 3, program=0, is_drum=True),
+        part([(70, 0.0, 0.5)] * 3, program=53),
+    ]
+    rows = truth_notes(parts)
+    assert {(r["family"], r["is_drum"]) for r in rows} == {
+        ("bass", False),
+        ("drums", True),
+        ("vocals", False),
+    }
+    assert all(0 < r["velocity"] <= 1 for r in rows)
+
+
+def test_midi_round_trip_keeps_note_times_to_the_millisecond(tmp_path: Path) -> None:
+    p = part([(40, 0.123456, 0.5), (43, 1.0001, 1.777), (47, 29.9, 30.0)])
+    path = tmp_path / "x.mid"
+    parts_to_midi([p]).write(str(path))
+    [back] = build.parts_from_midi(path)
+    for a, b in zip(p.notes, back.notes, strict=True):
+        assert a.pitch == b.pitch
+        assert abs(a.start - b.start) < 1e-3 and abs(a.end - b.end) < 1e-3
+
+
+def _item(id_: str, stem: str, quick: bool = False) -> Item:
+    return Item(id_, id_.split("/")[0], "mma", stem, Path("a.flac"), Path("a.json"), 30.0, quick)
+
+
+def test_select_items_by_quick_and_glob() -> None:
+    items = [_item("00-a/mix", "mix", True), _item("00-a/bass", "bass", True), _item("01-b/mix", "mix")]
+    assert [i.id for i in select_items(items, quick=True)] == ["00-a/mix", "00-a/bass"]
+    assert [i.id for i in select_items(items, pattern="*/mix")] == ["00-a/mix", "01-b/mix"]
+    assert select_items(items, quick=True, pattern="01-*") == []
+
+
+def test_summary_rows_metrics_and_real_time_factor() -> None:
+    ref = [ScoredNote(40 + i, i * 0.5, i * 0.5 + 0.3, "bass") for i in range(4)]
+    items = [_item("00-a/bass", "bass"), _item("00-a/mix", "mix")]
+    runs = [
+        Run(items[0], "stemscribe", score_item(ref, ref), 1.0, 4),
+        Run(items[0], "basic-pitch", score_item(ref, ref[:2]), 2.0, 2),
+        Run(items[1], "stemscribe", score_item(ref, []), 3.0, 0),
+        Run(items[1], "basic-pitch", score_item(ref, ref), 1.0, 4),
+    ]
+    assert list(row_groups(items)) == ["bass", STEMS_ROW, MIXES_ROW]
+    table = summarize(runs, ["stemscribe", "basic-pitch"])
+    assert table["bass"]["stemscribe"]["rtf"] == pytest.approx(30.0)
+    assert table[MIXES_ROW]["basic-pitch"]["rtf"] == pytest.approx(30.0)
+    rows = {r[0]: r for r in table_rows(table, ["stemscribe", "basic-pitch"])}
+    assert rows["bass"][2] == "1.000 / 0.667"
+    assert rows[MIXES_ROW][2] == "0.000 / 1.000"
+    assert rows["bass"][4] == "– / –"  # no drums in a bass stem
+    assert rows["bass"][6] == "30x / 15x"
+    meta = {
+        "command": "python -m bench.run",
+        "items": 2,
+        "audio_s": 60.0,
+        "cpus": 2,
+        "drums": "auto",
+        "date": "today",
+    }
+    text = markdown(table, ["stemscribe", "basic-pitch"], meta)
+    assert "| bass | 1 | 1.000 / 0.667 |" in text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("fluidsynth") is None or shutil.which("mma") is None,
+    reason="needs the fluidsynth and mma Debian packages",
+)
+def test_quick_plan_renders_audio_that_matches_its_truth(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    pytest.importorskip("music21", reason="music21 (the bench extra) is not installed")
+    songs = build.plan_songs(build.DEFAULT_SEED, tmp_path, quick_only=True)
+    assert [s.source for s in songs] == list(build.PLAN[: build.QUICK_SONGS])
+    again = build.plan_songs(build.DEFAULT_SEED, tmp_path, quick_only=True)
+    assert [truth_notes(s.parts) for s in songs] == [truth_notes(s.parts) for s in again]
+
+    song = songs[0]
+    entries = build.write_song(song, tmp_path / song.song_id)
+    stems = [e["stem"] for e in entries]
+    assert stems[0] == "mix" and "drums" in stems and "vocals" in stems
+    for e in entries:
+        audio, sr = sf.read(str(tmp_path / e["audio"]))
+        assert sr == build.SAMPLE_RATE and len(audio) == int(song.duration * sr)
+        assert 0.01 < np.abs(audio).max() <= build.PEAK + 1e-3
+        truth = json.loads((tmp_path / e["truth"]).read_text())
+        assert truth["notes"] and all(0 <= n["start"] < n["end"] <= song.duration for n in truth["notes"])
+        if e["stem"] != "mix":
+            assert {n["family"] for n in truth["notes"]} == {e["stem"]}
+        # the audio is silent where the first note has not started yet, and sounds right after it
+        first = min(n["start"] for n in truth["notes"])
+        mono = np.abs(audio).mean(axis=1)
+        if first > 0.2:
+            assert mono[: int((first - 0.05) * sr)].max() < 1e-3
+        assert mono[int(first * sr) : int((first + 0.5) * sr)].max() > 1e-3
