@@ -162,8 +162,8 @@ def test_upload_watch_play_and_download(
     assert watch.outside(real_server) == []
 
 
-def test_reopen_a_recent_job_in_a_narrow_window(
-    page_on: Any, real_server: str, rendered_band: tuple[Path, Any], artifacts: Path
+def test_refusals_and_reopening_a_recent_job_in_a_narrow_window(
+    page_on: Any, real_server: str, rendered_band: tuple[Path, Any], artifacts: Path, tmp_path: Path
 ) -> None:
     wav, _ = rendered_band
     with httpx.Client(base_url=real_server, timeout=30) as client:
@@ -174,6 +174,22 @@ def test_reopen_a_recent_job_in_a_narrow_window(
     task_id = created.json()["id"]
 
     page, watch = page_on(real_server, width=390, height=844)
+    # The server's refusals, in plain words with its detail below.
+    text = tmp_path / "notes.txt"
+    text.write_text("not a song\n" * 50)
+    page.set_input_files("#file", str(text))
+    page.click("#go")
+    page.wait_for_selector("#error:not([hidden])", timeout=TIMEOUT_MS)
+    assert page.text_content("#error strong") == "That file could not be read as audio."
+    assert "not a recognised audio format" in page.text_content("#error span")
+    page.fill("#url", "http://127.0.0.1:9/song.mp3")
+    page.click("#go")
+    page.wait_for_selector(
+        "#error strong >> text=The server is not allowed to fetch that link.", timeout=TIMEOUT_MS
+    )
+    assert "loopback" in page.text_content("#error span")
+    page.screenshot(path=str(artifacts / "refused-390.png"), full_page=True)
+
     job = page.locator(f'#jobs .job[data-id="{task_id}"]')
     job.wait_for(timeout=TIMEOUT_MS)
     job.focus()
@@ -185,5 +201,5 @@ def test_reopen_a_recent_job_in_a_narrow_window(
     # Nothing sticks out sideways on a phone.
     assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
     page.screenshot(path=str(artifacts / "result-390.png"), full_page=True)
-    assert watch.errors == []
+    assert [e for e in watch.errors if "status of 400 (Bad Request)" not in e] == []  # the two refusals
     assert watch.outside(real_server) == []

@@ -600,7 +600,10 @@ function updateJobState(task) {
   chip.className = `job-state ${task.state}`;
 }
 
+let jobsTimer = null;
+
 async function loadJobs() {
+  clearTimeout(jobsTimer);
   const note = $("jobs-note");
   let page;
   try {
@@ -634,6 +637,10 @@ async function loadJobs() {
     }),
   );
   if (state.task) highlightJob(state.task.id);
+  // Jobs still running elsewhere (another tab, the API) are looked at again in a while.
+  if (items.some((t) => !TERMINAL.has(t.state) && t.id !== (state.pollTimer && state.task && state.task.id))) {
+    jobsTimer = setTimeout(loadJobs, 5000);
+  }
 }
 
 $("jobs-refresh").addEventListener("click", loadJobs);

@@ -93,6 +93,14 @@ const CODE_TEXT = {
   unavailable: "The server is busy or starting up. Try again in a moment.",
 };
 
+// The server answers most refusals of the input as `bad_request`; its message tells which one it was.
+const BAD_REQUEST_TEXT = [
+  [/not usable as audio|not a recognised audio format/i, "That file could not be read as audio."],
+  [/\bempty\b|0 bytes/i, "That audio file is empty."],
+  [/refusing to contact|not allowed/i, "The server is not allowed to fetch that link."],
+  [/could not fetch|cannot resolve|download/i, "The server could not fetch that link."],
+];
+
 const STATUS_TEXT = {
   400: "The server did not accept the request.",
   401: "This server needs an API key. Open “API key” at the top, paste your key and try again.",
@@ -113,7 +121,8 @@ export function describeError(err) {
   const status = err && typeof err.status === "number" ? err.status : undefined;
   const code = (err && err.code) || "";
   const message = (err && err.message) || "";
-  let headline = CODE_TEXT[code];
+  let headline = code === "bad_request" ? BAD_REQUEST_TEXT.find(([re]) => re.test(message))?.[1] : undefined;
+  headline = headline || CODE_TEXT[code];
   if (!headline && status === 401) headline = STATUS_TEXT[401];
   if (!headline && status !== undefined) headline = STATUS_TEXT[status];
   if (!headline) headline = "Something went wrong.";
