@@ -362,7 +362,7 @@ class ServiceContext:
         return f"{base_url.rstrip('/')}/files/{kind}/{ident}?e={e}&s={self.sign(kind, ident, e)}"
 
     def check_link(self, kind: str, ident: str, e: int, s: str) -> None:
-        if not hmac.compare_digest(self.sign(kind, ident, e), s):
+        if not hmac.compare_digest(self.sign(kind, ident, e).encode(), s.encode("utf-8", "replace")):
             raise ApiError(403, "forbidden", "invalid download signature")
         if e <= time.time():
             raise ApiError(410, "expired", "this download link expired")
