@@ -170,10 +170,13 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
 
 
-def create_fake_app(*, api_key: str | None = None) -> FastAPI:
-    """The page plus a fake /v1; with `api_key`, every /v1 call needs `Authorization: Bearer <key>`."""
+def create_fake_app(*, api_key: str | None = None, result: dict[str, Any] | None = None) -> FastAPI:
+    """The page plus a fake /v1; with `api_key`, every /v1 call needs `Authorization: Bearer <key>`.
+
+    Every job ends with `result` (default: `sample_result()`).
+    """
     app = FastAPI()
-    state = FakeState(api_key=api_key)
+    state = FakeState(api_key=api_key, result=result or sample_result())
     app.state.fake = state
 
     @app.middleware("http")

@@ -267,3 +267,49 @@ def test_keyboard_only_and_drag_and_drop(page_on: Any, serve_app: Any, fake_api:
         )
         assert beside == [True, "beside.ogg"]
         assert watch.errors == []
+
+
+def test_a_long_dense_result_renders_and_plays(page_on: Any, serve_app: Any, fake_api: Any) -> None:
+    """20 minutes, 3 x 25,000 notes: more than a JavaScript call may take as spread arguments."""
+    n = 25_000
+    step = 1200.0 / n
+    instruments = [
+        {
+            "name": name,
+            "program": program,
+            "is_drum": is_drum,
+            "family": family,
+            "notes": [
+                {"pitch": low + (i * 7) % span, "start": i * step, "end": i * step + 0.04, "velocity": 0.5}
+                for i in range(n)
+            ],
+        }
+        for name, program, is_drum, family, low, span in [
+            ("Acoustic Grand Piano", 0, False, "piano", 48, 36),
+            ("Electric Bass (finger)", 33, False, "bass", 28, 20),
+            ("Drums", 0, True, "drums", 35, 25),
+        ]
+    ]
+    big = {
+        "instruments": instruments,
+        "duration": 1200.0,
+        "stem": "mix",
+        "tempo": 120.0,
+        "beats": [],
+        "separator": "none",
+    }
+    with serve_app(fake_api(result=big)) as base:
+        page, watch = page_on(base)
+        page.fill("#url", "https://example.com/long.flac")
+        page.click("#go")
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        roll = page.locator("#roll")
+        assert roll.get_attribute("data-notes") == str(3 * n)
+        assert roll.get_attribute("data-drawn") == str(3 * n)
+        assert "20:00.0" in page.text_content("#clock")
+        page.click("#zoom-in")
+        page.wait_for_function("() => Number(document.getElementById('roll').dataset.drawn) < 75000")
+        page.click("#play")
+        page.wait_for_function("() => window.stemscribe.player.time() > 0.3", timeout=TIMEOUT_MS)
+        page.click("#play")
+        assert watch.errors == []

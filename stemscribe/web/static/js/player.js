@@ -65,7 +65,9 @@ export class Player extends EventTarget {
       gain: null,
       next: 0,
     }));
-    const lastEnd = Math.max(0, ...this.tracks.flatMap((t) => t.notes.map((n) => n.end)));
+    // (a loop, not Math.max(...spread): a long song has more notes than a call has arguments)
+    let lastEnd = 0;
+    for (const t of this.tracks) for (const n of t.notes) lastEnd = Math.max(lastEnd, n.end);
     this.duration = Math.max(Number(result.duration) || 0, lastEnd);
     if (this.ctx) this.#connectTracks();
     this.#emit("state");

@@ -109,15 +109,26 @@ export class PianoRoll {
         colour: colours[i],
         visible: true,
         notes,
-        maxLen: Math.max(0, ...notes.map((n) => n.end - n.start)),
+        maxLen: notes.reduce((m, n) => Math.max(m, n.end - n.start), 0),
       };
     });
-    const lastEnd = Math.max(0, ...this.tracks.flatMap((t) => t.notes.map((n) => n.end)));
+    // Loops, not Math.max(...spread): a long song has more notes than a call may have arguments.
+    let lastEnd = 0;
+    let lo = Infinity;
+    let hi = -Infinity;
+    for (const t of this.tracks) {
+      for (const n of t.notes) {
+        lastEnd = Math.max(lastEnd, n.end);
+        if (t.isDrum) continue;
+        lo = Math.min(lo, n.pitch);
+        hi = Math.max(hi, n.pitch);
+      }
+    }
     this.duration = Math.max(Number(result.duration) || 0, lastEnd, 0.5);
     this.beats = Array.isArray(result.beats) ? result.beats : [];
-    const pitched = this.tracks.filter((t) => !t.isDrum).flatMap((t) => t.notes.map((n) => n.pitch));
-    let lo = pitched.length ? Math.min(...pitched) - 2 : 48;
-    let hi = pitched.length ? Math.max(...pitched) + 2 : 72;
+    this.hasPitched = hi >= lo;
+    lo = this.hasPitched ? Math.max(0, lo - 2) : 48;
+    hi = this.hasPitched ? Math.min(127, hi + 2) : 72;
     if (hi - lo < 24) {
       const mid = (hi + lo) / 2;
       lo = Math.max(0, Math.round(mid - 12));
@@ -125,7 +136,6 @@ export class PianoRoll {
     }
     this.lowPitch = lo;
     this.highPitch = hi;
-    this.hasPitched = pitched.length > 0;
     const used = new Set(this.tracks.filter((t) => t.isDrum).flatMap((t) => t.notes.map((n) => drumClass(n.pitch))));
     this.drumRows = DRUM_ORDER.filter((c) => used.has(c));
     this.playhead = 0;
