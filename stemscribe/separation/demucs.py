@@ -66,7 +66,7 @@ def load_demucs_model(name: str = DEFAULT_MODEL, *, root: Path | None = None) ->
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = get_model(name, repo=status.directory)
+            model = get_model(spec.name, repo=status.directory)
     except ModelLoadingError as exc:
         raise ModelError(f"demucs model {name!r}: {exc}; run `{fetch_command(name)} --force`") from exc
     except Exception as exc:  # noqa: BLE001 - unpickling a damaged checkpoint fails in many ways
@@ -173,6 +173,10 @@ class DemucsSeparator:
         self.segment = segment if segment is not None else limit
         self.samplerate = int(self.model.samplerate)
         self.audio_channels = int(self.model.audio_channels)
+        if self.segment_length <= 0:
+            raise InvalidOptionError(
+                f"segment {float(self.segment):g} s leaves no room for --shifts (0.5 s each side)"
+            )
         self.model.to(self.torch_device)
         self._lock = threading.Lock()
 
@@ -181,7 +185,9 @@ class DemucsSeparator:
 
     @property
     def segment_length(self) -> int:
-        return int(self.samplerate * self.segment)
+        """Samples per chunk: the segment, less the 0.5 s that random shifts add around it."""
+        shift_room = int(0.5 * self.samplerate) if self.shifts else 0
+        return int(self.samplerate * self.segment) - shift_room
 
     def _model_input(self, audio: Audio) -> npt.NDArray[np.float32]:
         """(model channels, n) at the model's rate, a private copy."""

@@ -229,6 +229,23 @@ def test_bad_options_are_rejected(install_tiny: Callable[..., object]) -> None:
         DemucsSeparator(model="tiny", device="warp-drive")
 
 
+def test_random_shifts_fit_the_network(install_tiny: Callable[..., object]) -> None:
+    """Demucs' shift trick pads each chunk by up to 0.5 s; chunks shrink so the network still fits."""
+    install_tiny("tiny")
+    separator = DemucsSeparator(model="tiny", shifts=2)
+    assert separator.segment_length == SR // 2
+    out = separator.separate(Audio(noise(1.6), SR))
+    assert all(s.samples.shape == (2, int(1.6 * SR)) and np.all(np.isfinite(s.samples)) for s in out.values())
+    with pytest.raises(InvalidOptionError, match="shifts"):
+        DemucsSeparator(model="tiny", shifts=1, segment=0.5)
+
+
+def test_very_short_input(install_tiny: Callable[..., object]) -> None:
+    install_tiny("tiny")
+    out = DemucsSeparator(model="tiny").separate(Audio(noise(0.004, sr=22050, channels=1), 22050))
+    assert all(s.samples.shape == (88,) and np.all(np.isfinite(s.samples)) for s in out.values())
+
+
 def test_a_shorter_segment_still_covers_the_mix(install_tiny: Callable[..., object]) -> None:
     install_tiny("tiny")
     separator = DemucsSeparator(model="tiny", segment=0.5)
@@ -246,3 +263,23 @@ def test_gpu_matches_cpu(install_tiny: Callable[..., object]) -> None:
     gpu = gpu_separator.separate(audio)
     for name in cpu:
         np.testing.assert_allclose(gpu[name].samples, cpu[name].samples, atol=1e-3)
+
+
+def test_transcriber_uses_the_demucs_separator_on_mixes(install_tiny: Callable[..., object]) -> None:
+    """The pipeline finds "demucs" through `get_separator`, transcribes each stem, and records it."""
+    from stemscribe.pipeline import Transcriber
+    from stemscribe.separation import weights
+    from stemscribe.stems import Family
+
+    install_tiny("htdemucs")  # the default model's name, tiny weights
+    assert weights.model_status("htdemucs").ready
+    t = np.arange(int(2.5 * 22050)) / 22050
+    mix = 0.3 * np.sin(2 * np.pi * 220 * t) + 0.2 * np.sin(2 * np.pi * 110 * t)
+    stages: list[str] = []
+    result = Transcriber(separator="demucs").transcribe(
+        (np.stack([mix, mix]).astype(np.float32), 22050), stem="mix", progress=lambda s, f: stages.append(s)
+    )
+    assert result.separator == "demucs"
+    assert "separating" in stages
+    allowed = {Family.DRUMS, Family.BASS, Family.PIANO, Family.VOCALS, Family.GUITAR}
+    assert {inst.family for inst in result.instruments} <= allowed
