@@ -313,3 +313,43 @@ def test_a_long_dense_result_renders_and_plays(page_on: Any, serve_app: Any, fak
         page.wait_for_function("() => window.stemscribe.player.time() > 0.3", timeout=TIMEOUT_MS)
         page.click("#play")
         assert watch.errors == []
+
+
+def test_every_synth_voice_sounds(page_on: Any, serve_app: Any, fake_api: Any) -> None:
+    """Render each family's voice and each drum voice offline: audible, finite, not clipping, and short."""
+    with serve_app(fake_api()) as base:
+        page, watch = page_on(base)
+        levels = page.evaluate(
+            """async () => {
+              const {Synth} = await import('./static/js/synth.js');
+              const families = ['piano', 'keys', 'guitar', 'bass', 'strings', 'brass', 'winds', 'synth',
+                                'vocals'];
+              const kit = [36, 38, 42, 46, 45, 47, 50, 49, 51, 76];
+              const voices = families
+                .map(family => ({family, isDrum: false, pitch: family === 'bass' ? 40 : 64}))
+                .concat(kit.map(pitch => ({family: 'drums', isDrum: true, pitch})));
+              const out = {};
+              for (const v of voices) {
+                const ctx = new OfflineAudioContext(1, 44100 * 2, 44100);
+                new Synth(ctx).play(ctx.destination, {...v, velocity: 1, when: 0.01, duration: 0.5});
+                const data = (await ctx.startRendering()).getChannelData(0);
+                let peak = 0, sum = 0, tail = 0;
+                for (let i = 0; i < data.length; i++) {
+                  const x = data[i];
+                  if (!Number.isFinite(x)) return {error: `${v.family}/${v.pitch} is not finite`};
+                  peak = Math.max(peak, Math.abs(x));
+                  sum += x * x;
+                  if (i > 44100 * 1.6) tail = Math.max(tail, Math.abs(x));
+                }
+                out[`${v.family}/${v.pitch}`] = {peak, rms: Math.sqrt(sum / data.length), tail};
+              }
+              return out;
+            }"""
+        )
+        assert watch.errors == []
+    assert "error" not in levels, levels
+    assert len(levels) == 19
+    for voice, level in levels.items():
+        assert 0.01 < level["peak"] < 1.0, (voice, level)
+        assert level["rms"] > 0.001, (voice, level)
+        assert level["tail"] < 0.01, (voice, level)  # a 0.5 s note has died away well before 1.6 s
