@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import shutil
 import socket
 import threading
@@ -45,6 +46,10 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "web"
 
 
 def chromium_executable() -> str | None:
+    """Debian's Chromium, or the binary named by `$STEMSCRIBE_TEST_CHROMIUM` (empty: none)."""
+    if "STEMSCRIBE_TEST_CHROMIUM" in os.environ:
+        named = os.environ["STEMSCRIBE_TEST_CHROMIUM"]
+        return named if named and Path(named).is_file() else None
     for name in ("chromium", "chromium-browser"):
         found = shutil.which(name)
         if found:
