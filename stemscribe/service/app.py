@@ -182,6 +182,7 @@ def create_app(
             for t in threads:
                 t.join(10)
             sender.close()
+            store.engine.dispose()
 
     app = FastAPI(
         title="stemscribe",
