@@ -13,6 +13,7 @@ from functools import partial
 from pathlib import Path
 
 from stemscribe.separate import Separator, register_separator
+from stemscribe.separation.files import write_stems
 from stemscribe.separation.stemsets import STEM_TITLES, StemSet, select_stems, vocals_instrumental
 from stemscribe.separation.weights import DEFAULT_MODEL, MODELS, fetch_model, list_models, model_status
 
@@ -50,4 +51,5 @@ __all__ = [
     "select_stems",
     "torch_available",
     "vocals_instrumental",
+    "write_stems",
 ]

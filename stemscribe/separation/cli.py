@@ -7,8 +7,6 @@ import os
 from pathlib import Path
 from typing import Annotated
 
-import numpy as np
-import numpy.typing as npt
 import typer
 
 from stemscribe.errors import InvalidOptionError, StemscribeError
@@ -42,19 +40,6 @@ def _progress_bar(quiet: bool):  # noqa: ANN202 - rich types stay a lazy import
         console=console,
         transient=True,
     )
-
-
-def _open_writer(path: Path, sr: int, channels: int, fmt: str, float_out: bool):  # noqa: ANN202
-    import soundfile as sf
-
-    subtype = "FLOAT" if float_out else "PCM_16"
-    return sf.SoundFile(path, "w", samplerate=sr, channels=channels, format=fmt.upper(), subtype=subtype)
-
-
-def _frames(block: npt.NDArray[np.float32], float_out: bool) -> npt.NDArray[np.float32]:
-    """(k,) or (channels, k) -> (k, channels) for soundfile, clipped when written as PCM."""
-    frames = block[:, None] if block.ndim == 1 else block.T
-    return frames if float_out else np.clip(frames, -1.0, 1.0)
 
 
 def separate(
@@ -102,11 +87,12 @@ def separate(
     """
     from stemscribe.audio import load_audio
     from stemscribe.separate import get_separator
-    from stemscribe.separation.stemsets import StemSet, select_stems
+    from stemscribe.separation.files import FORMATS, write_stems
+    from stemscribe.separation.stemsets import StemSet
 
     try:
         kind = StemSet.parse(stems)
-        if fmt.lower() not in ("wav", "flac"):
+        if fmt.lower() not in FORMATS:
             raise InvalidOptionError(f"--format must be wav or flac, got {fmt!r}")
         if float_out and fmt.lower() != "wav":
             raise InvalidOptionError("--float needs --format wav")
@@ -123,12 +109,9 @@ def separate(
         else:
             raise InvalidOptionError(f"unknown model {model!r}; known: {_MODEL_NAMES}")
         audio = load_audio(input, sr=None, mono=False, max_duration=max_duration)
-        target = outdir / input.stem
-        target.mkdir(parents=True, exist_ok=True)
     except (StemscribeError, OSError) as exc:
         _fail(exc)
 
-    written: list[Path] = []
     try:
         with _progress_bar(quiet) as bar:
             task = bar.add_task(input.name, total=1.0, stage="")
@@ -136,51 +119,19 @@ def separate(
             def progress(stage: str, fraction: float) -> None:
                 bar.update(task, completed=fraction, stage=stage)
 
-            if hasattr(separator, "iter_separate"):
-                written = _write_streamed(separator, audio, target, kind, fmt, float_out, progress)
-            else:
-                parts = select_stems(separator.separate(audio, progress=progress), audio, kind)
-                for name, part in parts.items():
-                    path = target / f"{name}.{fmt.lower()}"
-                    channels = 1 if part.samples.ndim == 1 else part.samples.shape[0]
-                    with _open_writer(path, part.sr, channels, fmt, float_out) as f:
-                        f.write(_frames(part.samples, float_out))
-                    written.append(path)
+            written = write_stems(
+                separator,
+                audio,
+                outdir / input.stem,
+                stem_set=kind,
+                fmt=fmt,
+                float_out=float_out,
+                progress=progress,
+            )
     except (StemscribeError, OSError) as exc:
         _fail(exc)
-    for path in written:
+    for path in written.values():
         typer.echo(str(path))
-
-
-def _write_streamed(separator, audio, target: Path, kind, fmt: str, float_out: bool, progress) -> list[Path]:  # noqa: ANN001
-    """Write a streaming separator's blocks straight to files (memory stays a few segments)."""
-    from stemscribe.separation.stemsets import StemSet, vocals_instrumental
-
-    names = list(separator.stem_names()) if kind is StemSet.all_stems else ["vocals", "instrumental"]
-    if kind is StemSet.stems and "vocals" not in separator.stem_names():
-        raise InvalidOptionError(f"{separator.name} gives no vocals stem; use --stems all_stems")
-    paths = {name: target / f"{name}.{fmt.lower()}" for name in names}
-    writers: dict[str, object] = {}
-    try:
-        for start, blocks in separator.iter_separate(audio, progress=progress):
-            if kind is StemSet.stems:
-                k = blocks["vocals"].shape[-1]
-                blocks = vocals_instrumental(blocks["vocals"], audio.samples[..., start : start + k])
-            for name in names:
-                block = blocks[name]
-                if name not in writers:
-                    channels = 1 if block.ndim == 1 else block.shape[0]
-                    writers[name] = _open_writer(paths[name], audio.sr, channels, fmt, float_out)
-                writers[name].write(_frames(block, float_out))  # type: ignore[attr-defined]
-    except BaseException:
-        for writer in writers.values():
-            writer.close()  # type: ignore[attr-defined]
-        for path in paths.values():
-            path.unlink(missing_ok=True)
-        raise
-    for writer in writers.values():
-        writer.close()  # type: ignore[attr-defined]
-    return list(paths.values())
 
 
 @models_app.command("list")

@@ -228,3 +228,42 @@ print("ok")
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+class HalfAndHalf:
+    """A fake streaming separator (the Protocol plus `iter_separate`): two stems, each half the mix."""
+
+    name = "halves"
+
+    def __init__(self, fail_after: int | None = None) -> None:
+        self.fail_after = fail_after
+
+    def stem_names(self) -> tuple[str, ...]:
+        return ("vocals", "rest")
+
+    def iter_separate(self, audio, *, progress=None):  # noqa: ANN001, ANN201
+        block = 1000
+        for i, start in enumerate(range(0, audio.samples.shape[-1], block)):
+            if self.fail_after is not None and i >= self.fail_after:
+                raise OSError("disk on fire")
+            piece = audio.samples[..., start : start + block] * 0.5
+            yield start, {"vocals": piece, "rest": piece}
+
+    def separate(self, audio, *, progress=None):  # noqa: ANN001, ANN201
+        raise AssertionError("write_stems streams when it can")
+
+
+def test_write_stems_streams_and_leaves_nothing_on_failure(tmp_path: Path, song: Path) -> None:
+    from stemscribe.audio import load_audio
+    from stemscribe.separation.files import write_stems
+
+    audio = load_audio(song, sr=None, mono=False)
+    written = write_stems(HalfAndHalf(), audio, tmp_path / "ok", stem_set="stems", float_out=True)
+    assert list(written) == ["vocals", "instrumental"]
+    vocals, _ = sf.read(written["vocals"], dtype="float32")
+    rest, _ = sf.read(written["instrumental"], dtype="float32")
+    np.testing.assert_allclose(vocals + rest, audio.samples.T, atol=1e-6)
+
+    with pytest.raises(OSError, match="disk on fire"):
+        write_stems(HalfAndHalf(fail_after=3), audio, tmp_path / "broken")
+    assert list((tmp_path / "broken").iterdir()) == []
