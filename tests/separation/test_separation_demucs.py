@@ -125,6 +125,20 @@ def test_stems_sum_to_the_mix_across_chunk_borders(install_tiny: Callable[..., o
     assert max(separator.model.lengths) <= separator.segment_length
 
 
+def test_resampling_keeps_stems_aligned_with_the_mix(install_tiny: Callable[..., object]) -> None:
+    """22.05 kHz mono in, the model's 8 kHz stereo inside, 22.05 kHz mono out: no delay, no drift."""
+    install_tiny("tiny")
+    separator = DemucsSeparator(model="tiny")
+    separator.model = Proportional([0.5, 0.25, 0.125, 0.125])
+    t = np.arange(int(3.2 * 22050)) / 22050
+    mix = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)  # well below the model's Nyquist
+    out = separator.separate(Audio(mix, 22050))
+    total = sum(stem.samples for stem in out.values())
+    assert total.shape == mix.shape
+    np.testing.assert_allclose(total[200:-200], mix[200:-200], atol=2e-3)
+    np.testing.assert_allclose(out["s0"].samples[200:-200], 0.5 * mix[200:-200], atol=2e-3)
+
+
 def test_vocals_and_instrumental_sum_to_the_mix(install_tiny: Callable[..., object]) -> None:
     """`stems` holds for any model: instrumental is the mix less the vocals."""
     install_tiny("tiny")
