@@ -209,7 +209,7 @@ def test_keyboard_only_and_drag_and_drop(page_on: Any, serve_app: Any, fake_api:
         page.keyboard.press("Tab")
         assert page.evaluate("() => document.activeElement.id") == "file"
         with page.expect_file_chooser() as chooser:
-            page.keyboard.press("Enter")
+            page.keyboard.press("Space")
         chooser.value.set_files(str(clip))
         assert "tone.wav" in page.text_content("#file-name")
         for expected in ("url", "stem", "go"):
