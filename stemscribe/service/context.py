@@ -211,7 +211,7 @@ class ServiceContext:
         return self._accept_file(principal, tmp, filename=name, content_type=content_type, source="url", source_url=url)
 
     def get_audio(self, principal: Principal, audio_id: str) -> AudioRecord:
-        audio = self.store.get_audio(audio_id, principal.id) if audio_id else None
+        audio = self.store.peek_audio(audio_id, principal.id) if audio_id else None
         if audio is None:
             raise not_found("audio", audio_id)
         if audio.purged_at is not None or audio.expires_at <= time.time():
@@ -281,7 +281,7 @@ class ServiceContext:
         return self.store.add_task(task)
 
     def get_task(self, principal: Principal, task_id: str) -> TaskRecord:
-        task = self.store.get_task(task_id, principal.id) if task_id else None
+        task = self.store.peek_task(task_id, principal.id) if task_id else None
         if task is None:
             raise not_found("task", task_id)
         return task
@@ -293,7 +293,7 @@ class ServiceContext:
         while task.state not in FINAL_STATES and time.monotonic() < deadline:
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 1.5, 0.5)
-            task = await asyncio.to_thread(self.store.get_task, task.id, None) or task
+            task = await asyncio.to_thread(self.store.peek_task, task.id, None) or task
         return task
 
     @staticmethod

@@ -15,7 +15,7 @@ from stemscribe.service.errors import ApiError
 bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>` (see `stemscribe keys create`)")
 
 
-def get_ctx(request: Request) -> ServiceContext:
+async def get_ctx(request: Request) -> ServiceContext:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
@@ -27,7 +27,7 @@ def _client_is_loopback(request: Request) -> bool:
         return False
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ctx: Annotated[ServiceContext, Depends(get_ctx)],

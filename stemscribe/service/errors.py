@@ -20,6 +20,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from stemscribe.errors import (
     AudioError,
@@ -156,6 +157,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _library(request: Request, exc: StemscribeError) -> JSONResponse:
         err = library_error(exc)
         return render_error(request, err.status_code, err.code, err.message)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        return JSONResponse({"error": {"code": "client_disconnected", "message": "client went away"}}, status_code=499)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

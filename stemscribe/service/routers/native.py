@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stemscribe.errors import InvalidOptionError
@@ -240,9 +240,10 @@ def get_transcription_json(ctx: Ctx, caller: Caller, task_id: str) -> dict[str, 
 
 
 @router.get("/transcriptions/{task_id}", response_model=Task, responses=_ERRORS)
-def get_transcription(ctx: Ctx, caller: Caller, task_id: str) -> Any:
+async def get_transcription(ctx: Ctx, caller: Caller, task_id: str) -> Any:
+    """A task: state, stage, progress, and the result once it succeeded (the endpoint to poll)."""
     task = ctx.get_task(caller, task_id)
-    return with_deliveries(ctx, task, native_task(ctx, task))
+    return JSONResponse(with_deliveries(ctx, task, native_task(ctx, task)))
 
 
 @router.delete("/transcriptions/{task_id}", status_code=204, response_class=Response, responses=_ERRORS)
