@@ -192,7 +192,8 @@ def markdown(table: dict[str, dict[str, Any]], systems: Sequence[str], meta: dic
 
     parts = [
         f"Benchmark: `{meta['command']}` — {meta['items']} items, {meta['audio_s']:.0f} s of audio, "
-        f"{meta['cpus']} CPUs, drums backend `{meta['drums']}`, {meta['date']}.",
+        f"{meta['cpus']} CPUs (load average {meta.get('load_at_start', '?')} at start), "
+        f"drums backend `{meta['drums']}`, commit {meta.get('commit')}, {meta['date']}.",
         "",
         "Micro F1 (counts summed over items):",
         "",
@@ -219,6 +220,14 @@ def markdown(table: dict[str, dict[str, Any]], systems: Sequence[str], meta: dic
         "instrument-aware F1 matches non-drum notes within their instrument family (basic-pitch's notes "
         "count as piano). RTF = audio seconds / wall seconds, models loaded once (warm).",
     ]
+    songs = meta.get("songs")
+    if songs:
+        parts += [
+            "",
+            "Songs:",
+            "",
+            md(["song", "material", "stems"], [[s["id"], s["description"], s["stems"]] for s in songs]),
+        ]
     return "\n".join(parts) + "\n"
 
 
@@ -279,6 +288,17 @@ def _version(dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
+
+
+def song_list(data_dir: Path, items: Sequence[Item]) -> list[dict[str, str]]:
+    """The songs the run used: id, material (from the manifest) and the stems scored."""
+    manifest = json.loads((data_dir / "manifest.json").read_text(encoding="utf-8"))
+    described = {s["id"]: s["description"] for s in manifest.get("songs", ())}
+    out: dict[str, dict[str, str]] = {}
+    for i in items:
+        row = out.setdefault(i.song, {"id": i.song, "description": described.get(i.song, ""), "stems": ""})
+        row["stems"] = f"{row['stems']}, {i.stem}" if row["stems"] else i.stem
+    return list(out.values())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -349,6 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "stemscribe": _version("stemscribe"),
         "basic_pitch": _version("basic-pitch"),
         "onnxruntime": _version("onnxruntime"),
+        "songs": song_list(data_dir, items),
     }
     print_table(table, names, f"{meta['items']} items, {meta['audio_s']:.0f} s audio, {elapsed:.0f} s wall")
     args.out.mkdir(parents=True, exist_ok=True)
