@@ -95,6 +95,7 @@ def test_upload_watch_play_and_download(
 
     task_id = page.get_attribute("#result", "data-task-id")
     assert page.evaluate("() => location.hash") == f"#job={task_id}"
+    assert page.text_content("#announce").startswith("Transcription ready: ")
     task = _server_task(real_server, task_id)
     assert task["state"] == "succeeded" and task["filename"] == wav.name
     result = task["result"]

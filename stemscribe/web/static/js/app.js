@@ -340,6 +340,7 @@ function showResult(task) {
   if (result.tempo) bits.push(`${Math.round(result.tempo)} BPM`);
   if (task.stem) bits.push(`stem: ${STEM_TEXT[task.stem] || task.stem}`);
   $("result-summary").textContent = bits.join(" · ");
+  $("announce").textContent = `Transcription ready: ${bits.slice(1, 3).join(", ")}.`;
 
   player.load(result);
   roll.setData(result, colours);
