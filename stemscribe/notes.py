@@ -39,6 +39,7 @@ class DecodeOptions:
     infer_onsets: bool = True
     pitch_bends: bool = False
     harmonic_ratio: float = 0.6
+    backtrack_frames: int = 12
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,24 +217,79 @@ def decode_monophonic(
     best = np.where(voiced, best, -1)
 
     col = np.clip(best, 0, note.shape[1] - 1)
-    on_here = onset[np.arange(n), col]
-    # A re-attack on the same pitch needs an onset peak and a frame posterior that rises again,
-    # not the onset head's echo on a decaying note.
-    before = note[np.clip(np.arange(n) - 3, 0, n - 1), col]
-    after = note[np.clip(np.arange(n) + 3, 0, n - 1), col]
-    on_peak = _peaks(on_here[:, None], options.onset_threshold)[:, 0] & voiced & (after >= before)
+    frames = np.arange(n)
     prev = np.concatenate([[-1], best[:-1]])
-    boundary = (best != prev) | on_peak
+    hard = best != prev  # pitch changes and voicing changes
+    seg_start = np.maximum.accumulate(np.where(hard, frames, 0))
+    # A re-attack on the same pitch needs a strong onset peak well inside the note and a frame
+    # posterior that rises again: not the onset head's echo on a decaying or vibrato note.
+    on_here = onset[frames, col]
+    before = note[np.clip(frames - 3, 0, n - 1), col]
+    after = note[np.clip(frames + 3, 0, n - 1), col]
+    reattack = (
+        _peaks(on_here[:, None], max(options.onset_threshold, 0.5))[:, 0]
+        & voiced
+        & (after >= before)
+        & (frames - seg_start >= 2 * options.min_frames)
+    )
+    boundary = hard | reattack
     starts = np.flatnonzero(boundary & voiced)
     change = np.flatnonzero(boundary)
     # Each segment ends at the next boundary (pitch change, re-attack or silence).
     nxt = np.searchsorted(change, starts, side="right")
     ends = np.where(nxt < change.size, change[np.minimum(nxt, change.size - 1)], n)
-    keep = (ends - starts) >= options.min_frames
-    starts, ends = starts[keep], ends[keep]
     pitch_idx = best[starts]
+    starts, ends, pitch_idx = _merge_repeats(onset, starts, ends, pitch_idx, options)
+    keep = (ends - starts) >= options.min_frames
+    starts, ends, pitch_idx = starts[keep], ends[keep], pitch_idx[keep]
+    starts, ends = _backtrack_onsets(onset, starts, ends, pitch_idx, options.backtrack_frames)
     vel = _velocities(post, loudness, starts, pitch_idx + lo)
     return NoteArrays(starts.astype(np.int64), ends.astype(np.int64), (pitch_idx + lo + MIDI_OFFSET), vel)
+
+
+def _merge_repeats(
+    onset: npt.NDArray[np.float32], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64],
+    pitch_idx: npt.NDArray[np.int64], options: DecodeOptions,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Join consecutive segments of one pitch split by a flicker or a short dropout, unless the
+    later one starts with a strong onset (a real repeated note)."""
+    if starts.size < 2:
+        return starts, ends, pitch_idx
+    near = np.clip(starts[:, None] + np.arange(-2, 3)[None, :], 0, onset.shape[0] - 1)
+    strong = onset[near, pitch_idx[:, None]].max(axis=1) >= max(options.onset_threshold, 0.5)
+    long_enough = np.concatenate([[True], starts[1:] - starts[:-1] >= 2 * options.min_frames])
+    join = np.concatenate([[False], (pitch_idx[1:] == pitch_idx[:-1]) & (starts[1:] - ends[:-1] <= options.gap_frames + 2)])
+    join &= ~(strong & long_enough)
+    group = np.cumsum(~join) - 1
+    first = np.flatnonzero(~join)
+    last_end = np.zeros(first.size, dtype=np.int64)
+    np.maximum.at(last_end, group, ends)
+    return starts[first], last_end, pitch_idx[first]
+
+
+def _backtrack_onsets(
+    onset: npt.NDArray[np.float32], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64],
+    pitch_idx: npt.NDArray[np.int64], reach: int,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Move each start back to the onset posterior's peak at its pitch within `reach` frames.
+
+    Slow attacks (choirs, strings, pads) and legato pitch changes cross into the frame posterior
+    late; the onset head fires at the true attack. The previous note is shortened to make room,
+    but keeps at least a few frames. Returns the new (starts, ends).
+    """
+    if starts.size == 0 or reach <= 0:
+        return starts, ends
+    offsets = np.arange(-reach, 1)
+    idx = np.clip(starts[:, None] + offsets[None, :], 0, onset.shape[0] - 1)
+    prev_start = np.concatenate([[-(10**9)], starts[:-1]])
+    allowed = idx >= (prev_start + 4)[:, None]
+    values = np.where(allowed, onset[idx, pitch_idx[:, None]], -1.0)
+    best = np.argmax(values, axis=1)
+    rows = np.arange(starts.size)
+    new_starts = np.where(values[rows, best] >= 0.2, idx[rows, best], starts).astype(np.int64)
+    new_ends = ends.copy()
+    new_ends[:-1] = np.minimum(ends[:-1], new_starts[1:])
+    return new_starts, new_ends
 
 
 def pitch_bends(post: Posteriors, notes: NoteArrays, *, step: int = 2) -> list[tuple[tuple[float, float], ...]]:
