@@ -1,0 +1,1 @@
+"""Training code for stemscribe's own models (not shipped in the wheel; needs the `train` extra)."""

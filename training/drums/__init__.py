@@ -1,0 +1,1 @@
+"""The drum transcription model: data generator (`data`), `train`, `evaluate`, `export`."""

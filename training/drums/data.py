@@ -1,0 +1,708 @@
+"""Synthetic drum transcription data: grooves and generated patterns rendered through SoundFont kits.
+
+Sources of drum parts:
+- MMA's standard-library grooves: `mma` renders an 8-bar song per groove (drums plus its own bass,
+  chord and arpeggio tracks); every 5th groove file is held out for validation and test.
+- Generated patterns: kick/snare/hat or ride grooves with ghost notes, fills over the toms, flams,
+  cymbal swells, alternative GM keys, extra percussion that must be ignored, and free random hits.
+
+Rendering uses tinysoundfont. The training kits come from MuseScore_General.sf3 and TimGM6mb.sf2;
+FluidR3_GM.sf2 is never used for training and renders the test set only. Training clips get
+accompaniment at random levels and random gain, EQ, compression, reverb, noise and MP3 round-trips.
+
+    python -m training.drums.data --seed 0 --out build/drums-data
+
+writes, per split, `features.npy` (all clips' log-mels, float16, concatenated), `clips.npy`
+(clip offsets and lengths in frames) and `labels.npy` (clip, time s, class index, velocity 0..1);
+the validation and test splits also keep their audio (`audio.npy`, float32 at 22.05 kHz) so
+the evaluation can run any backend on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import multiprocessing as mp
+import os
+import re
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from scipy import signal
+
+from stemscribe.drum_model import SAMPLE_RATE, log_mel, n_frames
+from stemscribe.drums import DRUM_CLASSES, GM_TO_CLASS
+
+log = logging.getLogger(__name__)
+
+MMA_LIB = Path("/usr/share/mma/lib/stdlib")
+TRAIN_SOUNDFONTS = (
+    Path("/usr/share/sounds/sf3/MuseScore_General.sf3"),
+    Path("/usr/share/sounds/sf2/TimGM6mb.sf2"),
+)
+HELD_OUT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+KIT_PRESETS = range(0, 49)  # bank-128 presets below 49: standard, room, power, electronic, 808, jazz, brush, orchestra
+CLASS_INDEX = {pitch: i for i, pitch in enumerate(DRUM_CLASSES)}
+KEY_TO_INDEX = {key: CLASS_INDEX[cls] for key, cls in GM_TO_CLASS.items()}
+DRUM_CHANNEL = 9
+
+# Keys a generated pattern may use for each class (alternatives the scorer folds together).
+KEY_CHOICES = {
+    "kick": (36, 36, 36, 35),
+    "snare": (38, 38, 38, 40, 37, 39),
+    "closed": (42,),
+    "open": (46, 46, 44),
+    "low_tom": (45, 41, 43),
+    "mid_tom": (47, 45),
+    "high_tom": (50, 48),
+    "crash": (49, 49, 57, 55, 52),
+    "ride": (51, 51, 59, 53),
+}
+TOMS = ((41, 43), (45, 47), (48, 50))
+UNLABELLED_PERCUSSION = (54, 56, 58, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 75, 76, 77, 80, 81)
+
+
+@dataclass
+class Part:
+    """A piece of music in seconds: drum hits and pitched tracks."""
+
+    drums: list[tuple[float, int, int, int]]  # (time, GM key, velocity 1..127, labelled 0/1)
+    tracks: list[tuple[int, list[tuple[float, float, int, int]]]] = field(default_factory=list)
+    duration: float = 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# MMA grooves
+
+
+def groove_files() -> list[Path]:
+    """The MMA stdlib files that define grooves, sorted; metronomes are left out."""
+    return sorted(p for p in MMA_LIB.glob("*.mma") if not p.name.startswith("metronome"))
+
+
+def groove_split(file_index: int) -> str:
+    """Every 5th groove file is held out ("eval"); the rest train."""
+    return "eval" if file_index % 5 == 4 else "train"
+
+
+def groove_names(path: Path) -> list[str]:
+    names = []
+    for line in path.read_text(errors="replace").splitlines():
+        m = re.match(r"\s*defgroove\s+(\S+)", line, re.IGNORECASE)
+        if m:
+            names.append(m.group(1))
+    return names
+
+
+CHORDS = ("C", "Am", "F", "G7", "Dm", "Em", "A7", "D7", "Fmaj7", "Cmaj7", "Bb", "E7")
+
+
+def _render_groove_midi(groove: str, seed: int, workdir: Path) -> Part | None:
+    """Run `mma` on an 8-bar song in `groove` at 120 BPM; None when mma fails."""
+    import pretty_midi
+
+    rng = np.random.default_rng(seed)
+    bars = [str(rng.choice(CHORDS)) for _ in range(8)]
+    song = workdir / "song.mma"
+    midi = workdir / "song.mid"
+    song.write_text("Tempo 120\nGroove " + groove + "\n" + "".join(f"{i + 1} {c}\n" for i, c in enumerate(bars)))
+    midi.unlink(missing_ok=True)
+    proc = subprocess.run(
+        ["mma", str(song), "-f", str(midi)], capture_output=True, text=True, timeout=60, cwd=workdir
+    )
+    if proc.returncode != 0 or not midi.is_file():
+        return None
+    try:
+        pm = pretty_midi.PrettyMIDI(str(midi))
+    except Exception:  # a damaged file from mma: skip the groove
+        return None
+    drums: list[tuple[float, int, int, int]] = []
+    tracks = []
+    for inst in pm.instruments:
+        if inst.is_drum:
+            drums.extend((float(n.start), int(n.pitch), int(n.velocity), 1) for n in inst.notes)
+        elif inst.notes:
+            notes = [(float(n.start), float(n.end), int(n.pitch), int(n.velocity)) for n in inst.notes]
+            tracks.append((int(inst.program), notes))
+    if not any(d[1] in KEY_TO_INDEX for d in drums):
+        return None
+    drums.sort()
+    return Part(drums, tracks, float(pm.get_end_time()))
+
+
+def build_groove_cache(cache: Path) -> list[dict]:
+    """Render every MMA groove once (cached in `cache`, a JSON file) and return the records."""
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    records: list[dict] = []
+    seen: set[str] = set()
+    with tempfile.TemporaryDirectory() as tmp:
+        for fi, path in enumerate(groove_files()):
+            for name in groove_names(path):
+                seed = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
+                part = _render_groove_midi(name, seed, Path(tmp))
+                if part is None:
+                    continue
+                signature = hashlib.sha256(repr([(round(d[0], 2), d[1]) for d in part.drums]).encode()).hexdigest()
+                if signature in seen:
+                    continue
+                seen.add(signature)
+                records.append(
+                    {
+                        "name": name,
+                        "file": path.name,
+                        "split": groove_split(fi),
+                        "duration": part.duration,
+                        "drums": part.drums,
+                        "tracks": part.tracks,
+                    }
+                )
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(records))
+    return records
+
+
+def part_of_record(record: dict) -> Part:
+    return Part(
+        [tuple(d) for d in record["drums"]],  # type: ignore[misc]
+        [(int(p), [tuple(n) for n in notes]) for p, notes in record["tracks"]],  # type: ignore[misc]
+        float(record["duration"]),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Generated patterns
+
+
+def _key(rng: np.random.Generator, role: str) -> int:
+    return int(rng.choice(KEY_CHOICES[role]))
+
+
+def generate_pattern(rng: np.random.Generator, *, bars: int = 8) -> Part:
+    """A drum groove with variations, fills, ghost notes, flams and swells, plus accompaniment."""
+    if rng.random() < 0.15:
+        return generate_random_hits(rng, seconds=float(rng.uniform(8, 14)))
+    tempo = float(rng.uniform(65, 190))
+    beats_per_bar = 3 if rng.random() < 0.15 else 4
+    steps_per_beat = 3 if rng.random() < 0.15 else 4
+    steps = beats_per_bar * steps_per_beat
+    step = 60.0 / tempo / steps_per_beat
+    swing = float(rng.uniform(0.0, 0.33)) if steps_per_beat == 4 and rng.random() < 0.25 else 0.0
+    ghost_rate = float(rng.uniform(0.05, 0.3)) if rng.random() < 0.4 else 0.0
+    timekeeper = rng.choice(["closed", "closed", "open", "ride", "none"], p=[0.4, 0.15, 0.1, 0.25, 0.1])
+    keeper_every = int(rng.choice([1, 2, 2, steps_per_beat])) if steps_per_beat == 4 else int(rng.choice([1, 3]))
+    kick_key, snare_key = _key(rng, "kick"), _key(rng, "snare")
+    keeper_key = {"closed": 42, "open": _key(rng, "open"), "ride": _key(rng, "ride"), "none": 0}[timekeeper]
+    kick_tpl = rng.random(steps) < rng.uniform(0.05, 0.35)
+    kick_tpl[0] = True
+    snare_tpl = np.zeros(steps, bool)
+    backbeats = [1, 3] if beats_per_bar == 4 else [1, 2]
+    if rng.random() < 0.2:
+        backbeats = [2] if beats_per_bar == 4 else [2]
+    for b in backbeats:
+        snare_tpl[b * steps_per_beat] = True
+    snare_tpl |= rng.random(steps) < 0.04
+    open_tpl = (rng.random(steps) < 0.12) & (np.arange(steps) % steps_per_beat != 0) if timekeeper == "closed" else None
+    perc = rng.random() < 0.3
+    perc_key = int(rng.choice(UNLABELLED_PERCUSSION))
+    perc_tpl = rng.random(steps) < 0.35
+    hits: list[tuple[float, int, int, bool]] = []  # time, key, velocity, labelled
+
+    def at(bar: int, s: float) -> float:
+        t = (bar * steps + s) * step
+        if swing and int(s) % 2 == 1:
+            t += swing * step
+        return t
+
+    for bar in range(bars):
+        phrase_end = bar % 4 == 3
+        fill_from = steps - int(rng.choice([steps_per_beat, 2 * steps_per_beat, steps])) if phrase_end and rng.random() < 0.7 else steps
+        if bar % 4 == 0 and (bar > 0 or rng.random() < 0.5):
+            hits.append((at(bar, 0), _key(rng, "crash"), int(rng.integers(90, 128)), True))
+        kick = kick_tpl ^ (rng.random(steps) < 0.05)
+        kick[0] = True
+        for s in range(steps):
+            vel_scale = 1.0 if s % steps_per_beat == 0 else 0.85
+            if s < fill_from:
+                if kick[s]:
+                    hits.append((at(bar, s), kick_key, int(rng.integers(80, 128) * vel_scale), True))
+                if snare_tpl[s]:
+                    hits.append((at(bar, s), snare_key, int(rng.integers(85, 128)), True))
+                    if rng.random() < 0.06:  # flam: a soft grace note just before
+                        hits.append((at(bar, s) - rng.uniform(0.015, 0.035), snare_key, int(rng.integers(25, 60)), False))
+                elif ghost_rate and rng.random() < ghost_rate:
+                    hits.append((at(bar, s), snare_key, int(rng.integers(15, 45)), True))
+                if timekeeper != "none" and s % keeper_every == 0:
+                    accent = 1.0 if s % steps_per_beat == 0 else float(rng.uniform(0.55, 0.9))
+                    key = keeper_key
+                    if open_tpl is not None and open_tpl[s]:
+                        key = _key(rng, "open")
+                    hits.append((at(bar, s), key, max(1, int(rng.integers(70, 120) * accent)), True))
+                if timekeeper == "ride" and s % steps_per_beat == 0 and backbeats and (s // steps_per_beat) in backbeats and rng.random() < 0.7:
+                    hits.append((at(bar, s), 44, int(rng.integers(40, 90)), True))
+                if perc and perc_tpl[s]:
+                    hits.append((at(bar, s), perc_key, int(rng.integers(40, 110)), False))
+            else:
+                _fill_step(rng, hits, at(bar, s), steps_per_beat, s - fill_from, steps - fill_from)
+        if rng.random() < 0.08:  # cymbal swell into the next bar
+            key = int(rng.choice([49, 51, 52, 55, 57]))
+            n = int(rng.integers(6, 16))
+            end = at(bar + 1, 0)
+            dt = step / 2
+            for i in range(n):
+                hits.append((end - (n - i) * dt, key, int(20 + 90 * i / n), True))
+            hits.append((end, _key(rng, "crash"), 120, True))
+    drums = []
+    for t, k, v, labelled in hits:
+        t = max(0.0, t + rng.normal(0, 0.004))
+        v = int(np.clip(v + rng.normal(0, 6), 1, 127))
+        drums.append((t, k, v, int(labelled)))
+    drums.sort()
+    duration = bars * steps * step + 1.0
+    return Part(drums, generate_accompaniment(rng, duration, 60.0 / tempo * beats_per_bar), duration)
+
+
+def _fill_step(rng: np.random.Generator, hits: list, t: float, spb: int, i: int, n: int) -> None:
+    """One step of a fill: toms and snare moving down, the odd kick underneath."""
+    if rng.random() < 0.15:
+        return
+    progress = i / max(1, n - 1)
+    if rng.random() < 0.25:
+        key = _key(rng, "snare")
+    else:
+        tier = 2 - min(2, int(progress * 3 + rng.normal(0, 0.4)))
+        key = int(rng.choice(TOMS[max(0, min(2, tier))]))
+    hits.append((t, key, int(rng.integers(70, 128)), True))
+    if rng.random() < 0.05:
+        hits.append((t - rng.uniform(0.015, 0.03), key, int(rng.integers(25, 55)), False))
+    if i % spb == 0 and rng.random() < 0.5:
+        hits.append((t, _key(rng, "kick"), int(rng.integers(80, 127)), True))
+
+
+def generate_random_hits(rng: np.random.Generator, *, seconds: float) -> Part:
+    """Hits of every class at random times (some simultaneous): no groove to lean on."""
+    hits: list[tuple[float, int, int, int]] = []
+    for role, rate in (("kick", 2.0), ("snare", 1.5), ("closed", 2.5), ("open", 0.7), ("low_tom", 0.6),
+                       ("mid_tom", 0.6), ("high_tom", 0.6), ("crash", 0.4), ("ride", 1.0)):  # fmt: skip
+        n = rng.poisson(rate * seconds * rng.uniform(0.3, 1.5))
+        for t in np.sort(rng.uniform(0, seconds, n)):
+            hits.append((float(t), _key(rng, role), int(rng.integers(10, 128)), 1))
+    # Enforce a minimum spacing per key so hits do not merge into one.
+    hits.sort()
+    last: dict[int, float] = {}
+    kept = []
+    for t, k, v, lab in hits:
+        if t - last.get(k, -1.0) >= 0.06:
+            kept.append((t, k, v, lab))
+            last[k] = t
+    return Part(kept, generate_accompaniment(rng, seconds + 1.0, float(rng.uniform(1.5, 3.0))), seconds + 1.0)
+
+
+PROGRAM_POOLS = {
+    "bass": list(range(32, 40)),
+    "chords": list(range(0, 8)) + list(range(16, 22)) + list(range(24, 32)) + list(range(48, 52)) + list(range(88, 96)),
+    "lead": list(range(56, 80)) + list(range(80, 88)) + list(range(24, 30)) + [0, 4, 11, 40, 41],
+}
+
+
+def generate_accompaniment(rng: np.random.Generator, duration: float, bar: float) -> list:
+    """Bass, chords and a melody in a random key: (program, notes) tracks."""
+    root = int(rng.integers(0, 12))
+    scale = np.array([0, 2, 4, 5, 7, 9, 11]) if rng.random() < 0.6 else np.array([0, 2, 3, 5, 7, 8, 10])
+    degrees = [0, 5, 3, 4, 0, 3, 4, 4, 1, 5]
+    tracks = []
+    bass, chords, lead = [], [], []
+    n_bars = int(np.ceil(duration / bar))
+    for b in range(n_bars):
+        deg = int(rng.choice(degrees))
+        t0 = b * bar
+        chord = [int(scale[(deg + k) % 7] + 12 * ((deg + k) // 7)) for k in (0, 2, 4)]
+        bass_pitch = 36 + root + chord[0]
+        pulses = int(rng.choice([2, 4, 8]))
+        for k in range(pulses):
+            s = t0 + k * bar / pulses
+            bass.append((s, s + bar / pulses * 0.9, bass_pitch + (12 if rng.random() < 0.1 else 0), int(rng.integers(70, 115))))
+        strum = int(rng.choice([1, 2, 4]))
+        for k in range(strum):
+            s = t0 + k * bar / strum
+            for p in chord:
+                chords.append((s, s + bar / strum * 0.95, 60 + root + p, int(rng.integers(50, 100))))
+        t = t0
+        while t < t0 + bar:
+            d = float(rng.choice([0.25, 0.5, 0.5, 1.0])) * bar / 4
+            if rng.random() < 0.8:
+                p = 72 + root + int(scale[int(rng.integers(0, 7))])
+                lead.append((t, t + d * 0.9, p, int(rng.integers(60, 110))))
+            t += d
+    for pool, notes in (("bass", bass), ("chords", chords), ("lead", lead)):
+        if rng.random() < 0.85:
+            tracks.append((int(rng.choice(PROGRAM_POOLS[pool])), [n for n in notes if n[0] < duration]))
+    return tracks
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+
+class Renderer:
+    """A tinysoundfont synth holding the SoundFonts of one split."""
+
+    def __init__(self, soundfonts: tuple[Path, ...]) -> None:
+        import tinysoundfont
+
+        self.synth = tinysoundfont.Synth(gain=-6.0, samplerate=SAMPLE_RATE)
+        self.fonts: list[int] = []
+        self.kits: list[tuple[int, int]] = []
+        self.melodic: dict[int, set[int]] = {}
+        for path in soundfonts:
+            sfid = self.synth.sfload(str(path), max_voices=256)
+            self.fonts.append(sfid)
+            for preset in KIT_PRESETS:
+                if self.synth.sfpreset_name(sfid, 128, preset):
+                    self.kits.append((sfid, preset))
+            self.melodic[sfid] = {p for p in range(128) if self.synth.sfpreset_name(sfid, 0, p)}
+
+    def render(
+        self, events: list[tuple[float, int, int, int, int]], seconds: float, programs: dict[int, tuple[int, int, int]]
+    ) -> npt.NDArray[np.float32]:
+        """Mono audio of note events (time, on 1/off 0, channel, key, velocity), `seconds` long.
+
+        `programs` maps channel to (sfid, bank, preset).
+        """
+        synth = self.synth
+        synth.sounds_off()
+        for ch in range(16):
+            synth.control_change(ch, 121, 0)  # reset controllers
+        for ch, (sfid, bank, preset) in programs.items():
+            synth.program_select(ch, sfid, bank, preset, is_drums=bank == 128)
+        n = int(round(seconds * SAMPLE_RATE))
+        out = np.zeros((n, 2), np.float32)
+        pos = 0
+        for t, on, ch, key, vel in sorted(events, key=lambda e: (e[0], e[1])):
+            s = min(n, max(0, int(round(t * SAMPLE_RATE))))
+            if s > pos:
+                out[pos:s] = np.frombuffer(synth.generate(s - pos), np.float32).reshape(-1, 2)
+                pos = s
+            if on:
+                synth.noteon(ch, key, vel)
+            else:
+                synth.noteoff(ch, key)
+        if n > pos:
+            out[pos:] = np.frombuffer(synth.generate(n - pos), np.float32).reshape(-1, 2)
+        synth.sounds_off()
+        return out.mean(axis=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Augmentation
+
+
+def _biquad(kind: str, f0: float, gain_db: float, q: float, sr: int) -> tuple[np.ndarray, np.ndarray]:
+    """RBJ cookbook peaking / shelving filter coefficients."""
+    a = 10 ** (gain_db / 40)
+    w0 = 2 * np.pi * f0 / sr
+    cos, sin = np.cos(w0), np.sin(w0)
+    alpha = sin / (2 * q)
+    if kind == "peak":
+        b = [1 + alpha * a, -2 * cos, 1 - alpha * a]
+        den = [1 + alpha / a, -2 * cos, 1 - alpha / a]
+    else:
+        sq = 2 * np.sqrt(a) * alpha
+        if kind == "low":
+            b = [a * ((a + 1) - (a - 1) * cos + sq), 2 * a * ((a - 1) - (a + 1) * cos), a * ((a + 1) - (a - 1) * cos - sq)]
+            den = [(a + 1) + (a - 1) * cos + sq, -2 * ((a - 1) + (a + 1) * cos), (a + 1) + (a - 1) * cos - sq]
+        else:
+            b = [a * ((a + 1) + (a - 1) * cos + sq), -2 * a * ((a - 1) + (a + 1) * cos), a * ((a + 1) + (a - 1) * cos - sq)]
+            den = [(a + 1) - (a - 1) * cos + sq, 2 * ((a - 1) - (a + 1) * cos), (a + 1) - (a - 1) * cos - sq]
+    return np.array(b) / den[0], np.array(den) / den[0]
+
+
+def random_eq(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    for _ in range(int(rng.integers(1, 4))):
+        kind = str(rng.choice(["low", "high", "peak"]))
+        f0 = float(np.exp(rng.uniform(np.log(60), np.log(9000))))
+        b, a = _biquad(kind, f0, float(rng.uniform(-10, 8)), float(rng.uniform(0.5, 2.0)), SAMPLE_RATE)
+        x = signal.lfilter(b, a, x)
+    return x
+
+
+def compress(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    """Feed-forward compressor with a smoothed (attack/release) gain computed on a 1 ms grid."""
+    ratio = float(rng.uniform(2, 10))
+    block = SAMPLE_RATE // 1000
+    n = len(x) // block * block
+    if n == 0:
+        return x
+    level = np.sqrt(np.mean(x[:n].reshape(-1, block) ** 2, axis=1) + 1e-12)
+    db = 20 * np.log10(level)
+    threshold = float(np.percentile(db, 95) - rng.uniform(4, 18))
+    target = np.minimum(0.0, (threshold - db) * (1 - 1 / ratio))
+    attack, release = np.exp(-1 / rng.uniform(1, 10)), np.exp(-1 / rng.uniform(30, 200))
+    gain = np.empty_like(target)
+    g = 0.0
+    for i, tg in enumerate(target):
+        coef = attack if tg < g else release
+        g = coef * g + (1 - coef) * tg
+        gain[i] = g
+    lin = np.repeat(10 ** (gain / 20), block)
+    lin = np.concatenate([lin, np.full(len(x) - n, lin[-1])])
+    return x * lin
+
+
+def reverb(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    rt60 = float(rng.uniform(0.15, 1.6))
+    n = int(rt60 * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    ir = rng.standard_normal(n) * np.exp(-6.9 * t / rt60)
+    ir = signal.lfilter(*_biquad("high", 4000, float(rng.uniform(-12, 0)), 0.7, SAMPLE_RATE), ir)
+    ir[: int(0.005 * SAMPLE_RATE)] = 0  # pre-delay
+    wet = signal.fftconvolve(x, ir)[: len(x)]
+    wet *= np.sqrt(np.mean(x**2) + 1e-12) / np.sqrt(np.mean(wet**2) + 1e-12)
+    mix = float(rng.uniform(0.05, 0.45))
+    return (1 - mix) * x + mix * wet
+
+
+def add_noise(rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
+    snr = float(rng.uniform(15, 50))
+    noise = rng.standard_normal(len(x))
+    if rng.random() < 0.5:  # pinkish
+        noise = signal.lfilter([1.0], [1.0, -0.97], noise)
+    rms = np.sqrt(np.mean(x**2) + 1e-12)
+    return x + noise * rms / (np.sqrt(np.mean(noise**2)) + 1e-12) * 10 ** (-snr / 20)
+
+
+def mp3_roundtrip(x: np.ndarray, bitrate: int) -> np.ndarray:
+    """Encode to MP3 and decode again with PyAV, keeping the length and alignment."""
+    import av
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp3") as out:
+        stream = out.add_stream("libmp3lame", rate=SAMPLE_RATE, layout="mono")
+        stream.bit_rate = bitrate
+        pcm = np.clip(x, -1, 1).astype(np.float32)[None, :]
+        frame = av.AudioFrame.from_ndarray(pcm, format="fltp", layout="mono")
+        frame.sample_rate = SAMPLE_RATE
+        for packet in stream.encode(frame):
+            out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    buf.seek(0)
+    chunks = []
+    with av.open(buf, "r") as inp:
+        for frame in inp.decode(audio=0):
+            chunks.append(frame.to_ndarray().reshape(-1))
+    y = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    y = y[:len(x)] if len(y) >= len(x) else np.concatenate([y, np.zeros(len(x) - len(y), np.float32)])
+    return y
+
+
+# ---------------------------------------------------------------------------------------------
+# Clips
+
+
+@dataclass(frozen=True)
+class ClipSpec:
+    split: str  # "train", "valid", "test"
+    index: int
+    seed: int
+    seconds: float
+    accompaniment: str  # "random" (training), "none" (drum stem), "mix" (full mix)
+
+
+def _clip_rng(spec: ClipSpec) -> np.random.Generator:
+    return np.random.default_rng([spec.seed, {"train": 0, "valid": 1, "test": 2}[spec.split], spec.index])
+
+
+def make_clip(
+    spec: ClipSpec, renderer: Renderer, grooves: list[dict]
+) -> tuple[npt.NDArray[np.float32], list[tuple[float, int, float]]]:
+    """Audio (n,) and labels (time, class index, velocity 0..1) of one clip."""
+    rng = _clip_rng(spec)
+    use_groove = grooves and rng.random() < (0.6 if spec.split == "train" else 0.75)
+    if use_groove:
+        part = part_of_record(grooves[int(rng.integers(len(grooves)))])
+        scale = 120.0 / float(rng.uniform(70, 180))  # MMA renders at 120 BPM
+        part = Part([(t * scale, k, v, lab) for t, k, v, lab in part.drums],
+                    [(p, [(s * scale, e * scale, q, v) for s, e, q, v in notes]) for p, notes in part.tracks],
+                    part.duration * scale)  # fmt: skip
+        if rng.random() < 0.3:  # swap keys within a class for variety
+            part.drums = [(t, int(rng.choice(_alternatives(k))) if rng.random() < 0.5 else k, v, lab)
+                          for t, k, v, lab in part.drums]
+    else:
+        part = generate_pattern(rng)
+    # Loop the part to cover the clip, then pick a window with 2 s of pre-roll.
+    loops = int(np.ceil((spec.seconds + 2.0) / max(part.duration, 1.0))) + 1
+    period = max(part.duration, 1.0)
+    drums = [(t + i * period, k, v, lab) for i in range(loops) for t, k, v, lab in part.drums]
+    tracks = [(p, [(s + i * period, e + i * period, q, v) for i in range(loops) for s, e, q, v in notes]) for p, notes in part.tracks]
+    offset = float(rng.uniform(0, max(0.0, loops * period - spec.seconds - 2.0)))
+    start = offset
+    pre = 2.0 if start >= 2.0 else start
+    t0 = start - pre
+    total = spec.seconds + pre
+
+    sfid, preset = renderer.kits[int(rng.integers(len(renderer.kits)))]
+    drum_events: list[tuple[float, int, int, int, int]] = []
+    labels: list[tuple[float, int, float]] = []
+    for t, k, v, lab in drums:
+        rt = t - t0
+        if rt < 0 or rt >= total:
+            continue
+        drum_events.append((rt, 1, DRUM_CHANNEL, k, v))  # no note-off: kits ring out as in GM players
+        if lab and k in KEY_TO_INDEX and rt >= pre:
+            labels.append((rt - pre, KEY_TO_INDEX[k], v / 127.0))
+    drum_audio = renderer.render(drum_events, total, {DRUM_CHANNEL: (sfid, 128, preset)})
+
+    mode = spec.accompaniment
+    if mode == "random":
+        mode = "mix" if rng.random() < 0.65 else ("bleed" if rng.random() < 0.4 else "none")
+    audio = drum_audio
+    if mode != "none" and tracks:
+        acc_sfid = renderer.fonts[int(rng.integers(len(renderer.fonts)))]
+        programs: dict[int, tuple[int, int, int]] = {}
+        events: list[tuple[float, int, int, int, int]] = []
+        channels = [c for c in range(16) if c != DRUM_CHANNEL]
+        for (program, notes), ch in zip(tracks, channels):
+            available = renderer.melodic[acc_sfid]
+            prog = program if program in available else min(available)
+            programs[ch] = (acc_sfid, 0, prog)
+            for s, e, q, v in notes:
+                rs, re_ = s - t0, e - t0
+                if re_ <= 0 or rs >= total:
+                    continue
+                events.append((max(0.0, rs), 1, ch, q, v))
+                events.append((max(0.0, re_), 0, ch, q, 0))
+        acc = renderer.render(events, total, programs)
+        d_rms = np.sqrt(np.mean(drum_audio**2) + 1e-12)
+        a_rms = np.sqrt(np.mean(acc**2) + 1e-12)
+        if a_rms > 1e-5:
+            if mode == "bleed":
+                rel_db = float(rng.uniform(-30, -14))
+            elif spec.split == "train":
+                rel_db = float(rng.uniform(-12, 10))
+            else:
+                rel_db = float(rng.uniform(-3, 6))
+            audio = drum_audio + acc * (d_rms / a_rms) * 10 ** (rel_db / 20)
+
+    audio = audio.astype(np.float64)
+    if spec.split == "train":
+        if rng.random() < 0.5:
+            audio = random_eq(rng, audio)
+        if rng.random() < 0.35:
+            audio = compress(rng, audio)
+        if rng.random() < 0.35:
+            audio = reverb(rng, audio)
+        if rng.random() < 0.3:
+            audio = add_noise(rng, audio)
+    peak = np.max(np.abs(audio)) + 1e-9
+    level = float(rng.uniform(0.05, 0.99)) if spec.split == "train" else float(rng.uniform(0.3, 0.9))
+    audio = audio / peak * level
+    if spec.split == "train" and rng.random() < 0.25:
+        audio = mp3_roundtrip(audio, int(rng.choice([64000, 96000, 128000, 192000])))
+    cut = int(round(pre * SAMPLE_RATE))
+    audio = np.asarray(audio[cut : cut + int(round(spec.seconds * SAMPLE_RATE))], dtype=np.float32)
+    labels.sort()
+    return audio, labels
+
+
+def _alternatives(key: int) -> tuple[int, ...]:
+    if key not in KEY_TO_INDEX:
+        return (key,)
+    for keys in KEY_CHOICES.values():
+        if key in keys:
+            return tuple(set(keys))
+    return (key,)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits and the command
+
+
+SPLIT_SOUNDFONTS = {"train": TRAIN_SOUNDFONTS, "valid": TRAIN_SOUNDFONTS, "test": (HELD_OUT_SOUNDFONT,)}
+_worker: dict = {}
+
+
+def _init_worker(split: str, grooves: list[dict]) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _worker["renderer"] = Renderer(SPLIT_SOUNDFONTS[split])
+    _worker["grooves"] = grooves
+
+
+def _work(spec: ClipSpec) -> tuple[ClipSpec, np.ndarray, np.ndarray | None, list]:
+    audio, labels = make_clip(spec, _worker["renderer"], _worker["grooves"])
+    return spec, log_mel(audio).astype(np.float16), audio if spec.split != "train" else None, labels
+
+
+def generate_split(
+    out: Path, split: str, specs: list[ClipSpec], grooves: list[dict], workers: int
+) -> None:
+    """Render `specs` and write the split's arrays under `out / split` (the folder's name may differ)."""
+    out.mkdir(parents=True, exist_ok=True)
+    feats, audios, clips, labels = [], [], [], []
+    offset = 0
+    t0 = time.time()
+    with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(split, grooves)) as pool:
+        for i, (spec, mel, audio, lab) in enumerate(pool.imap(_work, specs, chunksize=4)):
+            feats.append(mel)
+            if audio is not None:
+                audios.append(audio)
+            clips.append((offset, mel.shape[0], 1 if spec.accompaniment == "mix" else 0))
+            labels.extend((i, t, c, v) for t, c, v in lab)
+            offset += mel.shape[0]
+            if (i + 1) % 200 == 0:
+                log.info("%s: %d/%d clips, %.0f s", out.name, i + 1, len(specs), time.time() - t0)
+    np.save(out / "features.npy", np.concatenate(feats))
+    np.save(out / "clips.npy", np.array(clips, dtype=np.int64))
+    np.save(out / "labels.npy", np.array(labels, dtype=np.float64).reshape(-1, 4))
+    if audios:
+        np.save(out / "audio.npy", np.stack(audios))
+    (out / "meta.json").write_text(json.dumps({"split": split, "clips": len(specs), "seconds": specs[0].seconds,
+                                               "soundfonts": [str(p) for p in SPLIT_SOUNDFONTS[split]]}))  # fmt: skip
+    log.info("%s: %d clips, %d labels in %.0f s", out.name, len(specs), len(labels), time.time() - t0)
+
+
+def generate(out: Path, *, seed: int, train_clips: int, valid_clips: int, test_clips: int,
+             seconds: float = 8.0, workers: int = 2) -> None:  # fmt: skip
+    """Write the train, valid, test_stems and test_mixes splits under `out`."""
+    records = build_groove_cache(out / "grooves.json")
+    train_grooves = [r for r in records if r["split"] == "train"]
+    eval_grooves = [r for r in records if r["split"] == "eval"]
+    log.info("grooves: %d train, %d held out", len(train_grooves), len(eval_grooves))
+    jobs = [
+        ("valid", "valid", [ClipSpec("valid", i, seed, 10.0, "none" if i % 2 == 0 else "mix") for i in range(valid_clips)], eval_grooves),
+        ("test_stems", "test", [ClipSpec("test", i, seed, 10.0, "none") for i in range(test_clips)], eval_grooves),
+        ("test_mixes", "test", [ClipSpec("test", i, seed, 10.0, "mix") for i in range(test_clips)], eval_grooves),
+        ("train", "train", [ClipSpec("train", i, seed, seconds, "random") for i in range(train_clips)], train_grooves),
+    ]  # fmt: skip
+    for name, split, specs, grooves in jobs:
+        if (out / name / "meta.json").is_file():
+            log.info("%s exists, kept", name)
+            continue
+        generate_split(out / name, split, specs, grooves, workers)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("build/drums-data"))
+    parser.add_argument("--train-clips", type=int, default=3000)
+    parser.add_argument("--valid-clips", type=int, default=120)
+    parser.add_argument("--test-clips", type=int, default=80)
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of a training clip")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    generate(args.out, seed=args.seed, train_clips=args.train_clips, valid_clips=args.valid_clips,
+             test_clips=args.test_clips, seconds=args.seconds, workers=args.workers)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
