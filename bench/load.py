@@ -106,15 +106,25 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def run_wrk(url: str, *, key: str, duration: int, connections: int, threads: int, script: str | None = None) -> dict:
-    """Run wrk once; return req/s, latency percentiles (ms), and the count of non-2xx answers."""
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_wrk(
+    url: str, *, key: str, duration: int, connections: int, threads: int, script: str | None = None, pid: int | None = None
+) -> dict:
+    """Run wrk once; return req/s, latency percentiles (ms), non-2xx count, and the server's CPU per request."""
     cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-H", f"Authorization: Bearer {key}"]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
         if script:
             lua.write(script)
     if script:
         cmd += ["-s", lua.name]
+    cpu_before = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run([*cmd, url], check=True, capture_output=True, text=True).stdout
+    cpu_used = cpu_seconds(pid) - cpu_before if pid else 0.0
     os.unlink(lua.name)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     pct = {p: _ms(v) for p, v in re.findall(r"^\s+(50|75|90|99)%\s+(\S+)", out, re.M)}
@@ -129,6 +139,7 @@ def run_wrk(url: str, *, key: str, duration: int, connections: int, threads: int
         "requests": total,
         "non_2xx": int(bad.group(1)) if bad else 0,
         "socket_errors": errors.group(1) if errors else None,
+        "server_cpu_ms_per_request": round(1000 * cpu_used / total, 3) if pid and total else None,
     }
 
 
@@ -160,6 +171,7 @@ def main() -> int:
             figures["poll GET /v1/transcriptions/{id}"] = run_wrk(
                 f"{server.url}/v1/transcriptions/{task['id']}",
                 key=key, duration=args.duration, connections=args.connections, threads=args.threads,
+                pid=server.proc.pid if server.proc else None,
             )
         # Phase 2: no workers; wrk submits transcriptions of the uploaded clip.
         with Server(data, workers=0) as server:
@@ -168,15 +180,20 @@ def main() -> int:
             figures["submit POST /v1/transcriptions"] = run_wrk(
                 f"{server.url}/v1/transcriptions",
                 key=key, duration=args.duration, connections=args.connections, threads=args.threads, script=script,
+                pid=server.proc.pid if server.proc else None,
             )
     if args.json:
         print(json.dumps(figures, indent=1))
     else:
-        print(f"{'what':36} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
+        print(f"{'what':36} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'server CPU ms/req':>18}")
         for name, f in figures.items():
-            print(f"{name:36} {f['requests_per_s']:9.0f} {f['p50_ms']:8.2f} {f['p90_ms']:8.2f} {f['p99_ms']:8.2f} {f['non_2xx']:8d}")
-        print(f"(wrk -t{args.threads} -c{args.connections} -d{args.duration}s on 127.0.0.1; {os.cpu_count()} CPU cores, "
-              "shared with wrk and anything else running)")
+            print(
+                f"{name:36} {f['requests_per_s']:9.0f} {f['p50_ms']:8.2f} {f['p90_ms']:8.2f} {f['p99_ms']:8.2f} "
+                f"{f['non_2xx']:8d} {f['server_cpu_ms_per_request'] or 0:18.3f}"
+            )
+        load = os.getloadavg()[0]
+        print(f"(wrk -t{args.threads} -c{args.connections} -d{args.duration}s on 127.0.0.1; {os.cpu_count()} CPU cores "
+              f"shared with wrk and everything else; load average {load:.1f} at the end)")
     return 0
 
 

@@ -144,7 +144,13 @@ class SqlJobStore:
             model, self._peek_sql(model)
         )
         with self.engine.connect() as conn:
-            row = conn.exec_driver_sql(sql, (ident,)).first()
+            cursor = conn.connection.cursor()  # the DBAPI cursor: no result metadata to build per call
+            try:
+                cursor.execute(sql, (ident,))
+                row = cursor.fetchone()
+            finally:
+                cursor.close()
+            conn.rollback()
         if row is None:
             return None
         values = dict(zip(cols, row, strict=True))
@@ -263,8 +269,11 @@ class SqlJobStore:
     # --- tasks ------------------------------------------------------------------------------------
 
     def add_task(self, task: TaskRecord) -> TaskRecord:
-        with self.session() as s:
-            s.add(task)
+        """Insert a new task (a Core insert: submissions are a hot path); `task` stays transient."""
+        table = TaskRecord.__table__
+        values = {c.name: getattr(task, c.key) for c in table.columns}  # type: ignore[attr-defined]
+        with self.engine.begin() as conn:
+            conn.execute(table.insert(), values)  # type: ignore[attr-defined]
         return task
 
     def get_task(self, task_id: str, owner_id: str | None) -> TaskRecord | None:

@@ -28,11 +28,10 @@ def _client_is_loopback(request: Request) -> bool:
 
 
 async def authenticate(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ctx: Annotated[ServiceContext, Depends(get_ctx)],
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> Principal:
     """The caller: the key's principal, or `local` for token-less loopback use before any key exists."""
+    ctx: ServiceContext = request.app.state.ctx
     header = request.headers.get("authorization")
     if credentials is None and header:
         raise ApiError(401, "invalid_token", "the Authorization header must be `Bearer <key>`")

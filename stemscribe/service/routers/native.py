@@ -201,7 +201,7 @@ async def create_transcription(request: Request, ctx: Ctx, caller: Caller) -> An
         quantize=quantize,
         callback_url=callback,
     )
-    return with_deliveries(ctx, task, native_task(ctx, task))
+    return JSONResponse(with_deliveries(ctx, task, native_task(ctx, task)), status_code=202)
 
 
 @router.get("/transcriptions", response_model=TaskList, responses=_ERRORS)
