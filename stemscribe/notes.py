@@ -40,6 +40,7 @@ class DecodeOptions:
     pitch_bends: bool = False
     harmonic_ratio: float = 0.6
     backtrack_frames: int = 12
+    offset_ratio: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +149,21 @@ def decode_polyphonic(
     next_off = _next_index(~active)
     next_on = _next_index(np.vstack([peaks[1:], np.zeros((1, peaks.shape[1]), bool)]))
     # A note ends at the first silent frame after its onset, or where the next onset at its pitch starts.
-    end = np.minimum(next_off[np.minimum(t0 + 1, n - 1), p], next_on[t0, p] + 1)
+    after = np.minimum(t0 + 1, n - 1)
+    end = np.minimum(next_off[after, p], next_on[t0, p] + 1)
+    if options.offset_ratio > 0:
+        # Release tails: a note also ends where its posterior falls below a share of its own peak.
+        # Thresholds are bucketed so every bucket is one vectorised pass.
+        t = np.clip(t0[:, None] + np.arange(6)[None, :], 0, n - 1)
+        peak = note[t, p[:, None]].max(axis=1)
+        levels = np.arange(options.frame_threshold, 0.951, 0.05)
+        bucket = np.clip(np.searchsorted(levels, options.offset_ratio * peak, side="right") - 1, 0, levels.size - 1)
+        for k in np.unique(bucket):
+            sel = bucket == k
+            if levels[k] <= options.frame_threshold:
+                continue
+            below = _next_index(_close_gaps(note >= levels[k], options.gap_frames) == 0)
+            end[sel] = np.minimum(end[sel], below[after[sel], p[sel]])
     end = np.minimum(end, n)
     keep = (end - t0) >= options.min_frames
     t0, p, end = t0[keep], p[keep], end[keep]

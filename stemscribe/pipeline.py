@@ -33,14 +33,14 @@ from stemscribe.tempo import track_beats
 _STEM_DECODING: dict[StemType, tuple[bool, DecodeOptions]] = {
     StemType.BASS: (True, DecodeOptions(min_pitch=23, max_pitch=67, onset_threshold=0.4, frame_threshold=0.3)),
     StemType.VOCALS: (True, DecodeOptions(min_pitch=36, max_pitch=88, onset_threshold=0.4, frame_threshold=0.3)),
-    StemType.WINDS: (True, DecodeOptions(min_pitch=36, max_pitch=108, onset_threshold=0.4, frame_threshold=0.3)),
-    StemType.PIANO: (False, DecodeOptions()),
-    StemType.GUITAR: (False, DecodeOptions(min_pitch=36, max_pitch=96)),
-    StemType.KEYS: (False, DecodeOptions()),
-    StemType.STRINGS: (False, DecodeOptions(min_pitch=28, max_pitch=105)),
-    StemType.BRASS: (False, DecodeOptions(min_pitch=28, max_pitch=96)),
-    StemType.SYNTH: (False, DecodeOptions()),
-    StemType.OTHER: (False, DecodeOptions()),
+    StemType.WINDS: (True, DecodeOptions(min_pitch=36, max_pitch=108, onset_threshold=0.4, frame_threshold=0.4)),
+    StemType.PIANO: (False, DecodeOptions(onset_threshold=0.6, offset_ratio=0.8)),
+    StemType.GUITAR: (False, DecodeOptions(min_pitch=36, max_pitch=96, offset_ratio=0.7)),
+    StemType.KEYS: (False, DecodeOptions(offset_ratio=0.8)),
+    StemType.STRINGS: (False, DecodeOptions(min_pitch=28, max_pitch=105, onset_threshold=0.6, offset_ratio=0.7)),
+    StemType.BRASS: (False, DecodeOptions(min_pitch=28, max_pitch=96, onset_threshold=0.6, offset_ratio=0.7)),
+    StemType.SYNTH: (False, DecodeOptions(onset_threshold=0.6, offset_ratio=0.7)),
+    StemType.OTHER: (False, DecodeOptions(onset_threshold=0.6, offset_ratio=0.7)),
 }
 _MIX_POLY = DecodeOptions()
 _MIX_BASS = DecodeOptions(min_pitch=23, max_pitch=52, onset_threshold=0.4, frame_threshold=0.35)
