@@ -166,7 +166,11 @@ class Worker:
             return
         finally:
             stop_beat.set()
-        self.store.finish_task(task.id, self.worker_id, output=output)
+        if self.store.finish_task(task.id, self.worker_id, output=output) is None:
+            if self.store.get_task(task.id, None) is None:  # deleted while it ran: drop what it wrote
+                self.storage.delete_prefix(f"tasks/{task.id}")
+            else:
+                logger.warning("task %s was taken from worker %s before it finished", task.id, self.worker_id)
 
     # --- task kinds -------------------------------------------------------------------------------
 
