@@ -43,6 +43,7 @@ WEIGHTS_NAME = "drums.onnx"
 @lru_cache(maxsize=1)
 def mel_filterbank() -> npt.NDArray[np.float32]:
     """(N_FFT // 2 + 1, N_MELS) triangular filters on the HTK mel scale, each of unit area."""
+
     def hz_to_mel(f: npt.ArrayLike) -> npt.NDArray[np.float64]:
         return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
 
@@ -74,9 +75,7 @@ def log_mel(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     if x.ndim != 1:
         raise ValueError(f"log_mel wants (n,) mono samples, got shape {x.shape}")
     total = n_frames(x.shape[0])
-    padded = np.concatenate(
-        [np.zeros(N_FFT // 2, np.float32), x, np.zeros(N_FFT // 2 + HOP, np.float32)]
-    )
+    padded = np.concatenate([np.zeros(N_FFT // 2, np.float32), x, np.zeros(N_FFT // 2 + HOP, np.float32)])
     window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
     fb = mel_filterbank()
     out = np.empty((total, N_MELS), np.float32)
@@ -168,7 +167,9 @@ def _load(path: Path, threads: int) -> _Loaded:
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
         raise ModelError(f"drum model {path} could not be loaded: {exc}") from exc
     meta = session.get_modelmeta().custom_metadata_map
-    thresholds = tuple(float(t) for t in json.loads(meta.get("thresholds", "null")) or [DEFAULT_THRESHOLD] * N_CLASSES)
+    thresholds = tuple(
+        float(t) for t in json.loads(meta.get("thresholds", "null")) or [DEFAULT_THRESHOLD] * N_CLASSES
+    )
     if len(thresholds) != N_CLASSES:
         raise ModelError(f"drum model {path} has {len(thresholds)} thresholds, expected {N_CLASSES}")
     return _Loaded(session, thresholds)
@@ -195,7 +196,9 @@ class DrumModel:
         with _load_lock:
             loaded = _load(path.resolve(), int(threads))
         self._session = loaded.session
-        self.thresholds: tuple[float, ...] = tuple(thresholds) if thresholds is not None else loaded.thresholds
+        self.thresholds: tuple[float, ...] = (
+            tuple(thresholds) if thresholds is not None else loaded.thresholds
+        )
         if len(self.thresholds) != N_CLASSES:
             raise ModelError(f"need {N_CLASSES} thresholds, got {len(self.thresholds)}")
 

@@ -38,7 +38,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
-from stemscribe.drum_model import SAMPLE_RATE, log_mel, n_frames
+from stemscribe.drum_model import SAMPLE_RATE, log_mel
 from stemscribe.drums import DRUM_CLASSES, GM_TO_CLASS
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,9 @@ TRAIN_SOUNDFONTS = (
     Path("/usr/share/sounds/sf2/TimGM6mb.sf2"),
 )
 HELD_OUT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
-KIT_PRESETS = range(0, 49)  # bank-128 presets below 49: standard, room, power, electronic, 808, jazz, brush, orchestra
+KIT_PRESETS = range(
+    0, 49
+)  # bank-128 presets below 49: standard, room, power, electronic, 808, jazz, brush, orchestra
 CLASS_INDEX = {pitch: i for i, pitch in enumerate(DRUM_CLASSES)}
 KEY_TO_INDEX = {key: CLASS_INDEX[cls] for key, cls in GM_TO_CLASS.items()}
 DRUM_CHANNEL = 9
@@ -113,7 +115,9 @@ def _render_groove_midi(groove: str, seed: int, workdir: Path) -> Part | None:
     bars = [str(rng.choice(CHORDS)) for _ in range(8)]
     song = workdir / "song.mma"
     midi = workdir / "song.mid"
-    song.write_text("Tempo 120\nGroove " + groove + "\n" + "".join(f"{i + 1} {c}\n" for i, c in enumerate(bars)))
+    song.write_text(
+        "Tempo 120\nGroove " + groove + "\n" + "".join(f"{i + 1} {c}\n" for i, c in enumerate(bars))
+    )
     midi.unlink(missing_ok=True)
     proc = subprocess.run(
         ["mma", str(song), "-f", str(midi)], capture_output=True, text=True, timeout=60, cwd=workdir
@@ -151,7 +155,9 @@ def build_groove_cache(cache: Path) -> list[dict]:
                 part = _render_groove_midi(name, seed, Path(tmp))
                 if part is None:
                     continue
-                signature = hashlib.sha256(repr([(round(d[0], 2), d[1]) for d in part.drums]).encode()).hexdigest()
+                signature = hashlib.sha256(
+                    repr([(round(d[0], 2), d[1]) for d in part.drums]).encode()
+                ).hexdigest()
                 if signature in seen:
                     continue
                 seen.add(signature)
@@ -198,7 +204,9 @@ def generate_pattern(rng: np.random.Generator, *, bars: int = 8) -> Part:
     swing = float(rng.uniform(0.0, 0.33)) if steps_per_beat == 4 and rng.random() < 0.25 else 0.0
     ghost_rate = float(rng.uniform(0.05, 0.3)) if rng.random() < 0.4 else 0.0
     timekeeper = rng.choice(["closed", "closed", "open", "ride", "none"], p=[0.4, 0.15, 0.1, 0.25, 0.1])
-    keeper_every = int(rng.choice([1, 2, 2, steps_per_beat])) if steps_per_beat == 4 else int(rng.choice([1, 3]))
+    keeper_every = (
+        int(rng.choice([1, 2, 2, steps_per_beat])) if steps_per_beat == 4 else int(rng.choice([1, 3]))
+    )
     kick_key, snare_key = _key(rng, "kick"), _key(rng, "snare")
     keeper_key = {"closed": 42, "open": _key(rng, "open"), "ride": _key(rng, "ride"), "none": 0}[timekeeper]
     kick_tpl = rng.random(steps) < rng.uniform(0.05, 0.35)
@@ -210,7 +218,11 @@ def generate_pattern(rng: np.random.Generator, *, bars: int = 8) -> Part:
     for b in backbeats:
         snare_tpl[b * steps_per_beat] = True
     snare_tpl |= rng.random(steps) < 0.04
-    open_tpl = (rng.random(steps) < 0.12) & (np.arange(steps) % steps_per_beat != 0) if timekeeper == "closed" else None
+    open_tpl = (
+        (rng.random(steps) < 0.12) & (np.arange(steps) % steps_per_beat != 0)
+        if timekeeper == "closed"
+        else None
+    )
     perc = rng.random() < 0.3
     perc_key = int(rng.choice(UNLABELLED_PERCUSSION))
     perc_tpl = rng.random(steps) < 0.35
@@ -224,7 +236,11 @@ def generate_pattern(rng: np.random.Generator, *, bars: int = 8) -> Part:
 
     for bar in range(bars):
         phrase_end = bar % 4 == 3
-        fill_from = steps - int(rng.choice([steps_per_beat, 2 * steps_per_beat, steps])) if phrase_end and rng.random() < 0.7 else steps
+        fill_from = (
+            steps - int(rng.choice([steps_per_beat, 2 * steps_per_beat, steps]))
+            if phrase_end and rng.random() < 0.7
+            else steps
+        )
         if bar % 4 == 0 and (bar > 0 or rng.random() < 0.5):
             hits.append((at(bar, 0), _key(rng, "crash"), int(rng.integers(90, 128)), True))
         kick = kick_tpl ^ (rng.random(steps) < 0.05)
@@ -237,7 +253,14 @@ def generate_pattern(rng: np.random.Generator, *, bars: int = 8) -> Part:
                 if snare_tpl[s]:
                     hits.append((at(bar, s), snare_key, int(rng.integers(85, 128)), True))
                     if rng.random() < 0.06:  # flam: a soft grace note just before
-                        hits.append((at(bar, s) - rng.uniform(0.015, 0.035), snare_key, int(rng.integers(25, 60)), False))
+                        hits.append(
+                            (
+                                at(bar, s) - rng.uniform(0.015, 0.035),
+                                snare_key,
+                                int(rng.integers(25, 60)),
+                                False,
+                            )
+                        )
                 elif ghost_rate and rng.random() < ghost_rate:
                     hits.append((at(bar, s), snare_key, int(rng.integers(15, 45)), True))
                 if timekeeper != "none" and s % keeper_every == 0:
@@ -246,7 +269,13 @@ def generate_pattern(rng: np.random.Generator, *, bars: int = 8) -> Part:
                     if open_tpl is not None and open_tpl[s]:
                         key = _key(rng, "open")
                     hits.append((at(bar, s), key, max(1, int(rng.integers(70, 120) * accent)), True))
-                if timekeeper == "ride" and s % steps_per_beat == 0 and backbeats and (s // steps_per_beat) in backbeats and rng.random() < 0.7:
+                if (
+                    timekeeper == "ride"
+                    and s % steps_per_beat == 0
+                    and backbeats
+                    and (s // steps_per_beat) in backbeats
+                    and rng.random() < 0.7
+                ):
                     hits.append((at(bar, s), 44, int(rng.integers(40, 90)), True))
                 if perc and perc_tpl[s]:
                     hits.append((at(bar, s), perc_key, int(rng.integers(40, 110)), False))
@@ -290,8 +319,17 @@ def _fill_step(rng: np.random.Generator, hits: list, t: float, spb: int, i: int,
 def generate_random_hits(rng: np.random.Generator, *, seconds: float) -> Part:
     """Hits of every class at random times (some simultaneous): no groove to lean on."""
     hits: list[tuple[float, int, int, int]] = []
-    for role, rate in (("kick", 2.0), ("snare", 1.5), ("closed", 2.5), ("open", 0.7), ("low_tom", 0.6),
-                       ("mid_tom", 0.6), ("high_tom", 0.6), ("crash", 0.4), ("ride", 1.0)):  # fmt: skip
+    for role, rate in (
+        ("kick", 2.0),
+        ("snare", 1.5),
+        ("closed", 2.5),
+        ("open", 0.7),
+        ("low_tom", 0.6),
+        ("mid_tom", 0.6),
+        ("high_tom", 0.6),
+        ("crash", 0.4),
+        ("ride", 1.0),
+    ):
         n = rng.poisson(rate * seconds * rng.uniform(0.3, 1.5))
         for t in np.sort(rng.uniform(0, seconds, n)):
             hits.append((float(t), _key(rng, role), int(rng.integers(10, 128)), 1))
@@ -308,7 +346,11 @@ def generate_random_hits(rng: np.random.Generator, *, seconds: float) -> Part:
 
 PROGRAM_POOLS = {
     "bass": list(range(32, 40)),
-    "chords": list(range(0, 8)) + list(range(16, 22)) + list(range(24, 32)) + list(range(48, 52)) + list(range(88, 96)),
+    "chords": list(range(0, 8))
+    + list(range(16, 22))
+    + list(range(24, 32))
+    + list(range(48, 52))
+    + list(range(88, 96)),
     "lead": list(range(56, 80)) + list(range(80, 88)) + list(range(24, 30)) + [0, 4, 11, 40, 41],
 }
 
@@ -329,7 +371,14 @@ def generate_accompaniment(rng: np.random.Generator, duration: float, bar: float
         pulses = int(rng.choice([2, 4, 8]))
         for k in range(pulses):
             s = t0 + k * bar / pulses
-            bass.append((s, s + bar / pulses * 0.9, bass_pitch + (12 if rng.random() < 0.1 else 0), int(rng.integers(70, 115))))
+            bass.append(
+                (
+                    s,
+                    s + bar / pulses * 0.9,
+                    bass_pitch + (12 if rng.random() < 0.1 else 0),
+                    int(rng.integers(70, 115)),
+                )
+            )
         strum = int(rng.choice([1, 2, 4]))
         for k in range(strum):
             s = t0 + k * bar / strum
@@ -371,14 +420,18 @@ class Renderer:
             self.melodic[sfid] = {p for p in range(128) if self.synth.sfpreset_name(sfid, 0, p)}
 
     def render(
-        self, events: list[tuple[float, int, int, int, int]], seconds: float, programs: dict[int, tuple[int, int, int]]
+        self,
+        events: list[tuple[float, int, int, int, int]],
+        seconds: float,
+        programs: dict[int, tuple[int, int, int]],
     ) -> npt.NDArray[np.float32]:
         """Mono audio of note events (time, on 1/off 0, channel, key, velocity), `seconds` long.
 
         `programs` maps channel to (sfid, bank, preset).
         """
         synth = self.synth
-        synth.sounds_off()
+        synth.sounds_off()  # a quick release, not a cut: render it away so nothing leaks into this clip
+        synth.generate(SAMPLE_RATE // 5)
         for ch in range(16):
             synth.control_change(ch, 121, 0)  # reset controllers
         for ch, (sfid, bank, preset) in programs.items():
@@ -417,10 +470,18 @@ def _biquad(kind: str, f0: float, gain_db: float, q: float, sr: int) -> tuple[np
     else:
         sq = 2 * np.sqrt(a) * alpha
         if kind == "low":
-            b = [a * ((a + 1) - (a - 1) * cos + sq), 2 * a * ((a - 1) - (a + 1) * cos), a * ((a + 1) - (a - 1) * cos - sq)]
+            b = [
+                a * ((a + 1) - (a - 1) * cos + sq),
+                2 * a * ((a - 1) - (a + 1) * cos),
+                a * ((a + 1) - (a - 1) * cos - sq),
+            ]
             den = [(a + 1) + (a - 1) * cos + sq, -2 * ((a - 1) + (a + 1) * cos), (a + 1) + (a - 1) * cos - sq]
         else:
-            b = [a * ((a + 1) + (a - 1) * cos + sq), -2 * a * ((a - 1) + (a + 1) * cos), a * ((a + 1) + (a - 1) * cos - sq)]
+            b = [
+                a * ((a + 1) + (a - 1) * cos + sq),
+                -2 * a * ((a - 1) + (a + 1) * cos),
+                a * ((a + 1) + (a - 1) * cos - sq),
+            ]
             den = [(a + 1) - (a - 1) * cos + sq, 2 * ((a - 1) - (a + 1) * cos), (a + 1) - (a - 1) * cos - sq]
     return np.array(b) / den[0], np.array(den) / den[0]
 
@@ -500,7 +561,7 @@ def mp3_roundtrip(x: np.ndarray, bitrate: int) -> np.ndarray:
         for frame in inp.decode(audio=0):
             chunks.append(frame.to_ndarray().reshape(-1))
     y = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    y = y[:len(x)] if len(y) >= len(x) else np.concatenate([y, np.zeros(len(x) - len(y), np.float32)])
+    y = y[: len(x)] if len(y) >= len(x) else np.concatenate([y, np.zeros(len(x) - len(y), np.float32)])
     return y
 
 
@@ -530,19 +591,26 @@ def make_clip(
     if use_groove:
         part = part_of_record(grooves[int(rng.integers(len(grooves)))])
         scale = 120.0 / float(rng.uniform(70, 180))  # MMA renders at 120 BPM
-        part = Part([(t * scale, k, v, lab) for t, k, v, lab in part.drums],
-                    [(p, [(s * scale, e * scale, q, v) for s, e, q, v in notes]) for p, notes in part.tracks],
-                    part.duration * scale)  # fmt: skip
+        part = Part(
+            [(t * scale, k, v, lab) for t, k, v, lab in part.drums],
+            [(p, [(s * scale, e * scale, q, v) for s, e, q, v in notes]) for p, notes in part.tracks],
+            part.duration * scale,
+        )
         if rng.random() < 0.3:  # swap keys within a class for variety
-            part.drums = [(t, int(rng.choice(_alternatives(k))) if rng.random() < 0.5 else k, v, lab)
-                          for t, k, v, lab in part.drums]
+            part.drums = [
+                (t, int(rng.choice(_alternatives(k))) if rng.random() < 0.5 else k, v, lab)
+                for t, k, v, lab in part.drums
+            ]
     else:
         part = generate_pattern(rng)
     # Loop the part to cover the clip, then pick a window with 2 s of pre-roll.
     loops = int(np.ceil((spec.seconds + 2.0) / max(part.duration, 1.0))) + 1
     period = max(part.duration, 1.0)
     drums = [(t + i * period, k, v, lab) for i in range(loops) for t, k, v, lab in part.drums]
-    tracks = [(p, [(s + i * period, e + i * period, q, v) for i in range(loops) for s, e, q, v in notes]) for p, notes in part.tracks]
+    tracks = [
+        (p, [(s + i * period, e + i * period, q, v) for i in range(loops) for s, e, q, v in notes])
+        for p, notes in part.tracks
+    ]
     offset = float(rng.uniform(0, max(0.0, loops * period - spec.seconds - 2.0)))
     start = offset
     pre = 2.0 if start >= 2.0 else start
@@ -570,7 +638,7 @@ def make_clip(
         programs: dict[int, tuple[int, int, int]] = {}
         events: list[tuple[float, int, int, int, int]] = []
         channels = [c for c in range(16) if c != DRUM_CHANNEL]
-        for (program, notes), ch in zip(tracks, channels):
+        for (program, notes), ch in zip(tracks, channels, strict=False):
             available = renderer.melodic[acc_sfid]
             prog = program if program in available else min(available)
             programs[ch] = (acc_sfid, 0, prog)
@@ -641,9 +709,7 @@ def _work(spec: ClipSpec) -> tuple[ClipSpec, np.ndarray, np.ndarray | None, list
     return spec, log_mel(audio).astype(np.float16), audio if spec.split != "train" else None, labels
 
 
-def generate_split(
-    out: Path, split: str, specs: list[ClipSpec], grooves: list[dict], workers: int
-) -> None:
+def generate_split(out: Path, split: str, specs: list[ClipSpec], grooves: list[dict], workers: int) -> None:
     """Render `specs` and write the split's arrays under `out / split` (the folder's name may differ)."""
     out.mkdir(parents=True, exist_ok=True)
     feats, audios, clips, labels = [], [], [], []
@@ -664,24 +730,60 @@ def generate_split(
     np.save(out / "labels.npy", np.array(labels, dtype=np.float64).reshape(-1, 4))
     if audios:
         np.save(out / "audio.npy", np.stack(audios))
-    (out / "meta.json").write_text(json.dumps({"split": split, "clips": len(specs), "seconds": specs[0].seconds,
-                                               "soundfonts": [str(p) for p in SPLIT_SOUNDFONTS[split]]}))  # fmt: skip
+    (out / "meta.json").write_text(
+        json.dumps(
+            {
+                "split": split,
+                "clips": len(specs),
+                "seconds": specs[0].seconds,
+                "soundfonts": [str(p) for p in SPLIT_SOUNDFONTS[split]],
+            }
+        )
+    )
     log.info("%s: %d clips, %d labels in %.0f s", out.name, len(specs), len(labels), time.time() - t0)
 
 
-def generate(out: Path, *, seed: int, train_clips: int, valid_clips: int, test_clips: int,
-             seconds: float = 8.0, workers: int = 2) -> None:  # fmt: skip
+def generate(
+    out: Path,
+    *,
+    seed: int,
+    train_clips: int,
+    valid_clips: int,
+    test_clips: int,
+    seconds: float = 8.0,
+    workers: int = 2,
+) -> None:
     """Write the train, valid, test_stems and test_mixes splits under `out`."""
     records = build_groove_cache(out / "grooves.json")
     train_grooves = [r for r in records if r["split"] == "train"]
     eval_grooves = [r for r in records if r["split"] == "eval"]
     log.info("grooves: %d train, %d held out", len(train_grooves), len(eval_grooves))
     jobs = [
-        ("valid", "valid", [ClipSpec("valid", i, seed, 10.0, "none" if i % 2 == 0 else "mix") for i in range(valid_clips)], eval_grooves),
-        ("test_stems", "test", [ClipSpec("test", i, seed, 10.0, "none") for i in range(test_clips)], eval_grooves),
-        ("test_mixes", "test", [ClipSpec("test", i, seed, 10.0, "mix") for i in range(test_clips)], eval_grooves),
-        ("train", "train", [ClipSpec("train", i, seed, seconds, "random") for i in range(train_clips)], train_grooves),
-    ]  # fmt: skip
+        (
+            "valid",
+            "valid",
+            [ClipSpec("valid", i, seed, 10.0, "none" if i % 2 == 0 else "mix") for i in range(valid_clips)],
+            eval_grooves,
+        ),
+        (
+            "test_stems",
+            "test",
+            [ClipSpec("test", i, seed, 10.0, "none") for i in range(test_clips)],
+            eval_grooves,
+        ),
+        (
+            "test_mixes",
+            "test",
+            [ClipSpec("test", i, seed, 10.0, "mix") for i in range(test_clips)],
+            eval_grooves,
+        ),
+        (
+            "train",
+            "train",
+            [ClipSpec("train", i, seed, seconds, "random") for i in range(train_clips)],
+            train_grooves,
+        ),
+    ]
     for name, split, specs, grooves in jobs:
         if (out / name / "meta.json").is_file():
             log.info("%s exists, kept", name)
@@ -690,7 +792,9 @@ def generate(out: Path, *, seed: int, train_clips: int, valid_clips: int, test_c
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("build/drums-data"))
     parser.add_argument("--train-clips", type=int, default=3000)
@@ -700,8 +804,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    generate(args.out, seed=args.seed, train_clips=args.train_clips, valid_clips=args.valid_clips,
-             test_clips=args.test_clips, seconds=args.seconds, workers=args.workers)  # fmt: skip
+    generate(
+        args.out,
+        seed=args.seed,
+        train_clips=args.train_clips,
+        valid_clips=args.valid_clips,
+        test_clips=args.test_clips,
+        seconds=args.seconds,
+        workers=args.workers,
+    )
 
 
 if __name__ == "__main__":

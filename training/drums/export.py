@@ -73,7 +73,7 @@ def export(run: Path, out: Path) -> str:
     with torch.no_grad():
         ref = [t.numpy() for t in wrapper(torch.from_numpy(mel))]
     got = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"mel": mel})
-    for r, g in zip(ref, got):
+    for r, g in zip(ref, got, strict=True):
         if not np.allclose(r, g, atol=1e-4):
             raise RuntimeError(f"ONNX export disagrees with torch: max diff {np.abs(r - g).max()}")
 
@@ -86,7 +86,9 @@ def export(run: Path, out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--run", type=Path, default=Path("build/drums-run"))
     parser.add_argument("--out", type=Path, default=drum_model.default_weights_path())
     args = parser.parse_args(argv)

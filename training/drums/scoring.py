@@ -40,7 +40,10 @@ class Counts:
     def per_class(self) -> dict[int, tuple[float, float, float, int]]:
         """GM pitch -> (precision, recall, F1, reference count)."""
         return {
-            pitch: (*self._f1(float(self.tp[i]), float(self.fp[i]), float(self.fn[i])), int(self.tp[i] + self.fn[i]))
+            pitch: (
+                *self._f1(float(self.tp[i]), float(self.fp[i]), float(self.fn[i])),
+                int(self.tp[i] + self.fn[i]),
+            )
             for i, pitch in enumerate(DRUM_CLASSES)
         }
 

@@ -106,10 +106,13 @@ def predict_split(net: DrumNet, split: Split) -> list[tuple[np.ndarray, np.ndarr
 
 
 def score_split(
-    preds: list[tuple[np.ndarray, np.ndarray]], split: Split, thresholds: np.ndarray, mixes: bool | None = None
+    preds: list[tuple[np.ndarray, np.ndarray]],
+    split: Split,
+    thresholds: np.ndarray,
+    mixes: bool | None = None,
 ) -> Counts:
     counts = Counts()
-    for (onset, _), (_, _, is_mix), lab in zip(preds, split.clips, split.clip_labels()):
+    for (onset, _), (_, _, is_mix), lab in zip(preds, split.clips, split.clip_labels(), strict=True):
         if mixes is not None and bool(is_mix) != mixes:
             continue
         ref = [lab[lab[:, 2] == c, 1] for c in range(N_CLASSES)]
@@ -183,16 +186,32 @@ def train(args: argparse.Namespace) -> None:
             f_mix = score_split(preds, valid_split, np.full(N_CLASSES, 0.5), mixes=True).micro()[2]
             tr = np.mean(running, axis=0)
             running.clear()
-            point = {"step": step, "seconds": round(time.time() - t0, 1), "train_onset_loss": round(float(tr[0]), 5),
-                     "train_velocity_loss": round(float(tr[1]), 5), "valid_f1": round(f, 4), "valid_precision": round(p, 4),
-                     "valid_recall": round(r, 4), "valid_f1_stems": round(f_stem, 4), "valid_f1_mixes": round(f_mix, 4),
-                     "lr": opt.param_groups[0]["lr"]}  # fmt: skip
+            point = {
+                "step": step,
+                "seconds": round(time.time() - t0, 1),
+                "train_onset_loss": round(float(tr[0]), 5),
+                "train_velocity_loss": round(float(tr[1]), 5),
+                "valid_f1": round(f, 4),
+                "valid_precision": round(p, 4),
+                "valid_recall": round(r, 4),
+                "valid_f1_stems": round(f_stem, 4),
+                "valid_f1_mixes": round(f_mix, 4),
+                "lr": opt.param_groups[0]["lr"],
+            }
             curve.append(point)
             log.info("%s", point)
             (args.out / "curve.json").write_text(json.dumps(curve, indent=1))
             if f > best_f1:
                 best_f1 = f
-                torch.save({"state": net.state_dict(), "config": {"width": args.width, "hidden": args.hidden}, "step": step, "valid_f1": f}, args.out / "checkpoint.pt")  # fmt: skip
+                torch.save(
+                    {
+                        "state": net.state_dict(),
+                        "config": {"width": args.width, "hidden": args.hidden},
+                        "step": step,
+                        "valid_f1": f,
+                    },
+                    args.out / "checkpoint.pt",
+                )
         if args.max_minutes and time.time() - t0 > args.max_minutes * 60:
             log.info("time budget reached at step %d", step)
             break
@@ -201,19 +220,29 @@ def train(args: argparse.Namespace) -> None:
     preds = predict_split(net, valid_split)
     thresholds = tune_thresholds(preds, valid_split)
     tuned = score_split(preds, valid_split, thresholds).micro()
-    log.info("best step %d; thresholds %s; valid F1 %.4f at 0.5, %.4f tuned", ckpt["step"], thresholds.tolist(),
-             ckpt["valid_f1"], tuned[2])  # fmt: skip
-    (args.out / "thresholds.json").write_text(json.dumps({"thresholds": thresholds.tolist(), "valid_f1": tuned[2],
-                                                          "step": ckpt["step"]}))  # fmt: skip
+    log.info(
+        "best step %d; thresholds %s; valid F1 %.4f at 0.5, %.4f tuned",
+        ckpt["step"],
+        thresholds.tolist(),
+        ckpt["valid_f1"],
+        tuned[2],
+    )
+    (args.out / "thresholds.json").write_text(
+        json.dumps({"thresholds": thresholds.tolist(), "valid_f1": tuned[2], "step": ckpt["step"]})
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=Path("build/drums-data"))
     parser.add_argument("--out", type=Path, default=Path("build/drums-run"))
     parser.add_argument("--steps", type=int, default=6000)
-    parser.add_argument("--max-minutes", type=float, default=0.0, help="stop early after this long (0: never)")
+    parser.add_argument(
+        "--max-minutes", type=float, default=0.0, help="stop early after this long (0: never)"
+    )
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--window", type=int, default=400, help="frames per training window")
     parser.add_argument("--lr", type=float, default=2e-3)

@@ -1,0 +1,206 @@
+"""The shipped drum network: front end, peak picking, weights checking, and transcription quality."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stemscribe import drum_model
+from stemscribe.drum_model import (
+    FPS,
+    HOP,
+    N_MELS,
+    SAMPLE_RATE,
+    DrumModel,
+    default_weights_path,
+    log_mel,
+    mel_filterbank,
+    n_frames,
+    pick_peaks,
+    weights_available,
+)
+from stemscribe.drums import DRUM_CLASSES, GM_TO_CLASS, DrumTranscriber, drum_backend_names, get_drum_backend
+from stemscribe.errors import ModelError
+
+needs_weights = pytest.mark.skipif(
+    not weights_available(), reason="stemscribe/weights/drums.onnx not present"
+)
+
+
+def test_filterbank_covers_every_band() -> None:
+    fb = mel_filterbank()
+    assert fb.shape == (513, N_MELS)
+    assert (fb >= 0).all()
+    np.testing.assert_allclose(fb.sum(axis=0), 1.0, rtol=1e-5)
+    centres = (fb * np.arange(513)[:, None]).sum(axis=0)
+    assert (np.diff(centres) >= 0).all()  # bands ascend in frequency
+
+
+def test_log_mel_frames_are_centred_on_hops() -> None:
+    x = np.zeros(SAMPLE_RATE, np.float32)
+    click = 100 * HOP
+    x[click : click + 20] = 1.0
+    mel = log_mel(x)
+    assert mel.shape == (n_frames(x.size), N_MELS)
+    assert mel.dtype == np.float32
+    energy = mel.mean(axis=1)
+    assert abs(int(np.argmax(energy)) - 100) <= 1
+    assert energy[:95].max() < energy[100] - 5  # silence before the click is far below it
+
+
+def test_log_mel_rejects_stereo() -> None:
+    with pytest.raises(ValueError, match="mono"):
+        log_mel(np.zeros((2, 100), np.float32))
+
+
+def test_pick_peaks_finds_maxima_above_threshold() -> None:
+    a = np.zeros(100, np.float32)
+    a[10], a[11], a[9] = 0.9, 0.5, 0.5  # symmetric: no sub-frame shift
+    a[40], a[41] = 0.8, 0.8  # a plateau gives one peak
+    a[70] = 0.3  # below the threshold
+    a[90], a[91] = 0.6, 0.9  # neighbours: only the larger counts
+    peaks = pick_peaks(a, 0.5)
+    assert len(peaks) == 3
+    np.testing.assert_allclose(peaks[0], 10.0)
+    assert 40 <= peaks[1] <= 41
+    assert 90.5 <= peaks[2] <= 91.5
+    assert len(pick_peaks(np.zeros(0, np.float32), 0.5)) == 0
+
+
+def test_missing_weights_raise_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not found"):
+        DrumModel(tmp_path / "nothing.onnx")
+
+
+@needs_weights
+def test_checksum_mismatch_raises_model_error(tmp_path: Path) -> None:
+    src = default_weights_path()
+    bad = tmp_path / "drums.onnx"
+    data = bytearray(src.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    shutil.copy(src.with_name(src.name + ".sha256"), tmp_path / "drums.onnx.sha256")
+    with pytest.raises(ModelError, match="damaged"):
+        DrumModel(bad)
+
+
+@needs_weights
+def test_missing_checksum_raises_model_error(tmp_path: Path) -> None:
+    copy = tmp_path / "drums.onnx"
+    shutil.copy(default_weights_path(), copy)
+    with pytest.raises(ModelError, match="checksum"):
+        DrumModel(copy)
+
+
+@needs_weights
+def test_shipped_weights_are_small_and_registered() -> None:
+    assert default_weights_path().stat().st_size < 5 * 1024 * 1024
+    assert "model" in drum_backend_names()
+    backend = get_drum_backend("model")
+    assert isinstance(backend, DrumModel)
+    assert isinstance(backend, DrumTranscriber)
+    assert len(backend.thresholds) == len(DRUM_CLASSES)
+
+
+@needs_weights
+def test_silence_and_empty_input_give_no_notes() -> None:
+    model = DrumModel()
+    assert model.transcribe(np.zeros(0, np.float32), SAMPLE_RATE) == []
+    assert model.transcribe(np.zeros(3 * SAMPLE_RATE, np.float32), SAMPLE_RATE) == []
+    with pytest.raises(ValueError, match="mono"):
+        model.transcribe(np.zeros((2, 1000), np.float32), SAMPLE_RATE)
+
+
+def _groove_midi(path: Path) -> list[tuple[float, int]]:
+    """Four bars of a rock beat with a tom fill and a crash, written as MIDI; returns (time, class)."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=100)
+    drums = pretty_midi.Instrument(0, is_drum=True)
+    beat = 0.6
+    truth = []
+
+    def hit(t: float, key: int, vel: int) -> None:
+        drums.notes.append(pretty_midi.Note(vel, key, t, t + 0.05))
+        truth.append((t, GM_TO_CLASS[key]))
+
+    start = 0.3
+    for bar in range(4):
+        t0 = start + bar * 4 * beat
+        if bar == 0:
+            hit(t0, 49, 110)
+        for eighth in range(8):
+            t = t0 + eighth * beat / 2
+            if bar == 3 and eighth >= 6:
+                continue
+            hit(t, 42, 90 if eighth % 2 == 0 else 60)
+            if eighth in (0, 3, 4):
+                hit(t, 36, 110)
+            if eighth in (2, 6):
+                hit(t, 38, 105)
+        if bar == 3:
+            for k, key in enumerate((50, 47, 45, 45)):
+                hit(t0 + 3 * beat + k * beat / 4, key, 110)
+    hit(start + 16 * beat, 49, 120)
+    hit(start + 16 * beat, 36, 120)
+    pm.instruments.append(drums)
+    pm.write(str(path))
+    return truth
+
+
+@needs_weights
+def test_transcribes_a_fluidsynth_groove(signals, tmp_path: Path) -> None:
+    """A groove rendered by FluidSynth (not the training renderer) through the held-out SoundFont."""
+    import soundfile as sf
+
+    from training.drums.scoring import onsets_by_class, score_onsets
+
+    truth = _groove_midi(tmp_path / "groove.mid")
+    wav = signals.render_midi(tmp_path / "groove.mid", tmp_path / "groove.wav", sr=44100)
+    audio, sr = sf.read(wav, dtype="float32", always_2d=True)
+    notes = DrumModel().transcribe(audio.mean(axis=1), sr)
+    assert notes == sorted(notes, key=lambda n: (n.start, n.pitch))
+    for n in notes:
+        assert n.pitch in DRUM_CLASSES
+        assert 0.0 <= n.start < n.end
+        assert 0.0 < n.velocity <= 1.0
+    reference = [[t for t, cls in truth if cls == pitch] for pitch in DRUM_CLASSES]
+    counts = score_onsets(reference, onsets_by_class(notes))
+    precision, recall, f1 = counts.micro()
+    per_class = counts.per_class()
+    assert f1 >= 0.85, (f1, per_class)
+    for pitch in (36, 38, 42):
+        assert per_class[pitch][2] >= 0.8, (pitch, per_class[pitch])
+
+
+@needs_weights
+def test_sample_rate_is_handled() -> None:
+    """The same clip at 44.1 kHz and at 22.05 kHz gives the same onsets (within a frame)."""
+    from stemscribe.audio import resample
+
+    rng = np.random.default_rng(1)
+    x = np.zeros(SAMPLE_RATE * 3, np.float32)
+    for k in range(6):
+        s = int((0.3 + 0.4 * k) * SAMPLE_RATE)
+        n = np.arange(4000)
+        x[s : s + 4000] += (np.sin(2 * np.pi * 60 * n / SAMPLE_RATE) * np.exp(-n / 1500)).astype(np.float32)
+        x[s : s + 800] += (0.2 * rng.standard_normal(800) * np.exp(-np.arange(800) / 200)).astype(np.float32)
+    model = DrumModel()
+    a = model.transcribe(x, SAMPLE_RATE)
+    b = model.transcribe(resample(x, SAMPLE_RATE, 44100), 44100)
+    assert len(a) == len(b)
+    for p, q in zip(a, b, strict=True):
+        assert p.pitch == q.pitch
+        assert abs(p.start - q.start) <= 1.5 / FPS
+
+
+def test_module_registers_nothing_without_weights(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from stemscribe import drums
+
+    monkeypatch.setattr(drums, "_REGISTRY", {})
+    monkeypatch.setattr(drum_model, "default_weights_path", lambda: tmp_path / "drums.onnx")
+    drum_model.register_backend()
+    assert "model" not in drums._REGISTRY
