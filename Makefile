@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/pip install -q -e '.[dev,bench,separation]'
 	$(BIN)/pip install -q --no-deps 'basic-pitch==0.4.0'
 
 ## The main job on embedded defaults: transcribe the bundled example and print a summary.

@@ -202,7 +202,13 @@ class Transcriber:
     ) -> tuple[str, list[Instrument]]:
         separator = self._get_separator()
         report(progress, "separating", 0.1)
-        stems = separator.separate(Audio(mono22, SAMPLE_RATE), progress=None)
+
+        def separating(_stage: str, fraction: float) -> None:
+            report(progress, "separating", 0.1 + 0.2 * fraction)
+
+        # A model separator gets the original channels and rate; the built-in split runs on mono.
+        source = Audio(mono22, SAMPLE_RATE) if separator.name == "hpss" else audio
+        stems = separator.separate(source, progress=separating)
         report(progress, "separating", 0.3)
         instruments: list[Instrument] = []
         if separator.name != "hpss":
