@@ -204,7 +204,7 @@ class Transcriber:
         report(progress, "separating", 0.1)
 
         def separating(_stage: str, fraction: float) -> None:
-            report(progress, "separating", 0.1 + 0.2 * fraction)
+            report(progress, "separating", round(0.1 + 0.2 * fraction, 6))
 
         # A model separator gets the original channels and rate; the built-in split runs on mono.
         source = Audio(mono22, SAMPLE_RATE) if separator.name == "hpss" else audio
