@@ -65,15 +65,12 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def cli(self, *args: str) -> str:
-        out = subprocess.run(
-            [STEMSCRIBE, *args], env=self.env, check=True, capture_output=True, cwd=ROOT
-        )
+        out = subprocess.run([STEMSCRIBE, *args], env=self.env, check=True, capture_output=True, cwd=ROOT)
         return out.stdout.decode().strip()
 
     def __enter__(self) -> Server:
         self.proc = subprocess.Popen(
-            [STEMSCRIBE, "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--log-level", "warning"],
+            [STEMSCRIBE, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
             env=self.env,
             cwd=ROOT,
         )
@@ -113,10 +110,25 @@ def cpu_seconds(pid: int) -> float:
 
 
 def run_wrk(
-    url: str, *, key: str, duration: int, connections: int, threads: int, script: str | None = None, pid: int | None = None
+    url: str,
+    *,
+    key: str,
+    duration: int,
+    connections: int,
+    threads: int,
+    script: str | None = None,
+    pid: int | None = None,
 ) -> dict:
-    """Run wrk once; return req/s, latency percentiles (ms), non-2xx count, and the server's CPU per request."""
-    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--latency", "-H", f"Authorization: Bearer {key}"]
+    """Run wrk once: req/s, latency percentiles (ms), non-2xx count, the server's CPU per request."""
+    cmd = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--latency",
+        "-H",
+        f"Authorization: Bearer {key}",
+    ]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as lua:
         if script:
             lua.write(script)
@@ -144,7 +156,9 @@ def run_wrk(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (default 1: the CPU is shared)")
@@ -160,8 +174,12 @@ def main() -> int:
         with Server(data, workers=1) as server:
             key = server.cli("keys", "create", "--name", "bench").splitlines()[0]
             h = {"authorization": f"Bearer {key}"}
-            up = httpx.post(server.url + "/v1/uploads", files={"file": ("c.wav", _clip(), "audio/wav")}, headers=h).json()
-            task = httpx.post(server.url + "/v1/transcriptions", json={"audio_id": up["id"]}, headers=h).json()
+            up = httpx.post(
+                server.url + "/v1/uploads", files={"file": ("c.wav", _clip(), "audio/wav")}, headers=h
+            ).json()
+            task = httpx.post(
+                server.url + "/v1/transcriptions", json={"audio_id": up["id"]}, headers=h
+            ).json()
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline:
                 state = httpx.get(f"{server.url}/v1/transcriptions/{task['id']}", headers=h).json()["state"]
@@ -170,30 +188,49 @@ def main() -> int:
                 time.sleep(0.2)
             figures["poll GET /v1/transcriptions/{id}"] = run_wrk(
                 f"{server.url}/v1/transcriptions/{task['id']}",
-                key=key, duration=args.duration, connections=args.connections, threads=args.threads,
+                key=key,
+                duration=args.duration,
+                connections=args.connections,
+                threads=args.threads,
                 pid=server.proc.pid if server.proc else None,
             )
         # Phase 2: no workers; wrk submits transcriptions of the uploaded clip.
         with Server(data, workers=0) as server:
             body = json.dumps({"audio_id": up["id"]})
-            script = f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\nwrk.headers["Content-Type"] = "application/json"\n'
+            script = (
+                f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n'
+                'wrk.headers["Content-Type"] = "application/json"\n'
+            )
             figures["submit POST /v1/transcriptions"] = run_wrk(
                 f"{server.url}/v1/transcriptions",
-                key=key, duration=args.duration, connections=args.connections, threads=args.threads, script=script,
+                key=key,
+                duration=args.duration,
+                connections=args.connections,
+                threads=args.threads,
+                script=script,
                 pid=server.proc.pid if server.proc else None,
             )
     if args.json:
         print(json.dumps(figures, indent=1))
     else:
-        print(f"{'what':36} {'req/s':>9} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'server CPU ms/req':>18}")
+        head = ("req/s", "p50 ms", "p90 ms", "p99 ms", "non-2xx", "server CPU ms/req")
+        print(f"{'what':36} " + " ".join(f"{h:>{max(8, len(h))}}" for h in head))
         for name, f in figures.items():
-            print(
-                f"{name:36} {f['requests_per_s']:9.0f} {f['p50_ms']:8.2f} {f['p90_ms']:8.2f} {f['p99_ms']:8.2f} "
-                f"{f['non_2xx']:8d} {f['server_cpu_ms_per_request'] or 0:18.3f}"
+            cells = (
+                f"{f['requests_per_s']:8.0f}",
+                f"{f['p50_ms']:8.2f}",
+                f"{f['p90_ms']:8.2f}",
+                f"{f['p99_ms']:8.2f}",
+                f"{f['non_2xx']:8d}",
+                f"{f['server_cpu_ms_per_request'] or 0:17.3f}",
             )
+            print(f"{name:36} " + " ".join(cells))
         load = os.getloadavg()[0]
-        print(f"(wrk -t{args.threads} -c{args.connections} -d{args.duration}s on 127.0.0.1; {os.cpu_count()} CPU cores "
-              f"shared with wrk and everything else; load average {load:.1f} at the end)")
+        print(
+            f"(wrk -t{args.threads} -c{args.connections} -d{args.duration}s on 127.0.0.1; "
+            f"{os.cpu_count()} CPU cores shared with wrk and everything else; "
+            f"load average {load:.1f} at the end)"
+        )
     return 0
 
 

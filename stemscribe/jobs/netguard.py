@@ -83,7 +83,9 @@ class GuardedBackend(httpcore.SyncBackend):
         if last_error is not None:
             raise last_error
         raise BlockedAddressError(
-            f"refusing to contact {host!r}: " + "; ".join(refused) + " (set STEMSCRIBE_ALLOW_PRIVATE_URLS=1 to allow)"
+            f"refusing to contact {host!r}: "
+            + "; ".join(refused)
+            + " (set STEMSCRIBE_ALLOW_PRIVATE_URLS=1 to allow)"
         )
 
 
@@ -130,7 +132,7 @@ def guarded_client(
 def fetch_stream(
     url: str, *, allow_private: bool, timeout: float, transport: httpx.BaseTransport | None = None
 ) -> Iterator[httpx.Response]:
-    """GET `url` through a guarded client, following up to 5 redirects, each re-checked; yields the response."""
+    """GET `url` through a guarded client, following up to 5 redirects (each re-checked)."""
     current = str(check_url(url))
     with guarded_client(allow_private=allow_private, timeout=timeout, transport=transport) as client:
         for _ in range(6):

@@ -103,7 +103,13 @@ class LocalRunner:
         self._supervisor.start()
 
     def _start_thread(self, n: int) -> threading.Thread:
-        worker = Worker(self.settings, self.store, self.storage, self.factory, worker_id=f"{socket.gethostname()}:{os.getpid()}/t{n}")
+        worker = Worker(
+            self.settings,
+            self.store,
+            self.storage,
+            self.factory,
+            worker_id=f"{socket.gethostname()}:{os.getpid()}/t{n}",
+        )
         t = threading.Thread(target=worker.run, args=(self._stop_threads,), name=f"worker-{n}", daemon=True)
         t.start()
         return t
@@ -121,9 +127,13 @@ class LocalRunner:
     def recover(self) -> tuple[int, int]:
         """Queue again the tasks of dead local workers and of expired leases; (requeued, failed)."""
         dead = dead_local_workers(self.store.running_workers())
-        requeued, failed = self.store.requeue_stale(max_attempts=self.settings.job_attempts, dead_workers=dead)
+        requeued, failed = self.store.requeue_stale(
+            max_attempts=self.settings.job_attempts, dead_workers=dead
+        )
         if requeued or failed:
-            logger.warning("requeued %d task(s) of stopped workers; %d out of attempts failed", requeued, failed)
+            logger.warning(
+                "requeued %d task(s) of stopped workers; %d out of attempts failed", requeued, failed
+            )
         return requeued, failed
 
     def _supervise(self) -> None:
@@ -132,7 +142,9 @@ class LocalRunner:
             try:
                 for i, p in enumerate(self._procs):
                     if not p.is_alive() and not self._stop_procs.is_set():
-                        logger.warning("worker process %s exited with %s; starting another", p.pid, p.exitcode)
+                        logger.warning(
+                            "worker process %s exited with %s; starting another", p.pid, p.exitcode
+                        )
                         self._procs[i] = self._start_process()
                 self.recover()
             except Exception:  # noqa: BLE001 - the supervisor keeps watching after a store error
@@ -154,3 +166,5 @@ class LocalRunner:
                 p.join(2)
         if self._supervisor is not None:
             self._supervisor.join(timeout)
+        # Drop the processes and their stop event, so their semaphores are released now, not at exit.
+        self._procs, self._stop_procs = [], None

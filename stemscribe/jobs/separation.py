@@ -51,7 +51,9 @@ def _unavailable_reason(name: str) -> str | None:
         if cached is not None and (cached[1] is None or now - cached[0] < _RECHECK_S):
             return cached[1]
     if name not in separator_names():
-        reason: str | None = f"the {name!r} separation backend is not installed (pip install 'stemscribe[separation]')"
+        reason: str | None = (
+            f"the {name!r} separation backend is not installed (pip install 'stemscribe[separation]')"
+        )
     else:
         try:
             get_separator(name)
@@ -70,7 +72,9 @@ def plan_separation(mode: str) -> SeparationPlan:
     split without Demucs raises SeparationUnavailableError naming the command that fetches the weights.
     """
     if mode not in MODES:
-        raise InvalidOptionError(f"unknown separation mode {mode!r}; choose one of: {', '.join(sorted(MODES))}")
+        raise InvalidOptionError(
+            f"unknown separation mode {mode!r}; choose one of: {', '.join(sorted(MODES))}"
+        )
     reason = _unavailable_reason("demucs")
     if reason is None:
         return SeparationPlan("demucs", mode)
@@ -94,7 +98,9 @@ def shape_stems(stems: dict[str, Audio], mode: str) -> dict[str, Audio]:
         raise SeparationUnavailableError("the separation backend gave no vocals stem")
     rest = [a for name, a in stems.items() if name != "vocals"]
     vocals = stems["vocals"]
-    instrumental = np.sum([a.samples for a in rest], axis=0).astype(np.float32) if rest else vocals.samples * 0
+    instrumental = (
+        np.sum([a.samples for a in rest], axis=0).astype(np.float32) if rest else vocals.samples * 0
+    )
     return {"vocals": vocals, "instrumental": Audio(instrumental, vocals.sr)}
 
 

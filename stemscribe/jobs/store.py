@@ -76,7 +76,9 @@ class JobStore(Protocol):
     def find_task(self, owner_id: str, *, kind: str, audio_id: str, dialect: str) -> TaskRecord | None: ...
     def delete_task(self, task_id: str, owner_id: str) -> TaskRecord | None: ...
     def claim_task(self, worker_id: str, lease_s: float) -> TaskRecord | None: ...
-    def report_progress(self, task_id: str, worker_id: str, stage: str, progress: float, lease_s: float) -> bool: ...
+    def report_progress(
+        self, task_id: str, worker_id: str, stage: str, progress: float, lease_s: float
+    ) -> bool: ...
     def extend_lease(self, task_id: str, worker_id: str, lease_s: float) -> bool: ...
     def running_workers(self) -> list[str]: ...
     def finish_task(
@@ -94,7 +96,14 @@ class JobStore(Protocol):
     # webhooks
     def due_deliveries(self, *, limit: int = 20) -> list[WebhookDelivery]: ...
     def record_delivery(
-        self, delivery_id: str, *, payload: str, status: int | None, error: str | None, delivered: bool, retry_in: float
+        self,
+        delivery_id: str,
+        *,
+        payload: str,
+        status: int | None,
+        error: str | None,
+        delivered: bool,
+        retry_in: float,
     ) -> WebhookDelivery | None: ...
     def deliveries_for_task(self, task_id: str) -> list[WebhookDelivery]: ...
 
@@ -204,7 +213,9 @@ class SqlJobStore:
 
     def list_keys(self) -> list[Principal]:
         with self.session() as s:
-            rows = s.scalars(select(Principal).where(Principal.key_hash.is_not(None)).order_by(Principal.created_at))
+            rows = s.scalars(
+                select(Principal).where(Principal.key_hash.is_not(None)).order_by(Principal.created_at)
+            )
             return list(rows)
 
     def revoke_key(self, ident: str) -> Principal | None:
@@ -242,7 +253,10 @@ class SqlJobStore:
             p = s.get(Principal, LOCAL_PRINCIPAL)
             if p is None:
                 p = Principal(
-                    id=LOCAL_PRINCIPAL, name="local", webhook_secret=new_webhook_secret(), created_at=time.time()
+                    id=LOCAL_PRINCIPAL,
+                    name="local",
+                    webhook_secret=new_webhook_secret(),
+                    created_at=time.time(),
                 )
                 s.add(p)
             return p
@@ -250,7 +264,9 @@ class SqlJobStore:
     def keys_exist(self) -> bool:
         """True once any key was ever created (revoking every key does not reopen keyless access)."""
         with self.session() as s:
-            return bool(s.scalar(select(func.count()).select_from(Principal).where(Principal.key_hash.is_not(None))))
+            return bool(
+                s.scalar(select(func.count()).select_from(Principal).where(Principal.key_hash.is_not(None)))
+            )
 
     # --- audios -----------------------------------------------------------------------------------
 
@@ -290,7 +306,9 @@ class SqlJobStore:
             rows = {
                 t.id: t
                 for t in s.scalars(
-                    select(TaskRecord).where(TaskRecord.id.in_(list(task_ids)), TaskRecord.owner_id == owner_id)
+                    select(TaskRecord).where(
+                        TaskRecord.id.in_(list(task_ids)), TaskRecord.owner_id == owner_id
+                    )
                 )
             }
         return [rows[i] for i in task_ids if i in rows]
@@ -312,7 +330,9 @@ class SqlJobStore:
                 TaskRecord.audio_id == audio_id,
                 TaskRecord.kind == kind,
                 TaskRecord.dialect == dialect,
-                TaskRecord.state.in_([TaskState.QUEUED.value, TaskState.RUNNING.value, TaskState.SUCCEEDED.value]),
+                TaskRecord.state.in_(
+                    [TaskState.QUEUED.value, TaskState.RUNNING.value, TaskState.SUCCEEDED.value]
+                ),
                 TaskRecord.expires_at > time.time(),
             )
             .order_by(TaskRecord.created_at.desc())
@@ -360,12 +380,16 @@ class SqlJobStore:
                     return s.get(TaskRecord, candidate, populate_existing=True)
         return None
 
-    def report_progress(self, task_id: str, worker_id: str, stage: str, progress: float, lease_s: float) -> bool:
+    def report_progress(
+        self, task_id: str, worker_id: str, stage: str, progress: float, lease_s: float
+    ) -> bool:
         """Store stage/progress and extend the lease; False when the task is no longer this worker's."""
         with self.session() as s:
             n = s.execute(
                 update(TaskRecord)
-                .where(TaskRecord.id == task_id, TaskRecord.worker_id == worker_id, TaskRecord.state == "running")
+                .where(
+                    TaskRecord.id == task_id, TaskRecord.worker_id == worker_id, TaskRecord.state == "running"
+                )
                 .values(stage=stage, progress=progress, lease_until=time.time() + lease_s)
                 .execution_options(synchronize_session=False)
             ).rowcount
@@ -375,7 +399,9 @@ class SqlJobStore:
         with self.session() as s:
             n = s.execute(
                 update(TaskRecord)
-                .where(TaskRecord.id == task_id, TaskRecord.worker_id == worker_id, TaskRecord.state == "running")
+                .where(
+                    TaskRecord.id == task_id, TaskRecord.worker_id == worker_id, TaskRecord.state == "running"
+                )
                 .values(lease_until=time.time() + lease_s)
                 .execution_options(synchronize_session=False)
             ).rowcount
@@ -395,7 +421,7 @@ class SqlJobStore:
         error: tuple[str, str] | None = None,
         retry: bool = False,
     ) -> TaskRecord | None:
-        """Record the outcome and, when the task has a callback URL, queue its webhook in the same transaction.
+        """Record the outcome; with a callback URL, queue its webhook in the same transaction.
 
         `retry` puts the task back in the queue instead (a transient failure). Returns None when the
         task was taken away from this worker meanwhile (its lease ran out).
@@ -458,7 +484,9 @@ class SqlJobStore:
         cond = (TaskRecord.lease_until < now) | (TaskRecord.worker_id.in_(list(dead_workers)))
         requeued = failed = 0
         with self.session() as s:
-            rows = list(s.scalars(select(TaskRecord).where(TaskRecord.state == TaskState.RUNNING.value, cond)))
+            rows = list(
+                s.scalars(select(TaskRecord).where(TaskRecord.state == TaskState.RUNNING.value, cond))
+            )
             for t in rows:
                 t.worker_id, t.lease_until = None, None
                 if t.attempts >= max_attempts:
@@ -494,7 +522,14 @@ class SqlJobStore:
             return list(s.scalars(q))
 
     def record_delivery(
-        self, delivery_id: str, *, payload: str, status: int | None, error: str | None, delivered: bool, retry_in: float
+        self,
+        delivery_id: str,
+        *,
+        payload: str,
+        status: int | None,
+        error: str | None,
+        delivered: bool,
+        retry_in: float,
     ) -> WebhookDelivery | None:
         """Store one attempt's outcome; out of attempts (or `retry_in` < 0) marks the delivery failed."""
         with self.session() as s:
@@ -515,7 +550,11 @@ class SqlJobStore:
 
     def deliveries_for_task(self, task_id: str) -> list[WebhookDelivery]:
         with self.session() as s:
-            q = select(WebhookDelivery).where(WebhookDelivery.task_id == task_id).order_by(WebhookDelivery.created_at)
+            q = (
+                select(WebhookDelivery)
+                .where(WebhookDelivery.task_id == task_id)
+                .order_by(WebhookDelivery.created_at)
+            )
             return list(s.scalars(q))
 
     # --- expiry -----------------------------------------------------------------------------------
@@ -536,7 +575,9 @@ class SqlJobStore:
             )
             audios = list(
                 s.scalars(
-                    select(AudioRecord).where(AudioRecord.expires_at <= now, AudioRecord.purged_at.is_(None)).limit(limit)
+                    select(AudioRecord)
+                    .where(AudioRecord.expires_at <= now, AudioRecord.purged_at.is_(None))
+                    .limit(limit)
                 )
             )
         return tasks, audios

@@ -10,7 +10,7 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
@@ -34,7 +34,7 @@ class CallbackRenderer(Protocol):
 
 def sign(secret: str, msg_id: str, timestamp: int, body: str) -> dict[str, str]:
     """The three Standard Webhooks headers for `body`."""
-    when = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    when = datetime.fromtimestamp(timestamp, tz=UTC)
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
@@ -93,9 +93,16 @@ class WebhookSender:
             return self.store.record_delivery(
                 d.id, payload=d.payload or "", status=None, error="task deleted", delivered=False, retry_in=-1
             )
-        body = d.payload if d.payload is not None else json.dumps(self.renderer.payload(task), separators=(",", ":"))
+        body = (
+            d.payload
+            if d.payload is not None
+            else json.dumps(self.renderer.payload(task), separators=(",", ":"))
+        )
         timestamp = int(time.time())
-        headers = {"content-type": "application/json", **sign(principal.webhook_secret, d.id, timestamp, body)}
+        headers = {
+            "content-type": "application/json",
+            **sign(principal.webhook_secret, d.id, timestamp, body),
+        }
         headers.update(self.renderer.headers(task, timestamp, principal))
         status: int | None = None
         try:
@@ -106,9 +113,16 @@ class WebhookSender:
             error = None if ok else f"HTTP {status}"
         except BlockedAddressError as exc:
             logger.warning("webhook %s refused: %s", d.id, exc)
-            return self.store.record_delivery(d.id, payload=body, status=None, error=str(exc), delivered=False, retry_in=-1)
+            return self.store.record_delivery(
+                d.id, payload=body, status=None, error=str(exc), delivered=False, retry_in=-1
+            )
         except httpx.HTTPError as exc:
             ok, error = False, f"{type(exc).__name__}: {exc}"
         return self.store.record_delivery(
-            d.id, payload=body, status=status, error=error, delivered=ok, retry_in=self.backoff(d.attempts + 1)
+            d.id,
+            payload=body,
+            status=status,
+            error=error,
+            delivered=ok,
+            retry_in=self.backoff(d.attempts + 1),
         )

@@ -29,8 +29,8 @@ from stemscribe.jobs.store import SqlJobStore, new_id
 from stemscribe.progress import ProgressCallback
 from stemscribe.result import Result
 from stemscribe.settings import Settings
-from stemscribe.storage import ArtifactStorage, LocalStorage, StorageError
 from stemscribe.stems import StemType
+from stemscribe.storage import ArtifactStorage, LocalStorage, StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,9 @@ logger = logging.getLogger(__name__)
 class TranscriberLike(Protocol):
     """What a worker needs from `stemscribe.pipeline.Transcriber`."""
 
-    def transcribe(self, source: Any, *, stem: str = "auto", progress: ProgressCallback | None = None) -> Result: ...
+    def transcribe(
+        self, source: Any, *, stem: str = "auto", progress: ProgressCallback | None = None
+    ) -> Result: ...
 
 
 TranscriberFactory = Callable[[Settings], TranscriberLike]
@@ -107,7 +109,7 @@ class Worker:
         return self._transcriber
 
     def run(self, stop: threading.Event | Any) -> None:
-        self.transcriber  # load the models before taking work
+        _ = self.transcriber  # load the models before taking work
         while not stop.is_set():
             try:
                 worked = self.run_once()
@@ -202,7 +204,9 @@ class Worker:
         result = merge_results(results) if len(results) > 1 else results[0]
         self.storage.put_bytes(result_key(task.id, "result.json"), result.to_json().encode())
         self.storage.put_bytes(result_key(task.id, "result.mid"), result.to_midi_bytes())
-        self.storage.put_bytes(result_key(task.id, "result.quantized.mid"), result.to_midi_bytes(quantize=True))
+        self.storage.put_bytes(
+            result_key(task.id, "result.quantized.mid"), result.to_midi_bytes(quantize=True)
+        )
         return {
             "note_count": result.note_count,
             "instrument_count": len(result.instruments),
@@ -220,7 +224,9 @@ class Worker:
         progress("loading", 0.0)
         audio = load_audio(source, sr=None, mono=False, max_duration=self.settings.max_duration_s)
         separator = build_separator(plan)
-        stems = shape_stems(separator.separate(audio, progress=lambda s, f: progress(s, 0.05 + 0.85 * f)), mode)
+        stems = shape_stems(
+            separator.separate(audio, progress=lambda s, f: progress(s, 0.05 + 0.85 * f)), mode
+        )
         song = parent.title or Path(parent.filename).stem or "audio"
         items: list[dict[str, Any]] = []
         now = time.time()

@@ -83,7 +83,9 @@ class EdgeMiddleware:
 
                 from stemscribe.service.errors import render_error
 
-                response = render_error(Request(scope), 413, "too_large", f"request body exceeds the {limit} byte limit")
+                response = render_error(
+                    Request(scope), 413, "too_large", f"request body exceeds the {limit} byte limit"
+                )
                 await response(scope, receive, send)
                 self.metrics.requests.labels(scope["method"], "unmatched", "413").inc()
                 return

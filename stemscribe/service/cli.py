@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Annotated, Optional
+from datetime import UTC, datetime
+from typing import Annotated
 
 import typer
 
@@ -25,13 +25,17 @@ def _store():  # type: ignore[no-untyped-def]
 
 
 def _when(t: float | None) -> str:
-    return "-" if t is None else datetime.fromtimestamp(t, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+    return "-" if t is None else datetime.fromtimestamp(t, tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind; a loopback address allows token-less local use.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to bind; a loopback address allows token-less local use.")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-    workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: STEMSCRIBE_WORKERS or 1).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default: STEMSCRIBE_WORKERS or 1).")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
     """Start the API server (FastAPI under uvicorn) with its workers, on the embedded defaults."""
@@ -73,7 +77,9 @@ def keys_create(name: Annotated[str, typer.Option("--name", help="A label for th
 def keys_list() -> None:
     """List keys: id, name, prefix, created, revoked."""
     for p in _store().list_keys():
-        typer.echo(f"{p.id}\t{p.name}\t{p.key_prefix}…\tcreated {_when(p.created_at)}\trevoked {_when(p.revoked_at)}")
+        typer.echo(
+            f"{p.id}\t{p.name}\t{p.key_prefix}…\tcreated {_when(p.created_at)}\trevoked {_when(p.revoked_at)}"
+        )
 
 
 @keys_app.command("revoke")

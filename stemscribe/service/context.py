@@ -110,7 +110,14 @@ class ServiceContext:
     # --- audio in ---------------------------------------------------------------------------------
 
     def _accept_file(
-        self, principal: Principal, tmp: Path, *, filename: str, content_type: str | None, source: str, source_url: str | None
+        self,
+        principal: Principal,
+        tmp: Path,
+        *,
+        filename: str,
+        content_type: str | None,
+        source: str,
+        source_url: str | None,
     ) -> AudioRecord:
         """Decode the file at `tmp`, then keep it as a new audio; the temp file is consumed either way."""
         try:
@@ -166,7 +173,9 @@ class ServiceContext:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return self._accept_file(principal, tmp, filename=filename, content_type=content_type, source="upload", source_url=None)
+        return self._accept_file(
+            principal, tmp, filename=filename, content_type=content_type, source="upload", source_url=None
+        )
 
     def accept_url(self, principal: Principal, url: str) -> AudioRecord:
         """Download `url` (guarded, capped), decode it, record it."""
@@ -203,12 +212,16 @@ class ServiceContext:
             raise ApiError(400, "bad_request", str(exc)) from None
         except httpx.HTTPError as exc:
             tmp.unlink(missing_ok=True)
-            raise ApiError(400, "bad_request", f"could not fetch {url}: {type(exc).__name__}: {exc}") from None
+            raise ApiError(
+                400, "bad_request", f"could not fetch {url}: {type(exc).__name__}: {exc}"
+            ) from None
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
         name = Path(httpx.URL(final_url).path).name or "audio"
-        return self._accept_file(principal, tmp, filename=name, content_type=content_type, source="url", source_url=url)
+        return self._accept_file(
+            principal, tmp, filename=name, content_type=content_type, source="url", source_url=url
+        )
 
     def get_audio(self, principal: Principal, audio_id: str) -> AudioRecord:
         audio = self.store.peek_audio(audio_id, principal.id) if audio_id else None
@@ -273,7 +286,9 @@ class ServiceContext:
             request=request,
             trace_id=str(uuid.uuid4()),
             callback_url=self.check_callback(callback_url),
-            base_url=self.settings.public_url.rstrip("/") if self.settings.public_url else base_url.rstrip("/"),
+            base_url=self.settings.public_url.rstrip("/")
+            if self.settings.public_url
+            else base_url.rstrip("/"),
             created_at=now,
             expires_at=now + self.settings.result_ttl_days * 86400,
             attempts=0,
@@ -298,14 +313,22 @@ class ServiceContext:
 
     @staticmethod
     def is_expired(task: TaskRecord) -> bool:
-        return task.state == TaskState.EXPIRED.value or task.purged_at is not None or task.expires_at <= time.time()
+        return (
+            task.state == TaskState.EXPIRED.value
+            or task.purged_at is not None
+            or task.expires_at <= time.time()
+        )
 
     def state_of(self, task: TaskRecord) -> str:
         return TaskState.EXPIRED.value if self.is_expired(task) else task.state
 
     def result(self, task: TaskRecord) -> dict[str, Any] | None:
         """The stored Result dict of a succeeded transcription (cached; results never change)."""
-        if task.kind != TaskKind.TRANSCRIBE.value or task.state != TaskState.SUCCEEDED.value or self.is_expired(task):
+        if (
+            task.kind != TaskKind.TRANSCRIBE.value
+            or task.state != TaskState.SUCCEEDED.value
+            or self.is_expired(task)
+        ):
             return None
         with self._lock:
             cached = self._results.get(task.id)
@@ -326,12 +349,18 @@ class ServiceContext:
 
     def require_result(self, task: TaskRecord) -> dict[str, Any]:
         if self.is_expired(task):
-            raise ApiError(410, "expired", f"task {task.id!r} expired; its results were deleted", task_id=task.id)
+            raise ApiError(
+                410, "expired", f"task {task.id!r} expired; its results were deleted", task_id=task.id
+            )
         if task.state == TaskState.FAILED.value:
-            raise ApiError(409, "task_failed", f"task {task.id!r} failed: {task.error_message}", task_id=task.id)
+            raise ApiError(
+                409, "task_failed", f"task {task.id!r} failed: {task.error_message}", task_id=task.id
+            )
         result = self.result(task)
         if result is None:
-            raise ApiError(409, "not_ready", f"task {task.id!r} is {task.state}; no result yet", task_id=task.id)
+            raise ApiError(
+                409, "not_ready", f"task {task.id!r} is {task.state}; no result yet", task_id=task.id
+            )
         return result
 
     def artifact(self, task: TaskRecord, name: str) -> Path | BinaryIO:

@@ -12,7 +12,9 @@ from stemscribe.jobs.models import Principal
 from stemscribe.service.context import ServiceContext
 from stemscribe.service.errors import ApiError
 
-bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer <key>` (see `stemscribe keys create`)")
+bearer = HTTPBearer(
+    auto_error=False, description="`Authorization: Bearer <key>` (see `stemscribe keys create`)"
+)
 
 
 async def get_ctx(request: Request) -> ServiceContext:
@@ -47,7 +49,8 @@ async def authenticate(
             raise ApiError(
                 401,
                 "no_token",
-                "an API key is required: send `Authorization: Bearer <key>` (create one with `stemscribe keys create`)",
+                "an API key is required: send `Authorization: Bearer <key>` "
+                "(create one with `stemscribe keys create`)",
             )
         principal = ctx.local()
     wait = ctx.limiter.check(principal.id)

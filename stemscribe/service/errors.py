@@ -56,7 +56,13 @@ class ApiError(HTTPException):
     """An error answer: HTTP status, a short machine code and a message for people."""
 
     def __init__(
-        self, status: int, code: str, message: str, *, task_id: str | None = None, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        task_id: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(status_code=status, detail=message, headers=headers)
         self.code = code
@@ -101,7 +107,9 @@ def library_error(exc: StemscribeError) -> ApiError:
     return ApiError(500, "api_error", str(exc))
 
 
-def render_error(request: Request, status: int, code: str, message: str, task_id: str | None = None) -> JSONResponse:
+def render_error(
+    request: Request, status: int, code: str, message: str, task_id: str | None = None
+) -> JSONResponse:
     dialect = dialect_of(request.url.path)
     body: dict[str, Any]
     if dialect is Dialect.ACEDATA:
@@ -160,7 +168,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
-        return JSONResponse({"error": {"code": "client_disconnected", "message": "client went away"}}, status_code=499)
+        return JSONResponse(
+            {"error": {"code": "client_disconnected", "message": "client went away"}}, status_code=499
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

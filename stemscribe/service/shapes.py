@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from stemscribe.jobs.models import AudioRecord, Principal, TaskKind, TaskRecord, TaskState
@@ -20,7 +20,7 @@ def iso(t: float | None) -> str | None:
     """ISO 8601 UTC with milliseconds ("2025-01-05T07:49:16.881Z"), or None."""
     if t is None:
         return None
-    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(t, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def ms(t: float | None) -> int | None:
@@ -145,7 +145,12 @@ def acedata_stem_items(ctx: ServiceContext, task: TaskRecord) -> list[dict[str, 
 
 
 def acedata_audios_answer(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any]:
-    return {"success": True, "task_id": task.id, "trace_id": task.trace_id, "data": acedata_stem_items(ctx, task)}
+    return {
+        "success": True,
+        "task_id": task.id,
+        "trace_id": task.trace_id,
+        "data": acedata_stem_items(ctx, task),
+    }
 
 
 def acedata_response(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any] | None:
@@ -246,7 +251,12 @@ KIE_CALLBACK_FIELDS = (
     "vocal_url instrumental_url backing_vocals_url drums_url bass_url guitar_url keyboard_url "
     "percussion_url strings_url synth_url fx_url brass_url woodwinds_url"
 ).split()
-KIE_SEPARATION_FLAGS = {"queued": "PENDING", "running": "PENDING", "succeeded": "SUCCESS", "failed": "GENERATE_AUDIO_FAILED"}
+KIE_SEPARATION_FLAGS = {
+    "queued": "PENDING",
+    "running": "PENDING",
+    "succeeded": "SUCCESS",
+    "failed": "GENERATE_AUDIO_FAILED",
+}
 KIE_MIDI_FLAGS = {"queued": 0, "running": 0, "succeeded": 1, "failed": 3}
 
 
@@ -254,7 +264,9 @@ def kie_ok(data: Any) -> dict[str, Any]:
     return {"code": 200, "msg": "success", "data": data}
 
 
-def _kie_stem_urls(ctx: ServiceContext, task: TaskRecord) -> tuple[dict[str, str | None], dict[str, str | None], list]:
+def _kie_stem_urls(
+    ctx: ServiceContext, task: TaskRecord
+) -> tuple[dict[str, str | None], dict[str, str | None], list]:
     record = dict.fromkeys(KIE_RECORD_FIELDS)
     callback = dict.fromkeys(KIE_CALLBACK_FIELDS)
     origin = []
@@ -308,7 +320,11 @@ def kie_separation_callback(ctx: ServiceContext, task: TaskRecord) -> dict[str, 
         return {"code": 501, "msg": task.error_message or "separation failed", "data": {"task_id": task.id}}
     _, callback, _ = _kie_stem_urls(ctx, task)
     info = {"origin_url": ctx.link(task.base_url, "audio", task.audio_id, task.expires_at), **callback}
-    return {"code": 200, "msg": "vocal separation completed", "data": {"task_id": task.id, "vocal_separation_info": info}}
+    return {
+        "code": 200,
+        "msg": "vocal separation completed",
+        "data": {"task_id": task.id, "vocal_separation_info": info},
+    }
 
 
 def kie_midi_data(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any] | None:
@@ -339,7 +355,12 @@ def kie_midi_record(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any]:
 def kie_midi_callback(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any]:
     data = kie_midi_data(ctx, task) if task.state == TaskState.SUCCEEDED.value else None
     if data is None:
-        return {"task_id": task.id, "code": 500, "msg": task.error_message or "MIDI generation failed", "data": None}
+        return {
+            "task_id": task.id,
+            "code": 500,
+            "msg": task.error_message or "MIDI generation failed",
+            "data": None,
+        }
     return {"task_id": task.id, "code": 200, "msg": "success", "data": data}
 
 

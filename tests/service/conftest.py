@@ -24,11 +24,15 @@ from stemscribe.stems import Family
 LOOPBACK = ("127.0.0.1", 50000)
 
 
-def tone_wav(seconds: float = 1.0, freqs: tuple[float, ...] = (440.0,), sr: int = 16000, fmt: str = "WAV") -> bytes:
+def tone_wav(
+    seconds: float = 1.0, freqs: tuple[float, ...] = (440.0,), sr: int = 16000, fmt: str = "WAV"
+) -> bytes:
     """A few sine tones one after another, as WAV (or FLAC) bytes."""
     t = np.arange(int(seconds * sr)) / sr
     parts = np.array_split(t, len(freqs))
-    y = np.concatenate([0.3 * np.sin(2 * np.pi * f * p) for f, p in zip(freqs, parts, strict=True)]).astype(np.float32)
+    y = np.concatenate([0.3 * np.sin(2 * np.pi * f * p) for f, p in zip(freqs, parts, strict=True)]).astype(
+        np.float32
+    )
     buf = io.BytesIO()
     sf.write(buf, y, sr, format=fmt)
     return buf.getvalue()
@@ -145,9 +149,13 @@ def make_client(
 ) -> Iterator[Callable[..., TestClient]]:
     clients: list[TestClient] = []
 
-    def make(settings: Settings = settings, transcriber: Any = fake, *, same_dir: bool = False, **kwargs: Any) -> TestClient:
+    def make(
+        settings: Settings = settings, transcriber: Any = fake, *, same_dir: bool = False, **kwargs: Any
+    ) -> TestClient:
         if clients and not same_dir:  # each live app gets its own database, so workers do not mix
-            settings = settings.model_copy(update={"data_dir": settings.data_dir.with_name(f"data{len(clients)}")})
+            settings = settings.model_copy(
+                update={"data_dir": settings.data_dir.with_name(f"data{len(clients)}")}
+            )
         app = create_app(
             settings,
             transcriber_factory=lambda _s: transcriber,
@@ -170,9 +178,15 @@ def client(make_client: Callable[..., TestClient]) -> TestClient:
     return make_client()
 
 
-def upload(client: TestClient, data: bytes | None = None, name: str = "song.wav", headers: Any = None) -> dict[str, Any]:
+def upload(
+    client: TestClient, data: bytes | None = None, name: str = "song.wav", headers: Any = None
+) -> dict[str, Any]:
     headers = {k: v for k, v in (headers or {}).items() if k.lower() != "content-type"}
-    r = client.post("/v1/uploads", files={"file": (name, data or tone_wav(2.0, (220.0, 330.0)), "audio/wav")}, headers=headers)
+    r = client.post(
+        "/v1/uploads",
+        files={"file": (name, data or tone_wav(2.0, (220.0, 330.0)), "audio/wav")},
+        headers=headers,
+    )
     assert r.status_code == 201, r.text
     return r.json()
 

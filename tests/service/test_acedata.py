@@ -16,7 +16,11 @@ from tests.service.conftest import FakeTranscriber, Receiver, upload
 
 def seed_headers(token: str) -> dict[str, str]:
     # Seed 000's headers, verbatim but for the token.
-    return {"accept": "application/json", "authorization": f"Bearer {token}", "content-type": "application/json"}
+    return {
+        "accept": "application/json",
+        "authorization": f"Bearer {token}",
+        "content-type": "application/json",
+    }
 
 
 @pytest.fixture
@@ -45,17 +49,25 @@ def test_seed_000_request_answers_the_seed_shape(keyed: tuple[TestClient, str, A
     assert inst["name"] == "Acoustic Grand Piano"
     for note in inst["notes"]:
         assert set(note) >= {"pitch", "start", "end", "velocity"}
-        assert isinstance(note["pitch"], int) and isinstance(note["start"], float) and isinstance(note["end"], float)
+        assert (
+            isinstance(note["pitch"], int)
+            and isinstance(note["start"], float)
+            and isinstance(note["end"], float)
+        )
         assert 0 <= note["velocity"] <= 1 and note["end"] > note["start"]
 
     # POST /suno/tasks looks it up, with the original request and the same answer.
-    r = client.post("/suno/tasks", json={"id": body["task_id"], "action": "retrieve"}, headers=seed_headers(key))
+    r = client.post(
+        "/suno/tasks", json={"id": body["task_id"], "action": "retrieve"}, headers=seed_headers(key)
+    )
     task = r.json()
     assert task["id"] == body["task_id"] and task["trace_id"] == body["trace_id"]
     assert task["request"] == payload and task["response"] == body
     assert task["finished_at"] >= task["started_at"] >= task["created_at"] and task["elapsed"] >= 0
     r = client.post(
-        "/suno/tasks", json={"ids": [body["task_id"], "missing"], "action": "retrieve_batch"}, headers=seed_headers(key)
+        "/suno/tasks",
+        json={"ids": [body["task_id"], "missing"], "action": "retrieve_batch"},
+        headers=seed_headers(key),
     )
     assert r.json()["count"] == 1 and r.json()["items"][0]["id"] == body["task_id"]
 
@@ -79,7 +91,9 @@ def test_callback_answers_task_id_then_posts_the_signed_result(
     assert body["success"] is True and body["task_id"] == task_id
     assert body["data"][0]["state"] == "complete" and body["data"][0]["instruments"]
     # The callback body equals what the synchronous answer would have been.
-    retrieved = client.post("/suno/tasks", json={"id": task_id, "action": "retrieve"}, headers=seed_headers(key)).json()
+    retrieved = client.post(
+        "/suno/tasks", json={"id": task_id, "action": "retrieve"}, headers=seed_headers(key)
+    ).json()
     assert retrieved["response"] == body
 
 
@@ -99,7 +113,18 @@ def test_upload_by_url_and_all_stems(keyed: tuple[TestClient, str, Any], no_demu
     items = r.json()["data"]
     assert {i["title"] for i in items} == {"song (Drums)", "song (Harmonic)"}
     for item in items:
-        assert set(item) >= {"id", "title", "image_url", "lyric", "audio_url", "video_url", "created_at", "model", "state", "duration"}
+        assert set(item) >= {
+            "id",
+            "title",
+            "image_url",
+            "lyric",
+            "audio_url",
+            "video_url",
+            "created_at",
+            "model",
+            "state",
+            "duration",
+        }
         assert item["state"] == "succeeded" and item["model"] == "hpss"
         assert client.get(item["audio_url"]).headers["content-type"] == "audio/flac"
     # A stem's id is an audio_id for /suno/midi.
@@ -108,7 +133,9 @@ def test_upload_by_url_and_all_stems(keyed: tuple[TestClient, str, Any], no_demu
     assert r.json()["success"] is True
 
 
-def test_stems_without_demucs_names_the_fetch_command(keyed: tuple[TestClient, str, Any], no_demucs: None) -> None:
+def test_stems_without_demucs_names_the_fetch_command(
+    keyed: tuple[TestClient, str, Any], no_demucs: None
+) -> None:
     client, key, _ = keyed
     audio_id = upload(client, headers={"authorization": f"Bearer {key}"})["id"]
     r = client.post("/suno/audios", json={"action": "stems", "audio_id": audio_id}, headers=seed_headers(key))
@@ -136,22 +163,46 @@ def test_error_table_of_seed_004(make_client: Any, settings: Settings) -> None:
 
     assert "audio_id" in ace_error(client.post("/suno/midi", json={}, headers=h), 400, "bad_request")
     assert "not implemented" in ace_error(
-        client.post("/suno/audios", json={"action": "generate", "prompt": "x"}, headers=h), 400, "api_not_implemented"
+        client.post("/suno/audios", json={"action": "generate", "prompt": "x"}, headers=h),
+        400,
+        "api_not_implemented",
     )
     ace_error(client.post("/suno/midi", json={"audio_id": audio_id}), 400, "no_token")
-    ace_error(client.post("/suno/midi", json={"audio_id": audio_id}, headers=seed_headers("sk_nope")), 401, "invalid_token")
-    ace_error(client.post("/suno/midi", json={"audio_id": audio_id}, headers=seed_headers(revoked_key)), 403, "forbidden")
-    ace_error(client.post("/suno/midi", json={"audio_id": "c65e6ffd-ead3-4926-9c8c-a42ce202946b"}, headers=h), 404, "not_found")
-    ace_error(client.post("/suno/tasks", json={"id": "nope", "action": "retrieve"}, headers=h), 404, "not_found")
     ace_error(
-        client.post("/suno/upload", json={"audio_url": "https://music.example/big.wav"}, headers=h), 413, "too_large"
+        client.post("/suno/midi", json={"audio_id": audio_id}, headers=seed_headers("sk_nope")),
+        401,
+        "invalid_token",
     )
-    ace_error(client.post("/suno/upload", json={"audio_url": "https://music.example/text"}, headers=h), 400, "bad_request")
+    ace_error(
+        client.post("/suno/midi", json={"audio_id": audio_id}, headers=seed_headers(revoked_key)),
+        403,
+        "forbidden",
+    )
+    ace_error(
+        client.post("/suno/midi", json={"audio_id": "c65e6ffd-ead3-4926-9c8c-a42ce202946b"}, headers=h),
+        404,
+        "not_found",
+    )
+    ace_error(
+        client.post("/suno/tasks", json={"id": "nope", "action": "retrieve"}, headers=h), 404, "not_found"
+    )
+    ace_error(
+        client.post("/suno/upload", json={"audio_url": "https://music.example/big.wav"}, headers=h),
+        413,
+        "too_large",
+    )
+    ace_error(
+        client.post("/suno/upload", json={"audio_url": "https://music.example/text"}, headers=h),
+        400,
+        "bad_request",
+    )
 
     limited = make_client(settings.model_copy(update={"rate_limit_per_s": 0.5, "rate_limit_burst": 1}))
     lkey = limited.app.state.ctx.store.create_key("l")[1]
     limited.post("/suno/tasks", json={"id": "x"}, headers=seed_headers(lkey))
-    ace_error(limited.post("/suno/tasks", json={"id": "x"}, headers=seed_headers(lkey)), 429, "too_many_requests")
+    ace_error(
+        limited.post("/suno/tasks", json={"id": "x"}, headers=seed_headers(lkey)), 429, "too_many_requests"
+    )
 
     failing = make_client(transcriber=FakeTranscriber(fail=ModelError("model exploded")))
     fkey = failing.app.state.ctx.store.create_key("f")[1]
@@ -159,7 +210,9 @@ def test_error_table_of_seed_004(make_client: Any, settings: Settings) -> None:
     r = failing.post("/suno/midi", json={"audio_id": fid}, headers=seed_headers(fkey))
     assert "model exploded" in ace_error(r, 500, "api_error") and r.json()["task_id"]
 
-    slow = make_client(settings.model_copy(update={"sync_wait_s": 0.2}), transcriber=FakeTranscriber(delay=1.0))
+    slow = make_client(
+        settings.model_copy(update={"sync_wait_s": 0.2}), transcriber=FakeTranscriber(delay=1.0)
+    )
     skey = slow.app.state.ctx.store.create_key("s")[1]
     sid = upload(slow, headers={"authorization": f"Bearer {skey}"})["id"]
     r = slow.post("/suno/midi", json={"audio_id": sid}, headers=seed_headers(skey))

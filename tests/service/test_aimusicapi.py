@@ -15,10 +15,12 @@ from tests.service.conftest import FakeTranscriber, upload
 def test_seed_001_curl_request(client: TestClient) -> None:
     _, key = client.app.state.ctx.store.create_key("curl")  # type: ignore[attr-defined]
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
-    clip = client.post("/api/v1/suno/upload", json={"url": "https://music.example/song.wav"}, headers=headers).json()
+    clip = client.post(
+        "/api/v1/suno/upload", json={"url": "https://music.example/song.wav"}, headers=headers
+    ).json()
     assert clip["code"] == 200 and clip["message"] == "success" and clip["clip_id"]
     # curl --location --request POST '.../api/v1/suno/midi' --data-raw '{"clip_id": ...}'
-    raw = '{\n    "clip_id":"%s"\n}' % clip["clip_id"]
+    raw = '{\n    "clip_id":"' + clip["clip_id"] + '"\n}'
     r = client.post("/api/v1/suno/midi", content=raw.encode(), headers=headers)
     assert r.status_code == 200, r.text
     body = r.json()
@@ -46,7 +48,11 @@ def test_in_progress_answer_then_result(make_client: Any, settings: Any) -> None
     client = make_client(settings.model_copy(update={"aimusic_wait_s": 0.2}), transcriber=slow)
     clip_id = upload(client)["id"]
     first = client.post("/api/v1/suno/midi", json={"clip_id": clip_id}).json()
-    assert first["code"] == 202 and first["data"]["midi_url"] is None and first["data"]["state"] in ("pending", "running")
+    assert (
+        first["code"] == 202
+        and first["data"]["midi_url"] is None
+        and first["data"]["state"] in ("pending", "running")
+    )
     slow.gate.set()
     for _ in range(100):
         body = client.post("/api/v1/suno/midi", json={"clip_id": clip_id}).json()

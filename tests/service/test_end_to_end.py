@@ -19,7 +19,9 @@ def test_real_transcriber_in_a_worker_process(tmp_path: Any) -> None:
     sr = 22050
     t = np.arange(sr) / sr
     # C4, E4, G4, one second each.
-    clip = np.concatenate([0.4 * np.sin(2 * np.pi * f * t) for f in (261.63, 329.63, 392.0)]).astype(np.float32)
+    clip = np.concatenate([0.4 * np.sin(2 * np.pi * f * t) for f in (261.63, 329.63, 392.0)]).astype(
+        np.float32
+    )
     wav = io.BytesIO()
     sf.write(wav, clip, sr, format="WAV")
 

@@ -26,7 +26,9 @@ from tests.service.conftest import LOOPBACK, FakeTranscriber, Receiver, upload, 
 def test_webhook_retries_keep_one_id_and_show_state(client: TestClient, receiver: Receiver) -> None:
     receiver.statuses = [500, 503]
     up = upload(client)
-    task = client.post("/v1/transcriptions", json={"audio_id": up["id"], "callback_url": "https://hooks.example/n"}).json()
+    task = client.post(
+        "/v1/transcriptions", json={"audio_id": up["id"], "callback_url": "https://hooks.example/n"}
+    ).json()
     reqs = receiver.wait(3)
     assert len({r.headers["webhook-id"] for r in reqs}) == 1
     assert all(r.content == reqs[0].content for r in reqs)
@@ -46,7 +48,9 @@ def test_webhook_retries_keep_one_id_and_show_state(client: TestClient, receiver
 def test_webhook_gives_up_after_the_configured_attempts(client: TestClient, receiver: Receiver) -> None:
     receiver.statuses = [500] * 10
     up = upload(client)
-    task = client.post("/v1/transcriptions", json={"audio_id": up["id"], "callback_url": "https://hooks.example/n"}).json()
+    task = client.post(
+        "/v1/transcriptions", json={"audio_id": up["id"], "callback_url": "https://hooks.example/n"}
+    ).json()
     receiver.wait(3)
     time.sleep(0.3)
     assert len(receiver.requests) == 3
@@ -60,7 +64,9 @@ def test_queued_tasks_and_pending_webhooks_survive_a_restart(
     # First server: no workers, so the task stays queued.
     first = make_client(settings.model_copy(update={"workers": 0}))
     up = upload(first)
-    task = first.post("/v1/transcriptions", json={"audio_id": up["id"], "callback_url": "https://hooks.example/r"}).json()
+    task = first.post(
+        "/v1/transcriptions", json={"audio_id": up["id"], "callback_url": "https://hooks.example/r"}
+    ).json()
     first.__exit__(None, None, None)
     # Second server on the same data: runs it; its first callback attempt fails, and it stops.
     receiver.statuses = [500]
@@ -136,7 +142,15 @@ def local_receiver() -> Iterator[str]:
 
 
 def test_guard_refuses_private_addresses_on_connect(local_receiver: str) -> None:
-    for address in ("127.0.0.1", "::1", "10.1.2.3", "192.168.0.1", "169.254.169.254", "::ffff:127.0.0.1", "fd00:ec2::254"):
+    for address in (
+        "127.0.0.1",
+        "::1",
+        "10.1.2.3",
+        "192.168.0.1",
+        "169.254.169.254",
+        "::ffff:127.0.0.1",
+        "fd00:ec2::254",
+    ):
         assert refusal_reason(address) is not None, address
     assert refusal_reason("93.184.216.34") is None
     with guarded_client() as c, pytest.raises(BlockedAddressError, match="loopback"):
@@ -151,14 +165,22 @@ def test_guard_refuses_private_addresses_on_connect(local_receiver: str) -> None
 def test_real_callback_to_a_local_receiver(tmp_path: Any, local_receiver: str, fake: FakeTranscriber) -> None:
     def run(allow: bool) -> TestClient:
         s = Settings(
-            data_dir=tmp_path / f"d{allow}", workers=1, worker_threads=True, allow_private_urls=allow,
-            webhook_backoff_s=0.05, webhook_poll_s=0.05, webhook_attempts=2, secret_key="k",
+            data_dir=tmp_path / f"d{allow}",
+            workers=1,
+            worker_threads=True,
+            allow_private_urls=allow,
+            webhook_backoff_s=0.05,
+            webhook_poll_s=0.05,
+            webhook_attempts=2,
+            secret_key="k",
         )
         return TestClient(create_app(s, transcriber_factory=lambda _s: fake), client=LOOPBACK)
 
     with run(False) as refused:
         up = upload(refused)
-        task = refused.post("/v1/transcriptions", json={"audio_id": up["id"], "callback_url": local_receiver}).json()
+        task = refused.post(
+            "/v1/transcriptions", json={"audio_id": up["id"], "callback_url": local_receiver}
+        ).json()
         for _ in range(200):
             cb = refused.get(f"/v1/transcriptions/{task['id']}").json()["callback"]
             if cb["state"] == "failed":
@@ -176,7 +198,9 @@ def test_real_callback_to_a_local_receiver(tmp_path: Any, local_receiver: str, f
             time.sleep(0.05)
         headers, body = _Hook.received[0]
         secret = allowed.app.state.ctx.local().webhook_secret  # type: ignore[attr-defined]
-        assert Webhook(secret).verify(body, {k.lower(): v for k, v in headers.items()})["state"] == "succeeded"
+        assert (
+            Webhook(secret).verify(body, {k.lower(): v for k, v in headers.items()})["state"] == "succeeded"
+        )
 
 
 def test_fetch_guard_applies_to_audio_urls(tmp_path: Any, fake: FakeTranscriber) -> None:
@@ -194,7 +218,10 @@ def test_redirects_to_private_addresses_are_refused() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(302, headers={"location": "file:///etc/passwd"})
 
-    with pytest.raises(BlockedAddressError), fetch_stream(
-        "https://a.example/x", allow_private=False, timeout=5, transport=httpx.MockTransport(handler)
+    with (
+        pytest.raises(BlockedAddressError),
+        fetch_stream(
+            "https://a.example/x", allow_private=False, timeout=5, transport=httpx.MockTransport(handler)
+        ),
     ):
         pass

@@ -17,7 +17,9 @@ from tests.service.conftest import FakeTranscriber, Receiver, upload
 
 def kie_verify(secret: str, task_id: str, headers: Any) -> None:
     ts = headers["x-webhook-timestamp"]
-    expected = base64.b64encode(hmac.new(secret.encode(), f"{task_id}.{ts}".encode(), hashlib.sha256).digest()).decode()
+    expected = base64.b64encode(
+        hmac.new(secret.encode(), f"{task_id}.{ts}".encode(), hashlib.sha256).digest()
+    ).decode()
     assert hmac.compare_digest(expected, headers["x-webhook-signature"])
     assert abs(int(ts) - time.time()) < 60
 
@@ -74,12 +76,19 @@ def test_split_stem_then_midi_of_all_tracks(client: TestClient, receiver: Receiv
     audio_id = upload(client, headers=headers)["id"]
     r = client.post(
         "/api/v1/vocal-removal/generate",
-        json={"taskId": audio_id, "audioId": audio_id, "type": "split_stem", "callBackUrl": "https://example.callback/sep"},
+        json={
+            "taskId": audio_id,
+            "audioId": audio_id,
+            "type": "split_stem",
+            "callBackUrl": "https://example.callback/sep",
+        },
         headers=headers,
     )
     assert r.json()["code"] == 200, r.text
     sep_id = r.json()["data"]["taskId"]
-    rec = poll(client, "/api/v1/vocal-removal/record-info", sep_id, headers, lambda d: d["successFlag"] != "PENDING")
+    rec = poll(
+        client, "/api/v1/vocal-removal/record-info", sep_id, headers, lambda d: d["successFlag"] != "PENDING"
+    )
     assert rec["successFlag"] == "SUCCESS" and rec["musicId"] == audio_id
     resp = rec["response"]
     assert {o["stem_type_group_name"] for o in resp["originData"]} == {"Drums", "Harmonic"}
@@ -94,7 +103,9 @@ def test_split_stem_then_midi_of_all_tracks(client: TestClient, receiver: Receiv
     assert info["drums_url"] == resp["drumsUrl"] and info["vocal_url"] is None and "woodwinds_url" in info
 
     r = client.post(
-        "/api/v1/midi/generate", json={"taskId": sep_id, "callBackUrl": "https://example.callback/midi"}, headers=headers
+        "/api/v1/midi/generate",
+        json={"taskId": sep_id, "callBackUrl": "https://example.callback/midi"},
+        headers=headers,
     )
     midi_id = r.json()["data"]["taskId"]
     rec = poll(client, "/api/v1/midi/record-info", midi_id, headers, lambda d: d["successFlag"] != 0)
@@ -107,7 +118,13 @@ def test_split_stem_then_midi_of_all_tracks(client: TestClient, receiver: Receiv
         json={"taskId": sep_id, "audioId": one, "callBackUrl": "https://example.callback/midi"},
         headers=headers,
     )
-    rec = poll(client, "/api/v1/midi/record-info", r.json()["data"]["taskId"], headers, lambda d: d["successFlag"] != 0)
+    rec = poll(
+        client,
+        "/api/v1/midi/record-info",
+        r.json()["data"]["taskId"],
+        headers,
+        lambda d: d["successFlag"] != 0,
+    )
     assert rec["audioId"] == one and len(rec["midiData"]["instruments"]) == 1
 
 
@@ -115,7 +132,11 @@ def test_failure_callback_and_errors(make_client: Any, receiver: Receiver) -> No
     client = make_client(transcriber=FakeTranscriber(fail=ModelError("no model")))
     headers, _ = keyed(client)
     audio_id = upload(client, headers=headers)["id"]
-    r = client.post("/api/v1/midi/generate", json={"taskId": audio_id, "callBackUrl": "https://cb.example/x"}, headers=headers)
+    r = client.post(
+        "/api/v1/midi/generate",
+        json={"taskId": audio_id, "callBackUrl": "https://cb.example/x"},
+        headers=headers,
+    )
     task_id = r.json()["data"]["taskId"]
     receiver.wait(1)
     assert receiver.json() == {"task_id": task_id, "code": 500, "msg": "no model", "data": None}
@@ -123,14 +144,27 @@ def test_failure_callback_and_errors(make_client: Any, receiver: Receiver) -> No
     assert rec["successFlag"] == 3 and rec["errorMessage"] == "no model"
 
     r = client.post("/api/v1/midi/generate", json={"taskId": audio_id}, headers=headers)
-    assert r.status_code == 422 and r.json()["code"] == 422 and "callBackUrl" in r.json()["msg"] and r.json()["data"] is None
-    r = client.post("/api/v1/midi/generate", json={"taskId": "nope", "callBackUrl": "https://cb.example"}, headers=headers)
+    assert (
+        r.status_code == 422
+        and r.json()["code"] == 422
+        and "callBackUrl" in r.json()["msg"]
+        and r.json()["data"] is None
+    )
+    r = client.post(
+        "/api/v1/midi/generate", json={"taskId": "nope", "callBackUrl": "https://cb.example"}, headers=headers
+    )
     assert r.status_code == 404 and r.json()["code"] == 404
     r = client.get("/api/v1/midi/record-info", params={"taskId": "nope"}, headers=headers)
     assert r.status_code == 404
-    r = client.post("/api/v1/midi/generate", json={"taskId": audio_id, "callBackUrl": "http://169.254.169.254/x"}, headers=headers)
+    r = client.post(
+        "/api/v1/midi/generate",
+        json={"taskId": audio_id, "callBackUrl": "http://169.254.169.254/x"},
+        headers=headers,
+    )
     assert r.status_code == 200  # the address is checked when the callback is sent
-    r = client.post("/api/v1/midi/generate", json={"taskId": audio_id, "callBackUrl": "ftp://cb.example"}, headers=headers)
+    r = client.post(
+        "/api/v1/midi/generate", json={"taskId": audio_id, "callBackUrl": "ftp://cb.example"}, headers=headers
+    )
     assert r.status_code == 400 and r.json()["code"] == 400
     r = client.get("/api/v1/midi/record-info", params={"taskId": task_id})
     assert r.status_code == 401 and r.json()["code"] == 401

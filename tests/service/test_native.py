@@ -35,7 +35,12 @@ def test_upload_then_transcribe_then_download(client: TestClient) -> None:
     for url in (done["midi_url"], done["midi_quantized_url"]):
         mid = client.get(url)
         assert mid.status_code == 200 and mid.headers["content-type"] == "audio/midi"
-        notes = [m.note for t in mido.MidiFile(file=io.BytesIO(mid.content)).tracks for m in t if m.type == "note_on" and m.velocity > 0]
+        notes = [
+            m.note
+            for t in mido.MidiFile(file=io.BytesIO(mid.content)).tracks
+            for m in t
+            if m.type == "note_on" and m.velocity > 0
+        ]
         assert sorted(notes) == [60, 61]
 
     listing = client.get("/v1/transcriptions?limit=5").json()
@@ -80,7 +85,9 @@ def test_bad_inputs_answer_clear_errors(client: TestClient, settings: Settings) 
     r = client.post("/v1/uploads", files={"file": ("empty.wav", b"", "audio/wav")})
     assert r.status_code == 400 and "empty" in error(r)["message"]
 
-    r = client.post("/v1/uploads", files={"file": ("big.wav", b"\0" * (settings.max_upload_bytes + 10), "audio/wav")})
+    r = client.post(
+        "/v1/uploads", files={"file": ("big.wav", b"\0" * (settings.max_upload_bytes + 10), "audio/wav")}
+    )
     assert r.status_code == 413 and error(r)["code"] == "too_large"
 
     up = upload(client)
@@ -130,7 +137,9 @@ def test_keys_isolate_callers_and_gate_local_access(client: TestClient) -> None:
     assert client.get(f"/v1/transcriptions/{task['id']}", headers=b).status_code == 404
     assert client.get(f"/v1/uploads/{up['id']}/audio", headers=b).status_code == 404
     assert client.post("/v1/transcriptions", json={"audio_id": up["id"]}, headers=b).status_code == 404
-    assert client.post("/v1/transcriptions", json={"audio_id": local_upload["id"]}, headers=a).status_code == 404
+    assert (
+        client.post("/v1/transcriptions", json={"audio_id": local_upload["id"]}, headers=a).status_code == 404
+    )
     assert client.delete(f"/v1/transcriptions/{task['id']}", headers=b).status_code == 404
     assert client.get("/v1/transcriptions", headers=b).json()["count"] == 0
     assert wait_task(client, task["id"], headers=a)["state"] == "succeeded"
@@ -181,4 +190,6 @@ def test_health_and_metrics(client: TestClient) -> None:
     text = client.get("/metrics").text
     assert 'stemscribe_http_requests_total{method="GET",route="/v1/transcriptions",status="200"}' in text
     assert "stemscribe_http_request_seconds_bucket" in text
-    assert TestClient(client.app, client=LOOPBACK).get("/openapi.json").json()["info"]["title"] == "stemscribe"
+    assert (
+        TestClient(client.app, client=LOOPBACK).get("/openapi.json").json()["info"]["title"] == "stemscribe"
+    )

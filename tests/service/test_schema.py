@@ -8,7 +8,6 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is not installed (dev extra)")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
-
 from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
 from stemscribe.service import create_app  # noqa: E402
@@ -17,7 +16,16 @@ from stemscribe.settings import Settings  # noqa: E402
 
 def _app(tmp_path_factory: Any) -> Any:
     data = tmp_path_factory.mktemp("schema")
-    return create_app(Settings(data_dir=data, workers=0, secret_key="k", rate_limit_per_s=0.0, sync_wait_s=0.5, aimusic_wait_s=0.2))
+    return create_app(
+        Settings(
+            data_dir=data,
+            workers=0,
+            secret_key="k",
+            rate_limit_per_s=0.0,
+            sync_wait_s=0.5,
+            aimusic_wait_s=0.2,
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +41,21 @@ def key(app: Any) -> str:
 def test_every_route_is_documented(app: Any) -> None:
     spec = app.openapi()
     paths = spec["paths"]
-    for route in ("/v1/uploads", "/v1/transcriptions", "/v1/transcriptions/{task_id}.mid", "/suno/midi", "/suno/tasks",
-                  "/suno/upload", "/suno/audios", "/api/v1/suno/midi", "/api/v1/vocal-removal/generate",
-                  "/api/v1/midi/generate", "/api/v1/midi/record-info", "/health", "/metrics"):
+    for route in (
+        "/v1/uploads",
+        "/v1/transcriptions",
+        "/v1/transcriptions/{task_id}.mid",
+        "/suno/midi",
+        "/suno/tasks",
+        "/suno/upload",
+        "/suno/audios",
+        "/api/v1/suno/midi",
+        "/api/v1/vocal-removal/generate",
+        "/api/v1/midi/generate",
+        "/api/v1/midi/record-info",
+        "/health",
+        "/metrics",
+    ):
         assert route in paths, route
     body = paths["/v1/transcriptions"]["post"]["requestBody"]["content"]
     assert {"application/json", "multipart/form-data"} <= set(body)
@@ -51,10 +71,18 @@ def test_api_conforms_to_its_schema(app: Any, key: str) -> None:
     for operation in operations:
 
         @given(case=operation.as_strategy())
-        @settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
+        @settings(
+            max_examples=5,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            database=None,
+            derandomize=True,
+        )
         def check(case: Any) -> None:
             # Schema-valid is not audio-valid: random bytes are rightly refused with 400, so the
             # "positive data must be accepted" check does not apply to this API.
-            case.call_and_validate(headers={"Authorization": f"Bearer {key}"}, excluded_checks=[positive_data_acceptance])
+            case.call_and_validate(
+                headers={"Authorization": f"Bearer {key}"}, excluded_checks=[positive_data_acceptance]
+            )
 
         check()

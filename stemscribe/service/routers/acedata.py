@@ -16,12 +16,21 @@ from stemscribe.jobs.separation import plan_separation
 from stemscribe.service.context import ServiceContext
 from stemscribe.service.deps import Caller, Ctx, base_url
 from stemscribe.service.errors import ApiError
-from stemscribe.service.shapes import acedata_audios_answer, acedata_failure, acedata_midi_answer, acedata_task, iso
+from stemscribe.service.shapes import (
+    acedata_audios_answer,
+    acedata_failure,
+    acedata_midi_answer,
+    acedata_task,
+    iso,
+)
 
 router = APIRouter(prefix="/suno", tags=["acedata"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "`{success: false, error: {code: bad_request | no_token | api_not_implemented, message}, trace_id}`"},
+    400: {
+        "description": "`{success: false, error: {code, message}, trace_id}`: bad_request, no_token, "
+        "api_not_implemented"
+    },
     401: {"description": "invalid_token"},
     403: {"description": "forbidden (revoked key)"},
     404: {"description": "not_found"},
@@ -74,7 +83,8 @@ async def _answer(ctx: ServiceContext, task: TaskRecord, sync: bool, render: Any
     raise ApiError(
         504,
         "timeout",
-        f"the task is still {task.state} after {ctx.settings.sync_wait_s:g} s; look it up with POST /suno/tasks",
+        f"the task is still {task.state} after {ctx.settings.sync_wait_s:g} s; "
+        "look it up with POST /suno/tasks",
         task_id=task.id,
     )
 
@@ -139,7 +149,8 @@ async def suno_audios(request: Request, ctx: Ctx, caller: Caller, body: AudiosRe
         raise ApiError(
             400,
             "api_not_implemented",
-            f"action {body.action!r} ({known}) is not implemented by stemscribe, which separates and transcribes "
+            f"action {body.action!r} ({known}) is not implemented by stemscribe, "
+            "which separates and transcribes "
             f"existing audio but does not generate music; supported actions: {', '.join(SUPPORTED_ACTIONS)}",
         )
     if not body.audio_id:

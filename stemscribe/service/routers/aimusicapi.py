@@ -40,7 +40,9 @@ async def suno_midi(request: Request, ctx: Ctx, caller: Caller, body: MidiReques
     """The MIDI of a clip. Waits up to `aimusic_wait_s`; before the result is ready it answers
     `{"code": 202, ...}` and the same request (same clip_id) can be repeated until `code` is 200."""
     audio = ctx.get_audio(caller, body.clip_id)
-    task = ctx.store.find_task(caller.id, kind=TaskKind.TRANSCRIBE.value, audio_id=audio.id, dialect="aimusicapi")
+    task = ctx.store.find_task(
+        caller.id, kind=TaskKind.TRANSCRIBE.value, audio_id=audio.id, dialect="aimusicapi"
+    )
     if task is None:
         task = ctx.create_task(
             caller,
@@ -55,7 +57,9 @@ async def suno_midi(request: Request, ctx: Ctx, caller: Caller, body: MidiReques
         return aimusic_midi_answer(ctx, task)
     if task.state == TaskState.FAILED.value:
         status = 400 if task.error_code in ("bad_audio", "invalid_option") else 500
-        return JSONResponse({"code": status, "message": task.error_message or "transcription failed"}, status_code=status)
+        return JSONResponse(
+            {"code": status, "message": task.error_message or "transcription failed"}, status_code=status
+        )
     return aimusic_pending(task)
 
 
@@ -89,4 +93,8 @@ def suno_task(request: Request, ctx: Ctx, caller: Caller, task_id: str) -> Any:
     audio = ctx.store.get_audio(task_id, caller.id)
     if audio is None:
         raise ApiError(404, "not_found", f"task {task_id!r} not found")
-    return {"code": 200, "message": "success", "data": [aimusic_clip(ctx, ctx.get_audio(caller, task_id), base_url(request))]}
+    return {
+        "code": 200,
+        "message": "success",
+        "data": [aimusic_clip(ctx, ctx.get_audio(caller, task_id), base_url(request))],
+    }

@@ -56,7 +56,9 @@ def _find_audio(request: Request, ctx: Any, caller: Any, *ids: str | None) -> Au
     raise ApiError(404, "not_found", f"no audio with id {next((i for i in ids if i), '')!r}")
 
 
-@router.post("/v1/vocal-removal/generate", responses={**_ERRORS, 503: {"description": "separation unavailable"}})
+@router.post(
+    "/v1/vocal-removal/generate", responses={**_ERRORS, 503: {"description": "separation unavailable"}}
+)
 async def vocal_removal(request: Request, ctx: Ctx, caller: Caller, body: SeparationRequest) -> Any:
     """Separate an uploaded audio (`audioId`, or its id as `taskId`) into stems."""
     audio = _find_audio(request, ctx, caller, body.audioId, body.taskId)
@@ -80,7 +82,11 @@ async def vocal_removal(request: Request, ctx: Ctx, caller: Caller, body: Separa
 def _kie_task(ctx: Any, caller: Any, task_id: str, kind: TaskKind) -> TaskRecord:
     task: TaskRecord = ctx.get_task(caller, task_id)
     if task.kind != kind.value:
-        raise ApiError(404, "not_found", f"{task_id!r} is not a {'separation' if kind is TaskKind.SEPARATE else 'MIDI'} task")
+        raise ApiError(
+            404,
+            "not_found",
+            f"{task_id!r} is not a {'separation' if kind is TaskKind.SEPARATE else 'MIDI'} task",
+        )
     return task
 
 
@@ -97,7 +103,9 @@ async def midi_generate(request: Request, ctx: Ctx, caller: Caller, body: MidiRe
         if ctx.is_expired(parent):
             raise ApiError(410, "expired", f"separation task {parent.id!r} expired")
         if parent.state != TaskState.SUCCEEDED.value:
-            raise ApiError(409, "conflict", f"separation task {parent.id!r} is {parent.state}; wait until it succeeds")
+            raise ApiError(
+                409, "conflict", f"separation task {parent.id!r} is {parent.state}; wait until it succeeds"
+            )
         stems = [s["audio_id"] for s in (parent.output or {}).get("stems", [])]
         if body.audioId is not None and body.audioId not in stems:
             raise ApiError(404, "not_found", f"audioId {body.audioId!r} is not a stem of task {parent.id!r}")
@@ -155,7 +163,9 @@ def file_stream_upload(
     fileName: Annotated[str | None, Form()] = None,
 ) -> Any:
     """Upload an audio file (multipart); `data.audioId` works as `audioId`/`taskId`."""
-    audio = ctx.accept_stream(caller, file.file, filename=fileName or file.filename or "audio", content_type=file.content_type)
+    audio = ctx.accept_stream(
+        caller, file.file, filename=fileName or file.filename or "audio", content_type=file.content_type
+    )
     return _file_answer(ctx, request, audio, uploadPath)
 
 

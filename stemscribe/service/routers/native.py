@@ -100,10 +100,19 @@ def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
-@router.post("/uploads", status_code=201, response_model=Upload, responses={**_ERRORS, 413: {"description": "Too large"}})
-def create_upload(ctx: Ctx, caller: Caller, file: Annotated[UploadFile, File(description="An audio file")]) -> Any:
+@router.post(
+    "/uploads",
+    status_code=201,
+    response_model=Upload,
+    responses={**_ERRORS, 413: {"description": "Too large"}},
+)
+def create_upload(
+    ctx: Ctx, caller: Caller, file: Annotated[UploadFile, File(description="An audio file")]
+) -> Any:
     """Upload an audio file; its id works as `audio_id` / `clip_id` / `audioId` in every dialect."""
-    audio = ctx.accept_stream(caller, file.file, filename=file.filename or "audio", content_type=file.content_type)
+    audio = ctx.accept_stream(
+        caller, file.file, filename=file.filename or "audio", content_type=file.content_type
+    )
     return native_upload(audio)
 
 
@@ -115,7 +124,10 @@ def get_upload(ctx: Ctx, caller: Caller, audio_id: str) -> Any:
 @router.get(
     "/uploads/{audio_id}/audio",
     response_class=Response,
-    responses={**_ERRORS, 200: {"content": {"application/octet-stream": {}}, "description": "The original bytes"}},
+    responses={
+        **_ERRORS,
+        200: {"content": {"application/octet-stream": {}}, "description": "The original bytes"},
+    },
 )
 def get_upload_audio(ctx: Ctx, caller: Caller, audio_id: str) -> Response:
     """The uploaded file, byte for byte."""
@@ -215,7 +227,12 @@ def list_transcriptions(ctx: Ctx, caller: Caller, limit: Annotated[int, Query(ge
 @router.get(
     "/transcriptions/{task_id}.mid",
     response_class=Response,
-    responses={**_ERRORS, 200: {"content": {"audio/midi": {}}}, 409: {"description": "Not finished"}, 410: {"description": "Expired"}},
+    responses={
+        **_ERRORS,
+        200: {"content": {"audio/midi": {}}},
+        409: {"description": "Not finished"},
+        410: {"description": "Expired"},
+    },
 )
 def get_transcription_midi(
     ctx: Ctx, caller: Caller, task_id: str, quantize: Annotated[bool, Query()] = False

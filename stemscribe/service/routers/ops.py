@@ -19,7 +19,11 @@ _KINDS = {"midi": ("result.mid", "audio/midi"), "midiq": ("result.quantized.mid"
 @router.get(
     "/files/{kind}/{ident}",
     response_class=Response,
-    responses={200: {"content": {"application/octet-stream": {}}}, 403: {"description": "bad signature"}, 410: {"description": "expired"}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        403: {"description": "bad signature"},
+        410: {"description": "expired"},
+    },
 )
 def download(
     ctx: Ctx,
@@ -44,7 +48,9 @@ def download(
             raise ApiError(404, "not_found", f"task {ident!r} not found")
         name, media = _KINDS[kind]
         source = ctx.artifact(task, name)
-        filename = f"{task.filename.rsplit('.', 1)[0] or task.id}{'.quantized' if kind == 'midiq' else ''}.mid"
+        filename = (
+            f"{task.filename.rsplit('.', 1)[0] or task.id}{'.quantized' if kind == 'midiq' else ''}.mid"
+        )
     if hasattr(source, "read"):
         return StreamingResponse(source, media_type=media)  # type: ignore[arg-type]
     return FileResponse(source, media_type=media, filename=filename)
