@@ -185,3 +185,18 @@ def test_file_stream_upload_gives_an_audio_id(client: TestClient) -> None:
     data = r.json()["data"]
     assert data["filePath"] == "music/clip.wav" and data["mimeType"] == "audio/wav" and data["audioId"]
     assert client.get(data["downloadUrl"]).status_code == 200
+
+
+def test_separate_vocal_without_demucs_is_a_clear_kie_error(client: TestClient, no_demucs: None) -> None:
+    headers, _ = keyed(client)
+    audio_id = upload(client, headers=headers)["id"]
+    r = client.post(
+        "/api/v1/vocal-removal/generate",
+        json={"taskId": audio_id, "audioId": audio_id, "type": "separate_vocal", "callBackUrl": "https://cb.example"},
+        headers=headers,
+    )
+    assert r.status_code == 503
+    body = r.json()
+    assert body["code"] == 503 and body["data"] is None and "stemscribe models fetch" in body["msg"]
+    r = client.get("/api/v1/vocal-removal/record-info", params={"taskId": audio_id}, headers=headers)
+    assert r.status_code == 404 and r.json()["code"] == 404
