@@ -15,7 +15,7 @@ from stemscribe.audio import Audio
 from stemscribe.errors import InvalidOptionError, SeparationUnavailableError
 from stemscribe.separate import Separator, get_separator, separator_names
 
-FETCH_COMMAND = "stemscribe models fetch"
+FETCH_COMMAND = "stemscribe models fetch demucs"
 VOCAL_MODES = frozenset({"stems", "separate_vocal"})
 ALL_STEM_MODES = frozenset({"all_stems", "split_stem"})
 MODES = VOCAL_MODES | ALL_STEM_MODES
@@ -80,9 +80,15 @@ def plan_separation(mode: str) -> SeparationPlan:
         return SeparationPlan("demucs", mode)
     if mode in ALL_STEM_MODES:
         return SeparationPlan("hpss", mode)
+    hint = (
+        ""
+        if "models fetch" in reason
+        else (
+            f"; install the separation extra (`pip install 'stemscribe[separation]'`) and run `{FETCH_COMMAND}`"
+        )
+    )
     raise SeparationUnavailableError(
-        f"vocal separation needs the Demucs model, which is not available here ({reason}); "
-        f"install it with `pip install 'stemscribe[separation]'` and fetch the weights with `{FETCH_COMMAND}`"
+        f"vocal separation needs the Demucs model, which is not available here: {reason}{hint}"
     )
 
 
