@@ -84,7 +84,8 @@ def plan_separation(mode: str) -> SeparationPlan:
         ""
         if "models fetch" in reason
         else (
-            f"; install the separation extra (`pip install 'stemscribe[separation]'`) and run `{FETCH_COMMAND}`"
+            "; install the separation extra (`pip install 'stemscribe[separation]'`) "
+            f"and run `{FETCH_COMMAND}`"
         )
     )
     raise SeparationUnavailableError(
