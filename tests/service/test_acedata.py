@@ -11,7 +11,8 @@ from standardwebhooks import Webhook
 
 from stemscribe.errors import ModelError
 from stemscribe.settings import Settings
-from tests.service.conftest import FakeTranscriber, Receiver, upload
+
+from .conftest import FakeTranscriber, Receiver, upload
 
 
 def seed_headers(token: str) -> dict[str, str]:

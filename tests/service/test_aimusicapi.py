@@ -9,7 +9,8 @@ import mido
 from fastapi.testclient import TestClient
 
 from stemscribe.errors import AudioError
-from tests.service.conftest import FakeTranscriber, upload
+
+from .conftest import FakeTranscriber, upload
 
 
 def test_seed_001_curl_request(client: TestClient) -> None:

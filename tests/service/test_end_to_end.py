@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 
 from stemscribe.service import create_app
 from stemscribe.settings import Settings
-from tests.service.conftest import LOOPBACK, wait_task
+
+from .conftest import LOOPBACK, wait_task
 
 
 def test_real_transcriber_in_a_worker_process(tmp_path: Any) -> None:

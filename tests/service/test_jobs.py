@@ -20,7 +20,8 @@ from stemscribe.jobs.netguard import BlockedAddressError, guarded_client, refusa
 from stemscribe.jobs.store import SqlJobStore
 from stemscribe.service import create_app
 from stemscribe.settings import Settings
-from tests.service.conftest import LOOPBACK, FakeTranscriber, Receiver, upload, wait_task
+
+from .conftest import LOOPBACK, FakeTranscriber, Receiver, upload, wait_task
 
 
 def test_webhook_retries_keep_one_id_and_show_state(client: TestClient, receiver: Receiver) -> None:

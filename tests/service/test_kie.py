@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 from standardwebhooks import Webhook
 
 from stemscribe.errors import ModelError
-from tests.service.conftest import FakeTranscriber, Receiver, upload
+
+from .conftest import FakeTranscriber, Receiver, upload
 
 
 def kie_verify(secret: str, task_id: str, headers: Any) -> None:
@@ -173,7 +174,7 @@ def test_failure_callback_and_errors(make_client: Any, receiver: Receiver) -> No
 def test_file_stream_upload_gives_an_audio_id(client: TestClient) -> None:
     headers, _ = keyed(client)
     del headers["Content-Type"]
-    from tests.service.conftest import tone_wav
+    from .conftest import tone_wav
 
     r = client.post(
         "/api/file-stream-upload",
@@ -192,7 +193,12 @@ def test_separate_vocal_without_demucs_is_a_clear_kie_error(client: TestClient, 
     audio_id = upload(client, headers=headers)["id"]
     r = client.post(
         "/api/v1/vocal-removal/generate",
-        json={"taskId": audio_id, "audioId": audio_id, "type": "separate_vocal", "callBackUrl": "https://cb.example"},
+        json={
+            "taskId": audio_id,
+            "audioId": audio_id,
+            "type": "separate_vocal",
+            "callBackUrl": "https://cb.example",
+        },
         headers=headers,
     )
     assert r.status_code == 503

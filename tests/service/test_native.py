@@ -9,7 +9,8 @@ import mido
 from fastapi.testclient import TestClient
 
 from stemscribe.settings import Settings
-from tests.service.conftest import LOOPBACK, tone_wav, upload, wait_task
+
+from .conftest import LOOPBACK, tone_wav, upload, wait_task
 
 
 def test_upload_then_transcribe_then_download(client: TestClient) -> None:
@@ -171,7 +172,8 @@ def test_rate_limit_per_key(make_client: Any, settings: Settings) -> None:
 
 def test_failed_transcription_reports_the_error(make_client: Any) -> None:
     from stemscribe.errors import ModelError
-    from tests.service.conftest import FakeTranscriber
+
+    from .conftest import FakeTranscriber
 
     client = make_client(transcriber=FakeTranscriber(fail=ModelError("weights damaged")))
     up = upload(client)

@@ -36,7 +36,7 @@ def pg_url() -> Iterator[str]:
 
 
 def test_service_on_postgres(pg_url: str, make_client: Any, settings: Any) -> None:
-    from tests.service.conftest import upload, wait_task
+    from .conftest import upload, wait_task
 
     client = make_client(settings.model_copy(update={"database_url": pg_url}))
     store = client.app.state.ctx.store

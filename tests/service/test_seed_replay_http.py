@@ -14,7 +14,8 @@ import pytest
 import uvicorn
 
 from stemscribe.service import create_app
-from tests.service.conftest import FakeTranscriber, tone_wav
+
+from .conftest import FakeTranscriber, tone_wav
 
 requests = pytest.importorskip("requests", reason="requests is not installed")
 
