@@ -195,3 +195,24 @@ def test_health_and_metrics(client: TestClient) -> None:
     assert (
         TestClient(client.app, client=LOOPBACK).get("/openapi.json").json()["info"]["title"] == "stemscribe"
     )
+
+
+def test_chunked_upload_stops_at_the_cap(client: TestClient, settings: Settings) -> None:
+    """No Content-Length: the body is counted while it streams, and the request ends with 413."""
+    boundary = "b0undary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.wav"\r\n'
+        "Content-Type: audio/wav\r\n\r\n"
+    ).encode()
+
+    def body() -> Any:
+        yield head
+        for _ in range(settings.max_upload_bytes // 65536 + 4):
+            yield b"\0" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    for path in ("/v1/uploads", "/v1/transcriptions"):
+        r = client.post(path, content=body(), headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+        assert r.status_code == 413, (path, r.text)
+        assert error(r)["code"] == "too_large"
+    assert list((settings.resolved_storage_dir / ".tmp").iterdir()) == []
