@@ -211,8 +211,9 @@ def test_chunked_upload_stops_at_the_cap(client: TestClient, settings: Settings)
             yield b"\0" * 65536
         yield f"\r\n--{boundary}--\r\n".encode()
 
+    headers = {"content-type": f"multipart/form-data; boundary={boundary}"}
     for path in ("/v1/uploads", "/v1/transcriptions"):
-        r = client.post(path, content=body(), headers={"content-type": f"multipart/form-data; boundary={boundary}"})
+        r = client.post(path, content=body(), headers=headers)
         assert r.status_code == 413, (path, r.text)
         assert error(r)["code"] == "too_large"
     assert list((settings.resolved_storage_dir / ".tmp").iterdir()) == []
