@@ -32,12 +32,13 @@ def _matched(line: NoteArrays, notes: NoteArrays) -> npt.NDArray[np.bool_]:
 
 
 def assign_roles(poly: NoteArrays, bass_line: NoteArrays, lead_line: NoteArrays) -> Assignment:
-    """Accompaniment = polyphonic notes that are neither in the bass line nor in the lead line.
+    """Split the polyphonic notes by role, using the monophonic lines as guides.
 
-    The monophonic lines come from their own decoders (low range for the bass, upper range for the
-    lead); a lead note that duplicates a bass note (octave-doubled riffs) stays bass.
+    The lines come from their own decoders (low range for the bass, upper range for the lead); a
+    polyphonic note that has a twin in the bass line is bass, else one with a twin in the lead
+    line is lead, and the rest is accompaniment. Line notes without a polyphonic twin are dropped:
+    the polyphonic decoder decides which notes exist, the lines only who plays them.
     """
-    lead_keep = ~_matched(bass_line, lead_line)
-    lead = lead_line.select(lead_keep)
-    taken = _matched(bass_line, poly) | _matched(lead, poly)
-    return Assignment(bass_line, lead, poly.select(~taken))
+    in_bass = _matched(bass_line, poly)
+    in_lead = _matched(lead_line, poly) & ~in_bass
+    return Assignment(poly.select(in_bass), poly.select(in_lead), poly.select(~in_bass & ~in_lead))

@@ -19,6 +19,7 @@ from stemscribe.inference import FFT_HOP, MIDI_OFFSET, SAMPLE_RATE, Posteriors, 
 from stemscribe.result import NoteEvent
 
 FRAME_SECONDS = FFT_HOP / SAMPLE_RATE
+LOOKAHEAD = 3  # frames an onset may precede its pitch's frame activity
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,6 @@ class DecodeOptions:
     min_pitch: int = 21
     max_pitch: int = 108
     infer_onsets: bool = True
-    pitch_bends: bool = False
     harmonic_ratio: float = 0.6
     backtrack_frames: int = 12
     offset_ratio: float = 0.0
@@ -142,14 +142,19 @@ def decode_polyphonic(
         rise = np.vstack([np.zeros((2, note.shape[1]), np.float32), note[2:] - note[:-2]])
         onset = np.maximum(onset, np.clip(rise, 0.0, None) * (onset.max() / max(float(rise.max()), 1e-6)))
     active = _close_gaps(note >= options.frame_threshold, options.gap_frames)
-    peaks = _peaks(onset, options.onset_threshold) & active
+    # The onset head often peaks a frame or three before the frame posterior rises: an onset
+    # opens a note when the pitch becomes active within `LOOKAHEAD` frames.
+    next_active = _next_index(active)
+    peaks = _peaks(onset, options.onset_threshold)
+    peaks &= (next_active - np.arange(n)[:, None]) <= LOOKAHEAD
     t0, p = np.nonzero(peaks)
     if t0.size == 0:
         return NoteArrays.empty()
     next_off = _next_index(~active)
     next_on = _next_index(np.vstack([peaks[1:], np.zeros((1, peaks.shape[1]), bool)]))
-    # A note ends at the first silent frame after its onset, or where the next onset at its pitch starts.
-    after = np.minimum(t0 + 1, n - 1)
+    # A note ends at the first silent frame after it became active, or where the next onset at its
+    # pitch starts.
+    after = np.minimum(next_active[t0, p] + 1, n - 1)
     end = np.minimum(next_off[after, p], next_on[t0, p] + 1)
     if options.offset_ratio > 0:
         # Release tails: a note also ends where its posterior falls below a share of its own peak.
