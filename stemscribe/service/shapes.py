@@ -85,12 +85,17 @@ def native_task(ctx: ServiceContext, task: TaskRecord, *, with_result: bool = Tr
 
 def with_deliveries(ctx: ServiceContext, task: TaskRecord, body: dict[str, Any]) -> dict[str, Any]:
     """Add the callback's delivery state (`callback`) to a task body."""
+    body["callback"] = delivery_state(ctx, task)
+    return body
+
+
+def delivery_state(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any] | None:
+    """Where the task's callback stands: waiting (task running), pending, delivered or failed."""
     if not task.callback_url:
-        body["callback"] = None
-        return body
+        return None
     deliveries = ctx.store.deliveries_for_task(task.id)
     d = deliveries[-1] if deliveries else None
-    body["callback"] = {
+    return {
         "url": task.callback_url,
         "state": d.state if d else "waiting",
         "webhook_id": d.id if d else None,
@@ -99,7 +104,6 @@ def with_deliveries(ctx: ServiceContext, task: TaskRecord, body: dict[str, Any])
         "last_error": d.last_error if d else None,
         "delivered_at": iso(d.delivered_at) if d else None,
     }
-    return body
 
 
 # --- AceData ---------------------------------------------------------------------------------------
@@ -187,6 +191,9 @@ def acedata_task(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any]:
     response = acedata_response(ctx, task)
     if response is not None:
         body["response"] = response
+    callback = delivery_state(ctx, task)
+    if callback is not None:
+        body["callback"] = callback
     return body
 
 
@@ -300,6 +307,10 @@ def kie_separation_record(ctx: ServiceContext, task: TaskRecord) -> dict[str, An
             "originData": origin,
             **record,
         }
+    callback = delivery_state(ctx, task)
+    flag = "EXPIRED" if state == "expired" else KIE_SEPARATION_FLAGS.get(task.state, "PENDING")
+    if flag == "SUCCESS" and callback is not None and callback["state"] == "failed":
+        flag = "CALLBACK_EXCEPTION"
     return {
         "taskId": task.id,
         "musicId": task.audio_id,
@@ -308,10 +319,11 @@ def kie_separation_record(ctx: ServiceContext, task: TaskRecord) -> dict[str, An
         "type": task.mode,
         "completeTime": ms(task.finished_at),
         "createTime": ms(task.created_at),
-        "successFlag": "EXPIRED" if state == "expired" else KIE_SEPARATION_FLAGS.get(task.state, "PENDING"),
+        "successFlag": flag,
         "errorCode": 501 if task.state == "failed" else None,
         "errorMessage": task.error_message,
         "response": response,
+        "callback": callback,
     }
 
 
@@ -349,6 +361,7 @@ def kie_midi_record(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any]:
         else None,
         "errorCode": 501 if task.state == "failed" else None,
         "errorMessage": task.error_message,
+        "callback": delivery_state(ctx, task),
     }
 
 

@@ -70,6 +70,16 @@ def test_seed_002_body_and_seed_003_callback(client: TestClient, receiver: Recei
     assert rec["taskId"] == task_id and rec["successFlag"] == 1 and rec["callbackUrl"] == body["callBackUrl"]
     assert rec["midiData"] == cb["data"] and rec["completeTime"] >= rec["createTime"] > 1e12
     assert rec["errorCode"] is None and rec["errorMessage"] is None
+    for _ in range(100):
+        rec = client.get("/api/v1/midi/record-info", params={"taskId": task_id}, headers=headers).json()[
+            "data"
+        ]
+        if rec["callback"]["state"] == "delivered":
+            break
+        time.sleep(0.05)
+    assert (
+        rec["callback"]["state"] == "delivered" and rec["callback"]["webhook_id"] == req.headers["webhook-id"]
+    )
 
 
 def test_split_stem_then_midi_of_all_tracks(client: TestClient, receiver: Receiver, no_demucs: None) -> None:
