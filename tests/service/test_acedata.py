@@ -198,7 +198,7 @@ def test_error_table_of_seed_004(make_client: Any, settings: Settings) -> None:
         "bad_request",
     )
 
-    limited = make_client(settings.model_copy(update={"rate_limit_per_s": 0.5, "rate_limit_burst": 1}))
+    limited = make_client(settings.model_copy(update={"rate_limit_per_s": 0.1, "rate_limit_burst": 1}))
     lkey = limited.app.state.ctx.store.create_key("l")[1]
     limited.post("/suno/tasks", json={"id": "x"}, headers=seed_headers(lkey))
     ace_error(
