@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import scipy.fft
 
 from stemscribe.drums import DRUM_CLASSES, register_drum_backend
 from stemscribe.errors import ModelError
@@ -88,9 +89,9 @@ def log_mel(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
             strides=(HOP * padded.strides[0], padded.strides[0]),
             writeable=False,
         )
-        spec = np.fft.rfft(frames * window, axis=1)
-        power = (spec.real**2 + spec.imag**2).astype(np.float32)
-        out[start:stop] = np.log(power @ fb + 1e-8)
+        spec = scipy.fft.rfft(frames * window, axis=1)  # complex64 from float32, unlike numpy's
+        power = np.square(spec.real) + np.square(spec.imag)
+        out[start:stop] = np.log(power @ fb + np.float32(1e-8))
     return out
 
 

@@ -72,8 +72,10 @@ def frame_targets(labels: np.ndarray, start: int, length: int) -> tuple[np.ndarr
 class Batches:
     """Random training windows, reproducible from a numpy Generator."""
 
-    def __init__(self, split: Split, window: int, batch: int, rng: np.random.Generator) -> None:
-        self.split, self.window, self.batch, self.rng = split, window, batch, rng
+    def __init__(
+        self, split: Split, window: int, batch: int, rng: np.random.Generator, augment: bool = True
+    ) -> None:
+        self.split, self.window, self.batch, self.rng, self.augment = split, window, batch, rng, augment
         self.per_clip = split.clip_labels()
 
     def next(self) -> tuple[torch.Tensor, ...]:
@@ -85,6 +87,13 @@ class Batches:
             x = np.asarray(self.split.features[offset + start : offset + start + self.window], np.float32)
             if x.shape[0] < self.window:
                 x = np.pad(x, ((0, self.window - x.shape[0]), (0, 0)), constant_values=float(x.min()))
+            if self.augment and self.rng.random() < 0.5:  # gain and spectral tilt, in the log domain
+                tilt = np.linspace(-1.0, 1.0, x.shape[1], dtype=np.float32)
+                x = (
+                    x
+                    + np.float32(self.rng.uniform(-1.5, 1.5))
+                    + np.float32(self.rng.uniform(-0.8, 0.8)) * tilt
+                )
             o, v, m = frame_targets(self.per_clip[i], start, self.window)
             xs.append(x)
             ons.append(o)
@@ -141,7 +150,7 @@ def train(args: argparse.Namespace) -> None:
     if not (args.data / "train" / "meta.json").is_file():
         from training.drums.data import generate
 
-        generate(args.data, seed=args.seed, train_clips=3000, valid_clips=120, test_clips=80)
+        generate(args.data, seed=args.seed, train_clips=4000, valid_clips=120, test_clips=80)
     train_split = Split.load(args.data / "train")
     valid_split = Split.load(args.data / "valid")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -239,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", type=Path, default=Path("build/drums-data"))
     parser.add_argument("--out", type=Path, default=Path("build/drums-run"))
-    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--steps", type=int, default=3600)
     parser.add_argument(
         "--max-minutes", type=float, default=0.0, help="stop early after this long (0: never)"
     )
@@ -250,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vel-weight", type=float, default=1.0)
     parser.add_argument("--width", type=int, default=128)
     parser.add_argument("--hidden", type=int, default=64)
-    parser.add_argument("--eval-every", type=int, default=500)
+    parser.add_argument("--eval-every", type=int, default=300)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy CPU)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
