@@ -125,8 +125,14 @@ class SpectralDrums:
 
     name = "dsp"
 
+    def __init__(self, *, kick_delta: float = 0.12, snare_delta: float = 0.2, hat_delta: float = 0.3,
+                 snare_body: float = 0.45, snare_noise: float = 0.45, hat_spill: float = 0.6) -> None:
+        self.kick_delta, self.snare_delta, self.hat_delta = kick_delta, snare_delta, hat_delta
+        self.snare_body, self.snare_noise, self.hat_spill = snare_body, snare_noise, hat_spill
+
     def transcribe(self, samples: npt.NDArray[np.float32], sr: int) -> list[NoteEvent]:
         from stemscribe.audio import resample
+
         x = resample(samples.astype(np.float32), sr, _DSP_SR)
         if x.size < _DSP_NFFT or float(np.abs(x).max(initial=0.0)) < 1e-4:
             return []
@@ -147,23 +153,23 @@ class SpectralDrums:
                 t = float(times[f])
                 events.append(NoteEvent(int(p), t, t + 0.1, v))
 
-        kicks = _pick_peaks(kick_odf, delta=0.12, wait=wait)
+        kicks = _pick_peaks(kick_odf, delta=self.kick_delta, wait=wait)
         # A kick onset must carry low-band energy that dominates its own neighbourhood.
         low_share = energy["low"] / total
         kick_scale = max(float(np.percentile(kick_odf, 99.5)), 1e-6)
         kicks = kicks[(low_share[np.minimum(kicks + 3, low_share.size - 1)] > 0.12) & (kick_odf[kicks] > 0.3 * kick_scale)]
         add(kicks, np.full(kicks.size, KICK))
 
-        snares = _pick_peaks(snare_odf, delta=0.12, wait=wait)
+        snares = _pick_peaks(snare_odf, delta=self.snare_delta, wait=wait)
         near = np.clip(snares[:, None] + np.arange(-1, 3)[None, :], 0, body.size - 1)
         body_peak = body[near].max(axis=1) / max(float(np.percentile(body, 99.5)), 1e-6)
         noise_peak = noise[near].max(axis=1) / max(float(np.percentile(noise, 99.5)), 1e-6)
         hat_peak = hat_odf[near].max(axis=1) / max(float(np.percentile(hat_odf, 99.5)), 1e-6)
         # A snare hits the body band and the noise band, and its noise is not just a hi-hat's spill.
-        snares = snares[(body_peak > 0.3) & (noise_peak > 0.35) & (noise_peak > 0.6 * hat_peak)]
+        snares = snares[(body_peak > self.snare_body) & (noise_peak > self.snare_noise) & (noise_peak > self.hat_spill * hat_peak)]
         add(snares, np.full(snares.size, SNARE))
 
-        hats = _pick_peaks(hat_odf, delta=0.08, wait=wait)
+        hats = _pick_peaks(hat_odf, delta=self.hat_delta, wait=wait)
         if hats.size:
             high = energy["high"]
             # Decay: frames until the top band falls 12 dB below its value just after the onset.
@@ -173,7 +179,8 @@ class SpectralDrums:
             decay = np.argmin(ring, axis=1)
             decay = np.where(ring.all(axis=1), horizon, decay) * _DSP_HOP / _DSP_SR
             brightness = energy["high"][np.minimum(hats + 2, high.size - 1)] / total[np.minimum(hats + 2, high.size - 1)]
-            pitch = np.where(decay > 0.3, np.where(brightness > 0.5, CRASH, RIDE), np.where(decay > 0.12, OPEN_HAT, CLOSED_HAT))
+            # A long, bright ring is a crash; a ride's steady pattern is not told from hats here.
+            pitch = np.where((decay > 0.3) & (brightness > 0.5), CRASH, np.where(decay > 0.12, OPEN_HAT, CLOSED_HAT))
             add(hats, pitch.astype(np.int64))
         events.sort(key=lambda n: (n.start, n.pitch))
         return events
