@@ -58,6 +58,30 @@ _SOURCE_STEM: dict[str, StemType] = {
 }
 
 
+class _Analysis:
+    """One input's 22.05 kHz mono signal and the expensive views of it, each computed at most once."""
+
+    def __init__(self, transcriber: Transcriber, mono22: npt.NDArray[np.float32]) -> None:
+        self.transcriber, self.mono22 = transcriber, mono22
+        self._pitched: tuple[Posteriors, npt.NDArray[np.float32]] | None = None
+        self._parts: dict[str, Audio] | None = None
+
+    @property
+    def pitched(self) -> tuple[Posteriors, npt.NDArray[np.float32]]:
+        """(posteriors, per-frame loudness) of the whole signal."""
+        if self._pitched is None:
+            self._pitched = self.transcriber._pitched(self.mono22)
+        return self._pitched
+
+    def hpss(self, separator: Separator | None = None) -> dict[str, Audio]:
+        """"drums" and "harmonic" parts from the built-in split."""
+        if self._parts is None:
+            from stemscribe.separate import HPSSSeparator
+
+            self._parts = (separator or HPSSSeparator()).separate(Audio(self.mono22, SAMPLE_RATE))
+        return self._parts
+
+
 def _polyphony(notes: NoteArrays, n_frames: int) -> float:
     """Share of sounding frames where two or more notes sound."""
     if len(notes) == 0:
@@ -167,10 +191,10 @@ class Transcriber:
         post = self.pitch_model.run(mono)
         return post, frame_loudness(mono, post.n_frames)
 
-    def _decode_stem(self, mono: npt.NDArray[np.float32], stem: StemType, post_loud: Any = None) -> list[NoteEvent]:
+    def _decode_stem(self, analysis: _Analysis, stem: StemType) -> list[NoteEvent]:
         if stem is StemType.DRUMS:
-            return self.drum_model.transcribe(mono, SAMPLE_RATE)
-        post, loud = post_loud if post_loud is not None else self._pitched(mono)
+            return self.drum_model.transcribe(analysis.mono22, SAMPLE_RATE)
+        post, loud = analysis.pitched
         mono_line, options = _STEM_DECODING[stem]
         if mono_line and stem is not StemType.BASS:
             # Lead stems are usually one line, but sections play chords (a sax section, a choir):
@@ -200,14 +224,15 @@ class Transcriber:
         if silent:
             return Result([], duration, stem.value, tempo, beats, separator_name)
 
+        analysis = _Analysis(self, mono22)
         if stem is StemType.AUTO:
-            stem = self._guess_stem(mono22)
+            stem = self._guess_stem(analysis)
 
         if stem is StemType.MIX:
-            separator_name, instruments = self._transcribe_mix(audio, mono22, progress)
+            separator_name, instruments = self._transcribe_mix(audio, analysis, progress)
         else:
             report(progress, "transcribing", 0.1)
-            notes = self._decode_stem(mono22, stem)
+            notes = self._decode_stem(analysis, stem)
             family = Family.DRUMS if stem is StemType.DRUMS else STEM_FAMILY.get(stem, Family.PIANO)
             if notes:
                 instruments.append(_instrument(family, notes))
@@ -216,7 +241,7 @@ class Transcriber:
         return Result(instruments, duration, stem.value, tempo, beats, separator_name)
 
     def _transcribe_mix(
-        self, audio: Audio, mono22: npt.NDArray[np.float32], progress: ProgressCallback | None
+        self, audio: Audio, analysis: _Analysis, progress: ProgressCallback | None
     ) -> tuple[str, list[Instrument]]:
         separator = self._get_separator()
         report(progress, "separating", 0.1)
@@ -225,8 +250,10 @@ class Transcriber:
             report(progress, "separating", round(0.1 + 0.2 * fraction, 6))
 
         # A model separator gets the original channels and rate; the built-in split runs on mono.
-        source = Audio(mono22, SAMPLE_RATE) if separator.name == "hpss" else audio
-        stems = separator.separate(source, progress=separating)
+        if separator.name == "hpss":
+            stems = analysis.hpss(separator)
+        else:
+            stems = separator.separate(audio, progress=separating)
         report(progress, "separating", 0.3)
         instruments: list[Instrument] = []
         if separator.name != "hpss":
@@ -236,7 +263,7 @@ class Transcriber:
                 mono = from_array(stem_audio.mono, stem_audio.sr, sr=SAMPLE_RATE).samples
                 if float(np.abs(mono).max(initial=0.0)) < 1e-3:
                     continue
-                notes = self._decode_stem(mono, stem_type)
+                notes = self._decode_stem(_Analysis(self, mono), stem_type)
                 family = Family.DRUMS if stem_type is StemType.DRUMS else STEM_FAMILY.get(stem_type, Family.PIANO)
                 instruments.append(_instrument(family, notes))
             return separator.name, instruments
@@ -246,7 +273,7 @@ class Transcriber:
         report(progress, "transcribing", 0.45)
         # The pitch model hears the whole mix: on the benchmark it finds more of the right notes there
         # than in the harmonic part, whose masks also thin out plucked attacks.
-        post, loud = self._pitched(mono22)
+        post, loud = analysis.pitched
         poly = decode_polyphonic(post, loud, _MIX_POLY)
         bass = decode_monophonic(post, loud, _MIX_BASS)
         lead = decode_monophonic(post, loud, _MIX_LEAD)
@@ -258,18 +285,15 @@ class Transcriber:
         instruments.append(_instrument(Family.DRUMS, drums))
         return separator.name, instruments
 
-    def _guess_stem(self, mono22: npt.NDArray[np.float32]) -> StemType:
+    def _guess_stem(self, analysis: _Analysis) -> StemType:
         """Decide what `auto` audio holds from its percussive share and its pitch content."""
-        from stemscribe.separate import HPSSSeparator
-
-        hpss = HPSSSeparator()
-        parts = hpss.separate(Audio(mono22, SAMPLE_RATE))
+        parts = analysis.hpss()
         e_perc = float(np.mean(parts["drums"].samples ** 2))
         e_harm = float(np.mean(parts["harmonic"].samples ** 2))
         share = e_perc / max(e_perc + e_harm, 1e-12)
         if share > 0.6:
             return StemType.DRUMS
-        post, _ = self._pitched(mono22)
+        post, _ = analysis.pitched
         active = post.note >= 0.5
         voiced = active.any(axis=1)
         if not voiced.any():
