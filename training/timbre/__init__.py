@@ -1,0 +1,1 @@
+"""The instrument-family (timbre) classifier: data generator (`data`), `train`, `evaluate`, `export`."""

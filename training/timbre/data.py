@@ -1,0 +1,309 @@
+"""Synthetic mini-mixes with per-note instrument families, as timbre feature vectors.
+
+Each clip holds 2-5 pitched parts of different families (a bass line, melodies, chords, strums,
+arpeggios in each family's usual range) on random General MIDI programs, often over a drum groove,
+rendered with tinysoundfont. Every note's features (`stemscribe.timbre.note_features`) are taken
+from the whole mix, so the classifier learns to hear a note's family among other instruments.
+
+Training renders use MuseScore_General.sf3 and TimGM6mb.sf2 only; FluidR3_GM.sf2 (the benchmark's
+SoundFont) renders the test split only. Training clips get random EQ, compression, reverb and
+noise, and their notes' onsets are jittered as a transcriber's would be.
+
+    python -m training.timbre.data --seed 0 --out build/timbre-data
+
+writes `train.npz`, `valid.npz` (held-out seeds, training SoundFonts) and `test.npz` (FluidR3_GM),
+each with `features` (n, N_FEATURES) float32, `family` (n,) index into TIMBRE_FAMILIES,
+`program` (n,) and `clip` (n,).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing as mp
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from stemscribe.stems import Family, family_of_program
+from stemscribe.timbre import TIMBRE_FAMILIES, note_features
+from training.drums.data import (
+    HELD_OUT_SOUNDFONT,
+    TRAIN_SOUNDFONTS,
+    Renderer,
+    add_noise,
+    compress,
+    random_eq,
+    reverb,
+)
+
+log = logging.getLogger(__name__)
+
+SPLIT_SOUNDFONTS = {"train": TRAIN_SOUNDFONTS, "valid": TRAIN_SOUNDFONTS, "test": (HELD_OUT_SOUNDFONT,)}
+FAMILY_INDEX = {f: i for i, f in enumerate(TIMBRE_FAMILIES)}
+# Usual MIDI ranges of each family's parts (low, high).
+RANGES: dict[Family, tuple[int, int]] = {
+    Family.BASS: (28, 55),
+    Family.PIANO: (36, 96),
+    Family.GUITAR: (40, 84),
+    Family.KEYS: (40, 96),
+    Family.STRINGS: (36, 96),
+    Family.BRASS: (40, 82),
+    Family.WINDS: (50, 96),
+    Family.SYNTH: (36, 96),
+    Family.VOCALS: (48, 81),
+}
+# Programs whose own range is far from their family's.
+PROGRAM_RANGES: dict[int, tuple[int, int]] = {
+    42: (36, 67),
+    43: (28, 55),
+    58: (28, 55),
+    57: (40, 74),
+    70: (34, 65),
+    67: (36, 69),
+    66: (44, 76),
+    71: (50, 89),
+    72: (74, 100),
+    73: (60, 96),
+    68: (58, 88),
+    64: (56, 84),
+    65: (49, 80),
+}
+# Chance that a part of this family plays a melody line rather than chords or arpeggios.
+MELODY_SHARE: dict[Family, float] = {
+    Family.BASS: 1.0,
+    Family.PIANO: 0.3,
+    Family.GUITAR: 0.25,
+    Family.KEYS: 0.35,
+    Family.STRINGS: 0.4,
+    Family.BRASS: 0.6,
+    Family.WINDS: 0.85,
+    Family.SYNTH: 0.5,
+    Family.VOCALS: 0.8,
+}
+SCALE = np.array([0, 2, 4, 5, 7, 9, 11])
+DRUM_CHANNEL = 9
+
+Note = tuple[float, float, int, int]  # start s, end s, pitch, velocity
+
+
+def _programs(family: Family, renderer: Renderer, sfid: int) -> list[int]:
+    return [p for p in sorted(renderer.melodic[sfid]) if family_of_program(p) is family]
+
+
+def _melody(rng: np.random.Generator, lo: int, hi: int, beat: float, seconds: float, key: int) -> list[Note]:
+    notes: list[Note] = []
+    scale = np.array([key + 12 * o + s for o in range(-1, 10) for s in SCALE])
+    scale = scale[(scale >= lo) & (scale <= hi)]
+    if len(scale) == 0:
+        scale = np.arange(lo, hi + 1)
+    i = int(rng.integers(len(scale)))
+    t = float(rng.uniform(0, beat))
+    legato = float(rng.uniform(0.6, 1.0))
+    vel = int(rng.integers(60, 115))
+    while t < seconds:
+        length = beat * float(rng.choice([0.5, 0.5, 1, 1, 1, 1.5, 2, 3, 4]))
+        if rng.random() < 0.15:
+            t += length
+            continue
+        i = int(np.clip(i + rng.choice([-3, -2, -1, -1, 0, 1, 1, 2, 3, 5, -5]), 0, len(scale) - 1))
+        v = int(np.clip(vel + rng.integers(-15, 16), 20, 127))
+        notes.append((t, t + length * legato, int(scale[i]), v))
+        t += length
+    return notes
+
+
+def _chords(
+    rng: np.random.Generator, lo: int, hi: int, beat: float, seconds: float, key: int, *, style: str
+) -> list[Note]:
+    notes: list[Note] = []
+    t = 0.0
+    vel = int(rng.integers(50, 110))
+    span = beat * float(rng.choice([1, 2, 2, 4]))
+    while t < seconds:
+        root = key + int(rng.choice(SCALE))
+        tones = [root, root + int(rng.choice([3, 4])), root + 7] + ([root + 10] if rng.random() < 0.3 else [])
+        base = int(rng.integers(lo, max(lo + 1, hi - 14)))
+        chord = sorted({base + (p - base) % 12 for p in tones})
+        chord = [p for p in chord if lo <= p <= hi] or [base]
+        if style == "arpeggio":
+            step = span / max(2, len(chord) * int(rng.integers(1, 3)))
+            s, k = t, 0
+            while s < t + span - 1e-6:
+                p = chord[k % len(chord)]
+                notes.append(
+                    (
+                        s,
+                        s + step * float(rng.uniform(0.8, 3.0)),
+                        p,
+                        int(np.clip(vel + rng.integers(-12, 13), 20, 127)),
+                    )
+                )
+                s += step
+                k += 1
+        else:
+            hits = (
+                [0.0]
+                if style == "block"
+                else list(np.arange(0.0, span - 1e-6, beat * float(rng.choice([0.5, 1.0]))))
+            )
+            strum = float(rng.uniform(0.008, 0.03)) if style == "strum" else 0.0
+            for h in hits:
+                length = (span if style == "block" else beat * 0.5) * float(rng.uniform(0.5, 1.0))
+                for k, p in enumerate(chord):
+                    s = t + h + k * strum
+                    notes.append((s, s + length, p, int(np.clip(vel + rng.integers(-12, 13), 20, 127))))
+        t += span
+    return [n for n in notes if n[0] < seconds]
+
+
+def _drums(rng: np.random.Generator, beat: float, seconds: float) -> list[Note]:
+    notes: list[Note] = []
+    step = beat / 2
+    for k, t in enumerate(np.arange(0.0, seconds, step)):
+        pos = k % 8
+        if pos in (0, 4) or rng.random() < 0.1:
+            notes.append((t, t + 0.1, 36, int(rng.integers(80, 120))))
+        if pos in (2, 6):
+            notes.append((t, t + 0.1, 38, int(rng.integers(80, 120))))
+        notes.append((t, t + 0.1, int(rng.choice([42, 42, 42, 46, 51])), int(rng.integers(40, 90))))
+    return notes
+
+
+def make_clip(
+    rng: np.random.Generator, renderer: Renderer, *, seconds: float, augment: bool
+) -> tuple[npt.NDArray[np.float32], list[tuple[Note, int, int]]]:
+    """Audio (n,) of one mini-mix and its labelled notes (note, family index, program)."""
+    beat = 60.0 / float(rng.uniform(70, 160))
+    key = int(rng.integers(0, 12))
+    n_parts = int(rng.integers(2, 6))
+    families = [TIMBRE_FAMILIES[i] for i in rng.choice(len(TIMBRE_FAMILIES), size=n_parts, replace=False)]
+    events: list[tuple[float, int, int, int, int]] = []
+    programs: dict[int, tuple[int, int, int]] = {}
+    labelled: list[tuple[Note, int, int]] = []
+    volumes: dict[int, int] = {}
+    for ch, family in enumerate(families):
+        sfid = renderer.fonts[int(rng.integers(len(renderer.fonts)))]
+        choices = _programs(family, renderer, sfid)
+        if not choices:
+            continue
+        program = int(rng.choice(choices))
+        lo, hi = PROGRAM_RANGES.get(program, RANGES[family])
+        if rng.random() < MELODY_SHARE[family]:
+            notes = _melody(rng, lo, hi, beat, seconds, key)
+        else:
+            notes = _chords(
+                rng, lo, hi, beat, seconds, key, style=str(rng.choice(["block", "strum", "arpeggio"]))
+            )
+        programs[ch] = (sfid, 0, program)
+        volumes[ch] = int(rng.integers(70, 128))
+        for s, e, p, v in notes:
+            events.append((s, 1, ch, p, v))
+            events.append((min(e, seconds), 0, ch, p, 0))
+            labelled.append(((s, e, p, v), FAMILY_INDEX[family], program))
+    if rng.random() < 0.5 and renderer.kits:
+        sfid, preset = renderer.kits[int(rng.integers(len(renderer.kits)))]
+        programs[DRUM_CHANNEL] = (sfid, 128, preset)
+        volumes[DRUM_CHANNEL] = int(rng.integers(60, 128))
+        for s, e, p, v in _drums(rng, beat, seconds):
+            events.append((s, 1, DRUM_CHANNEL, p, v))
+            events.append((e, 0, DRUM_CHANNEL, p, 0))
+    # Each part's level in the mix, applied through its velocities (the renderer takes note events only).
+    events = [
+        (t, on, ch, k, int(np.clip(round(v * volumes[ch] / 127), 1, 127)) if on else 0)
+        for t, on, ch, k, v in events
+    ]
+    audio = renderer.render(events, seconds + 0.5, programs)
+    if augment:
+        x = audio.astype(np.float64)
+        if rng.random() < 0.4:
+            x = random_eq(rng, x)
+        if rng.random() < 0.3:
+            x = compress(rng, x)
+        if rng.random() < 0.4:
+            x = reverb(rng, x)
+        if rng.random() < 0.3:
+            x = add_noise(rng, x)
+        audio = x.astype(np.float32)
+    peak = float(np.abs(audio).max(initial=0.0))
+    if peak > 0:
+        audio = audio / peak * float(rng.uniform(0.2, 0.95) if augment else 0.8)
+    return audio.astype(np.float32), labelled
+
+
+_worker: dict[str, Renderer] = {}
+
+
+def _init_worker(split: str) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _worker["renderer"] = Renderer(SPLIT_SOUNDFONTS[split])
+
+
+def _work(
+    job: tuple[str, int, int],
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    split, seed, index = job
+    rng = np.random.default_rng([seed, {"train": 0, "valid": 1, "test": 2}[split], index])
+    seconds = float(rng.uniform(6.0, 10.0))
+    augment = split == "train"
+    audio, labelled = make_clip(rng, _worker["renderer"], seconds=seconds, augment=augment)
+    if not labelled:
+        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    start = np.array([n[0][0] for n in labelled])
+    end = np.array([min(n[0][1], seconds) for n in labelled])
+    pitch = np.array([n[0][2] for n in labelled], dtype=np.float32)
+    if augment:  # a transcriber's onsets are a few frames off, and it mis-hears some octaves
+        start = np.maximum(0.0, start + np.clip(rng.normal(0, 0.012, len(start)), -0.035, 0.035))
+    feats = note_features(audio, pitch, start, end)
+    family = np.array([n[1] for n in labelled], dtype=np.int64)
+    program = np.array([n[2] for n in labelled], dtype=np.int64)
+    return feats, family, program
+
+
+def generate_split(out: Path, split: str, clips: int, seed: int, workers: int) -> None:
+    t0 = time.time()
+    feats, families, programs, clip_ids = [], [], [], []
+    jobs = [(split, seed, i) for i in range(clips)]
+    with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(split,)) as pool:
+        for i, (f, fam, prog) in enumerate(pool.imap(_work, jobs, chunksize=4)):
+            if len(fam):
+                feats.append(f)
+                families.append(fam)
+                programs.append(prog)
+                clip_ids.append(np.full(len(fam), i, np.int64))
+            if (i + 1) % 200 == 0:
+                log.info("%s: %d/%d clips, %.0f s", split, i + 1, clips, time.time() - t0)
+    np.savez(
+        out / f"{split}.npz",
+        features=np.concatenate(feats),
+        family=np.concatenate(families),
+        program=np.concatenate(programs),
+        clip=np.concatenate(clip_ids),
+    )
+    log.info("%s: %d clips, %d notes in %.0f s", split, clips, sum(map(len, families)), time.time() - t0)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("build/timbre-data"))
+    parser.add_argument("--train-clips", type=int, default=2000)
+    parser.add_argument("--valid-clips", type=int, default=150)
+    parser.add_argument("--test-clips", type=int, default=200)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--splits", default="test,valid,train")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    args.out.mkdir(parents=True, exist_ok=True)
+    counts = {"train": args.train_clips, "valid": args.valid_clips, "test": args.test_clips}
+    for split in args.splits.split(","):
+        generate_split(args.out, split, counts[split], args.seed, args.workers)
+
+
+if __name__ == "__main__":
+    main()
