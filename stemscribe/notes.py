@@ -40,6 +40,8 @@ class DecodeOptions:
     infer_onsets: bool = True
     harmonic_ratio: float = 0.6
     backtrack_frames: int = 12
+    rise_level: float = 0.0
+    reattack_rise: float = 1.0
     offset_ratio: float = 0.0
 
 
@@ -249,7 +251,7 @@ def decode_monophonic(
     reattack = (
         _peaks(on_here[:, None], max(options.onset_threshold, 0.5))[:, 0]
         & voiced
-        & (after >= before)
+        & (after >= options.reattack_rise * before)
         & (frames - seg_start >= 2 * options.min_frames)
     )
     boundary = hard | reattack
@@ -263,6 +265,8 @@ def decode_monophonic(
     keep = (ends - starts) >= options.min_frames
     starts, ends, pitch_idx = starts[keep], ends[keep], pitch_idx[keep]
     starts, ends = _backtrack_onsets(onset, starts, ends, pitch_idx, options.backtrack_frames)
+    if options.rise_level > 0:
+        starts, ends = _backtrack_rise(note, starts, ends, pitch_idx, options.backtrack_frames, options.rise_level)
     vel = _velocities(post, loudness, starts, pitch_idx + lo)
     return NoteArrays(starts.astype(np.int64), ends.astype(np.int64), (pitch_idx + lo + MIDI_OFFSET), vel)
 
@@ -285,6 +289,30 @@ def _merge_repeats(
     last_end = np.zeros(first.size, dtype=np.int64)
     np.maximum.at(last_end, group, ends)
     return starts[first], last_end, pitch_idx[first]
+
+
+def _backtrack_rise(
+    note: npt.NDArray[np.float32], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64],
+    pitch_idx: npt.NDArray[np.int64], reach: int, level: float,
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Move each start back to where its pitch's frame posterior began its climb above `level`.
+
+    For slow attacks (choirs, pads) even the onset head fires late; the note's own posterior starts
+    rising at the attack. Like `_backtrack_onsets`, it shortens the previous note to make room.
+    """
+    if starts.size == 0 or reach <= 0:
+        return starts, ends
+    offsets = np.arange(-reach, 1)
+    idx = np.clip(starts[:, None] + offsets[None, :], 0, note.shape[0] - 1)
+    prev_start = np.concatenate([[-(10**9)], starts[:-1]])
+    above = (note[idx, pitch_idx[:, None]] >= level) & (idx >= (prev_start + 4)[:, None])
+    # The climb is the run of frames above `level` that ends at the current start.
+    below_rev = ~above[:, ::-1]
+    run = np.where(below_rev.any(axis=1), np.argmax(below_rev, axis=1), above.shape[1])
+    new_starts = np.minimum(starts, starts - np.maximum(run - 1, 0)).astype(np.int64)
+    new_ends = ends.copy()
+    new_ends[:-1] = np.minimum(ends[:-1], new_starts[1:])
+    return new_starts, new_ends
 
 
 def _backtrack_onsets(
