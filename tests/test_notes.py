@@ -80,3 +80,19 @@ def test_model_on_synthetic_tones(transcriber, signals) -> None:
     for note, (_, start, end) in zip(inst.notes, truth, strict=True):
         assert abs(note.start - start) < 0.05
         assert abs(note.end - end) < 0.15
+
+
+def test_slow_attack_start_moves_back_to_the_climb() -> None:
+    n = 200
+    note = np.zeros((n, 88), np.float32)
+    onset = np.zeros((n, 88), np.float32)
+    i = 64 - 21
+    note[20:40, i] = np.linspace(0.2, 0.29, 20)  # a slow attack: below the frame threshold for 20 frames
+    note[40:120, i] = 0.8
+    onset[42, i] = 0.7  # the onset head fires late too
+    post = Posteriors(note, onset, np.zeros((n, 264), np.float32))
+    loud = np.ones(n, np.float32)
+    plain = decode_monophonic(post, loud, DecodeOptions(backtrack_frames=24))
+    risen = decode_monophonic(post, loud, DecodeOptions(backtrack_frames=24, rise_level=0.2))
+    assert plain.start.tolist() == [40]
+    assert risen.start.tolist() == [20] and risen.end.tolist() == plain.end.tolist()
