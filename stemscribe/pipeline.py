@@ -34,7 +34,7 @@ _STEM_DECODING: dict[StemType, tuple[bool, DecodeOptions]] = {
     StemType.BASS: (True, DecodeOptions(min_pitch=23, max_pitch=67, onset_threshold=0.4, frame_threshold=0.3)),
     StemType.VOCALS: (True, DecodeOptions(min_pitch=36, max_pitch=88, onset_threshold=0.4, frame_threshold=0.3, rise_level=0.2, reattack_rise=1.3)),
     StemType.WINDS: (True, DecodeOptions(min_pitch=36, max_pitch=108, onset_threshold=0.4, frame_threshold=0.4)),
-    StemType.PIANO: (False, DecodeOptions(onset_threshold=0.6, offset_ratio=0.8)),
+    StemType.PIANO: (False, DecodeOptions(onset_threshold=0.6, offset_ratio=0.8, harmonic_ratio=0.8)),
     StemType.GUITAR: (False, DecodeOptions(min_pitch=36, max_pitch=96, offset_ratio=0.7)),
     StemType.KEYS: (False, DecodeOptions(offset_ratio=0.8)),
     StemType.STRINGS: (False, DecodeOptions(min_pitch=28, max_pitch=105, onset_threshold=0.6, offset_ratio=0.7)),
@@ -42,6 +42,7 @@ _STEM_DECODING: dict[StemType, tuple[bool, DecodeOptions]] = {
     StemType.SYNTH: (False, DecodeOptions(onset_threshold=0.6, offset_ratio=0.7)),
     StemType.OTHER: (False, DecodeOptions(onset_threshold=0.6, offset_ratio=0.7)),
 }
+_SECTION_STEMS = frozenset({StemType.STRINGS, StemType.BRASS})
 _LEAD_POLY = DecodeOptions(min_pitch=36, onset_threshold=0.6, offset_ratio=0.7)
 _MIX_POLY = DecodeOptions(onset_threshold=0.55)
 _MIX_BASS = DecodeOptions(min_pitch=23, max_pitch=52, onset_threshold=0.4, frame_threshold=0.35)
@@ -202,6 +203,14 @@ class Transcriber:
             poly = decode_polyphonic(post, loud, _LEAD_POLY)
             if _polyphony(poly, post.n_frames) > 0.2:
                 return self._events(post, poly)
+        elif stem in _SECTION_STEMS:
+            # Section stems are usually chords, but a single string or brass line decodes better
+            # as a line: slow bowed attacks and legato repeats defeat the onset head.
+            poly = decode_polyphonic(post, loud, options)
+            if _polyphony(poly, post.n_frames) > 0.2:
+                return self._events(post, poly)
+            line = replace(_STEM_DECODING[StemType.VOCALS][1], min_pitch=options.min_pitch, max_pitch=options.max_pitch)
+            return self._events(post, decode_monophonic(post, loud, line))
         notes = (decode_monophonic if mono_line else decode_polyphonic)(post, loud, options)
         return self._events(post, notes)
 
