@@ -37,7 +37,7 @@ N_CLASSES = len(DRUM_CLASSES)
 NOTE_SECONDS = 0.1  # drum notes are written this long (GM drums ignore note length)
 DEFAULT_THRESHOLD = 0.5
 CHUNK_FRAMES = 3000  # the network sees at most this many frames at once (plus context)
-CONTEXT_FRAMES = 64  # frames of context on each side of a chunk; covers the receptive field
+CONTEXT_FRAMES = 200  # frames of context on each side of a chunk (the GRU forgets within ~1 s)
 WEIGHTS_NAME = "drums.onnx"
 
 
