@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
@@ -78,7 +79,7 @@ def _clean(exc: BaseException) -> str:
     return text.replace(": '<none>'", "").strip()
 
 
-def _read_soundfile(data: bytes | str, max_duration: float) -> tuple[npt.NDArray[np.float32], int]:
+def _read_soundfile(data: bytes | str, max_duration: float, mono: bool) -> tuple[npt.NDArray[np.float32], int]:
     import soundfile as sf
 
     handle = io.BytesIO(data) if isinstance(data, bytes) else data
@@ -98,12 +99,21 @@ def _read_soundfile(data: bytes | str, max_duration: float) -> tuple[npt.NDArray
     if declared > 0 and frames.shape[0] < declared * 0.99:
         raise _Truncated(f"truncated: header declares {declared} frames, only {frames.shape[0]} present")
     if isinstance(data, bytes):
-        _check_riff_complete(data)
+        _check_riff_complete(data[:65536], len(data))
+    else:
+        with open(data, "rb") as fh:
+            _check_riff_complete(fh.read(65536), os.path.getsize(data))
+    if mono:  # downmix before anything else: a long stereo file then costs one channel's memory
+        return frames.mean(axis=1, dtype=np.float32)[None, :], sr
     return np.ascontiguousarray(frames.T), sr
 
 
-def _check_riff_complete(data: bytes) -> None:
-    """Raise CorruptAudioError when a RIFF/WAVE file's data chunk is cut short."""
+def _check_riff_complete(head: bytes, total: int) -> None:
+    """Raise CorruptAudioError when a RIFF/WAVE file's data chunk is cut short.
+
+    `head` is the file's first bytes (the chunk headers before the data), `total` its size.
+    """
+    data = head
     if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
         return
     order = "little" if data[:4] == b"RIFF" else "big"
@@ -111,14 +121,14 @@ def _check_riff_complete(data: bytes) -> None:
     while pos + 8 <= len(data):
         size = int.from_bytes(data[pos + 4 : pos + 8], order)
         if data[pos : pos + 4] == b"data":
-            available = len(data) - pos - 8
+            available = total - pos - 8
             if size not in (0, 0xFFFFFFFF) and available < size:
                 raise _Truncated(f"truncated WAV: data chunk declares {size} bytes, {available} present")
             return
         pos += 8 + size + (size & 1)
 
 
-def _read_pyav(data: bytes | str, max_duration: float) -> tuple[npt.NDArray[np.float32], int]:
+def _read_pyav(data: bytes | str, max_duration: float, mono: bool) -> tuple[npt.NDArray[np.float32], int]:
     import av
 
     handle = io.BytesIO(data) if isinstance(data, bytes) else data
@@ -139,7 +149,8 @@ def _read_pyav(data: bytes | str, max_duration: float) -> tuple[npt.NDArray[np.f
         if sr <= 0:
             raise CorruptAudioError("audio stream declares no sample rate")
         channels = max(1, int(stream.codec_context.channels or 1))
-        resampler = av.AudioResampler(format="fltp", layout="stereo" if channels > 1 else "mono", rate=sr)
+        layout = "mono" if mono or channels == 1 else "stereo"  # FFmpeg downmixes as it decodes
+        resampler = av.AudioResampler(format="fltp", layout=layout, rate=sr)
         chunks: list[npt.NDArray[np.float32]] = []
         total = 0
         limit = int(max_duration * sr) + 1
@@ -180,7 +191,7 @@ def load_audio(
             raise NotAudioError(f"{name}: no such file")
         if path.stat().st_size == 0:
             raise EmptyAudioError(f"{name}: the file is empty (0 bytes)")
-        data = path.read_bytes()
+        data = str(path)  # decoders read the file themselves: no copy of it in memory
     elif isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:
@@ -193,7 +204,7 @@ def load_audio(
     corrupt = False
     for label, reader in (("soundfile", _read_soundfile), ("pyav/ffmpeg", _read_pyav)):
         try:
-            decoded = reader(data, max_duration)
+            decoded = reader(data, max_duration, mono)
             break
         except AudioTooLongError as exc:
             raise AudioTooLongError(f"{name}: {exc}") from None

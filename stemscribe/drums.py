@@ -75,15 +75,11 @@ def _band_flux(logmag: npt.NDArray[np.float32], freqs: npt.NDArray[np.float64], 
 
 def _band_features(x: npt.NDArray[np.float32], block_frames: int = 8192) -> dict[str, npt.NDArray[np.float32]]:
     """Per-frame band fluxes and energies of 22050 Hz audio, computed block by block (flat memory)."""
-    from stemscribe.dsp import n_frames, stft
+    from stemscribe.dsp import magnitude_blocks
 
     freqs = np.fft.rfftfreq(_DSP_NFFT, 1.0 / _DSP_SR)
-    total = n_frames(x.shape[0], _DSP_HOP)
     parts: dict[str, list[npt.NDArray[np.float32]]] = {}
-    for f0 in range(0, total, block_frames):
-        f1 = min(total, f0 + block_frames)
-        lead = 1 if f0 > 0 else 0  # one frame of context so the flux at f0 sees its predecessor
-        mag = np.abs(stft(x, _DSP_NFFT, _DSP_HOP, frames=slice(f0 - lead, f1)))
+    for mag, lead in magnitude_blocks(x, _DSP_NFFT, _DSP_HOP, block_frames=block_frames):
         logmag = np.log1p(100.0 * mag)
         feats = {
             "kick": _band_flux(logmag, freqs, 30, 150),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
@@ -31,6 +33,20 @@ def stft(x: npt.NDArray[np.float32], n_fft: int, hop: int, frames: slice | None 
         windows = windows[frames]
     spec = scipy.fft.rfft(windows * hann(n_fft), axis=1, workers=-1)  # float32 in, complex64 out
     return np.ascontiguousarray(spec.T)
+
+
+def magnitude_blocks(
+    x: npt.NDArray[np.float32], n_fft: int, hop: int, *, block_frames: int = 8192
+) -> Iterator[tuple[npt.NDArray[np.float32], int]]:
+    """STFT magnitudes of `x`, block by block: (n_bins, frames) arrays and how many leading frames
+    repeat the previous block's last frame (1 after the first block, so a flux can look back).
+
+    Long songs are analysed in flat memory this way: one block holds at most `block_frames` frames.
+    """
+    total = n_frames(x.shape[0], hop)
+    for f0 in range(0, total, block_frames):
+        lead = 1 if f0 > 0 else 0
+        yield np.abs(stft(x, n_fft, hop, frames=slice(f0 - lead, min(total, f0 + block_frames)))), lead
 
 
 def blocks(n: int, block: int, margin: int) -> list[tuple[int, int, int, int]]:

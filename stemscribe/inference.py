@@ -119,25 +119,30 @@ class PitchModel:
         self.path = path
         self._lock = threading.Lock()
 
-    def run(self, samples: npt.NDArray[np.float32], *, batch: int = 16) -> Posteriors:
-        """Posteriors of (n,) mono audio at 22050 Hz, windows overlapping by 30 frames as in basic-pitch."""
+    def run(self, samples: npt.NDArray[np.float32], *, batch: int = 4, contour: bool = True) -> Posteriors:
+        """Posteriors of (n,) mono audio at 22050 Hz, windows overlapping by 30 frames as in basic-pitch.
+
+        `contour=False` drops the 264-bin contour as it arrives (zeros of width 0 instead), which
+        more than halves the memory of a long song's posteriors; pitch bends need it.
+        """
         n = samples.shape[0]
         padded = np.concatenate([np.zeros(OVERLAP_SAMPLES // 2, np.float32), samples.astype(np.float32)])
         starts = np.arange(0, padded.shape[0], HOP_SAMPLES)
         need = starts[-1] + WINDOW_SAMPLES
         padded = np.pad(padded, (0, max(0, need - padded.shape[0])))
         windows = np.lib.stride_tricks.sliding_window_view(padded, WINDOW_SAMPLES)[starts][:, :, None]
+        keep_contour = contour
         notes, onsets, contours = [], [], []
         for b in range(0, windows.shape[0], batch):
-            note, onset, contour = self._session.run(self._outputs, {self._input: windows[b : b + batch]})
+            note, onset, cont = self._session.run(self._outputs, {self._input: windows[b : b + batch]})
             notes.append(note)
             onsets.append(onset)
-            contours.append(contour)
+            contours.append(cont if keep_contour else cont[:, :, :0])
         half = OVERLAP_FRAMES // 2
         n_frames = n_output_frames(n)
 
         def unwrap(parts: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
             out = np.concatenate(parts)[:, half:-half, :]
-            return np.ascontiguousarray(out.reshape(-1, out.shape[-1])[:n_frames])
+            return np.ascontiguousarray(out.reshape(out.shape[0] * out.shape[1], out.shape[2])[:n_frames])
 
         return Posteriors(unwrap(notes), unwrap(onsets), unwrap(contours))

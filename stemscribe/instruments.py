@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from stemscribe.notes import NoteArrays
+from stemscribe.notes import NoteArrays, pairs_within
 
 # Two notes match when their pitches agree and their onsets lie within this many frames (~46 ms).
 MATCH_FRAMES = 4
@@ -24,11 +24,10 @@ class Assignment:
 
 def _matched(line: NoteArrays, notes: NoteArrays) -> npt.NDArray[np.bool_]:
     """(len(notes),) True where a note has a twin in `line` (same pitch, onset within MATCH_FRAMES)."""
-    if len(line) == 0 or len(notes) == 0:
-        return np.zeros(len(notes), dtype=bool)
-    same_pitch = notes.pitch[:, None] == line.pitch[None, :]
-    close = np.abs(notes.start[:, None] - line.start[None, :]) <= MATCH_FRAMES
-    return (same_pitch & close).any(axis=1)
+    out = np.zeros(len(notes), dtype=bool)
+    i, j = pairs_within(notes.start, line.start, MATCH_FRAMES)
+    out[i[notes.pitch[i] == line.pitch[j]]] = True
+    return out
 
 
 def assign_roles(poly: NoteArrays, bass_line: NoteArrays, lead_line: NoteArrays) -> Assignment:

@@ -192,16 +192,31 @@ def _onset_strength(post: Posteriors, notes: NoteArrays) -> npt.NDArray[np.float
     return post.note[t, (notes.pitch - MIDI_OFFSET)[:, None]].max(axis=1)
 
 
+def pairs_within(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], tol: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Index pairs (i, j) with |a[i] - b[j]| <= tol: sorted search, memory linear in the pairs found."""
+    if a.size == 0 or b.size == 0:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z.copy()
+    order = np.argsort(b, kind="stable")
+    sb = b[order]
+    lo = np.searchsorted(sb, a - tol, side="left")
+    hi = np.searchsorted(sb, a + tol, side="right")
+    counts = hi - lo
+    i = np.repeat(np.arange(a.size), counts)
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return i, order[np.repeat(lo, counts) + offsets]
+
+
 def _harmonic_ghosts(post: Posteriors, notes: NoteArrays, ratio: float) -> npt.NDArray[np.bool_]:
     """(n_notes,) True for notes that sit on a partial of a much stronger note starting with them."""
     if len(notes) < 2:
         return np.zeros(len(notes), dtype=bool)
     strength = _onset_strength(post, notes)
-    interval = notes.pitch[:, None] - notes.pitch[None, :]  # [i, j]: i above j by this much
-    together = np.abs(notes.start[:, None] - notes.start[None, :]) <= 3
-    on_partial = np.isin(interval, _PARTIALS)
-    weaker = strength[:, None] < ratio * strength[None, :]
-    return (together & on_partial & weaker).any(axis=1)
+    i, j = pairs_within(notes.start, notes.start, 3)  # i: the candidate ghost, j: its fundamental
+    ghost = np.isin(notes.pitch[i] - notes.pitch[j], _PARTIALS) & (strength[i] < ratio * strength[j])
+    out = np.zeros(len(notes), dtype=bool)
+    out[i[ghost]] = True
+    return out
 
 
 def _median_filter_1d(x: npt.NDArray[np.float64], width: int) -> npt.NDArray[np.float64]:

@@ -189,7 +189,7 @@ class Transcriber:
 
     # -- stages ------------------------------------------------------------------------------------
     def _pitched(self, mono: npt.NDArray[np.float32]) -> tuple[Posteriors, npt.NDArray[np.float32]]:
-        post = self.pitch_model.run(mono)
+        post = self.pitch_model.run(mono, contour=self.pitch_bends)
         return post, frame_loudness(mono, post.n_frames)
 
     def _decode_stem(self, analysis: _Analysis, stem: StemType) -> list[NoteEvent]:

@@ -24,11 +24,13 @@ def onset_envelope(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """(n_frames,) log-magnitude spectral flux of 22050 Hz mono audio at 86 frames/s."""
     from scipy.ndimage import uniform_filter1d
 
-    from stemscribe.dsp import stft
+    from stemscribe.dsp import magnitude_blocks
 
-    mag = np.abs(stft(samples.astype(np.float32), 1024, ENVELOPE_HOP))
-    log = np.log1p(100.0 * mag)
-    flux = np.maximum(np.diff(log, axis=1, prepend=log[:, :1]), 0.0).mean(axis=0)
+    parts = []
+    for mag, lead in magnitude_blocks(samples.astype(np.float32), 1024, ENVELOPE_HOP):
+        log = np.log1p(100.0 * mag)
+        parts.append(np.maximum(np.diff(log, axis=1, prepend=log[:, :1]), 0.0).mean(axis=0)[lead:])
+    flux = np.concatenate(parts)
     flux = flux - uniform_filter1d(flux, size=16, mode="nearest")  # remove the slow trend
     return np.maximum(flux, 0.0).astype(np.float32)
 

@@ -96,3 +96,13 @@ def test_slow_attack_start_moves_back_to_the_climb() -> None:
     risen = decode_monophonic(post, loud, DecodeOptions(backtrack_frames=24, rise_level=0.2))
     assert plain.start.tolist() == [40]
     assert risen.start.tolist() == [20] and risen.end.tolist() == plain.end.tolist()
+
+
+def test_pairs_within_matches_brute_force() -> None:
+    from stemscribe.notes import pairs_within
+
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 500, 300), rng.integers(0, 500, 200)
+    i, j = pairs_within(a, b, 3)
+    brute = {(x, y) for x in range(a.size) for y in range(b.size) if abs(int(a[x]) - int(b[y])) <= 3}
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == brute and len(i) == len(brute)
