@@ -46,11 +46,15 @@ def register_drum_backend(name: str, factory: DrumFactory) -> None:
 
 
 def drum_backend_names() -> list[str]:
+    import stemscribe.drum_model  # noqa: F401 - registers "model" when its shipped weights are present
+
     return sorted(_REGISTRY)
 
 
 def get_drum_backend(name: str = "auto") -> DrumTranscriber:
     """Build the drum backend `name`; "auto" picks the best one available."""
+    import stemscribe.drum_model  # noqa: F401 - registers "model" when its shipped weights are present
+
     if name == "auto":
         name = "model" if "model" in _REGISTRY else "dsp"
     try:
