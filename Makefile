@@ -12,6 +12,10 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install -q -e '.[dev,bench,separation]'
 	$(BIN)/pip install -q --no-deps 'basic-pitch==0.4.0'
+	# the training packages' tests: onnx for export checks, tinysoundfont for rendering (its pyaudio
+	# dependency is only for live playback, so --no-deps)
+	$(BIN)/pip install -q 'onnx>=1.16'
+	$(BIN)/pip install -q --no-deps 'tinysoundfont>=0.3.7'
 
 ## The main job on embedded defaults: transcribe the bundled example and print a summary.
 run: install
