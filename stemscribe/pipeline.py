@@ -31,7 +31,7 @@ from stemscribe.tempo import track_beats
 
 # How each stem type is decoded: monophonic or not, and its pitch range.
 _STEM_DECODING: dict[StemType, tuple[bool, DecodeOptions]] = {
-    StemType.BASS: (True, DecodeOptions(min_pitch=23, max_pitch=67, onset_threshold=0.4, frame_threshold=0.3)),
+    StemType.BASS: (True, DecodeOptions(min_pitch=23, max_pitch=67, onset_threshold=0.4, frame_threshold=0.4)),
     StemType.VOCALS: (True, DecodeOptions(min_pitch=36, max_pitch=88, onset_threshold=0.4, frame_threshold=0.3, rise_level=0.2, reattack_rise=1.3)),
     StemType.WINDS: (True, DecodeOptions(min_pitch=36, max_pitch=108, onset_threshold=0.4, frame_threshold=0.4)),
     StemType.PIANO: (False, DecodeOptions(onset_threshold=0.6, offset_ratio=0.8, harmonic_ratio=0.8)),
