@@ -1,15 +1,18 @@
 """Synthetic mini-mixes with per-note instrument families, as timbre feature vectors.
 
-Each clip holds 2-5 pitched parts of different families (a bass line, melodies, chords, strums,
-arpeggios in each family's usual range) on random General MIDI programs, often over a drum groove,
-rendered with tinysoundfont. Every note's features (`stemscribe.timbre.note_features`) are taken
-from the whole mix, so the classifier learns to hear a note's family among other instruments.
+Half of the clips hold 2-5 generated pitched parts of different families (a bass line, melodies,
+chords, strums, arpeggios in each family's usual range) on random General MIDI programs, often over
+a drum pattern; the other half are MMA grooves (their bass, chord and arpeggio tracks and drums, the
+programs sometimes swapped within their family) with a generated melody on top. The grooves of the
+benchmark's MMA songs (`BENCH_GROOVE_FILES`) are left out. All is rendered with tinysoundfont.
+Every note's features (`stemscribe.timbre.note_features`) are taken from the whole mix, so the
+classifier learns to hear a note's family among other instruments.
 
 Training renders use MuseScore_General.sf3 and TimGM6mb.sf2 only; FluidR3_GM.sf2 (the benchmark's
 SoundFont) renders the test split only. Training clips get random EQ, compression, reverb and
 noise, and their notes' onsets are jittered as a transcriber's would be.
 
-    python -m training.timbre.data --seed 0 --out build/timbre-data
+    python -m training.timbre.data --seed 0 --out build/timbre-data --grooves build/drums-data/grooves.json
 
 writes `train.npz`, `valid.npz` (held-out seeds, training SoundFonts) and `test.npz` (FluidR3_GM),
 each with `features` (n, N_FEATURES) float32, `family` (n,) index into TIMBRE_FAMILIES,
@@ -35,6 +38,7 @@ from training.drums.data import (
     TRAIN_SOUNDFONTS,
     Renderer,
     add_noise,
+    build_groove_cache,
     compress,
     random_eq,
     reverb,
@@ -86,6 +90,9 @@ MELODY_SHARE: dict[Family, float] = {
 }
 SCALE = np.array([0, 2, 4, 5, 7, 9, 11])
 DRUM_CHANNEL = 9
+GROOVE_SHARE = 0.5
+BENCH_GROOVE_FILES = {"dsoul.mma", "bvfunk.mma", "basicrock.mma", "ska.mma", "softrock.mma", "jazzcombo.mma"}
+LEAD_FAMILIES = (Family.VOCALS, Family.WINDS, Family.BRASS, Family.SYNTH, Family.STRINGS, Family.GUITAR)
 
 Note = tuple[float, float, int, int]  # start s, end s, pitch, velocity
 
@@ -173,26 +180,72 @@ def _drums(rng: np.random.Generator, beat: float, seconds: float) -> list[Note]:
     return notes
 
 
+def _groove_parts(
+    rng: np.random.Generator, record: dict, seconds: float
+) -> tuple[list[tuple[int, list[Note]]], list[Note], float]:
+    """A groove's pitched tracks (program, notes) and drums, tempo-scaled and looped over `seconds`."""
+    scale = 120.0 / float(rng.uniform(70, 160))  # MMA renders at 120 BPM
+    period = max(float(record["duration"]) * scale, 1.0)
+    loops = int(np.ceil((seconds + 2.0) / period)) + 1
+    offset = float(rng.uniform(0, max(0.0, loops * period - seconds - 2.0)))
+
+    def place(notes: list) -> list[Note]:
+        out = []
+        for i in range(loops):
+            for s, e, p, v in notes:
+                t0, t1 = s * scale + i * period - offset, e * scale + i * period - offset
+                if 0.0 <= t0 < seconds:
+                    out.append((t0, t1, int(p), int(v)))
+        return out
+
+    tracks = [(int(prog), place(notes)) for prog, notes in record["tracks"] if 0 <= int(prog) < 128]
+    drums = [(t, t + 0.1, k, v) for t, _, k, v in place([(d[0], d[0], d[1], d[2]) for d in record["drums"]])]
+    return tracks, drums, 60.0 / 120.0 * scale
+
+
 def make_clip(
-    rng: np.random.Generator, renderer: Renderer, *, seconds: float, augment: bool
+    rng: np.random.Generator,
+    renderer: Renderer,
+    *,
+    seconds: float,
+    augment: bool,
+    grooves: list[dict] | None = None,
 ) -> tuple[npt.NDArray[np.float32], list[tuple[Note, int, int]]]:
     """Audio (n,) of one mini-mix and its labelled notes (note, family index, program)."""
     beat = 60.0 / float(rng.uniform(70, 160))
     key = int(rng.integers(0, 12))
-    n_parts = int(rng.integers(2, 6))
-    families = [TIMBRE_FAMILIES[i] for i in rng.choice(len(TIMBRE_FAMILIES), size=n_parts, replace=False)]
+    # Parts: (family, program or None for a random one of the family, notes or None to generate).
+    parts: list[tuple[Family, int | None, list[Note] | None]] = []
+    drum_notes: list[Note] | None = None
+    if grooves and rng.random() < GROOVE_SHARE:
+        tracks, drum_notes, beat = _groove_parts(rng, grooves[int(rng.integers(len(grooves)))], seconds)
+        for program, notes in tracks:
+            family = family_of_program(program)
+            if family in FAMILY_INDEX and notes:
+                parts.append((family, program if rng.random() < 0.5 else None, notes))
+        if rng.random() < 0.85:
+            parts.append((LEAD_FAMILIES[int(rng.integers(len(LEAD_FAMILIES)))], None, None))
+    else:
+        n_parts = int(rng.integers(2, 6))
+        picks = rng.choice(len(TIMBRE_FAMILIES), size=n_parts, replace=False)
+        parts = [(TIMBRE_FAMILIES[i], None, None) for i in picks]
     events: list[tuple[float, int, int, int, int]] = []
     programs: dict[int, tuple[int, int, int]] = {}
     labelled: list[tuple[Note, int, int]] = []
     volumes: dict[int, int] = {}
-    for ch, family in enumerate(families):
+    for ch, (family, fixed, given) in enumerate(parts[:9]):
         sfid = renderer.fonts[int(rng.integers(len(renderer.fonts)))]
         choices = _programs(family, renderer, sfid)
-        if not choices:
+        if fixed is not None and fixed in renderer.melodic[sfid]:
+            program = fixed
+        elif choices:
+            program = int(rng.choice(choices))
+        else:
             continue
-        program = int(rng.choice(choices))
         lo, hi = PROGRAM_RANGES.get(program, RANGES[family])
-        if rng.random() < MELODY_SHARE[family]:
+        if given is not None:
+            notes = given
+        elif rng.random() < MELODY_SHARE[family]:
             notes = _melody(rng, lo, hi, beat, seconds, key)
         else:
             notes = _chords(
@@ -204,11 +257,13 @@ def make_clip(
             events.append((s, 1, ch, p, v))
             events.append((min(e, seconds), 0, ch, p, 0))
             labelled.append(((s, e, p, v), FAMILY_INDEX[family], program))
-    if rng.random() < 0.5 and renderer.kits:
+    if drum_notes is None and rng.random() < 0.5:
+        drum_notes = _drums(rng, beat, seconds)
+    if drum_notes and renderer.kits:
         sfid, preset = renderer.kits[int(rng.integers(len(renderer.kits)))]
         programs[DRUM_CHANNEL] = (sfid, 128, preset)
         volumes[DRUM_CHANNEL] = int(rng.integers(60, 128))
-        for s, e, p, v in _drums(rng, beat, seconds):
+        for s, e, p, v in drum_notes:
             events.append((s, 1, DRUM_CHANNEL, p, v))
             events.append((e, 0, DRUM_CHANNEL, p, 0))
     # Each part's level in the mix, applied through its velocities (the renderer takes note events only).
@@ -234,12 +289,13 @@ def make_clip(
     return audio.astype(np.float32), labelled
 
 
-_worker: dict[str, Renderer] = {}
+_worker: dict[str, object] = {}
 
 
-def _init_worker(split: str) -> None:
+def _init_worker(split: str, grooves: list[dict]) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _worker["renderer"] = Renderer(SPLIT_SOUNDFONTS[split])
+    _worker["grooves"] = grooves
 
 
 def _work(
@@ -249,7 +305,10 @@ def _work(
     rng = np.random.default_rng([seed, {"train": 0, "valid": 1, "test": 2}[split], index])
     seconds = float(rng.uniform(6.0, 10.0))
     augment = split == "train"
-    audio, labelled = make_clip(rng, _worker["renderer"], seconds=seconds, augment=augment)
+    renderer = _worker["renderer"]
+    grooves = _worker["grooves"]
+    assert isinstance(renderer, Renderer) and isinstance(grooves, list)
+    audio, labelled = make_clip(rng, renderer, seconds=seconds, augment=augment, grooves=grooves)
     if not labelled:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
     start = np.array([n[0][0] for n in labelled])
@@ -263,11 +322,15 @@ def _work(
     return feats, family, program
 
 
-def generate_split(out: Path, split: str, clips: int, seed: int, workers: int) -> None:
+def generate_split(
+    out: Path, split: str, clips: int, seed: int, workers: int, grooves: list[dict] | None = None
+) -> None:
     t0 = time.time()
     feats, families, programs, clip_ids = [], [], [], []
     jobs = [(split, seed, i) for i in range(clips)]
-    with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(split,)) as pool:
+    with mp.get_context("fork").Pool(
+        workers, initializer=_init_worker, initargs=(split, grooves or [])
+    ) as pool:
         for i, (f, fam, prog) in enumerate(pool.imap(_work, jobs, chunksize=4)):
             if len(fam):
                 feats.append(f)
@@ -297,12 +360,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-clips", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--splits", default="test,valid,train")
+    parser.add_argument(
+        "--grooves",
+        type=Path,
+        default=None,
+        help="MMA groove cache (training.drums.data's grooves.json; built there when absent)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     counts = {"train": args.train_clips, "valid": args.valid_clips, "test": args.test_clips}
+    grooves = []
+    if args.grooves is not None:
+        # MMA's grooves, minus the benchmark's; only the training split uses them.
+        records = build_groove_cache(args.grooves)
+        grooves = [r for r in records if r["file"] not in BENCH_GROOVE_FILES]
+        log.info("grooves: %d of %d (benchmark grooves left out)", len(grooves), len(records))
     for split in args.splits.split(","):
-        generate_split(args.out, split, counts[split], args.seed, args.workers)
+        generate_split(
+            args.out, split, counts[split], args.seed, args.workers, grooves if split == "train" else None
+        )
 
 
 if __name__ == "__main__":
