@@ -66,15 +66,29 @@ def load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(d["features"].astype(np.float32)), torch.from_numpy(d["family"].astype(np.int64))
 
 
-def train(data: Path, out: Path, *, seed: int, epochs: int, hidden: int, lr: float, threads: int) -> dict:
+def train(
+    data: Path,
+    out: Path,
+    *,
+    seed: int,
+    epochs: int,
+    hidden: int,
+    lr: float,
+    threads: int,
+    init: Path | None = None,
+) -> dict:
+    """Train on `data`/train.npz, keep the best epoch on valid.npz; `init` continues a checkpoint."""
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
     x, y = load_split(data / "train.npz")
     xv, yv = load_split(data / "valid.npz")
     log.info("train %d notes, valid %d notes", len(y), len(yv))
     net = FamilyNet(x.shape[1], hidden)
-    net.mean.copy_(x.mean(dim=0))
-    net.std.copy_(x.std(dim=0).clamp_min(1e-3))
+    if init is not None:  # continue from a checkpoint, keeping its input standardisation
+        net.load_state_dict(torch.load(init, weights_only=True)["state"])
+    else:
+        net.mean.copy_(x.mean(dim=0))
+        net.std.copy_(x.std(dim=0).clamp_min(1e-3))
     counts = torch.bincount(y, minlength=len(TIMBRE_FAMILIES)).float().clamp_min(1.0)
     weights = (counts.sum() / counts / len(TIMBRE_FAMILIES)).clamp(max=10.0)
     loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=0.05)
@@ -140,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--init", type=Path, default=None, help="checkpoint.pt to continue from")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(
@@ -150,6 +165,7 @@ def main(argv: list[str] | None = None) -> None:
         hidden=args.hidden,
         lr=args.lr,
         threads=args.threads,
+        init=args.init,
     )
 
 
