@@ -19,7 +19,7 @@ GM_TO_CLASS: dict[int, int] = {
     35: KICK, 36: KICK,
     37: SNARE, 38: SNARE, 39: SNARE, 40: SNARE,  # side stick, snare, clap, electric snare
     42: CLOSED_HAT, 44: OPEN_HAT, 46: OPEN_HAT,  # pedal hat counts as open, as the issue asks
-    41: LOW_TOM, 43: LOW_TOM, 45: MID_TOM, 47: MID_TOM, 48: HIGH_TOM, 50: HIGH_TOM,
+    41: LOW_TOM, 43: LOW_TOM, 45: LOW_TOM, 47: MID_TOM, 48: MID_TOM, 50: HIGH_TOM,  # each class keeps its own key
     49: CRASH, 52: CRASH, 55: CRASH, 57: CRASH,  # crash, china, splash
     51: RIDE, 53: RIDE, 59: RIDE,  # ride, ride bell
 }  # fmt: skip
