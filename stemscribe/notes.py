@@ -128,6 +128,13 @@ def _velocities(
     return np.clip(v, 0.05, 1.0).astype(np.float32)
 
 
+def _in_range(post: Posteriors, options: DecodeOptions) -> tuple[int, npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """The column of options.min_pitch, and the note and onset posteriors cut to the pitch range."""
+    lo = max(0, options.min_pitch - MIDI_OFFSET)
+    hi = min(post.note.shape[1], options.max_pitch - MIDI_OFFSET + 1)
+    return lo, post.note[:, lo:hi], post.onset[:, lo:hi]
+
+
 def decode_polyphonic(
     post: Posteriors, loudness: npt.NDArray[np.float32], options: DecodeOptions = DecodeOptions()
 ) -> NoteArrays:
@@ -135,10 +142,7 @@ def decode_polyphonic(
     n = post.n_frames
     if n < 2:
         return NoteArrays.empty()
-    lo = max(0, options.min_pitch - MIDI_OFFSET)
-    hi = min(post.note.shape[1], options.max_pitch - MIDI_OFFSET + 1)
-    note = post.note[:, lo:hi]
-    onset = post.onset[:, lo:hi]
+    lo, note, onset = _in_range(post, options)
     if options.infer_onsets:
         # basic-pitch's trick: a sharp rise of the frame posterior is an onset the onset head missed.
         rise = np.vstack([np.zeros((2, note.shape[1]), np.float32), note[2:] - note[:-2]])
@@ -232,10 +236,7 @@ def decode_monophonic(
     n = post.n_frames
     if n < 2:
         return NoteArrays.empty()
-    lo = max(0, options.min_pitch - MIDI_OFFSET)
-    hi = min(post.note.shape[1], options.max_pitch - MIDI_OFFSET + 1)
-    note = post.note[:, lo:hi]
-    onset = post.onset[:, lo:hi]
+    lo, note, onset = _in_range(post, options)
     best = note.argmax(axis=1)
     salience = note[np.arange(n), best]
     voiced = _close_gaps((salience >= options.frame_threshold)[:, None], options.gap_frames)[:, 0]
