@@ -113,7 +113,7 @@ def train(
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         net.eval()
         with torch.no_grad():
             pred = net(xv).argmax(dim=1).numpy()
