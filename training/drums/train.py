@@ -2,9 +2,16 @@
 
     python -m training.drums.train --seed 0 --data build/drums-data --out build/drums-run
 
-Writes `checkpoint.pt` (best on validation), `curve.json` (the learning curve) and `thresholds.json`
-(per-class peak thresholds tuned on the validation split) under `--out`. Generates the data first
-when `--data` holds none.
+Writes `checkpoint.pt` (best on validation), `last.pt` (the latest evaluation step), `curve.json`
+(the learning curve) and `thresholds.json` (per-class peak thresholds tuned on the validation split)
+under `--out`. Generates the data first when `--data` holds none. Checkpoints carry the optimizer,
+scheduler and random states, so `--resume` continues a run exactly:
+
+    python -m training.drums.train --resume build/drums-run/last.pt --out build/drums-run-b
+
+A checkpoint holding model weights only (written before resuming existed) continues from its weights
+with a fresh AdamW at the lower `--resume-lr` and a new warmup + cosine schedule over the remaining
+steps (`--steps` counts from step 0 of the original run in both cases).
 """
 
 from __future__ import annotations
@@ -142,11 +149,18 @@ def tune_thresholds(preds: list[tuple[np.ndarray, np.ndarray]], split: Split) ->
     return best.astype(np.float64)
 
 
+def _lr_lambda(start: int, total: int, warmup: int):
+    """Linear warmup then cosine to zero over the `total - start` steps after `start`."""
+    span = max(1, total - start)
+    return lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / span)))
+
+
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True)
     rng = np.random.default_rng(args.seed)
+    resume = torch.load(args.resume, weights_only=True) if args.resume else None
     if not (args.data / "train" / "meta.json").is_file():
         from training.drums.data import generate
 
@@ -155,25 +169,80 @@ def train(args: argparse.Namespace) -> None:
     valid_split = Split.load(args.data / "valid")
     args.out.mkdir(parents=True, exist_ok=True)
 
-    net = DrumNet(args.width, args.hidden)
-    sample = np.asarray(train_split.features[:: max(1, len(train_split.features) // 200000)], np.float32)
-    net.mean.copy_(torch.from_numpy(sample.mean(axis=0)))
-    net.std.copy_(torch.from_numpy(sample.std(axis=0) + 1e-3))
+    config = resume["config"] if resume else {"width": args.width, "hidden": args.hidden}
+    net = DrumNet(**config)
+    if resume:
+        net.load_state_dict(resume["state"])  # carries the input normalisation too
+    else:
+        sample = np.asarray(train_split.features[:: max(1, len(train_split.features) // 200000)], np.float32)
+        net.mean.copy_(torch.from_numpy(sample.mean(axis=0)))
+        net.std.copy_(torch.from_numpy(sample.std(axis=0) + 1e-3))
     n_params = sum(p.numel() for p in net.parameters())
     log.info("DrumNet: %d parameters; %d training clips", n_params, len(train_split.clips))
 
-    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-    warmup = 200
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))
-    )
+    start = int(resume["step"]) if resume else 0
+    full = bool(resume) and "optimizer" in resume
+    if start >= args.steps:
+        raise SystemExit(f"--steps {args.steps} must exceed the checkpoint's step {start}")
+    if full:
+        lr, warmup, sched_start = resume["lr_base"], resume["warmup"], resume["sched_start"]
+    elif resume:
+        lr, warmup, sched_start = args.resume_lr, 50, start
+        rng = np.random.default_rng([args.seed, start])  # fresh windows, not a replay of step 1's
+        torch.manual_seed(args.seed + start)
+        log.info(
+            "%s holds model weights only (step %d): fresh AdamW at lr %g, cosine over steps %d..%d",
+            args.resume,
+            start,
+            lr,
+            start + 1,
+            args.steps,
+        )
+    else:
+        lr, warmup, sched_start = args.lr, 200, 0
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_lambda(sched_start, args.steps, warmup))
+    if full:
+        opt.load_state_dict(resume["optimizer"])
+        sched.load_state_dict(resume["scheduler"])
+        rng.bit_generator.state = resume["numpy_rng"]
+        torch.set_rng_state(resume["torch_rng"])
+        log.info("resuming %s at step %d with its optimizer and random states", args.resume, start)
     bce = nn.BCEWithLogitsLoss(reduction="none")
     batches = Batches(train_split, args.window, args.batch, rng)
     curve: list[dict] = []
-    best_f1 = -1.0
+    if resume and (args.resume.parent / "curve.json").is_file():
+        curve = [p for p in json.loads((args.resume.parent / "curve.json").read_text()) if p["step"] <= start]
+    best_f1 = float(resume.get("valid_f1", -1.0)) if resume else -1.0
     t0 = time.time()
     running = []
-    for step in range(1, args.steps + 1):
+
+    def save(path: Path, step: int, f1: float) -> None:
+        torch.save(
+            {
+                "state": net.state_dict(),
+                "config": config,
+                "step": step,
+                "valid_f1": f1,
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "numpy_rng": rng.bit_generator.state,
+                "torch_rng": torch.get_rng_state(),
+                "lr_base": lr,
+                "warmup": warmup,
+                "sched_start": sched_start,
+            },
+            path,
+        )
+
+    if resume:  # the starting point is the best so far until something beats it
+        best_path = args.out / "checkpoint.pt"
+        prior = torch.load(best_path, weights_only=True) if best_path.is_file() else None
+        if prior is not None and float(prior.get("valid_f1", -1.0)) >= best_f1:
+            best_f1 = float(prior["valid_f1"])  # resuming in place: keep the run's best
+        else:
+            save(best_path, start, best_f1)
+    for step in range(start + 1, args.steps + 1):
         net.train()
         x, onset, vel, mask = batches.next()
         logits, v = net(x)
@@ -210,17 +279,10 @@ def train(args: argparse.Namespace) -> None:
             curve.append(point)
             log.info("%s", point)
             (args.out / "curve.json").write_text(json.dumps(curve, indent=1))
+            save(args.out / "last.pt", step, f)
             if f > best_f1:
                 best_f1 = f
-                torch.save(
-                    {
-                        "state": net.state_dict(),
-                        "config": {"width": args.width, "hidden": args.hidden},
-                        "step": step,
-                        "valid_f1": f,
-                    },
-                    args.out / "checkpoint.pt",
-                )
+                save(args.out / "checkpoint.pt", step, f)
         if args.max_minutes and time.time() - t0 > args.max_minutes * 60:
             log.info("time budget reached at step %d", step)
             break
@@ -255,6 +317,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--window", type=int, default=400, help="frames per training window")
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        default=None,
+        help="continue from this checkpoint (its network config wins over --width/--hidden); with its "
+        "optimizer, scheduler and random states when it has them, otherwise from its weights only "
+        "with a fresh AdamW at --resume-lr and a new warmup + cosine schedule up to --steps",
+    )
+    parser.add_argument(
+        "--resume-lr", type=float, default=5e-4, help="peak lr when --resume has model weights only"
+    )
     parser.add_argument("--pos-weight", type=float, default=4.0)
     parser.add_argument("--vel-weight", type=float, default=1.0)
     parser.add_argument("--width", type=int, default=128)
