@@ -76,11 +76,16 @@ def train(
     lr: float,
     threads: int,
     init: Path | None = None,
+    extra: tuple[Path, ...] = (),
 ) -> dict:
-    """Train on `data`/train.npz, keep the best epoch on valid.npz; `init` continues a checkpoint."""
+    """Train on `data`/train.npz (and `extra` folders' train.npz), keep the best epoch on `data`/valid.npz.
+
+    `init` continues a checkpoint.
+    """
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    x, y = load_split(data / "train.npz")
+    parts = [load_split(d / "train.npz") for d in [data, *extra]]
+    x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     xv, yv = load_split(data / "valid.npz")
     log.info("train %d notes, valid %d notes", len(y), len(yv))
     net = FamilyNet(x.shape[1], hidden)
@@ -155,6 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--init", type=Path, default=None, help="checkpoint.pt to continue from")
+    parser.add_argument("--extra", type=Path, nargs="*", default=[], help="more data folders to train on")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(
@@ -166,6 +172,7 @@ def main(argv: list[str] | None = None) -> None:
         lr=args.lr,
         threads=args.threads,
         init=args.init,
+        extra=tuple(args.extra),
     )
 
 
