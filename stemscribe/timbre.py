@@ -58,6 +58,7 @@ _FLOOR = -8.0  # natural-log range kept below the reference (about 70 dB)
 _CEIL = 4.0
 _EPS = 1e-7
 _CHUNK = 2048  # frames per FFT batch
+_NOTE_CHUNK = 1024  # notes whose features are computed together (at most 12 k frames, 50 MB of spectra)
 
 
 def _f0(pitch: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
@@ -111,7 +112,23 @@ def note_features(
     n = len(p)
     if n == 0:
         return np.zeros((0, N_FEATURES), np.float32)
+    if n > _NOTE_CHUNK:  # bound the spectra held at once: neighbouring notes in time share frames
+        order = np.argsort(s, kind="stable")
+        out = np.empty((n, N_FEATURES), np.float32)
+        for c in range(0, n, _NOTE_CHUNK):
+            idx = order[c : c + _NOTE_CHUNK]
+            out[idx] = _features(x, p[idx], s[idx], e[idx])
+        return out
+    return _features(x, p, s, e)
 
+
+def _features(
+    x: npt.NDArray[np.float32],
+    p: npt.NDArray[np.float32],
+    s: npt.NDArray[np.float64],
+    e: npt.NDArray[np.float64],
+) -> npt.NDArray[np.float32]:
+    n = len(p)
     onset = np.round(s * SAMPLE_RATE / HOP).astype(np.int64)
     wanted = onset[:, None] + FRAME_OFFSETS[None, :]  # (n, F)
     frames, where = np.unique(wanted, return_inverse=True)

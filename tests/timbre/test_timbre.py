@@ -191,3 +191,17 @@ def test_shipped_model_hears_bass_and_flute() -> None:
     got_flute = [n for n, note in zip(names, notes, strict=True) if note.pitch >= 70]
     assert got_bass.count(Family.BASS) >= len(got_bass) - 1, got_bass
     assert got_flute.count(Family.WINDS) >= len(got_flute) - 1, got_flute
+
+
+def test_many_notes_in_chunks_match_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from stemscribe import timbre
+
+    rng = np.random.default_rng(1)
+    x = (0.1 * rng.standard_normal(SAMPLE_RATE * 8)).astype(np.float32)
+    pitch = rng.integers(28, 100, 700)
+    start = rng.uniform(0.0, 8.0, 700)
+    end = start + rng.uniform(0.05, 2.0, 700)
+    monkeypatch.setattr(timbre, "_NOTE_CHUNK", 100)
+    chunked = note_features(x, pitch, start, end)
+    monkeypatch.setattr(timbre, "_NOTE_CHUNK", 10_000)
+    assert np.array_equal(chunked, note_features(x, pitch, start, end))
