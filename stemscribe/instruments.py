@@ -41,3 +41,19 @@ def assign_roles(poly: NoteArrays, bass_line: NoteArrays, lead_line: NoteArrays)
     in_bass = _matched(bass_line, poly)
     in_lead = _matched(lead_line, poly) & ~in_bass
     return Assignment(poly.select(in_bass), poly.select(in_lead), poly.select(~in_bass & ~in_lead))
+
+
+def smooth_family_probs(
+    probs: npt.NDArray[np.float32], starts: npt.NDArray[np.int64], window: int
+) -> npt.NDArray[np.float32]:
+    """(n, n_families) each note's family probabilities averaged with its role's neighbours.
+
+    Notes of one role within `window` frames of each other are usually one player: averaging their
+    per-note estimates steadies the label without flattening a change of instrument.
+    """
+    if window <= 0 or starts.size == 0:
+        return probs
+    i, j = pairs_within(starts, starts, window)
+    total = np.zeros_like(probs)
+    np.add.at(total, i, probs[j])
+    return total / np.bincount(i, minlength=starts.size)[:, None].astype(np.float32)

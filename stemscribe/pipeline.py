@@ -22,11 +22,12 @@ from stemscribe.notes import (
     pitch_bends,
     to_events,
 )
-from stemscribe.instruments import assign_roles
+from stemscribe.instruments import assign_roles, smooth_family_probs
 from stemscribe.progress import ProgressCallback, report
 from stemscribe.result import Instrument, NoteEvent, Result
 from stemscribe.separate import Separator, get_separator
 from stemscribe.stems import FAMILY_PROGRAM, STEM_FAMILY, Family, StemType, gm_program_name
+from stemscribe.timbre import TIMBRE_FAMILIES
 from stemscribe.tempo import track_beats
 
 # How each stem type is decoded: monophonic or not, and its pitch range.
@@ -44,6 +45,7 @@ _STEM_DECODING: dict[StemType, tuple[bool, DecodeOptions]] = {
 }
 _SECTION_STEMS = frozenset({StemType.STRINGS, StemType.BRASS})
 _LEAD_POLY = DecodeOptions(min_pitch=36, onset_threshold=0.6, offset_ratio=0.7)
+_FAMILY_WINDOW = 86  # frames (~1 s) over which a role's family estimates are averaged
 _MIX_POLY = DecodeOptions(onset_threshold=0.55)
 _MIX_BASS = DecodeOptions(min_pitch=23, max_pitch=52, onset_threshold=0.4, frame_threshold=0.35)
 _MIX_LEAD = DecodeOptions(min_pitch=57, max_pitch=96, onset_threshold=0.5, frame_threshold=0.4)
@@ -98,6 +100,8 @@ def _polyphony(notes: NoteArrays, n_frames: int) -> float:
 def _instrument(family: Family, notes: list[NoteEvent], *, name: str | None = None) -> Instrument:
     if family is Family.DRUMS:
         return Instrument("Drums", 0, True, family, notes)
+    if family is Family.VOCALS:
+        name = name or "Synth Voice"  # as Suno's own MIDI names a vocal line
     program = FAMILY_PROGRAM[family]
     return Instrument(name or gm_program_name(program), program, False, family, notes)
 
@@ -125,10 +129,12 @@ class Transcriber:
     drums: str = "auto"
     max_duration: float = DEFAULT_MAX_DURATION
     pitch_bends: bool = False
+    families: bool = True
     threads: int | None = None
     _pitch: PitchModel | None = field(default=None, init=False, repr=False)
     _drums: DrumTranscriber | None = field(default=None, init=False, repr=False)
     _separator: Separator | None = field(default=None, init=False, repr=False)
+    _families: Any = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     # -- models, loaded on first use and kept ------------------------------------------------------
@@ -145,6 +151,16 @@ class Transcriber:
             if self._drums is None:
                 self._drums = get_drum_backend(self.drums)
             return self._drums
+
+    @property
+    def family_model(self) -> Any:
+        """The instrument-family classifier for mixes, or None (weights not shipped, or families=False)."""
+        from stemscribe.timbre import FamilyClassifier
+
+        with self._lock:
+            if self._families is None:
+                self._families = FamilyClassifier() if self.families and FamilyClassifier.available() else False
+            return self._families or None
 
     def _get_separator(self) -> Separator:
         with self._lock:
@@ -288,9 +304,20 @@ class Transcriber:
         lead = decode_monophonic(post, loud, _MIX_LEAD)
         report(progress, "assigning", 0.9)
         roles = assign_roles(poly, bass, lead)
-        instruments.append(_instrument(Family.VOCALS, self._events(post, roles.lead), name="Synth Voice"))
-        instruments.append(_instrument(Family.BASS, self._events(post, roles.bass)))
-        instruments.append(_instrument(Family.PIANO, self._events(post, roles.accompaniment)))
+        by_family: dict[Family, list[NoteEvent]] = {}
+        classifier = self.family_model
+        for default, notes in ((Family.VOCALS, roles.lead), (Family.BASS, roles.bass), (Family.PIANO, roles.accompaniment)):
+            events = self._events(post, notes)
+            if classifier is None or not events:
+                by_family.setdefault(default, []).extend(events)
+                continue
+            # Who plays each note: the timbre classifier, steadied over the role's neighbouring notes.
+            probs = smooth_family_probs(classifier.classify(analysis.mono22, events), notes.start, _FAMILY_WINDOW)
+            for event, k in zip(events, probs.argmax(axis=1).tolist(), strict=True):
+                by_family.setdefault(TIMBRE_FAMILIES[k], []).append(event)
+        for family in sorted(by_family, key=lambda f: list(Family).index(f)):
+            notes_of = sorted(by_family[family], key=lambda n: (n.start, n.pitch))
+            instruments.append(_instrument(family, notes_of))
         instruments.append(_instrument(Family.DRUMS, drums))
         return separator.name, instruments
 
