@@ -258,7 +258,7 @@ class Transcriber:
         else:
             report(progress, "transcribing", 0.1)
             notes = self._decode_stem(analysis, stem)
-            family = Family.DRUMS if stem is StemType.DRUMS else STEM_FAMILY.get(stem, Family.PIANO)
+            family = self._stem_family(stem, analysis.mono22, notes)
             if notes:
                 instruments.append(_instrument(family, notes))
         instruments = [i for i in (_clip(inst, duration) for inst in instruments) if i.notes]
@@ -289,7 +289,7 @@ class Transcriber:
                 if float(np.abs(mono).max(initial=0.0)) < 1e-3:
                     continue
                 notes = self._decode_stem(_Analysis(self, mono), stem_type)
-                family = Family.DRUMS if stem_type is StemType.DRUMS else STEM_FAMILY.get(stem_type, Family.PIANO)
+                family = self._stem_family(stem_type, mono, notes)
                 instruments.append(_instrument(family, notes))
             return separator.name, instruments
 
@@ -320,6 +320,19 @@ class Transcriber:
             instruments.append(_instrument(family, notes_of))
         instruments.append(_instrument(Family.DRUMS, drums))
         return separator.name, instruments
+
+    def _stem_family(self, stem: StemType, mono22: npt.NDArray[np.float32], notes: list[NoteEvent]) -> Family:
+        """The family a stem's notes are written as: the stem's own, or for `other` the timbre
+        classifier's majority vote (piano when there is no classifier)."""
+        if stem is StemType.DRUMS:
+            return Family.DRUMS
+        if stem in STEM_FAMILY:
+            return STEM_FAMILY[stem]
+        classifier = self.family_model
+        if classifier is None or not notes:
+            return Family.PIANO
+        votes = np.bincount(classifier.classify(mono22, notes).argmax(axis=1), minlength=len(TIMBRE_FAMILIES))
+        return TIMBRE_FAMILIES[int(votes.argmax())]
 
     def _guess_stem(self, analysis: _Analysis) -> StemType:
         """Decide what `auto` audio holds from its percussive share and its pitch content."""

@@ -97,3 +97,22 @@ def test_pitch_bends_follow_a_glide() -> None:
     assert first.pitch == 57 and first.bend
     assert max(s for _, s in first.bend) > 0.15  # bending up towards A#3 before the next note starts
     assert all(first.start - 1e-6 <= bt <= first.end + 1e-6 for bt, _ in first.bend)
+
+
+def test_other_stem_is_named_by_its_timbre(tmp_path, signals) -> None:
+    import pretty_midi
+
+    from stemscribe import Transcriber
+    from stemscribe.timbre import FamilyClassifier
+
+    if not FamilyClassifier.available():
+        pytest.skip("stemscribe/weights/timbre.onnx not shipped")
+    pm = pretty_midi.PrettyMIDI(initial_tempo=100)
+    flute = pretty_midi.Instrument(73)
+    for i, p in enumerate([72, 74, 76, 77, 79, 77, 76, 74, 72, 71, 72, 74]):
+        flute.notes.append(pretty_midi.Note(90, p, 0.2 + 0.4 * i, 0.55 + 0.4 * i))
+    pm.instruments.append(flute)
+    pm.write(str(tmp_path / "flute.mid"))
+    wav = signals.render_midi(tmp_path / "flute.mid", tmp_path / "flute.wav")
+    (inst,) = Transcriber().transcribe(wav, stem="other").instruments
+    assert inst.family is Family.WINDS and inst.name == "Flute"
