@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("build/timbre-data"))
-    parser.add_argument("--train-clips", type=int, default=2000)
+    parser.add_argument("--train-clips", type=int, default=2400)
     parser.add_argument("--valid-clips", type=int, default=150)
     parser.add_argument("--test-clips", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
