@@ -81,9 +81,22 @@ def test_resume_from_weights_only_uses_fresh_optimizer_at_lower_lr(data: Path, t
 
     for out in ("again1", "again2"):
         _run(data, tmp_path / out, "--steps", "5", "--resume", str(weights_only), "--resume-lr", "1e-4")
+    full_path = str(tmp_path / "first" / "last.pt")
+    _run(
+        data,
+        tmp_path / "again3",
+        "--steps",
+        "5",
+        "--resume",
+        full_path,
+        "--resume-lr",
+        "1e-4",
+        "--fresh-optimizer",
+    )
     a, b = _state(tmp_path / "again1" / "last.pt"), _state(tmp_path / "again2" / "last.pt")
     assert a["step"] == 5 and a["lr_base"] == 1e-4 and a["sched_start"] == 2
     _assert_same_weights(a["state"], b["state"])  # deterministic from the seed
+    _assert_same_weights(a["state"], _state(tmp_path / "again3" / "last.pt")["state"])
     moved = [not torch.equal(a["state"][k], full["state"][k]) for k in full["state"]]
     assert any(moved), "resumed training did not update the weights"
     curve = json.loads((tmp_path / "again1" / "curve.json").read_text())

@@ -181,7 +181,7 @@ def train(args: argparse.Namespace) -> None:
     log.info("DrumNet: %d parameters; %d training clips", n_params, len(train_split.clips))
 
     start = int(resume["step"]) if resume else 0
-    full = bool(resume) and "optimizer" in resume
+    full = bool(resume) and "optimizer" in resume and not args.fresh_optimizer
     if start >= args.steps:
         raise SystemExit(f"--steps {args.steps} must exceed the checkpoint's step {start}")
     if full:
@@ -191,7 +191,7 @@ def train(args: argparse.Namespace) -> None:
         rng = np.random.default_rng([args.seed, start])  # fresh windows, not a replay of step 1's
         torch.manual_seed(args.seed + start)
         log.info(
-            "%s holds model weights only (step %d): fresh AdamW at lr %g, cosine over steps %d..%d",
+            "%s: model weights only (step %d): fresh AdamW at lr %g, cosine over steps %d..%d",
             args.resume,
             start,
             lr,
@@ -326,7 +326,15 @@ def main(argv: list[str] | None = None) -> None:
         "with a fresh AdamW at --resume-lr and a new warmup + cosine schedule up to --steps",
     )
     parser.add_argument(
-        "--resume-lr", type=float, default=5e-4, help="peak lr when --resume has model weights only"
+        "--resume-lr",
+        type=float,
+        default=5e-4,
+        help="peak lr (below --lr: the weights are trained) for a weights-only --resume",
+    )
+    parser.add_argument(
+        "--fresh-optimizer",
+        action="store_true",
+        help="with --resume: take the checkpoint's weights only, as if it held nothing else",
     )
     parser.add_argument("--pos-weight", type=float, default=4.0)
     parser.add_argument("--vel-weight", type=float, default=1.0)
