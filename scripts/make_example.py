@@ -55,10 +55,39 @@ def main() -> None:
     pm.write(str(OUT / "example.mid"))
     with tempfile.TemporaryDirectory() as tmp:
         wav = Path(tmp) / "example.wav"
-        subprocess.run(["fluidsynth", "-ni", "-q", "-g", "0.7", "-F", str(wav), "-r", "22050", SOUNDFONT,
-                        str(OUT / "example.mid")], check=True, capture_output=True)
-        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-i", str(wav), "-t", "12.5", "-ac", "1",
-                        str(OUT / "example.flac")], check=True)
+        subprocess.run(
+            [
+                "fluidsynth",
+                "-ni",
+                "-q",
+                "-g",
+                "0.7",
+                "-F",
+                str(wav),
+                "-r",
+                "22050",
+                SOUNDFONT,
+                str(OUT / "example.mid"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-loglevel",
+                "error",
+                "-y",
+                "-i",
+                str(wav),
+                "-t",
+                "12.5",
+                "-ac",
+                "1",
+                str(OUT / "example.flac"),
+            ],
+            check=True,
+        )
 
 
 if __name__ == "__main__":

@@ -79,7 +79,9 @@ def _clean(exc: BaseException) -> str:
     return text.replace(": '<none>'", "").strip()
 
 
-def _read_soundfile(data: bytes | str, max_duration: float, mono: bool) -> tuple[npt.NDArray[np.float32], int]:
+def _read_soundfile(
+    data: bytes | str, max_duration: float, mono: bool
+) -> tuple[npt.NDArray[np.float32], int]:
     import soundfile as sf
 
     handle = io.BytesIO(data) if isinstance(data, bytes) else data

@@ -17,6 +17,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+
 @app.callback()
 def _root() -> None:
     """Turn songs and stems into per-instrument MIDI, offline."""
@@ -32,15 +33,45 @@ def _fail(exc: BaseException) -> None:
 
 @app.command()
 def transcribe(
-    inputs: Annotated[list[Path], typer.Argument(help="Audio files (WAV, FLAC, MP3, OGG/Opus, M4A/AAC, AIFF, ...).")],
-    outdir: Annotated[Path, typer.Option("-o", "--outdir", help="Folder for <name>.json and <name>.mid.")] = Path("."),
-    stem: Annotated[str, typer.Option("--stem", "-s", help=f"What the audio holds: {_STEMS}. 'auto' decides from the audio.")] = "auto",
-    quantize: Annotated[bool, typer.Option("--quantize", "-q", help="Also write <name>.quantized.mid snapped to the beat grid (sixteenths).")] = False,
-    json_path: Annotated[Optional[Path], typer.Option("--json", help="With one input: write the JSON exactly here instead of OUTDIR/<name>.json.")] = None,
-    separator: Annotated[Optional[str], typer.Option("--separator", help="Separation backend for mixes (hpss, demucs). Default: built-in harmonic/percussive split.")] = None,
-    drums: Annotated[str, typer.Option("--drums", help="Drum backend: auto (trained model if shipped, else dsp), model, dsp.")] = "auto",
-    pitch_bends: Annotated[bool, typer.Option("--pitch-bends", help="Add pitch-bend curves to notes that bend.")] = False,
-    max_duration: Annotated[float, typer.Option("--max-duration", help="Refuse audio longer than this many seconds.")] = 1200.0,
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Audio files (WAV, FLAC, MP3, OGG/Opus, M4A/AAC, AIFF, ...).")
+    ],
+    outdir: Annotated[
+        Path, typer.Option("-o", "--outdir", help="Folder for <name>.json and <name>.mid.")
+    ] = Path("."),
+    stem: Annotated[
+        str,
+        typer.Option("--stem", "-s", help=f"What the audio holds: {_STEMS}. 'auto' decides from the audio."),
+    ] = "auto",
+    quantize: Annotated[
+        bool,
+        typer.Option(
+            "--quantize", "-q", help="Also write <name>.quantized.mid snapped to the beat grid (sixteenths)."
+        ),
+    ] = False,
+    json_path: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--json", help="With one input: write the JSON exactly here instead of OUTDIR/<name>.json."
+        ),
+    ] = None,
+    separator: Annotated[
+        Optional[str],
+        typer.Option(
+            "--separator",
+            help="Separation backend for mixes (hpss, demucs). Default: built-in harmonic/percussive split.",
+        ),
+    ] = None,
+    drums: Annotated[
+        str,
+        typer.Option("--drums", help="Drum backend: auto (trained model if shipped, else dsp), model, dsp."),
+    ] = "auto",
+    pitch_bends: Annotated[
+        bool, typer.Option("--pitch-bends", help="Add pitch-bend curves to notes that bend.")
+    ] = False,
+    max_duration: Annotated[
+        float, typer.Option("--max-duration", help="Refuse audio longer than this many seconds.")
+    ] = 1200.0,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or summary.")] = False,
 ) -> None:
     """Transcribe audio files to per-instrument MIDI and JSON."""
@@ -56,18 +87,28 @@ def transcribe(
     try:
         StemType.parse(stem)
         outdir.mkdir(parents=True, exist_ok=True)
-        transcriber = Transcriber(separator=separator, drums=drums, pitch_bends=pitch_bends, max_duration=max_duration)
+        transcriber = Transcriber(
+            separator=separator, drums=drums, pitch_bends=pitch_bends, max_duration=max_duration
+        )
     except (StemscribeError, OSError) as exc:
         _fail(exc)
     console = Console(stderr=True, quiet=quiet)
     failures = 0
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
-                  TimeElapsedColumn(), console=console, transient=True) as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[stage]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
         for path in inputs:
             task = bar.add_task(path.name, total=1.0, stage="")
             try:
                 result = transcriber.transcribe(
-                    path, stem=stem, progress=lambda stage, frac, t=task: bar.update(t, completed=frac, stage=stage)
+                    path,
+                    stem=stem,
+                    progress=lambda stage, frac, t=task: bar.update(t, completed=frac, stage=stage),
                 )
                 target_json = json_path or outdir / f"{path.stem}.json"
                 target_json.parent.mkdir(parents=True, exist_ok=True)
@@ -83,13 +124,18 @@ def transcribe(
                 if os.environ.get("STEMSCRIBE_DEBUG"):
                     raise
                 failures += 1
-                typer.echo(f"InternalError: {path}: {type(exc).__name__}: {exc} (STEMSCRIBE_DEBUG=1 shows the traceback)", err=True)
+                typer.echo(
+                    f"InternalError: {path}: {type(exc).__name__}: {exc} (STEMSCRIBE_DEBUG=1 shows the traceback)",
+                    err=True,
+                )
                 continue
             finally:
                 bar.remove_task(task)
             if not quiet:
                 parts = ", ".join(f"{i.name} ({len(i.notes)})" for i in result.instruments) or "no notes"
-                typer.echo(f"{path.name}: {result.duration:.1f} s, {result.tempo:.0f} BPM, stem {result.stem}: {parts}")
+                typer.echo(
+                    f"{path.name}: {result.duration:.1f} s, {result.tempo:.0f} BPM, stem {result.stem}: {parts}"
+                )
                 typer.echo(f"  -> {target_json}, {outdir / (path.stem + '.mid')}")
     if failures:
         raise typer.Exit(1)

@@ -11,7 +11,17 @@ from stemscribe.errors import InvalidOptionError
 from stemscribe.result import NoteEvent
 
 # General MIDI drum keys stemscribe writes.
-KICK, SNARE, CLOSED_HAT, OPEN_HAT, LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE = 36, 38, 42, 46, 45, 47, 50, 49, 51
+KICK, SNARE, CLOSED_HAT, OPEN_HAT, LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE = (
+    36,
+    38,
+    42,
+    46,
+    45,
+    47,
+    50,
+    49,
+    51,
+)
 DRUM_CLASSES: tuple[int, ...] = (KICK, SNARE, CLOSED_HAT, OPEN_HAT, LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE)
 
 # Every GM drum key (35..81) folded onto the classes above; the scoring and the training use it.
@@ -60,7 +70,9 @@ def get_drum_backend(name: str = "auto") -> DrumTranscriber:
     try:
         return _REGISTRY[name]()
     except KeyError:
-        raise InvalidOptionError(f"unknown drum backend {name!r}; known: {', '.join(drum_backend_names())}") from None
+        raise InvalidOptionError(
+            f"unknown drum backend {name!r}; known: {', '.join(drum_backend_names())}"
+        ) from None
 
 
 # --- the signal-processing backend ------------------------------------------------------------
@@ -70,14 +82,18 @@ _DSP_HOP = 128  # 5.8 ms frames
 _DSP_NFFT = 1024
 
 
-def _band_flux(logmag: npt.NDArray[np.float32], freqs: npt.NDArray[np.float64], lo: float, hi: float) -> npt.NDArray[np.float32]:
+def _band_flux(
+    logmag: npt.NDArray[np.float32], freqs: npt.NDArray[np.float64], lo: float, hi: float
+) -> npt.NDArray[np.float32]:
     """(n_frames,) half-wave-rectified spectral flux of the bins between lo and hi Hz."""
     band = logmag[(freqs >= lo) & (freqs < hi)]
     diff = np.diff(band, axis=1, prepend=band[:, :1])
     return np.maximum(diff, 0.0).mean(axis=0).astype(np.float32)
 
 
-def _band_features(x: npt.NDArray[np.float32], block_frames: int = 8192) -> dict[str, npt.NDArray[np.float32]]:
+def _band_features(
+    x: npt.NDArray[np.float32], block_frames: int = 8192
+) -> dict[str, npt.NDArray[np.float32]]:
     """Per-frame band fluxes and energies of 22050 Hz audio, computed block by block (flat memory)."""
     from stemscribe.dsp import magnitude_blocks
 
@@ -99,7 +115,9 @@ def _band_features(x: npt.NDArray[np.float32], block_frames: int = 8192) -> dict
     return {key: np.concatenate(value) for key, value in parts.items()}
 
 
-def _pick_peaks(odf: npt.NDArray[np.float32], *, delta: float, wait: int, window: int = 40) -> npt.NDArray[np.int64]:
+def _pick_peaks(
+    odf: npt.NDArray[np.float32], *, delta: float, wait: int, window: int = 40
+) -> npt.NDArray[np.int64]:
     """Frames where `odf` peaks above its local mean by `delta` (relative to its 99th percentile)."""
     from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
@@ -125,8 +143,16 @@ class SpectralDrums:
 
     name = "dsp"
 
-    def __init__(self, *, kick_delta: float = 0.12, snare_delta: float = 0.2, hat_delta: float = 0.3,
-                 snare_body: float = 0.45, snare_noise: float = 0.45, hat_spill: float = 0.6) -> None:
+    def __init__(
+        self,
+        *,
+        kick_delta: float = 0.12,
+        snare_delta: float = 0.2,
+        hat_delta: float = 0.3,
+        snare_body: float = 0.45,
+        snare_noise: float = 0.45,
+        hat_spill: float = 0.6,
+    ) -> None:
         self.kick_delta, self.snare_delta, self.hat_delta = kick_delta, snare_delta, hat_delta
         self.snare_body, self.snare_noise, self.hat_spill = snare_body, snare_noise, hat_spill
 
@@ -157,7 +183,10 @@ class SpectralDrums:
         # A kick onset must carry low-band energy that dominates its own neighbourhood.
         low_share = energy["low"] / total
         kick_scale = max(float(np.percentile(kick_odf, 99.5)), 1e-6)
-        kicks = kicks[(low_share[np.minimum(kicks + 3, low_share.size - 1)] > 0.12) & (kick_odf[kicks] > 0.3 * kick_scale)]
+        kicks = kicks[
+            (low_share[np.minimum(kicks + 3, low_share.size - 1)] > 0.12)
+            & (kick_odf[kicks] > 0.3 * kick_scale)
+        ]
         add(kicks, np.full(kicks.size, KICK))
 
         snares = _pick_peaks(snare_odf, delta=self.snare_delta, wait=wait)
@@ -166,7 +195,11 @@ class SpectralDrums:
         noise_peak = noise[near].max(axis=1) / max(float(np.percentile(noise, 99.5)), 1e-6)
         hat_peak = hat_odf[near].max(axis=1) / max(float(np.percentile(hat_odf, 99.5)), 1e-6)
         # A snare hits the body band and the noise band, and its noise is not just a hi-hat's spill.
-        snares = snares[(body_peak > self.snare_body) & (noise_peak > self.snare_noise) & (noise_peak > self.hat_spill * hat_peak)]
+        snares = snares[
+            (body_peak > self.snare_body)
+            & (noise_peak > self.snare_noise)
+            & (noise_peak > self.hat_spill * hat_peak)
+        ]
         add(snares, np.full(snares.size, SNARE))
 
         hats = _pick_peaks(hat_odf, delta=self.hat_delta, wait=wait)
@@ -178,9 +211,14 @@ class SpectralDrums:
             ring = high[idx] >= high[np.minimum(hats + 2, high.size - 1)][:, None] * 0.25
             decay = np.argmin(ring, axis=1)
             decay = np.where(ring.all(axis=1), horizon, decay) * _DSP_HOP / _DSP_SR
-            brightness = energy["high"][np.minimum(hats + 2, high.size - 1)] / total[np.minimum(hats + 2, high.size - 1)]
+            brightness = (
+                energy["high"][np.minimum(hats + 2, high.size - 1)]
+                / total[np.minimum(hats + 2, high.size - 1)]
+            )
             # A long, bright ring is a crash; a ride's steady pattern is not told from hats here.
-            pitch = np.where((decay > 0.3) & (brightness > 0.5), CRASH, np.where(decay > 0.12, OPEN_HAT, CLOSED_HAT))
+            pitch = np.where(
+                (decay > 0.3) & (brightness > 0.5), CRASH, np.where(decay > 0.12, OPEN_HAT, CLOSED_HAT)
+            )
             add(hats, pitch.astype(np.int64))
         events.sort(key=lambda n: (n.start, n.pitch))
         return events

@@ -19,7 +19,9 @@ def n_frames(n_samples: int, hop: int) -> int:
     return n_samples // hop + 1
 
 
-def stft(x: npt.NDArray[np.float32], n_fft: int, hop: int, frames: slice | None = None) -> npt.NDArray[np.complex64]:
+def stft(
+    x: npt.NDArray[np.float32], n_fft: int, hop: int, frames: slice | None = None
+) -> npt.NDArray[np.complex64]:
     """(n_fft // 2 + 1, n_frames) centred, Hann-windowed STFT of (n,) audio (zero padding at the edges).
 
     `frames` computes only that range of frames, so long audio can be analysed block by block.

@@ -1,14 +1,14 @@
 """The exceptions stemscribe raises.
 
-    StemscribeError
-    ├── AudioError                 the input could not be used as audio
-    │   ├── NotAudioError          no decoder recognised the content
-    │   ├── EmptyAudioError        decoded to zero samples
-    │   ├── CorruptAudioError      recognised but truncated or damaged
-    │   └── AudioTooLongError      longer than the configured cap
-    ├── InvalidOptionError         an argument out of range (unknown stem type, ...)
-    ├── ModelError                 a model's weights are missing, damaged or failed to run
-    └── SeparationUnavailableError no separation backend can serve the request
+StemscribeError
+├── AudioError                 the input could not be used as audio
+│   ├── NotAudioError          no decoder recognised the content
+│   ├── EmptyAudioError        decoded to zero samples
+│   ├── CorruptAudioError      recognised but truncated or damaged
+│   └── AudioTooLongError      longer than the configured cap
+├── InvalidOptionError         an argument out of range (unknown stem type, ...)
+├── ModelError                 a model's weights are missing, damaged or failed to run
+└── SeparationUnavailableError no separation backend can serve the request
 """
 
 from __future__ import annotations

@@ -7,10 +7,10 @@ The network sees 2-second windows of 22.05 kHz mono audio and outputs, per 11.6 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import threading
 from dataclasses import dataclass
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -100,12 +100,16 @@ class PitchModel:
         if not path.is_file():
             raise ModelError(f"pitch model not found at {path}")
         if model_path is None and file_sha256(path) != MODEL_SHA256:
-            raise ModelError(f"pitch model at {path} fails its sha256 check (expected basic-pitch 0.4.0's nmp.onnx)")
+            raise ModelError(
+                f"pitch model at {path} fails its sha256 check (expected basic-pitch 0.4.0's nmp.onnx)"
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        providers = [
+            p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()
+        ]
         try:
             self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own untyped errors
@@ -113,7 +117,11 @@ class PitchModel:
         self._input = self._session.get_inputs()[0].name
         names = {o.name for o in self._session.get_outputs()}
         # basic-pitch's own mapping of the exported graph's outputs.
-        self._outputs = ["StatefulPartitionedCall:1", "StatefulPartitionedCall:2", "StatefulPartitionedCall:0"]
+        self._outputs = [
+            "StatefulPartitionedCall:1",
+            "StatefulPartitionedCall:2",
+            "StatefulPartitionedCall:0",
+        ]
         if not set(self._outputs) <= names:
             raise ModelError(f"{path} does not look like basic-pitch's model (outputs {sorted(names)})")
         self.path = path

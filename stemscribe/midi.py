@@ -20,7 +20,9 @@ DRUM_CHANNEL = 9
 BEND_RANGE = 2.0  # semitones, the General MIDI default
 
 
-def tempo_knots(beats: list[float], tempo: float, duration: float) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def tempo_knots(
+    beats: list[float], tempo: float, duration: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(times, ticks) knots of the piecewise-linear seconds-to-ticks map the tempo map encodes.
 
     Every beat lands on a multiple of TICKS_PER_BEAT, so notes keep their true times while the
@@ -44,7 +46,9 @@ def tempo_knots(beats: list[float], tempo: float, duration: float) -> tuple[npt.
     return times, ticks
 
 
-def to_ticks(seconds: npt.ArrayLike, knots: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]) -> npt.NDArray[np.int64]:
+def to_ticks(
+    seconds: npt.ArrayLike, knots: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+) -> npt.NDArray[np.int64]:
     """Seconds to ticks through the tempo map, extrapolating past the last knot at the last tempo."""
     times, ticks = knots
     s = np.asarray(seconds, dtype=np.float64)
@@ -95,7 +99,9 @@ def build_midi(result: Result, *, quantize: bool = False) -> mido.MidiFile:
             ends = to_ticks([n.end for n in inst.notes], knots)
             if quantize:
                 starts = np.rint(starts / GRID_TICKS).astype(np.int64) * GRID_TICKS
-                ends = np.maximum(np.rint(ends / GRID_TICKS).astype(np.int64) * GRID_TICKS, starts + GRID_TICKS)
+                ends = np.maximum(
+                    np.rint(ends / GRID_TICKS).astype(np.int64) * GRID_TICKS, starts + GRID_TICKS
+                )
             ends = np.maximum(ends, starts + 1)
             for note, s, e in zip(inst.notes, starts.tolist(), ends.tolist(), strict=True):
                 vel = int(np.clip(round(note.velocity * 127), 1, 127))
@@ -105,7 +111,9 @@ def build_midi(result: Result, *, quantize: bool = False) -> mido.MidiFile:
                     bend_ticks = to_ticks([t for t, _ in note.bend], knots)
                     for bt, (_, semis) in zip(bend_ticks.tolist(), note.bend, strict=True):
                         value = int(np.clip(round(semis / BEND_RANGE * 8191), -8192, 8191))
-                        events.append((max(bt, s), 1, mido.Message("pitchwheel", channel=channel, pitch=value)))
+                        events.append(
+                            (max(bt, s), 1, mido.Message("pitchwheel", channel=channel, pitch=value))
+                        )
                     events.append((e, 1, mido.Message("pitchwheel", channel=channel, pitch=0)))
         events.sort(key=lambda ev: (ev[0], ev[1]))
         last = 0

@@ -116,7 +116,10 @@ def frame_loudness(samples: npt.NDArray[np.float32], n_frames: int) -> npt.NDArr
 
 
 def _velocities(
-    post: Posteriors, loudness: npt.NDArray[np.float32], start: npt.NDArray[np.int64], pitch_idx: npt.NDArray[np.int64]
+    post: Posteriors,
+    loudness: npt.NDArray[np.float32],
+    start: npt.NDArray[np.int64],
+    pitch_idx: npt.NDArray[np.int64],
 ) -> npt.NDArray[np.float32]:
     """Velocity 0..1 from the audio: loudness around the attack and the note posterior's strength."""
     if start.size == 0:
@@ -128,7 +131,9 @@ def _velocities(
     return np.clip(v, 0.05, 1.0).astype(np.float32)
 
 
-def _in_range(post: Posteriors, options: DecodeOptions) -> tuple[int, npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+def _in_range(
+    post: Posteriors, options: DecodeOptions
+) -> tuple[int, npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """The column of options.min_pitch, and the note and onset posteriors cut to the pitch range."""
     lo = max(0, options.min_pitch - MIDI_OFFSET)
     hi = min(post.note.shape[1], options.max_pitch - MIDI_OFFSET + 1)
@@ -168,7 +173,9 @@ def decode_polyphonic(
         t = np.clip(t0[:, None] + np.arange(6)[None, :], 0, n - 1)
         peak = note[t, p[:, None]].max(axis=1)
         levels = np.arange(options.frame_threshold, 0.951, 0.05)
-        bucket = np.clip(np.searchsorted(levels, options.offset_ratio * peak, side="right") - 1, 0, levels.size - 1)
+        bucket = np.clip(
+            np.searchsorted(levels, options.offset_ratio * peak, side="right") - 1, 0, levels.size - 1
+        )
         for k in np.unique(bucket):
             sel = bucket == k
             if levels[k] <= options.frame_threshold:
@@ -196,7 +203,9 @@ def _onset_strength(post: Posteriors, notes: NoteArrays) -> npt.NDArray[np.float
     return post.note[t, (notes.pitch - MIDI_OFFSET)[:, None]].max(axis=1)
 
 
-def pairs_within(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], tol: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+def pairs_within(
+    a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], tol: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Index pairs (i, j) with |a[i] - b[j]| <= tol: sorted search, memory linear in the pairs found."""
     if a.size == 0 or b.size == 0:
         z = np.zeros(0, dtype=np.int64)
@@ -242,7 +251,9 @@ def decode_monophonic(
     voiced = _close_gaps((salience >= options.frame_threshold)[:, None], options.gap_frames)[:, 0]
 
     # Fold octave errors onto the local pitch track (median over ~0.35 s of voiced frames).
-    filled = np.where(voiced, best, np.interp(np.arange(n), np.flatnonzero(voiced), best[voiced]) if voiced.any() else 0)
+    filled = np.where(
+        voiced, best, np.interp(np.arange(n), np.flatnonzero(voiced), best[voiced]) if voiced.any() else 0
+    )
     local = _median_filter_1d(filled.astype(np.float64), 31)
     for shift in (12, -12):
         cand = best + shift
@@ -282,14 +293,19 @@ def decode_monophonic(
     starts, ends, pitch_idx = starts[keep], ends[keep], pitch_idx[keep]
     starts, ends = _backtrack_onsets(onset, starts, ends, pitch_idx, options.backtrack_frames)
     if options.rise_level > 0:
-        starts, ends = _backtrack_rise(note, starts, ends, pitch_idx, options.backtrack_frames, options.rise_level)
+        starts, ends = _backtrack_rise(
+            note, starts, ends, pitch_idx, options.backtrack_frames, options.rise_level
+        )
     vel = _velocities(post, loudness, starts, pitch_idx + lo)
     return NoteArrays(starts.astype(np.int64), ends.astype(np.int64), (pitch_idx + lo + MIDI_OFFSET), vel)
 
 
 def _merge_repeats(
-    onset: npt.NDArray[np.float32], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64],
-    pitch_idx: npt.NDArray[np.int64], options: DecodeOptions,
+    onset: npt.NDArray[np.float32],
+    starts: npt.NDArray[np.int64],
+    ends: npt.NDArray[np.int64],
+    pitch_idx: npt.NDArray[np.int64],
+    options: DecodeOptions,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Join consecutive segments of one pitch split by a flicker or a short dropout, unless the
     later one starts with a strong onset (a real repeated note)."""
@@ -298,7 +314,9 @@ def _merge_repeats(
     near = np.clip(starts[:, None] + np.arange(-2, 3)[None, :], 0, onset.shape[0] - 1)
     strong = onset[near, pitch_idx[:, None]].max(axis=1) >= max(options.onset_threshold, 0.5)
     long_enough = np.concatenate([[True], starts[1:] - starts[:-1] >= 2 * options.min_frames])
-    join = np.concatenate([[False], (pitch_idx[1:] == pitch_idx[:-1]) & (starts[1:] - ends[:-1] <= options.gap_frames + 2)])
+    join = np.concatenate(
+        [[False], (pitch_idx[1:] == pitch_idx[:-1]) & (starts[1:] - ends[:-1] <= options.gap_frames + 2)]
+    )
     join &= ~(strong & long_enough)
     group = np.cumsum(~join) - 1
     first = np.flatnonzero(~join)
@@ -308,8 +326,12 @@ def _merge_repeats(
 
 
 def _backtrack_rise(
-    note: npt.NDArray[np.float32], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64],
-    pitch_idx: npt.NDArray[np.int64], reach: int, level: float,
+    note: npt.NDArray[np.float32],
+    starts: npt.NDArray[np.int64],
+    ends: npt.NDArray[np.int64],
+    pitch_idx: npt.NDArray[np.int64],
+    reach: int,
+    level: float,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Move each start back to where its pitch's frame posterior began its climb above `level`.
 
@@ -332,8 +354,11 @@ def _backtrack_rise(
 
 
 def _backtrack_onsets(
-    onset: npt.NDArray[np.float32], starts: npt.NDArray[np.int64], ends: npt.NDArray[np.int64],
-    pitch_idx: npt.NDArray[np.int64], reach: int,
+    onset: npt.NDArray[np.float32],
+    starts: npt.NDArray[np.int64],
+    ends: npt.NDArray[np.int64],
+    pitch_idx: npt.NDArray[np.int64],
+    reach: int,
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Move each start back to the onset posterior's peak at its pitch within `reach` frames.
 
@@ -356,7 +381,9 @@ def _backtrack_onsets(
     return new_starts, new_ends
 
 
-def pitch_bends(post: Posteriors, notes: NoteArrays, *, step: int = 2) -> list[tuple[tuple[float, float], ...]]:
+def pitch_bends(
+    post: Posteriors, notes: NoteArrays, *, step: int = 2
+) -> list[tuple[tuple[float, float], ...]]:
     """Per note, (time s, semitones) bend samples from the 3-bins-per-semitone contour posterior."""
     out: list[tuple[tuple[float, float], ...]] = []
     bins = post.contour.shape[1]
@@ -370,11 +397,15 @@ def pitch_bends(post: Posteriors, notes: NoteArrays, *, step: int = 2) -> list[t
         if np.abs(dev).max(initial=0.0) < 0.15:
             out.append(())
             continue
-        out.append(tuple((float(t), round(float(d), 3)) for t, d in zip(frame_times(frames), dev, strict=True)))
+        out.append(
+            tuple((float(t), round(float(d), 3)) for t, d in zip(frame_times(frames), dev, strict=True))
+        )
     return out
 
 
-def to_events(notes: NoteArrays, bends: list[tuple[tuple[float, float], ...]] | None = None) -> list[NoteEvent]:
+def to_events(
+    notes: NoteArrays, bends: list[tuple[tuple[float, float], ...]] | None = None
+) -> list[NoteEvent]:
     """NoteEvents in seconds, sorted by start then pitch."""
     starts = frame_times(notes.start)
     ends = frame_times(notes.end)

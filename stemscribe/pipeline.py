@@ -13,6 +13,7 @@ import numpy.typing as npt
 from stemscribe.audio import DEFAULT_MAX_DURATION, Audio, AudioSource, from_array, load_audio
 from stemscribe.drums import DrumTranscriber, get_drum_backend
 from stemscribe.inference import SAMPLE_RATE, PitchModel, Posteriors
+from stemscribe.instruments import assign_roles, smooth_family_probs
 from stemscribe.notes import (
     DecodeOptions,
     NoteArrays,
@@ -22,23 +23,47 @@ from stemscribe.notes import (
     pitch_bends,
     to_events,
 )
-from stemscribe.instruments import assign_roles, smooth_family_probs
 from stemscribe.progress import ProgressCallback, report
 from stemscribe.result import Instrument, NoteEvent, Result
 from stemscribe.separate import Separator, get_separator
 from stemscribe.stems import FAMILY_PROGRAM, STEM_FAMILY, Family, StemType, gm_program_name
-from stemscribe.timbre import TIMBRE_FAMILIES
 from stemscribe.tempo import track_beats
+from stemscribe.timbre import TIMBRE_FAMILIES
 
 # How each stem type is decoded: monophonic or not, and its pitch range.
 _STEM_DECODING: dict[StemType, tuple[bool, DecodeOptions]] = {
-    StemType.BASS: (True, DecodeOptions(min_pitch=23, max_pitch=67, onset_threshold=0.4, frame_threshold=0.4)),
-    StemType.VOCALS: (True, DecodeOptions(min_pitch=36, max_pitch=88, onset_threshold=0.4, frame_threshold=0.3, rise_level=0.2, reattack_rise=1.3)),
-    StemType.WINDS: (True, DecodeOptions(min_pitch=36, max_pitch=108, onset_threshold=0.4, frame_threshold=0.4)),
-    StemType.PIANO: (False, DecodeOptions(onset_threshold=0.6, frame_threshold=0.4, offset_ratio=0.8, harmonic_ratio=0.8)),
-    StemType.GUITAR: (False, DecodeOptions(min_pitch=36, max_pitch=96, frame_threshold=0.45, offset_ratio=0.7)),
+    StemType.BASS: (
+        True,
+        DecodeOptions(min_pitch=23, max_pitch=67, onset_threshold=0.4, frame_threshold=0.4),
+    ),
+    StemType.VOCALS: (
+        True,
+        DecodeOptions(
+            min_pitch=36,
+            max_pitch=88,
+            onset_threshold=0.4,
+            frame_threshold=0.3,
+            rise_level=0.2,
+            reattack_rise=1.3,
+        ),
+    ),
+    StemType.WINDS: (
+        True,
+        DecodeOptions(min_pitch=36, max_pitch=108, onset_threshold=0.4, frame_threshold=0.4),
+    ),
+    StemType.PIANO: (
+        False,
+        DecodeOptions(onset_threshold=0.6, frame_threshold=0.4, offset_ratio=0.8, harmonic_ratio=0.8),
+    ),
+    StemType.GUITAR: (
+        False,
+        DecodeOptions(min_pitch=36, max_pitch=96, frame_threshold=0.45, offset_ratio=0.7),
+    ),
     StemType.KEYS: (False, DecodeOptions(offset_ratio=0.8)),
-    StemType.STRINGS: (False, DecodeOptions(min_pitch=28, max_pitch=105, onset_threshold=0.6, offset_ratio=0.7)),
+    StemType.STRINGS: (
+        False,
+        DecodeOptions(min_pitch=28, max_pitch=105, onset_threshold=0.6, offset_ratio=0.7),
+    ),
     StemType.BRASS: (False, DecodeOptions(min_pitch=28, max_pitch=96, onset_threshold=0.6, offset_ratio=0.7)),
     StemType.SYNTH: (False, DecodeOptions(onset_threshold=0.6, offset_ratio=0.7)),
     StemType.OTHER: (False, DecodeOptions(onset_threshold=0.6, offset_ratio=0.7)),
@@ -77,7 +102,7 @@ class _Analysis:
         return self._pitched
 
     def hpss(self, separator: Separator | None = None) -> dict[str, Audio]:
-        """"drums" and "harmonic" parts from the built-in split."""
+        """ "drums" and "harmonic" parts from the built-in split."""
         if self._parts is None:
             from stemscribe.separate import HPSSSeparator
 
@@ -159,7 +184,9 @@ class Transcriber:
 
         with self._lock:
             if self._families is None:
-                self._families = FamilyClassifier() if self.families and FamilyClassifier.available() else False
+                self._families = (
+                    FamilyClassifier() if self.families and FamilyClassifier.available() else False
+                )
             return self._families or None
 
     def _get_separator(self) -> Separator:
@@ -170,7 +197,10 @@ class Transcriber:
 
     # -- entry points ------------------------------------------------------------------------------
     def transcribe(
-        self, source: AudioSource | Audio | tuple[npt.ArrayLike, int], *, stem: str | StemType = "auto",
+        self,
+        source: AudioSource | Audio | tuple[npt.ArrayLike, int],
+        *,
+        stem: str | StemType = "auto",
         progress: ProgressCallback | None = None,
     ) -> Result:
         """Transcribe a path, bytes, stream, Audio or (array, sample_rate) pair."""
@@ -182,7 +212,9 @@ class Transcriber:
         keep = self.separator not in (None, "hpss") and stem_type in (StemType.MIX, StemType.AUTO)
         sr_out, mono = (None, False) if keep else (SAMPLE_RATE, True)
         if isinstance(source, Audio):
-            audio = from_array(source.samples, source.sr, sr=sr_out, mono=mono, max_duration=self.max_duration)
+            audio = from_array(
+                source.samples, source.sr, sr=sr_out, mono=mono, max_duration=self.max_duration
+            )
         elif isinstance(source, tuple):
             samples, sr = source
             audio = from_array(samples, int(sr), sr=sr_out, mono=mono, max_duration=self.max_duration)
@@ -195,12 +227,19 @@ class Transcriber:
         report(progress, "done", 1.0)
         return result
 
-    def transcribe_file(self, path: str | Path, *, stem: str | StemType = "auto",
-                        progress: ProgressCallback | None = None) -> Result:
+    def transcribe_file(
+        self, path: str | Path, *, stem: str | StemType = "auto", progress: ProgressCallback | None = None
+    ) -> Result:
         return self.transcribe(Path(path), stem=stem, progress=progress)
 
-    def transcribe_array(self, samples: npt.ArrayLike, sr: int, *, stem: str | StemType = "auto",
-                         progress: ProgressCallback | None = None) -> Result:
+    def transcribe_array(
+        self,
+        samples: npt.ArrayLike,
+        sr: int,
+        *,
+        stem: str | StemType = "auto",
+        progress: ProgressCallback | None = None,
+    ) -> Result:
         return self.transcribe((samples, sr), stem=stem, progress=progress)
 
     # -- stages ------------------------------------------------------------------------------------
@@ -225,7 +264,9 @@ class Transcriber:
             poly = decode_polyphonic(post, loud, options)
             if _polyphony(poly, post.n_frames) > 0.2:
                 return self._events(post, poly)
-            line = replace(_STEM_DECODING[StemType.VOCALS][1], min_pitch=options.min_pitch, max_pitch=options.max_pitch)
+            line = replace(
+                _STEM_DECODING[StemType.VOCALS][1], min_pitch=options.min_pitch, max_pitch=options.max_pitch
+            )
             return self._events(post, decode_monophonic(post, loud, line))
         notes = (decode_monophonic if mono_line else decode_polyphonic)(post, loud, options)
         return self._events(post, notes)
@@ -306,13 +347,19 @@ class Transcriber:
         roles = assign_roles(poly, bass, lead)
         by_family: dict[Family, list[NoteEvent]] = {}
         classifier = self.family_model
-        for default, notes in ((Family.VOCALS, roles.lead), (Family.BASS, roles.bass), (Family.PIANO, roles.accompaniment)):
+        for default, notes in (
+            (Family.VOCALS, roles.lead),
+            (Family.BASS, roles.bass),
+            (Family.PIANO, roles.accompaniment),
+        ):
             events = self._events(post, notes)
             if classifier is None or not events:
                 by_family.setdefault(default, []).extend(events)
                 continue
             # Who plays each note: the timbre classifier, steadied over the role's neighbouring notes.
-            probs = smooth_family_probs(classifier.classify(analysis.mono22, events), notes.start, _FAMILY_WINDOW)
+            probs = smooth_family_probs(
+                classifier.classify(analysis.mono22, events), notes.start, _FAMILY_WINDOW
+            )
             for event, k in zip(events, probs.argmax(axis=1).tolist(), strict=True):
                 by_family.setdefault(TIMBRE_FAMILIES[k], []).append(event)
         for family in sorted(by_family, key=lambda f: list(Family).index(f)):
@@ -359,8 +406,11 @@ _DEFAULT_LOCK = threading.Lock()
 
 
 def transcribe(
-    source: AudioSource | Audio | tuple[npt.ArrayLike, int], stem: str | StemType = "auto", *,
-    progress: ProgressCallback | None = None, **options: Any,
+    source: AudioSource | Audio | tuple[npt.ArrayLike, int],
+    stem: str | StemType = "auto",
+    *,
+    progress: ProgressCallback | None = None,
+    **options: Any,
 ) -> Result:
     """Transcribe `source` with a shared default Transcriber (or a new one when options are given)."""
     global _DEFAULT

@@ -42,14 +42,29 @@ class HPSSSeparator:
 
     name = "hpss"
 
-    def __init__(self, *, n_fft: int = 2048, hop: int = 512, time_frames: int = 9, freq_bins: int = 9,
-                 power: float = 2.0) -> None:
-        self.n_fft, self.hop, self.time_frames, self.freq_bins, self.power = n_fft, hop, time_frames, freq_bins, power
+    def __init__(
+        self,
+        *,
+        n_fft: int = 2048,
+        hop: int = 512,
+        time_frames: int = 9,
+        freq_bins: int = 9,
+        power: float = 2.0,
+    ) -> None:
+        self.n_fft, self.hop, self.time_frames, self.freq_bins, self.power = (
+            n_fft,
+            hop,
+            time_frames,
+            freq_bins,
+            power,
+        )
 
     def stem_names(self) -> tuple[str, ...]:
         return ("drums", "harmonic")
 
-    def masks(self, magnitude: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    def masks(
+        self, magnitude: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """Soft (harmonic, percussive) masks, each shaped like `magnitude` (n_bins, n_frames)."""
         from scipy.ndimage import grey_opening
 
@@ -103,16 +118,20 @@ def register_separator(name: str, factory: SeparatorFactory) -> None:
 def separator_names() -> list[str]:
     """Names of the registered separation backends."""
     import stemscribe.separation  # noqa: F401 - registers "demucs" and its models; imports no torch
+
     return sorted(_REGISTRY)
 
 
 def get_separator(name: str, **options: object) -> Separator:
     """Build the backend called `name`; SeparationUnavailableError when it cannot run here."""
     import stemscribe.separation  # noqa: F401 - registers "demucs" and its models; imports no torch
+
     try:
         factory = _REGISTRY[name]
     except KeyError:
-        raise InvalidOptionError(f"unknown separator {name!r}; known: {', '.join(separator_names())}") from None
+        raise InvalidOptionError(
+            f"unknown separator {name!r}; known: {', '.join(separator_names())}"
+        ) from None
     return factory(**options)
 
 

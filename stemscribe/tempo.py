@@ -35,7 +35,9 @@ def onset_envelope(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     return np.maximum(flux, 0.0).astype(np.float32)
 
 
-def estimate_tempo(envelope: npt.NDArray[np.float32], *, lo_bpm: float = 60.0, hi_bpm: float = 200.0) -> float:
+def estimate_tempo(
+    envelope: npt.NDArray[np.float32], *, lo_bpm: float = 60.0, hi_bpm: float = 200.0
+) -> float:
     """Tempo in BPM: the autocorrelation peak of the envelope, weighted towards 120 BPM (0 if no pulse)."""
     n = envelope.size
     if n < 4 * ENVELOPE_RATE or not np.any(envelope > 0):
@@ -91,7 +93,9 @@ def track_beats(samples: npt.NDArray[np.float32]) -> BeatGrid:
     offsets = np.arange(-radius, radius + 1)
     idx = np.clip(np.rint(beats).astype(int)[:, None] + offsets[None, :], 0, n - 1)
     weights = np.exp(-0.5 * (offsets / (radius + 1e-9)) ** 2)
-    snapped = idx[np.arange(idx.shape[0]), np.argmax(env[idx] * weights[None, :] + 1e-9 * weights[None, :], axis=1)]
+    snapped = idx[
+        np.arange(idx.shape[0]), np.argmax(env[idx] * weights[None, :] + 1e-9 * weights[None, :], axis=1)
+    ]
     snapped = np.maximum.accumulate(snapped.astype(np.float64))
     snapped = snapped[np.concatenate([[True], np.diff(snapped) > 0.5 * period])]
     times = snapped / ENVELOPE_RATE

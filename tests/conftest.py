@@ -13,7 +13,9 @@ SR = 22050
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 
 
-def tone(pitch: int, start: float, end: float, *, sr: int = SR, total: float | None = None, amp: float = 0.3) -> np.ndarray:
+def tone(
+    pitch: int, start: float, end: float, *, sr: int = SR, total: float | None = None, amp: float = 0.3
+) -> np.ndarray:
     """A harmonic tone (5 partials, decaying) at MIDI `pitch` between `start` and `end` seconds."""
     n = int((total if total is not None else end + 0.5) * sr)
     out = np.zeros(n, dtype=np.float32)
@@ -39,7 +41,19 @@ def render_midi(midi_path: Path, wav_path: Path, *, sr: int = 44100) -> Path:
     if shutil.which("fluidsynth") is None or not SOUNDFONT.is_file():
         pytest.skip("FluidSynth or FluidR3_GM.sf2 missing (Debian: fluidsynth fluid-soundfont-gm)")
     subprocess.run(
-        ["fluidsynth", "-ni", "-q", "-g", "0.6", "-F", str(wav_path), "-r", str(sr), str(SOUNDFONT), str(midi_path)],
+        [
+            "fluidsynth",
+            "-ni",
+            "-q",
+            "-g",
+            "0.6",
+            "-F",
+            str(wav_path),
+            "-r",
+            str(sr),
+            str(SOUNDFONT),
+            str(midi_path),
+        ],
         check=True,
         capture_output=True,
     )

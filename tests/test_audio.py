@@ -1,8 +1,8 @@
 from __future__ import annotations
 
 import io
-import subprocess
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +13,13 @@ from stemscribe.audio import from_array, load_audio
 from stemscribe.errors import AudioTooLongError, CorruptAudioError, EmptyAudioError, NotAudioError
 
 
-
 @pytest.fixture
 def wav(tmp_path: Path, signals) -> Path:
     tone = signals.tone
     path = tmp_path / "a.wav"
-    stereo = np.stack([tone(69, 0.0, 1.0, sr=44100, total=1.0), tone(76, 0.0, 1.0, sr=44100, total=1.0)], axis=1)
+    stereo = np.stack(
+        [tone(69, 0.0, 1.0, sr=44100, total=1.0), tone(76, 0.0, 1.0, sr=44100, total=1.0)], axis=1
+    )
     sf.write(path, stereo, 44100)
     return path
 

@@ -13,7 +13,9 @@ import soundfile as sf
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "stemscribe", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "stemscribe", *args], capture_output=True, text=True, cwd=cwd, timeout=300
+    )
 
 
 def test_help_explains_every_option() -> None:

@@ -12,9 +12,16 @@ from stemscribe.stems import Family
 
 
 def _result(beats: list[float]) -> Result:
-    bass = Instrument("Electric Bass (finger)", 33, False, Family.BASS,
-                      [NoteEvent(40, 0.51, 0.98, 0.7), NoteEvent(43, 1.02, 1.4, 0.4, bend=((1.1, 0.5), (1.2, -0.25)))])
-    drums = Instrument("Drums", 0, True, Family.DRUMS, [NoteEvent(36, 0.5, 0.6, 1.0), NoteEvent(38, 1.0, 1.1, 0.8)])
+    bass = Instrument(
+        "Electric Bass (finger)",
+        33,
+        False,
+        Family.BASS,
+        [NoteEvent(40, 0.51, 0.98, 0.7), NoteEvent(43, 1.02, 1.4, 0.4, bend=((1.1, 0.5), (1.2, -0.25)))],
+    )
+    drums = Instrument(
+        "Drums", 0, True, Family.DRUMS, [NoteEvent(36, 0.5, 0.6, 1.0), NoteEvent(38, 1.0, 1.1, 0.8)]
+    )
     return Result([bass, drums], duration=2.0, stem="mix", tempo=100.0, beats=beats)
 
 

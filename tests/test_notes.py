@@ -30,7 +30,9 @@ def test_polyphonic_finds_chords_and_repeats() -> None:
 
 def test_polyphonic_respects_range_and_min_length() -> None:
     post = _posteriors(100, [(30, 5, 40), (70, 5, 7), (80, 10, 60)])
-    notes = decode_polyphonic(post, np.ones(100, np.float32), DecodeOptions(min_pitch=40, max_pitch=90, min_frames=4))
+    notes = decode_polyphonic(
+        post, np.ones(100, np.float32), DecodeOptions(min_pitch=40, max_pitch=90, min_frames=4)
+    )
     assert notes.pitch.tolist() == [80]
 
 

@@ -40,6 +40,7 @@ def test_bass_stem_is_one_line_in_range(transcriber, signals) -> None:
 
 def test_drum_stem_gives_gm_drums(transcriber, rendered_band) -> None:
     import pretty_midi
+
     from stemscribe.drums import DRUM_CLASSES
 
     wav, truth = rendered_band
@@ -69,8 +70,11 @@ def test_mix_names_bass_lead_accompaniment_and_drums(transcriber, rendered_band)
 
 def test_progress_reaches_done(transcriber, signals) -> None:
     seen: list[tuple[str, float]] = []
-    transcriber.transcribe((signals.melody([(60, 0.1, 0.6)], 1.0), signals.sr), stem="mix",
-                           progress=lambda s, f: seen.append((s, f)))
+    transcriber.transcribe(
+        (signals.melody([(60, 0.1, 0.6)], 1.0), signals.sr),
+        stem="mix",
+        progress=lambda s, f: seen.append((s, f)),
+    )
     assert seen[0][0] == "loading" and seen[-1] == ("done", 1.0)
     assert all(0.0 <= f <= 1.0 for _, f in seen)
     assert [f for _, f in seen] == sorted(f for _, f in seen)
