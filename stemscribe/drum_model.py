@@ -10,12 +10,10 @@ them into General MIDI drum notes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +22,7 @@ import scipy.fft
 
 from stemscribe.drums import DRUM_CLASSES, register_drum_backend
 from stemscribe.errors import ModelError
+from stemscribe.onnx_weights import open_session, shipped_weights
 from stemscribe.result import NoteEvent
 
 SAMPLE_RATE = 22050
@@ -124,26 +123,12 @@ def pick_peaks(
 
 def default_weights_path() -> Path:
     """The weights shipped inside the package (they may be absent in a source checkout)."""
-    return Path(str(resources.files("stemscribe") / "weights" / WEIGHTS_NAME))
+    return shipped_weights(WEIGHTS_NAME)
 
 
 def weights_available(path: Path | None = None) -> bool:
     p = path or default_weights_path()
     return p.is_file() and p.with_name(p.name + ".sha256").is_file()
-
-
-def _check_sha256(path: Path) -> None:
-    sidecar = path.with_name(path.name + ".sha256")
-    try:
-        expected = sidecar.read_text().split()[0].strip().lower()
-    except (OSError, IndexError) as exc:
-        raise ModelError(f"drum model checksum file {sidecar} is missing or empty") from exc
-    try:
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        raise ModelError(f"drum model weights {path} cannot be read: {exc}") from exc
-    if actual != expected:
-        raise ModelError(f"drum model weights {path} are damaged: sha256 {actual}, expected {expected}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,17 +142,7 @@ _load_lock = threading.Lock()
 
 @lru_cache(maxsize=4)
 def _load(path: Path, threads: int) -> _Loaded:
-    _check_sha256(path)
-    try:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
-        raise ModelError(f"drum model {path} could not be loaded: {exc}") from exc
-    meta = session.get_modelmeta().custom_metadata_map
+    session, meta = open_session(path, threads, "drum model")
     thresholds = tuple(
         float(t) for t in json.loads(meta.get("thresholds", "null")) or [DEFAULT_THRESHOLD] * N_CLASSES
     )

@@ -10,12 +10,10 @@ by `training/timbre` on SoundFont mini-mixes turns that vector into probabilitie
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ import numpy.typing as npt
 import scipy.fft
 
 from stemscribe.errors import ModelError
+from stemscribe.onnx_weights import open_session, shipped_weights
 from stemscribe.result import NoteEvent
 from stemscribe.stems import Family
 
@@ -174,21 +173,7 @@ def _features(
 
 def default_weights_path() -> Path:
     """The weights shipped inside the package."""
-    return Path(str(resources.files("stemscribe") / "weights" / WEIGHTS_NAME))
-
-
-def _check_sha256(path: Path) -> None:
-    sidecar = path.with_name(path.name + ".sha256")
-    try:
-        expected = sidecar.read_text().split()[0].strip().lower()
-    except (OSError, IndexError) as exc:
-        raise ModelError(f"timbre model checksum file {sidecar} is missing or empty") from exc
-    try:
-        actual = hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        raise ModelError(f"timbre model weights {path} cannot be read: {exc}") from exc
-    if actual != expected:
-        raise ModelError(f"timbre model weights {path} are damaged: sha256 {actual}, expected {expected}")
+    return shipped_weights(WEIGHTS_NAME)
 
 
 _load_lock = threading.Lock()
@@ -196,17 +181,7 @@ _load_lock = threading.Lock()
 
 @lru_cache(maxsize=4)
 def _load(path: Path, threads: int) -> object:
-    _check_sha256(path)
-    try:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
-        raise ModelError(f"timbre model {path} could not be loaded: {exc}") from exc
-    meta = session.get_modelmeta().custom_metadata_map
+    session, meta = open_session(path, threads, "timbre model")
     families = json.loads(meta.get("families", "null") or "null")
     if families != [f.value for f in TIMBRE_FAMILIES]:
         raise ModelError(
