@@ -295,5 +295,7 @@ def test_transcriber_uses_the_demucs_separator_on_mixes(install_tiny: Callable[.
     )
     assert result.separator == "demucs"
     assert "separating" in stages
-    allowed = {Family.DRUMS, Family.BASS, Family.PIANO, Family.VOCALS, Family.GUITAR}
-    assert {inst.family for inst in result.instruments} <= allowed
+    # htdemucs gives four stems: at most one instrument each; "other" is named by the timbre classifier.
+    assert len(result.instruments) <= 4
+    named = [inst.family for inst in result.instruments if inst.family not in (Family.DRUMS, Family.BASS, Family.VOCALS)]
+    assert len(named) <= 1
