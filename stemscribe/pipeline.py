@@ -360,6 +360,8 @@ class Transcriber:
             probs = smooth_family_probs(
                 classifier.classify(analysis.mono22, events), notes.start, _FAMILY_WINDOW
             )
+            if default is not Family.BASS:  # the bass line is the bass role's; others may not claim it
+                probs[:, TIMBRE_FAMILIES.index(Family.BASS)] = 0.0
             for event, k in zip(events, probs.argmax(axis=1).tolist(), strict=True):
                 by_family.setdefault(TIMBRE_FAMILIES[k], []).append(event)
         for family in sorted(by_family, key=lambda f: list(Family).index(f)):
