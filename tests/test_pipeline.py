@@ -120,3 +120,26 @@ def test_other_stem_is_named_by_its_timbre(tmp_path, signals) -> None:
     wav = signals.render_midi(tmp_path / "flute.mid", tmp_path / "flute.wav")
     (inst,) = Transcriber().transcribe(wav, stem="other").instruments
     assert inst.family is Family.WINDS and inst.name == "Flute"
+
+
+def test_bundled_example_comes_back_as_its_band() -> None:
+    """The shipped clip (drums, bass, piano, flute rendered from example.mid) against its own MIDI."""
+    from importlib import resources
+
+    import pretty_midi
+
+    data = resources.files("stemscribe") / "data"
+    truth = pretty_midi.PrettyMIDI(str(data / "example.mid"))
+    result = stemscribe.transcribe(str(data / "example.flac"), stem="mix")
+    by_family = {i.family: i for i in result.instruments}
+    assert Family.DRUMS in by_family and Family.BASS in by_family
+    true_bass = [(n.pitch, n.start) for n in truth.instruments[1].notes if n.start < result.duration]
+    bass = by_family[Family.BASS].notes
+    found = sum(any(n.pitch == p and abs(n.start - s) < 0.05 for n in bass) for p, s in true_bass)
+    # Each bar's fourth bass note jumps an octave, above the mix bass line's range (MIDI 52): those
+    # six come out as accompaniment, the rest as bass.
+    assert found >= 0.7 * len(true_bass) and len(bass) <= 1.25 * len(true_bass)
+    kicks = [n.start for n in by_family[Family.DRUMS].notes if n.pitch == 36]
+    true_kicks = [n.start for n in truth.instruments[0].notes if n.pitch == 36 and n.start < result.duration]
+    assert sum(any(abs(k - t) < 0.05 for k in kicks) for t in true_kicks) >= 0.8 * len(true_kicks)
+    assert 115 <= result.tempo <= 125
