@@ -52,3 +52,12 @@ def open_session(path: Path, threads: int, what: str) -> Any:
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
         raise ModelError(f"{what} {path} could not be loaded: {exc}") from exc
     return session, dict(session.get_modelmeta().custom_metadata_map)
+
+
+def write_weights(path: Path, data: bytes) -> str:
+    """Write ONNX bytes to `path` and their sha256 sidecar (what `check_sha256` reads); return the digest."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    sidecar(path).write_text(f"{digest}  {path.name}\n")
+    return digest

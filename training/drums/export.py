@@ -9,7 +9,6 @@ the export is checked against torch on random input before anything is written.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import logging
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from stemscribe import drum_model
+from stemscribe.onnx_weights import write_weights
 from training.drums.model import DrumNet, ExportWrapper
 
 log = logging.getLogger(__name__)
@@ -77,10 +77,7 @@ def export(run: Path, out: Path) -> str:
         if not np.allclose(r, g, atol=1e-4):
             raise RuntimeError(f"ONNX export disagrees with torch: max diff {np.abs(r - g).max()}")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
-    digest = hashlib.sha256(data).hexdigest()
-    out.with_name(out.name + ".sha256").write_text(f"{digest}  {out.name}\n")
+    digest = write_weights(out, data)
     log.info("wrote %s (%d bytes, sha256 %s)", out, len(data), digest)
     return digest
 

@@ -9,7 +9,6 @@ checks on load; the export is compared with torch on random input before anythin
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import logging
@@ -20,6 +19,7 @@ import numpy as np
 import torch
 
 from stemscribe import timbre
+from stemscribe.onnx_weights import write_weights
 from training.timbre.train import ExportWrapper, FamilyNet
 
 log = logging.getLogger(__name__)
@@ -74,10 +74,7 @@ def export(run: Path, out: Path) -> str:
     if not np.allclose(ref, got, atol=1e-5):
         raise RuntimeError(f"ONNX export disagrees with torch: max diff {np.abs(ref - got).max()}")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(data)
-    digest = hashlib.sha256(data).hexdigest()
-    out.with_name(out.name + ".sha256").write_text(f"{digest}  {out.name}\n")
+    digest = write_weights(out, data)
     log.info("wrote %s (%d bytes, sha256 %s)", out, len(data), digest)
     return digest
 
