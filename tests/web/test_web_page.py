@@ -211,7 +211,7 @@ def test_keyboard_only_and_drag_and_drop(page_on: Any, serve_app: Any, fake_api:
         from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
         # Headless Chromium now and then drops the key's file-chooser event under load: the key gets
-        # three tries, each with its own wait; it must open the chooser from the keyboard every time.
+        # three tries, each with its own wait, and must open the chooser from the keyboard.
         for _ in range(3):
             try:
                 with page.expect_file_chooser(timeout=8000) as chooser:
