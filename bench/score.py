@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stemscribe.drums import GM_TO_CLASS
+from stemscribe.drums import DRUM_CLASS_NAMES, GM_TO_CLASS
 
 ONSET_TOLERANCE = 0.05
 OFFSET_RATIO = 0.2
@@ -32,17 +32,6 @@ UNISON_TOLERANCE = 0.001
 BIAS_TOLERANCE = 0.15  # onset window of the diagnostic onset-deviation matching
 MIN_DURATION = 0.001
 
-DRUM_CLASS_NAMES: dict[int, str] = {
-    36: "kick",
-    38: "snare",
-    42: "closed hat",
-    46: "open hat",
-    45: "low tom",
-    47: "mid tom",
-    50: "high tom",
-    49: "crash",
-    51: "ride",
-}
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,13 @@ KICK, SNARE, CLOSED_HAT, OPEN_HAT, LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE = (
     51,
 )
 DRUM_CLASSES: tuple[int, ...] = (KICK, SNARE, CLOSED_HAT, OPEN_HAT, LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE)
+DRUM_CLASS_NAMES: dict[int, str] = dict(
+    zip(
+        DRUM_CLASSES,
+        ("kick", "snare", "closed hat", "open hat", "low tom", "mid tom", "high tom", "crash", "ride"),
+        strict=True,
+    )
+)
 
 # Every GM drum key (35..81) folded onto the classes above; the scoring and the training use it.
 GM_TO_CLASS: dict[int, int] = {

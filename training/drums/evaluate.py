@@ -20,23 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from stemscribe.drum_model import SAMPLE_RATE
-from stemscribe.drums import DRUM_CLASSES, DrumTranscriber, get_drum_backend
+from stemscribe.drums import DRUM_CLASS_NAMES, DRUM_CLASSES, DrumTranscriber, get_drum_backend
 from training.drums.scoring import Counts, onsets_by_class, score_onsets
 from training.drums.train import Split
 
 log = logging.getLogger(__name__)
 CONDITIONS = ("test_stems", "test_mixes")
-CLASS_NAMES = {
-    36: "kick",
-    38: "snare",
-    42: "closed hat",
-    46: "open hat",
-    45: "low tom",
-    47: "mid tom",
-    50: "high tom",
-    49: "crash",
-    51: "ride",
-}
+CLASS_NAMES = DRUM_CLASS_NAMES
 
 
 def build_backend(name: str, weights: Path | None, threads: int) -> DrumTranscriber:

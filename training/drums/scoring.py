@@ -64,16 +64,13 @@ def score_onsets(reference: Sequence[Sequence[float]], estimate: Sequence[Sequen
 
 
 def onsets_by_class(notes: Iterable[NoteEvent]) -> list[list[float]]:
-    """Onset times per class of DRUM_CLASSES, any other GM drum key folded with GM_TO_CLASS.
-
-    A class's own pitch always means that class: `GM_TO_CLASS` sends 45 (the LOW_TOM class pitch)
-    to the mid tom, so folding a backend's low-tom output through it would file it as mid tom.
-    """
+    """Onset times per class of DRUM_CLASSES, every GM drum key folded with GM_TO_CLASS (which maps each
+    class's own key to itself)."""
     index = {pitch: i for i, pitch in enumerate(DRUM_CLASSES)}
     out: list[list[float]] = [[] for _ in DRUM_CLASSES]
     for n in notes:
         pitch = int(n.pitch)
-        cls = pitch if pitch in index else GM_TO_CLASS.get(pitch)
+        cls = GM_TO_CLASS.get(pitch)
         if cls is not None:
             out[index[cls]].append(float(n.start))
     return out
