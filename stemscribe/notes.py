@@ -29,6 +29,9 @@ class DecodeOptions:
     `min_pitch`/`max_pitch` are MIDI numbers; `gap_frames` closes dips of the frame posterior
     shorter than that many frames; `min_frames` drops shorter notes; a note on a partial of a note
     that starts with it and is weaker than `harmonic_ratio` times that note is dropped (0 keeps all).
+    Monophonic lines only: `reattack_db` (0: off) splits a held pitch where the level swells by that
+    many dB after a sag (sung and bowed repeats); `harmonic_boost` (0: off) lifts pitches below
+    `harmonic_below` that the model hears through their partials (low bass).
     """
 
     onset_threshold: float = 0.5
@@ -42,6 +45,9 @@ class DecodeOptions:
     backtrack_frames: int = 12
     rise_level: float = 0.0
     reattack_rise: float = 1.0
+    reattack_db: float = 0.0
+    harmonic_boost: float = 0.0
+    harmonic_below: int = 40
     offset_ratio: float = 0.0
 
 
@@ -137,7 +143,21 @@ def _in_range(
     """The column of options.min_pitch, and the note and onset posteriors cut to the pitch range."""
     lo = max(0, options.min_pitch - MIDI_OFFSET)
     hi = min(post.note.shape[1], options.max_pitch - MIDI_OFFSET + 1)
-    return lo, post.note[:, lo:hi], post.onset[:, lo:hi]
+    note = _boost_fundamentals(post.note, options) if options.harmonic_boost > 0 else post.note
+    return lo, note[:, lo:hi], post.onset[:, lo:hi]
+
+
+def _boost_fundamentals(x: npt.NDArray[np.float32], options: DecodeOptions) -> npt.NDArray[np.float32]:
+    """The model hears low bass notes mostly through their partials: below `harmonic_below`, add
+    `harmonic_boost` times the weaker of a pitch's 2nd and 3rd partials (+12 and +19 semitones).
+    Requiring the 3rd partial keeps a note's upper octave from lending its octave below the boost."""
+    out = x.copy()
+    top = min(options.harmonic_below - MIDI_OFFSET, x.shape[1] - 19)
+    if top <= 0:
+        return out
+    evidence = np.minimum(x[:, 12 : top + 12], x[:, 19 : top + 19])
+    out[:, :top] = np.minimum(1.0, x[:, :top] + options.harmonic_boost * evidence)
+    return out
 
 
 def decode_polyphonic(
@@ -281,6 +301,10 @@ def decode_monophonic(
         & (after >= options.reattack_rise * before)
         & (frames - seg_start >= 2 * options.min_frames)
     )
+    swell = np.zeros(n, dtype=np.bool_)
+    if options.reattack_db > 0:
+        swell = _swell_reattacks(loudness, onset, col, voiced, seg_start, options) & ~hard
+        reattack = reattack | swell
     boundary = hard | reattack
     starts = np.flatnonzero(boundary & voiced)
     change = np.flatnonzero(boundary)
@@ -288,16 +312,50 @@ def decode_monophonic(
     nxt = np.searchsorted(change, starts, side="right")
     ends = np.where(nxt < change.size, change[np.minimum(nxt, change.size - 1)], n)
     pitch_idx = best[starts]
-    starts, ends, pitch_idx = _merge_repeats(onset, starts, ends, pitch_idx, options)
+    starts, ends, pitch_idx = _merge_repeats(onset, starts, ends, pitch_idx, options, swell)
     keep = (ends - starts) >= options.min_frames
     starts, ends, pitch_idx = starts[keep], ends[keep], pitch_idx[keep]
-    starts, ends = _backtrack_onsets(onset, starts, ends, pitch_idx, options.backtrack_frames)
+    fixed = swell[starts]  # a swell boundary is already at the attack: no backtracking
+    moved, ends = _backtrack_onsets(onset, starts, ends, pitch_idx, options.backtrack_frames)
+    starts = np.where(fixed, starts, moved)
     if options.rise_level > 0:
-        starts, ends = _backtrack_rise(
+        moved, ends = _backtrack_rise(
             note, starts, ends, pitch_idx, options.backtrack_frames, options.rise_level
         )
+        starts = np.where(fixed, starts, moved)
     vel = _velocities(post, loudness, starts, pitch_idx + lo)
     return NoteArrays(starts.astype(np.int64), ends.astype(np.int64), (pitch_idx + lo + MIDI_OFFSET), vel)
+
+
+def _swell_reattacks(
+    loudness: npt.NDArray[np.float32],
+    onset: npt.NDArray[np.float32],
+    col: npt.NDArray[np.int64],
+    voiced: npt.NDArray[np.bool_],
+    seg_start: npt.NDArray[np.int64],
+    options: DecodeOptions,
+) -> npt.NDArray[np.bool_]:
+    """Re-attacks of a held pitch that sung and bowed notes hide from the onset head: the level
+    sags as the old note releases and swells by `reattack_db` dB as the new one comes in, and the
+    onset head peaks as for a real repeat (the strength `_merge_repeats` asks for) from two frames
+    before the bottom of the sag to six after. The boundary goes at the bottom of the sag."""
+    n = loudness.shape[0]
+    frames = np.arange(n)
+    db = loudness.astype(np.float64) * 60.0
+    prev = np.concatenate([[np.inf], db[:-1]])
+    nxt = np.concatenate([db[1:], [np.inf]])
+    bottom = (db < prev) & (db <= nxt) & voiced & (frames - seg_start >= 2 * options.min_frames)
+    cand = np.flatnonzero(bottom)
+    if cand.size == 0:
+        return np.zeros(n, dtype=np.bool_)
+    ahead = np.clip(cand[:, None] + np.arange(1, 9)[None, :], 0, n - 1)
+    swell = db[ahead].max(axis=1) - db[cand]
+    near = np.clip(cand[:, None] + np.arange(-2, 7)[None, :], 0, n - 1)
+    peak = onset[near, col[cand][:, None]].max(axis=1)
+    ok = (swell >= options.reattack_db) & (peak >= max(options.onset_threshold, 0.5))
+    out = np.zeros(n, dtype=np.bool_)
+    out[cand[ok]] = True
+    return out
 
 
 def _merge_repeats(
@@ -306,9 +364,11 @@ def _merge_repeats(
     ends: npt.NDArray[np.int64],
     pitch_idx: npt.NDArray[np.int64],
     options: DecodeOptions,
+    keep: npt.NDArray[np.bool_],
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Join consecutive segments of one pitch split by a flicker or a short dropout, unless the
-    later one starts with a strong onset (a real repeated note)."""
+    later one starts with a strong onset (a real repeated note) or at a frame marked in `keep`
+    (a boundary already judged a repeat)."""
     if starts.size < 2:
         return starts, ends, pitch_idx
     near = np.clip(starts[:, None] + np.arange(-2, 3)[None, :], 0, onset.shape[0] - 1)
@@ -317,7 +377,7 @@ def _merge_repeats(
     join = np.concatenate(
         [[False], (pitch_idx[1:] == pitch_idx[:-1]) & (starts[1:] - ends[:-1] <= options.gap_frames + 2)]
     )
-    join &= ~(strong & long_enough)
+    join &= ~(strong & long_enough) & ~keep[starts]
     group = np.cumsum(~join) - 1
     first = np.flatnonzero(~join)
     last_end = np.zeros(first.size, dtype=np.int64)

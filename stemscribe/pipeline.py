@@ -34,7 +34,14 @@ from stemscribe.timbre import TIMBRE_FAMILIES
 _STEM_DECODING: dict[StemType, tuple[bool, DecodeOptions]] = {
     StemType.BASS: (
         True,
-        DecodeOptions(min_pitch=23, max_pitch=67, onset_threshold=0.4, frame_threshold=0.4),
+        DecodeOptions(
+            min_pitch=23,
+            max_pitch=67,
+            onset_threshold=0.4,
+            frame_threshold=0.4,
+            backtrack_frames=4,
+            harmonic_boost=0.6,
+        ),
     ),
     StemType.VOCALS: (
         True,
@@ -45,11 +52,12 @@ _STEM_DECODING: dict[StemType, tuple[bool, DecodeOptions]] = {
             frame_threshold=0.3,
             rise_level=0.2,
             reattack_rise=1.3,
+            reattack_db=8.0,
         ),
     ),
     StemType.WINDS: (
         True,
-        DecodeOptions(min_pitch=36, max_pitch=108, onset_threshold=0.4, frame_threshold=0.4),
+        DecodeOptions(min_pitch=36, max_pitch=108, onset_threshold=0.4, frame_threshold=0.4, reattack_db=8.0),
     ),
     StemType.PIANO: (
         False,

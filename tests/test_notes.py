@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from stemscribe.inference import Posteriors, frame_times, n_output_frames
@@ -98,6 +100,53 @@ def test_slow_attack_start_moves_back_to_the_climb() -> None:
     risen = decode_monophonic(post, loud, DecodeOptions(backtrack_frames=24, rise_level=0.2))
     assert plain.start.tolist() == [40]
     assert risen.start.tolist() == [20] and risen.end.tolist() == plain.end.tolist()
+
+
+def test_a_sung_repeat_splits_where_the_level_swells_again() -> None:
+    # One pitch held over 120 frames: the frame posterior never drops and the onset head peaks late
+    # at the repeat, but the level sags 12 dB as the first note releases and swells back.
+    n = 200
+    note = np.zeros((n, 88), np.float32)
+    onset = np.zeros((n, 88), np.float32)
+    i = 65 - 21
+    note[20:140, i] = 0.85
+    onset[20, i] = 0.9
+    onset[82, i] = 0.55
+    post = Posteriors(note, onset, np.zeros((n, 264), np.float32))
+    loud = np.zeros(n, np.float32)
+    loud[20:140] = 0.6
+    loud[74:80] = np.linspace(0.55, 0.4, 6)  # 0.4 * 60 dB: 12 dB under the held level
+    loud[80:86] = np.linspace(0.45, 0.6, 6)
+    options = DecodeOptions(onset_threshold=0.4, frame_threshold=0.3, reattack_rise=1.3)
+    held = decode_monophonic(post, loud, options)
+    split = decode_monophonic(post, loud, replace(options, reattack_db=8.0))
+    assert held.start.tolist() == [20]
+    assert split.pitch.tolist() == [65, 65]
+    assert split.start.tolist() == [20, 79] and split.end.tolist() == [79, 140]
+    # Vibrato-sized level wobbles (3 dB) do not split it.
+    loud[74:86] = 0.6 - 0.05 * np.sin(np.linspace(0, np.pi, 12))
+    assert decode_monophonic(post, loud, replace(options, reattack_db=8.0)).start.tolist() == [20]
+
+
+def test_low_bass_heard_through_its_partials_is_boosted() -> None:
+    # A low E (MIDI 28) whose fundamental the model barely hears, with its 2nd and 3rd partials
+    # (40 and 47) clear: the boost recovers the E, and a real E2 (40, with 52 and 59) stays an E2.
+    n = 200
+    note = np.zeros((n, 88), np.float32)
+    onset = np.zeros((n, 88), np.float32)
+    for pitch, level in ((28, 0.3), (40, 0.38), (47, 0.36)):
+        note[20:60, pitch - 21] = level
+    onset[20, 28 - 21] = 0.6
+    for pitch, level in ((40, 0.8), (52, 0.5), (59, 0.3)):
+        note[100:140, pitch - 21] = level
+    onset[100, 40 - 21] = 0.9
+    post = Posteriors(note, onset, np.zeros((n, 264), np.float32))
+    loud = np.ones(n, np.float32)
+    options = DecodeOptions(min_pitch=23, max_pitch=67, onset_threshold=0.4, frame_threshold=0.4)
+    assert decode_monophonic(post, loud, options).pitch.tolist() == [40]
+    boosted = decode_monophonic(post, loud, replace(options, harmonic_boost=0.6))
+    assert boosted.pitch.tolist() == [28, 40]
+    assert boosted.start.tolist() == [20, 100]
 
 
 def test_pairs_within_matches_brute_force() -> None:

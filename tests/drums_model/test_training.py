@@ -75,6 +75,32 @@ def test_generator_is_deterministic_and_labels_are_sane() -> None:
             assert 0 <= t < 4.0 and 0 <= c < N_CLASSES and 0 < v <= 1
 
 
+def test_keys_a_kit_leaves_empty_are_played_and_labelled_as_a_sounding_alternative() -> None:
+    pytest.importorskip("tinysoundfont", reason="the data generator needs tinysoundfont")
+    if not TIMGM.is_file():
+        pytest.skip("TimGM6mb.sf2 missing (Debian: timgm6mb-soundfont)")
+    from training.drums.data import KEY_TO_INDEX, ClipSpec, Renderer, make_clip
+
+    renderer = Renderer((TIMGM,))
+    assert renderer.fonts and all(bank == 128 for _, bank, _ in renderer.kits)
+    standard = next(k for k in renderer.kits if k[2] == 0)
+    assert renderer.sounding_keys(standard) == frozenset(KEY_TO_INDEX)  # a full GM kit
+    kick = DRUM_CLASSES.index(36)
+    spec = ClipSpec("test", 4, 7, 4.0, "none")
+    _, labels = make_clip(spec, renderer, [])
+    assert any(c == kick for _, c, _ in labels)
+    # Pretend every kit lacks key 36: kicks move to 35, the other kick key, and stay labelled.
+    for kit in renderer.kits:
+        renderer._sounding[kit] = frozenset(KEY_TO_INDEX) - {36}
+    _, moved = make_clip(spec, renderer, [])
+    assert [(t, c) for t, c, _ in moved] == [(t, c) for t, c, _ in labels]
+    # With neither kick key sounding, no kick is labelled that nobody could hear.
+    for kit in renderer.kits:
+        renderer._sounding[kit] = frozenset(KEY_TO_INDEX) - {35, 36}
+    _, none = make_clip(spec, renderer, [])
+    assert none and not any(c == kick for _, c, _ in none)
+
+
 def test_export_round_trip(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch", reason="training needs torch (the separation extra)")
     pytest.importorskip("onnx", reason="the export needs the onnx package")

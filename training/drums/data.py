@@ -6,7 +6,9 @@ Sources of drum parts:
 - Generated patterns: kick/snare/hat or ride grooves with ghost notes, fills over the toms, flams,
   cymbal swells, alternative GM keys, extra percussion that must be ignored, and free random hits.
 
-Rendering uses tinysoundfont. The training kits come from MuseScore_General.sf3 and TimGM6mb.sf2;
+Rendering uses tinysoundfont. The training kits come from MuseScore_General.sf3 and TimGM6mb.sf2
+and, where their Debian packages are installed, from csound's sf_GMbank.sf2, the OPL-3 FM bank and
+the two acoustic kits of avldrums (Black Pearl, Red Zeppelin: multi-layer recordings of real kits);
 FluidR3_GM.sf2 is never used for training and renders the test set only. Training clips get
 accompaniment at random levels and random gain, EQ, compression, reverb, noise and MP3 round-trips.
 
@@ -44,10 +46,19 @@ from stemscribe.drums import DRUM_CLASSES, GM_TO_CLASS
 log = logging.getLogger(__name__)
 
 MMA_LIB = Path("/usr/share/mma/lib/stdlib")
-TRAIN_SOUNDFONTS = (
+BASE_TRAIN_SOUNDFONTS = (
     Path("/usr/share/sounds/sf3/MuseScore_General.sf3"),
     Path("/usr/share/sounds/sf2/TimGM6mb.sf2"),
 )
+# More timbres (Debian: csound-soundfont, opl3-soundfont, avldrums.lv2-soundfont), used when
+# installed; the data's meta.json names the fonts a split was rendered with.
+EXTRA_TRAIN_SOUNDFONTS = (
+    Path("/usr/share/sounds/sf2/sf_GMbank.sf2"),
+    Path("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2"),
+    Path("/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2"),
+    Path("/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2"),
+)
+TRAIN_SOUNDFONTS = BASE_TRAIN_SOUNDFONTS + tuple(p for p in EXTRA_TRAIN_SOUNDFONTS if p.is_file())
 HELD_OUT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 KIT_PRESETS = range(
     0, 49
@@ -402,22 +413,59 @@ def generate_accompaniment(rng: np.random.Generator, duration: float, bar: float
 
 
 class Renderer:
-    """A tinysoundfont synth holding the SoundFonts of one split."""
+    """A tinysoundfont synth holding the SoundFonts of one split.
+
+    `fonts` are the General MIDI fonts (melodic presets for accompaniment); `kits` are (sfid, bank,
+    preset) drum kits: the bank-128 kits of GM fonts and every preset of a kit-only font (one whose
+    few presets sit in bank 0, like avldrums').
+    """
 
     def __init__(self, soundfonts: tuple[Path, ...]) -> None:
         import tinysoundfont
 
         self.synth = tinysoundfont.Synth(gain=-6.0, samplerate=SAMPLE_RATE)
         self.fonts: list[int] = []
-        self.kits: list[tuple[int, int]] = []
+        self.kits: list[tuple[int, int, int]] = []
         self.melodic: dict[int, set[int]] = {}
+        self._sounding: dict[tuple[int, int, int], frozenset[int]] = {}
         for path in soundfonts:
             sfid = self.synth.sfload(str(path), max_voices=256)
-            self.fonts.append(sfid)
-            for preset in KIT_PRESETS:
-                if self.synth.sfpreset_name(sfid, 128, preset):
-                    self.kits.append((sfid, preset))
-            self.melodic[sfid] = {p for p in range(128) if self.synth.sfpreset_name(sfid, 0, p)}
+            melodic = {p for p in range(128) if self.synth.sfpreset_name(sfid, 0, p)}
+            kits = [(sfid, 128, p) for p in KIT_PRESETS if self.synth.sfpreset_name(sfid, 128, p)]
+            if not kits and len(melodic) < 8:  # a drum-kit font
+                kits = [(sfid, 0, p) for p in sorted(melodic)]
+            else:
+                self.fonts.append(sfid)
+                self.melodic[sfid] = melodic
+            self.kits.extend(kits)
+
+    def pick_kit(self, rng: np.random.Generator) -> tuple[int, int, int]:
+        """A random kit; with several fonts, a font first (each equally likely), then one of its kits."""
+        fonts = sorted({k[0] for k in self.kits})
+        if len(fonts) == 1:
+            return self.kits[int(rng.integers(len(self.kits)))]
+        sfid = fonts[int(rng.integers(len(fonts)))]
+        kits = [k for k in self.kits if k[0] == sfid]
+        return kits[int(rng.integers(len(kits)))]
+
+    def sounding_keys(self, kit: tuple[int, int, int]) -> frozenset[int]:
+        """The labelled GM keys that make a sound in `kit` (some kits leave keys empty), cached."""
+        if kit not in self._sounding:
+            synth = self.synth
+            sfid, bank, preset = kit
+            synth.sounds_off()
+            synth.generate(SAMPLE_RATE // 5)
+            synth.program_select(DRUM_CHANNEL, sfid, bank, preset, is_drums=True)
+            keys = set()
+            for key in sorted(KEY_TO_INDEX):
+                synth.noteon(DRUM_CHANNEL, key, 100)
+                hit = np.frombuffer(synth.generate(SAMPLE_RATE // 10), np.float32)
+                synth.sounds_off()
+                synth.generate(SAMPLE_RATE // 10)
+                if np.sqrt(np.mean(hit**2)) > 1e-4:
+                    keys.add(key)
+            self._sounding[kit] = frozenset(keys)
+        return self._sounding[kit]
 
     def render(
         self,
@@ -435,7 +483,7 @@ class Renderer:
         for ch in range(16):
             synth.control_change(ch, 121, 0)  # reset controllers
         for ch, (sfid, bank, preset) in programs.items():
-            synth.program_select(ch, sfid, bank, preset, is_drums=bank == 128)
+            synth.program_select(ch, sfid, bank, preset, is_drums=bank == 128 or ch == DRUM_CHANNEL)
         n = int(round(seconds * SAMPLE_RATE))
         out = np.zeros((n, 2), np.float32)
         pos = 0
@@ -617,17 +665,23 @@ def make_clip(
     t0 = start - pre
     total = spec.seconds + pre
 
-    sfid, preset = renderer.kits[int(rng.integers(len(renderer.kits)))]
+    kit = renderer.pick_kit(rng)
+    sounding = renderer.sounding_keys(kit)
     drum_events: list[tuple[float, int, int, int, int]] = []
     labels: list[tuple[float, int, float]] = []
     for t, k, v, lab in drums:
         rt = t - t0
         if rt < 0 or rt >= total:
             continue
+        if k in KEY_TO_INDEX and k not in sounding:  # an empty key: play a sounding one of its class
+            alternatives = sorted(a for a in _alternatives(k) if a in sounding)
+            if not alternatives:
+                continue
+            k = alternatives[0]
         drum_events.append((rt, 1, DRUM_CHANNEL, k, v))  # no note-off: kits ring out as in GM players
         if lab and k in KEY_TO_INDEX and rt >= pre:
             labels.append((rt - pre, KEY_TO_INDEX[k], v / 127.0))
-    drum_audio = renderer.render(drum_events, total, {DRUM_CHANNEL: (sfid, 128, preset)})
+    drum_audio = renderer.render(drum_events, total, {DRUM_CHANNEL: kit})
 
     mode = spec.accompaniment
     if mode == "random":

@@ -260,8 +260,7 @@ def make_clip(
     if drum_notes is None and rng.random() < 0.5:
         drum_notes = _drums(rng, beat, seconds)
     if drum_notes and renderer.kits:
-        sfid, preset = renderer.kits[int(rng.integers(len(renderer.kits)))]
-        programs[DRUM_CHANNEL] = (sfid, 128, preset)
+        programs[DRUM_CHANNEL] = renderer.kits[int(rng.integers(len(renderer.kits)))]
         volumes[DRUM_CHANNEL] = int(rng.integers(60, 128))
         for s, e, p, v in drum_notes:
             events.append((s, 1, DRUM_CHANNEL, p, v))
