@@ -31,8 +31,8 @@ bench: install
 	$(BIN)/python -m bench.run
 
 lint:
-	$(BIN)/ruff check stemscribe tests bench
-	$(BIN)/ruff format --check stemscribe tests bench
+	$(BIN)/ruff check stemscribe tests bench training
+	$(BIN)/ruff format --check stemscribe tests bench training
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

@@ -33,7 +33,6 @@ BIAS_TOLERANCE = 0.15  # onset window of the diagnostic onset-deviation matching
 MIN_DURATION = 0.001
 
 
-
 @dataclass(frozen=True, slots=True)
 class ScoredNote:
     """One note as the scoring sees it: times in seconds, family a `stemscribe.stems.Family` value."""

@@ -12,7 +12,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -25,7 +25,7 @@ from stemscribe.errors import (
 )
 
 DEFAULT_MAX_DURATION = 20 * 60.0
-AudioSource = Union[str, Path, bytes, BinaryIO]
+AudioSource = str | Path | bytes | BinaryIO
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -50,13 +50,13 @@ def transcribe(
         ),
     ] = False,
     json_path: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(
             "--json", help="With one input: write the JSON exactly here instead of OUTDIR/<name>.json."
         ),
     ] = None,
     separator: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(
             "--separator",
             help="Separation backend for mixes (hpss, demucs). Default: built-in harmonic/percussive split.",
@@ -125,7 +125,8 @@ def transcribe(
                     raise
                 failures += 1
                 typer.echo(
-                    f"InternalError: {path}: {type(exc).__name__}: {exc} (STEMSCRIBE_DEBUG=1 shows the traceback)",
+                    f"InternalError: {path}: {type(exc).__name__}: {exc} "
+                    "(STEMSCRIBE_DEBUG=1 shows the traceback)",
                     err=True,
                 )
                 continue
@@ -134,7 +135,8 @@ def transcribe(
             if not quiet:
                 parts = ", ".join(f"{i.name} ({len(i.notes)})" for i in result.instruments) or "no notes"
                 typer.echo(
-                    f"{path.name}: {result.duration:.1f} s, {result.tempo:.0f} BPM, stem {result.stem}: {parts}"
+                    f"{path.name}: {result.duration:.1f} s, {result.tempo:.0f} BPM, "
+                    f"stem {result.stem}: {parts}"
                 )
                 typer.echo(f"  -> {target_json}, {outdir / (path.stem + '.mid')}")
     if failures:

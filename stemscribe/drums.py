@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -35,8 +36,10 @@ DRUM_CLASS_NAMES: dict[int, str] = dict(
 GM_TO_CLASS: dict[int, int] = {
     35: KICK, 36: KICK,
     37: SNARE, 38: SNARE, 39: SNARE, 40: SNARE,  # side stick, snare, clap, electric snare
-    42: CLOSED_HAT, 44: OPEN_HAT, 46: OPEN_HAT,  # pedal hat counts as open, as the issue asks
-    41: LOW_TOM, 43: LOW_TOM, 45: LOW_TOM, 47: MID_TOM, 48: MID_TOM, 50: HIGH_TOM,  # each class keeps its own key
+    # pedal hat counts as open, as the issue asks
+    42: CLOSED_HAT, 44: OPEN_HAT, 46: OPEN_HAT,
+    # each class keeps its own key
+    41: LOW_TOM, 43: LOW_TOM, 45: LOW_TOM, 47: MID_TOM, 48: MID_TOM, 50: HIGH_TOM,
     49: CRASH, 52: CRASH, 55: CRASH, 57: CRASH,  # crash, china, splash
     51: RIDE, 53: RIDE, 59: RIDE,  # ride, ride bell
 }  # fmt: skip

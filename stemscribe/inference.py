@@ -27,7 +27,8 @@ OVERLAP_SAMPLES = OVERLAP_FRAMES * FFT_HOP
 HOP_SAMPLES = WINDOW_SAMPLES - OVERLAP_SAMPLES
 MIDI_OFFSET = 21  # pitch index 0 is A0 = MIDI 21
 N_PITCHES = 88
-MODEL_SHA256 = "2c3c1d144bfa61ad236e92e169c13535c880469a12a047d4e73451f2c059a0ec"  # nmp.onnx in basic-pitch 0.4.0's wheel
+# nmp.onnx in basic-pitch 0.4.0's wheel
+MODEL_SHA256 = "2c3c1d144bfa61ad236e92e169c13535c880469a12a047d4e73451f2c059a0ec"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 ProgressCallback = Callable[[str, float], None]
 """Called as `progress(stage, fraction)`: stage is a short word ("loading", "separating",

@@ -7,7 +7,8 @@ name and give vocals, drums, bass, other (and guitar, piano).
 
 from __future__ import annotations
 
-from typing import Callable, Protocol, runtime_checkable
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt

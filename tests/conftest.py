@@ -82,7 +82,7 @@ def transcriber():
 
 
 @pytest.fixture(scope="session")
-def rendered_band(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, "pretty_midi.PrettyMIDI"]:  # noqa: F821
+def rendered_band(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pretty_midi.PrettyMIDI]:  # noqa: F821
     """A 6-second bass + piano + drums clip rendered with FluidSynth, and its MIDI (the ground truth)."""
     import pretty_midi
 

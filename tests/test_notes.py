@@ -26,7 +26,7 @@ def _posteriors(n: int, notes: list[tuple[int, int, int]], *, octave_ghost: bool
 def test_polyphonic_finds_chords_and_repeats() -> None:
     post = _posteriors(200, [(60, 10, 50), (64, 10, 50), (67, 10, 50), (60, 50, 90)])
     notes = decode_polyphonic(post, np.full(200, 0.5, np.float32), DecodeOptions(infer_onsets=False))
-    got = sorted(zip(notes.pitch.tolist(), notes.start.tolist(), notes.end.tolist()))
+    got = sorted(zip(notes.pitch.tolist(), notes.start.tolist(), notes.end.tolist(), strict=True))
     assert got == [(60, 10, 50), (60, 50, 90), (64, 10, 50), (67, 10, 50)]
 
 

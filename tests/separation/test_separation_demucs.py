@@ -297,5 +297,9 @@ def test_transcriber_uses_the_demucs_separator_on_mixes(install_tiny: Callable[.
     assert "separating" in stages
     # htdemucs gives four stems: at most one instrument each; "other" is named by the timbre classifier.
     assert len(result.instruments) <= 4
-    named = [inst.family for inst in result.instruments if inst.family not in (Family.DRUMS, Family.BASS, Family.VOCALS)]
+    named = [
+        inst.family
+        for inst in result.instruments
+        if inst.family not in (Family.DRUMS, Family.BASS, Family.VOCALS)
+    ]
     assert len(named) <= 1

