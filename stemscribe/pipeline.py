@@ -80,7 +80,15 @@ _SECTION_STEMS = frozenset({StemType.STRINGS, StemType.BRASS})
 _LEAD_POLY = DecodeOptions(min_pitch=36, onset_threshold=0.6, offset_ratio=0.7)
 _FAMILY_WINDOW = 86  # frames (~1 s) over which a role's family estimates are averaged
 _MIX_POLY = DecodeOptions(onset_threshold=0.55)
-_MIX_BASS = DecodeOptions(min_pitch=23, max_pitch=52, onset_threshold=0.4, frame_threshold=0.35)
+_MIX_BASS = DecodeOptions(
+    min_pitch=23,
+    max_pitch=52,
+    onset_threshold=0.4,
+    frame_threshold=0.35,
+    backtrack_frames=4,
+    harmonic_boost=0.4,
+    harmonic_below=38,
+)
 _MIX_LEAD = DecodeOptions(min_pitch=57, max_pitch=96, onset_threshold=0.5, frame_threshold=0.4)
 
 # Separation backends name their stems after demucs' sources.
