@@ -20,6 +20,7 @@ from stemscribe.result import NoteEvent
 
 FRAME_SECONDS = FFT_HOP / SAMPLE_RATE
 LOOKAHEAD = 3  # frames an onset may precede its pitch's frame activity
+WEAK_FRAME_RATIO = 0.6  # share of the frame threshold that a strong onset's run must hold
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +32,9 @@ class DecodeOptions:
     that starts with it and is weaker than `harmonic_ratio` times that note is dropped (0 keeps all).
     Monophonic lines only: `reattack_db` (0: off) splits a held pitch where the level swells by that
     many dB after a sag (sung and bowed repeats); `harmonic_boost` (0: off) lifts pitches below
-    `harmonic_below` that the model hears through their partials (low bass).
+    `harmonic_below` that the model hears through their partials (low bass). Polyphonic only:
+    `strong_onset` (0: off) opens notes whose frame posterior stays below the threshold when the onset
+    head peaks at least that high (strummed top strings).
     """
 
     onset_threshold: float = 0.5
@@ -48,6 +51,7 @@ class DecodeOptions:
     reattack_db: float = 0.0
     harmonic_boost: float = 0.0
     harmonic_below: int = 40
+    strong_onset: float = 0.0
     offset_ratio: float = 0.0
 
 
@@ -160,6 +164,26 @@ def _boost_fundamentals(x: npt.NDArray[np.float32], options: DecodeOptions) -> n
     return out
 
 
+def _weak_runs_with_strong_onsets(
+    note: npt.NDArray[np.float32],
+    onset: npt.NDArray[np.float32],
+    active: npt.NDArray[np.bool_],
+    options: DecodeOptions,
+) -> npt.NDArray[np.bool_]:
+    """(T, P) runs of a pitch above `WEAK_FRAME_RATIO` x the frame threshold that hold an onset peak
+    of at least `strong_onset` where the pitch is not yet active: the top strings of a strum, which
+    the onset head hears clearly while their frame posterior stays low."""
+    n = note.shape[0]
+    weak = _close_gaps(note >= WEAK_FRAME_RATIO * options.frame_threshold, options.gap_frames)
+    strong = _peaks(onset, options.strong_onset) & ~active & weak
+    if not strong.any():
+        return np.zeros_like(active)
+    first = weak & ~np.vstack([np.zeros((1, weak.shape[1]), bool), weak[:-1]])
+    run = np.cumsum(first, axis=0) + np.arange(weak.shape[1])[None, :] * (n + 1)
+    has_strong = np.bincount(run[strong], minlength=int(run.max()) + 1) > 0
+    return weak & has_strong[run]
+
+
 def decode_polyphonic(
     post: Posteriors, loudness: npt.NDArray[np.float32], options: DecodeOptions = DecodeOptions()
 ) -> NoteArrays:
@@ -175,6 +199,8 @@ def decode_polyphonic(
     active = _close_gaps(note >= options.frame_threshold, options.gap_frames)
     # The onset head often peaks a frame or three before the frame posterior rises: an onset
     # opens a note when the pitch becomes active within `LOOKAHEAD` frames.
+    if options.strong_onset > 0:
+        active = active | _weak_runs_with_strong_onsets(note, onset, active, options)
     next_active = _next_index(active)
     peaks = _peaks(onset, options.onset_threshold)
     peaks &= (next_active - np.arange(n)[:, None]) <= LOOKAHEAD

@@ -65,7 +65,7 @@ _STEM_DECODING: dict[StemType, tuple[bool, DecodeOptions]] = {
     ),
     StemType.GUITAR: (
         False,
-        DecodeOptions(min_pitch=36, max_pitch=96, frame_threshold=0.45, offset_ratio=0.7),
+        DecodeOptions(min_pitch=36, max_pitch=96, frame_threshold=0.45, offset_ratio=0.7, strong_onset=0.8),
     ),
     StemType.KEYS: (False, DecodeOptions(offset_ratio=0.8)),
     StemType.STRINGS: (

@@ -149,6 +149,22 @@ def test_low_bass_heard_through_its_partials_is_boosted() -> None:
     assert boosted.start.tolist() == [20, 100]
 
 
+def test_a_strummed_top_string_with_a_low_frame_posterior_opens_on_a_strong_onset() -> None:
+    # A strum: 52 and 59 are clear, 66 has a sharp onset but a frame posterior under the threshold,
+    # 69 has a weak run with only a middling onset (noise, not a string).
+    post = _posteriors(120, [(52, 10, 60), (59, 10, 60)])
+    post.note[10:50, 66 - 21] = 0.32
+    post.onset[11, 66 - 21] = 0.85
+    post.note[10:50, 69 - 21] = 0.32
+    post.onset[11, 69 - 21] = 0.6
+    loud = np.ones(120, np.float32)
+    options = DecodeOptions(frame_threshold=0.45, infer_onsets=False)
+    assert decode_polyphonic(post, loud, options).pitch.tolist() == [52, 59]
+    strummed = decode_polyphonic(post, loud, replace(options, strong_onset=0.8))
+    assert strummed.pitch.tolist() == [52, 59, 66]
+    assert strummed.start[2] == 11 and strummed.end[2] == 50
+
+
 def test_pairs_within_matches_brute_force() -> None:
     from stemscribe.notes import pairs_within
 
