@@ -54,6 +54,11 @@ class DecodeOptions:
     strong_onset: float = 0.0
     offset_ratio: float = 0.0
 
+    @property
+    def repeat_onset(self) -> float:
+        """The onset peak that marks a real repeat of a held pitch in a monophonic line."""
+        return max(self.onset_threshold, 0.5)
+
 
 @dataclass(frozen=True, slots=True)
 class NoteArrays:
@@ -322,7 +327,7 @@ def decode_monophonic(
     before = note[np.clip(frames - 3, 0, n - 1), col]
     after = note[np.clip(frames + 3, 0, n - 1), col]
     reattack = (
-        _peaks(on_here[:, None], max(options.onset_threshold, 0.5))[:, 0]
+        _peaks(on_here[:, None], options.repeat_onset)[:, 0]
         & voiced
         & (after >= options.reattack_rise * before)
         & (frames - seg_start >= 2 * options.min_frames)
@@ -363,14 +368,12 @@ def _swell_reattacks(
 ) -> npt.NDArray[np.bool_]:
     """Re-attacks of a held pitch that sung and bowed notes hide from the onset head: the level
     sags as the old note releases and swells by `reattack_db` dB as the new one comes in, and the
-    onset head peaks as for a real repeat (the strength `_merge_repeats` asks for) from two frames
-    before the bottom of the sag to six after. The boundary goes at the bottom of the sag."""
+    onset head peaks as for a real repeat (`repeat_onset`) from two frames before the bottom of the
+    sag to six after. The boundary goes at the bottom of the sag."""
     n = loudness.shape[0]
     frames = np.arange(n)
     db = loudness.astype(np.float64) * 60.0
-    prev = np.concatenate([[np.inf], db[:-1]])
-    nxt = np.concatenate([db[1:], [np.inf]])
-    bottom = (db < prev) & (db <= nxt) & voiced & (frames - seg_start >= 2 * options.min_frames)
+    bottom = _peaks(-db[:, None], -np.inf)[:, 0] & voiced & (frames - seg_start >= 2 * options.min_frames)
     cand = np.flatnonzero(bottom)
     if cand.size == 0:
         return np.zeros(n, dtype=np.bool_)
@@ -378,7 +381,7 @@ def _swell_reattacks(
     swell = db[ahead].max(axis=1) - db[cand]
     near = np.clip(cand[:, None] + np.arange(-2, 7)[None, :], 0, n - 1)
     peak = onset[near, col[cand][:, None]].max(axis=1)
-    ok = (swell >= options.reattack_db) & (peak >= max(options.onset_threshold, 0.5))
+    ok = (swell >= options.reattack_db) & (peak >= options.repeat_onset)
     out = np.zeros(n, dtype=np.bool_)
     out[cand[ok]] = True
     return out
@@ -398,7 +401,7 @@ def _merge_repeats(
     if starts.size < 2:
         return starts, ends, pitch_idx
     near = np.clip(starts[:, None] + np.arange(-2, 3)[None, :], 0, onset.shape[0] - 1)
-    strong = onset[near, pitch_idx[:, None]].max(axis=1) >= max(options.onset_threshold, 0.5)
+    strong = onset[near, pitch_idx[:, None]].max(axis=1) >= options.repeat_onset
     long_enough = np.concatenate([[True], starts[1:] - starts[:-1] >= 2 * options.min_frames])
     join = np.concatenate(
         [[False], (pitch_idx[1:] == pitch_idx[:-1]) & (starts[1:] - ends[:-1] <= options.gap_frames + 2)]
