@@ -101,6 +101,34 @@ def test_keys_a_kit_leaves_empty_are_played_and_labelled_as_a_sounding_alternati
     assert none and not any(c == kick for _, c, _ in none)
 
 
+def test_splits_render_with_their_fonts_and_extra_fonts_only_on_request(monkeypatch) -> None:
+    from training.drums import data
+
+    assert data.split_soundfonts("test") == (data.HELD_OUT_SOUNDFONT,)
+    assert data.split_soundfonts("test", extra_fonts=True) == (data.HELD_OUT_SOUNDFONT,)
+    assert data.split_soundfonts("train") == data.TRAIN_SOUNDFONTS == data.split_soundfonts("valid")
+    installed = data.EXTRA_TRAIN_SOUNDFONTS[0]
+    monkeypatch.setattr(Path, "is_file", lambda self: self == installed)  # only one extra is installed
+    assert data.split_soundfonts("train", extra_fonts=True) == data.TRAIN_SOUNDFONTS + (installed,)
+
+
+def test_a_kit_is_drawn_font_first_when_a_split_has_several_fonts() -> None:
+    pytest.importorskip("tinysoundfont", reason="the data generator needs tinysoundfont")
+    from training.drums.data import HELD_OUT_SOUNDFONT, Renderer
+
+    for font in (TIMGM, HELD_OUT_SOUNDFONT):
+        if not font.is_file():
+            pytest.skip(f"{font} missing (Debian: timgm6mb-soundfont, fluid-soundfont-gm)")
+    renderer = Renderer((TIMGM, HELD_OUT_SOUNDFONT))
+    small = sum(1 for sfid, _, _ in renderer.kits if sfid == 0)
+    assert small < len(renderer.kits) / 3  # TimGM6mb holds far fewer kits than FluidR3
+    rng = np.random.default_rng(0)
+    picks = [renderer.pick_kit(rng) for _ in range(400)]
+    assert set(picks) <= set(renderer.kits)
+    share = sum(1 for sfid, _, _ in picks if sfid == 0) / len(picks)
+    assert 0.4 < share < 0.6  # each font about half the time, not in proportion to its kits
+
+
 def test_export_round_trip(tmp_path: Path) -> None:
     torch = pytest.importorskip("torch", reason="training needs torch (the separation extra)")
     pytest.importorskip("onnx", reason="the export needs the onnx package")
