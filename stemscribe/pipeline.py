@@ -76,6 +76,8 @@ _STEM_DECODING: dict[StemType, tuple[bool, DecodeOptions]] = {
     StemType.SYNTH: (False, DecodeOptions(onset_threshold=0.6, offset_ratio=0.7)),
     StemType.OTHER: (False, DecodeOptions(onset_threshold=0.6, offset_ratio=0.7)),
 }
+# Candidates for the note verifier are decoded with the final thresholds scaled by this.
+CANDIDATE_RELAX = 0.8
 _SECTION_STEMS = frozenset({StemType.STRINGS, StemType.BRASS})
 _LEAD_POLY = DecodeOptions(min_pitch=36, onset_threshold=0.6, offset_ratio=0.7)
 _FAMILY_WINDOW = 86  # frames (~1 s) over which a role's family estimates are averaged
@@ -138,6 +140,45 @@ def _polyphony(notes: NoteArrays, n_frames: int) -> float:
     return float((sounding > 1).sum()) / voiced if voiced else 0.0
 
 
+def _loosen(options: DecodeOptions, relax: float) -> DecodeOptions:
+    """`options` with its thresholds scaled by `relax` (< 1 lets more candidates through)."""
+    if relax == 1.0:
+        return options
+    return replace(
+        options,
+        onset_threshold=options.onset_threshold * relax,
+        frame_threshold=options.frame_threshold * relax,
+        strong_onset=options.strong_onset * relax,
+    )
+
+
+def stem_notes(post: Posteriors, loud: npt.NDArray[np.float32], stem: StemType, *, relax: float = 1.0) -> NoteArrays:
+    """Decode a pitched stem's notes the way its type asks (see `_STEM_DECODING`).
+
+    Whether a lead or section stem is a line or chords is decided with the stem's own thresholds;
+    the notes are then decoded with them scaled by `relax` (candidates for the note verifier).
+    """
+    mono_line, options = _STEM_DECODING[stem]
+    if mono_line and stem is not StemType.BASS:
+        # Lead stems are usually one line, but sections play chords (a sax section, a choir):
+        # decode polyphonically first and keep that when the stem really is polyphonic.
+        poly = decode_polyphonic(post, loud, _LEAD_POLY)
+        if _polyphony(poly, post.n_frames) > 0.2:
+            return poly if relax == 1.0 else decode_polyphonic(post, loud, _loosen(_LEAD_POLY, relax))
+    elif stem in _SECTION_STEMS:
+        # Section stems are usually chords, but a single string or brass line decodes better
+        # as a line: slow bowed attacks and legato repeats defeat the onset head.
+        poly = decode_polyphonic(post, loud, options)
+        if _polyphony(poly, post.n_frames) > 0.2:
+            return poly if relax == 1.0 else decode_polyphonic(post, loud, _loosen(options, relax))
+        line = replace(
+            _STEM_DECODING[StemType.VOCALS][1], min_pitch=options.min_pitch, max_pitch=options.max_pitch
+        )
+        return decode_monophonic(post, loud, _loosen(line, relax))
+    decode = decode_monophonic if mono_line else decode_polyphonic
+    return decode(post, loud, _loosen(options, relax))
+
+
 def _instrument(family: Family, notes: list[NoteEvent], *, name: str | None = None) -> Instrument:
     if family is Family.DRUMS:
         return Instrument("Drums", 0, True, family, notes)
@@ -171,11 +212,13 @@ class Transcriber:
     max_duration: float = DEFAULT_MAX_DURATION
     pitch_bends: bool = False
     families: bool = True
+    verify: bool = True
     threads: int | None = None
     _pitch: PitchModel | None = field(default=None, init=False, repr=False)
     _drums: DrumTranscriber | None = field(default=None, init=False, repr=False)
     _separator: Separator | None = field(default=None, init=False, repr=False)
     _families: Any = field(default=None, init=False, repr=False)
+    _verifier: Any = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     # -- models, loaded on first use and kept ------------------------------------------------------
@@ -204,6 +247,16 @@ class Transcriber:
                     FamilyClassifier() if self.families and FamilyClassifier.available() else False
                 )
             return self._families or None
+
+    @property
+    def verifier(self) -> Any:
+        """The note verifier, or None (weights not shipped, or verify=False: thresholds decide alone)."""
+        from stemscribe.verify import NoteVerifier
+
+        with self._lock:
+            if self._verifier is None:
+                self._verifier = NoteVerifier() if self.verify and NoteVerifier.available() else False
+            return self._verifier or None
 
     def _get_separator(self) -> Separator:
         with self._lock:
@@ -267,25 +320,12 @@ class Transcriber:
         if stem is StemType.DRUMS:
             return self.drum_model.transcribe(analysis.mono22, SAMPLE_RATE)
         post, loud = analysis.pitched
-        mono_line, options = _STEM_DECODING[stem]
-        if mono_line and stem is not StemType.BASS:
-            # Lead stems are usually one line, but sections play chords (a sax section, a choir):
-            # decode polyphonically first and keep that when the stem really is polyphonic.
-            poly = decode_polyphonic(post, loud, _LEAD_POLY)
-            if _polyphony(poly, post.n_frames) > 0.2:
-                return self._events(post, poly)
-        elif stem in _SECTION_STEMS:
-            # Section stems are usually chords, but a single string or brass line decodes better
-            # as a line: slow bowed attacks and legato repeats defeat the onset head.
-            poly = decode_polyphonic(post, loud, options)
-            if _polyphony(poly, post.n_frames) > 0.2:
-                return self._events(post, poly)
-            line = replace(
-                _STEM_DECODING[StemType.VOCALS][1], min_pitch=options.min_pitch, max_pitch=options.max_pitch
-            )
-            return self._events(post, decode_monophonic(post, loud, line))
-        notes = (decode_monophonic if mono_line else decode_polyphonic)(post, loud, options)
-        return self._events(post, notes)
+        verifier = self.verifier
+        if verifier is None:
+            return self._events(post, stem_notes(post, loud, stem))
+        candidates = stem_notes(post, loud, stem, relax=CANDIDATE_RELAX)
+        strict = stem_notes(post, loud, stem)
+        return self._events(post, verifier.keep(post, loud, candidates, strict, stem.value))
 
     def _events(self, post: Posteriors, notes: NoteArrays) -> list[NoteEvent]:
         bends = pitch_bends(post, notes) if self.pitch_bends else None
@@ -357,6 +397,10 @@ class Transcriber:
         # than in the harmonic part, whose masks also thin out plucked attacks.
         post, loud = analysis.pitched
         poly = decode_polyphonic(post, loud, _MIX_POLY)
+        verifier = self.verifier
+        if verifier is not None:
+            candidates = decode_polyphonic(post, loud, _loosen(_MIX_POLY, CANDIDATE_RELAX))
+            poly = verifier.keep(post, loud, candidates, poly, "mix")
         bass = decode_monophonic(post, loud, _MIX_BASS)
         lead = decode_monophonic(post, loud, _MIX_LEAD)
         report(progress, "assigning", 0.9)
