@@ -72,6 +72,14 @@ def transcribe(
     max_duration: Annotated[
         float, typer.Option("--max-duration", help="Refuse audio longer than this many seconds.")
     ] = 1200.0,
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Let the trained note verifier keep or drop each candidate note (default); "
+            "--no-verify decodes with fixed thresholds alone.",
+        ),
+    ] = True,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or summary.")] = False,
 ) -> None:
     """Transcribe audio files to per-instrument MIDI and JSON."""
@@ -88,7 +96,11 @@ def transcribe(
         StemType.parse(stem)
         outdir.mkdir(parents=True, exist_ok=True)
         transcriber = Transcriber(
-            separator=separator, drums=drums, pitch_bends=pitch_bends, max_duration=max_duration
+            separator=separator,
+            drums=drums,
+            pitch_bends=pitch_bends,
+            max_duration=max_duration,
+            verify=verify,
         )
     except (StemscribeError, OSError) as exc:
         _fail(exc)

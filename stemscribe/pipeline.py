@@ -152,7 +152,9 @@ def _loosen(options: DecodeOptions, relax: float) -> DecodeOptions:
     )
 
 
-def stem_notes(post: Posteriors, loud: npt.NDArray[np.float32], stem: StemType, *, relax: float = 1.0) -> NoteArrays:
+def stem_notes(
+    post: Posteriors, loud: npt.NDArray[np.float32], stem: StemType, *, relax: float = 1.0
+) -> NoteArrays:
     """Decode a pitched stem's notes the way its type asks (see `_STEM_DECODING`).
 
     Whether a lead or section stem is a line or chords is decided with the stem's own thresholds;
@@ -204,7 +206,9 @@ class Transcriber:
     """Loads the models once and transcribes any number of files, arrays or stems.
 
     `separator` names a separation backend ("demucs", "hpss"; None uses the built-in
-    harmonic/percussive split for mixes); `drums` names the drum backend ("auto", "model", "dsp").
+    harmonic/percussive split for mixes); `drums` names the drum backend ("auto", "model", "dsp");
+    `verify` lets the trained note verifier (`stemscribe.verify`) keep or drop each candidate note
+    decoded with loosened thresholds (False: the fixed thresholds decide alone).
     """
 
     separator: str | None = None

@@ -20,7 +20,8 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 
 def test_help_explains_every_option() -> None:
     out = run("transcribe", "--help").stdout
-    for option in ("--outdir", "--stem", "--quantize", "--json", "--separator", "--drums", "--max-duration"):
+    options = ("--outdir", "--stem", "--quantize", "--json", "--separator", "--drums", "--max-duration")
+    for option in (*options, "--no-verify"):
         assert option in out
 
 
@@ -35,6 +36,17 @@ def test_transcribe_writes_json_and_midi(tmp_path: Path, signals) -> None:
     assert [n.pitch for n in pm.instruments[0].notes] == [45, 48]
     assert (tmp_path / "out" / "line.quantized.mid").is_file()
     assert "line.wav" in proc.stdout
+
+
+def test_no_verify_decodes_with_thresholds_alone(tmp_path: Path, signals) -> None:
+    wav = tmp_path / "line.wav"
+    sf.write(wav, signals.melody([(57, 0.2, 0.7), (60, 0.7, 1.3), (64, 1.3, 1.9)], 2.2), signals.sr)
+    for flag in ("--verify", "--no-verify"):
+        out = tmp_path / flag.strip("-")
+        proc = run("transcribe", str(wav), "-o", str(out), "--stem", "vocals", flag, "--quiet")
+        assert proc.returncode == 0, proc.stderr
+        data = json.loads((out / "line.json").read_text())
+        assert [n["pitch"] for n in data["instruments"][0]["notes"]] == [57, 60, 64]
 
 
 def test_json_path_goes_exactly_there(tmp_path: Path, signals) -> None:

@@ -37,7 +37,15 @@ import numpy.typing as npt
 from stemscribe.stems import Family, StemType
 from stemscribe.timbre import TIMBRE_FAMILIES
 from stemscribe.verify import ROLES
-from training.drums.data import Renderer, add_noise, build_groove_cache, compress, random_eq, reverb, split_soundfonts
+from training.drums.data import (
+    Renderer,
+    add_noise,
+    build_groove_cache,
+    compress,
+    random_eq,
+    reverb,
+    split_soundfonts,
+)
 from training.timbre.data import (
     BENCH_GROOVE_FILES,
     MELODY_SHARE,
@@ -53,8 +61,17 @@ from training.timbre.data import make_clip as make_mix
 
 log = logging.getLogger(__name__)
 
-SECTIONS = {Family.STRINGS: 4, Family.BRASS: 4, Family.VOCALS: 4, Family.WINDS: 3, Family.SYNTH: 2,
-            Family.PIANO: 2, Family.GUITAR: 2, Family.KEYS: 2, Family.BASS: 1}
+SECTIONS = {
+    Family.STRINGS: 4,
+    Family.BRASS: 4,
+    Family.VOCALS: 4,
+    Family.WINDS: 3,
+    Family.SYNTH: 2,
+    Family.PIANO: 2,
+    Family.GUITAR: 2,
+    Family.KEYS: 2,
+    Family.BASS: 1,
+}
 OTHER_SHARE = 0.08
 MIX_SHARE = 0.25  # clips that are whole mini-mixes (training.timbre.data's), decoded as a mix
 GROOVE_TRACK_SHARE = 0.4
@@ -125,7 +142,11 @@ def make_stem(
             events.append((s, 1, ch, p, v))
             events.append((min(e, seconds), 0, ch, p, 0))
             truth.append((s, min(e, seconds), p, v))
-    audio = renderer.render(events, seconds + 0.5, programs) if events else np.zeros(int(seconds * 22050), np.float32)
+    audio = (
+        renderer.render(events, seconds + 0.5, programs)
+        if events
+        else np.zeros(int(seconds * 22050), np.float32)
+    )
     if augment:
         x = audio.astype(np.float64)
         if rng.random() < 0.4:
@@ -143,8 +164,12 @@ def make_stem(
     return audio.astype(np.float32), truth, family
 
 
-def label_candidates(truth: list[Note], starts: npt.NDArray[np.float64], ends: npt.NDArray[np.float64],
-                     pitches: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+def label_candidates(
+    truth: list[Note],
+    starts: npt.NDArray[np.float64],
+    ends: npt.NDArray[np.float64],
+    pitches: npt.NDArray[np.int64],
+) -> npt.NDArray[np.bool_]:
     """Which candidates mir_eval matches to a true note (onset within 50 ms, same pitch; offsets ignored)."""
     import mir_eval
 
@@ -174,8 +199,7 @@ def _init_worker(soundfonts: tuple[Path, ...], grooves: list[dict]) -> None:
 
 
 def _work(job: tuple[str, int, int]) -> dict[str, np.ndarray] | None:
-    from stemscribe.notes import frame_loudness, to_events
-    from stemscribe.notes import decode_polyphonic
+    from stemscribe.notes import decode_polyphonic, frame_loudness, to_events
     from stemscribe.pipeline import _MIX_POLY, CANDIDATE_RELAX, _loosen, stem_notes
     from stemscribe.verify import note_features
 
@@ -186,13 +210,21 @@ def _work(job: tuple[str, int, int]) -> dict[str, np.ndarray] | None:
     if rng.random() < MIX_SHARE:
         stem = StemType.MIX
         audio, labelled = make_mix(
-            rng, _worker["renderer"], seconds=seconds, augment=augment, grooves=_worker["grooves"]  # type: ignore[arg-type]
+            rng,
+            _worker["renderer"],
+            seconds=seconds,
+            augment=augment,
+            grooves=_worker["grooves"],  # type: ignore[arg-type]
         )
         truth = [(s, min(e, seconds), p, v) for (s, e, p, v), _, _ in labelled]
     else:
         audio, truth, family = make_stem(
-            rng, _worker["renderer"], seconds=seconds, augment=augment,  # type: ignore[arg-type]
-            grooves=_worker["grooves"], by_family=_worker["by_family"],  # type: ignore[arg-type]
+            rng,
+            _worker["renderer"],
+            seconds=seconds,
+            augment=augment,  # type: ignore[arg-type]
+            grooves=_worker["grooves"],
+            by_family=_worker["by_family"],  # type: ignore[arg-type]
         )
         stem = StemType.OTHER if rng.random() < OTHER_SHARE else StemType(family.value)
     if not truth:
@@ -261,19 +293,31 @@ def generate_split(out: Path, split: str, clips: int, seed: int, workers: int, g
         clip_strict=np.array(clip_strict),
         clip_strict_tp=np.array(clip_tp),
     )
-    log.info("%s: %d clips, %d candidates in %.0f s", split, len(clip_role), sum(map(len, labels)), time.time() - t0)
+    log.info(
+        "%s: %d clips, %d candidates in %.0f s",
+        split,
+        len(clip_role),
+        sum(map(len, labels)),
+        time.time() - t0,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("build/verify-data"))
     parser.add_argument("--train-clips", type=int, default=4000)
     parser.add_argument("--valid-clips", type=int, default=400)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--splits", default="valid,train")
-    parser.add_argument("--grooves", type=Path, default=Path("build/drums-data/grooves.json"),
-                        help="MMA groove cache (training.drums.data's grooves.json; built there when absent)")
+    parser.add_argument(
+        "--grooves",
+        type=Path,
+        default=Path("build/drums-data/grooves.json"),
+        help="MMA groove cache (training.drums.data's grooves.json; built there when absent)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -3,12 +3,12 @@
     python -m training.verify.train --data build/verify-data --run build/verify-run \\
         --out stemscribe/weights/verify.onnx
 
-Binary cross-entropy on the candidates of `train.npz`; the epoch with the best validation F1 is kept.
-Each role's threshold is the one that maximises that role's note F1 on `valid.npz` (recall counted
-against all true notes, so candidates the decoder never proposed count as misses), and the role is
-switched off (threshold 0: every reference note kept... see `NoteVerifier`) never — instead the
-report prints, per role, the F1 of the thresholds alone next to the verifier's, so a regression is
-visible. The ONNX file carries the feature version, the roles and the thresholds.
+Binary cross-entropy on the candidates of `train.npz` (AdamW, one-cycle learning rate); the epoch
+with the best validation F1 is kept. Each role's threshold is the one that maximises that role's note
+F1 on `valid.npz`, recall counted against all true notes (a note the decoder never proposed is a
+miss). The log prints, per role, that F1 next to the F1 of the role's thresholds alone, so a role the
+verifier does not help is plain to see. The ONNX file carries the feature version, the roles and the
+thresholds; `stemscribe.verify.THRESHOLD_SCALE` scales them at run time.
 """
 
 from __future__ import annotations
@@ -41,8 +41,12 @@ class VerifierNet(nn.Module):
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
         self.body = nn.Sequential(
-            nn.Linear(n_features, hidden), nn.GELU(), nn.Dropout(dropout),
-            nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(n_features, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
             nn.Linear(hidden, 1),
         )
 
@@ -59,7 +63,9 @@ class ExportWrapper(nn.Module):
         return torch.sigmoid(self.net(x))
 
 
-def role_f1(probs: npt.NDArray[np.float32], data: dict[str, np.ndarray], role: int, threshold: float) -> float:
+def role_f1(
+    probs: npt.NDArray[np.float32], data: dict[str, np.ndarray], role: int, threshold: float
+) -> float:
     """Note F1 of one role's clips when candidates below `threshold` are dropped."""
     mask = data["role"] == role
     kept = probs[mask] >= threshold
@@ -71,19 +77,29 @@ def role_f1(probs: npt.NDArray[np.float32], data: dict[str, np.ndarray], role: i
 
 def strict_f1(data: dict[str, np.ndarray], role: int) -> float:
     m = data["clip_role"] == role
-    tp, n_ref, n_est = data["clip_strict_tp"][m].sum(), data["clip_ref"][m].sum(), data["clip_strict"][m].sum()
+    tp, n_ref, n_est = (
+        data["clip_strict_tp"][m].sum(),
+        data["clip_ref"][m].sum(),
+        data["clip_strict"][m].sum(),
+    )
     return float(2 * tp / max(n_ref + n_est, 1))
 
 
-def choose_thresholds(probs: npt.NDArray[np.float32], data: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+def choose_thresholds(
+    probs: npt.NDArray[np.float32], data: dict[str, np.ndarray]
+) -> dict[str, dict[str, float]]:
     out = {}
     for r, name in enumerate(verify.ROLES):
         if not (data["clip_role"] == r).any():
             continue
         scores = [role_f1(probs, data, r, t) for t in THRESHOLDS]
         best = int(np.argmax(scores))
-        out[name] = {"threshold": float(THRESHOLDS[best]), "f1": scores[best], "f1_thresholds_only": strict_f1(data, r),
-                     "clips": int((data["clip_role"] == r).sum())}
+        out[name] = {
+            "threshold": float(THRESHOLDS[best]),
+            "f1": scores[best],
+            "f1_thresholds_only": strict_f1(data, r),
+            "clips": int((data["clip_role"] == r).sum()),
+        }
     return out
 
 
@@ -92,10 +108,22 @@ def _load(path: Path) -> dict[str, np.ndarray]:
         return {k: z[k] for k in z.files}
 
 
-def train(data_dir: Path, run: Path, *, epochs: int, hidden: int, seed: int, threads: int) -> dict:
+def train(
+    data_dir: Path,
+    run: Path,
+    *,
+    epochs: int,
+    hidden: int,
+    seed: int,
+    threads: int,
+    extra: tuple[Path, ...] = (),
+) -> dict:
+    """Train on data_dir/train.npz (and each `extra` folder's train.npz); validate on its valid.npz."""
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
-    tr, va = _load(data_dir / "train.npz"), _load(data_dir / "valid.npz")
+    parts = [_load(d / "train.npz") for d in (data_dir, *extra)]
+    tr = {k: np.concatenate([p[k] for p in parts]) for k in ("features", "label")}
+    va = _load(data_dir / "valid.npz")
     x = torch.from_numpy(tr["features"].astype(np.float32))
     y = torch.from_numpy(tr["label"].astype(np.float32))
     xv = torch.from_numpy(va["features"].astype(np.float32))
@@ -114,13 +142,13 @@ def train(data_dir: Path, run: Path, *, epochs: int, hidden: int, seed: int, thr
         order = torch.randperm(len(x))
         total = 0.0
         for i in range(0, len(x), 512):
-            idx = order[i:i + 512]
+            idx = order[i : i + 512]
             loss = loss_fn(net(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
         net.eval()
         with torch.no_grad():
             pv = torch.sigmoid(net(xv)).numpy()
@@ -137,13 +165,26 @@ def train(data_dir: Path, run: Path, *, epochs: int, hidden: int, seed: int, thr
         log.info("epoch %d loss %.4f valid F1 %.4f (%.0f s)", epoch, total / len(x), f1, time.time() - t0)
         if f1 > best:
             best = f1
-            torch.save({"config": net.config, "state": net.state_dict(), "epoch": epoch, "seed": seed,
-                        "thresholds": {k: v["threshold"] for k, v in roles.items()}, "roles": roles},
-                       run / "checkpoint.pt")
+            torch.save(
+                {
+                    "config": net.config,
+                    "state": net.state_dict(),
+                    "epoch": epoch,
+                    "seed": seed,
+                    "thresholds": {k: v["threshold"] for k, v in roles.items()},
+                    "roles": roles,
+                },
+                run / "checkpoint.pt",
+            )
     strict_tp = va["clip_strict_tp"].sum()
-    summary = {"best_valid_f1": best, "valid_f1_thresholds_only": float(2 * strict_tp / (va["clip_ref"].sum() + va["clip_strict"].sum())),
-               "history": history, "roles": torch.load(run / "checkpoint.pt", weights_only=True)["roles"],
-               "train_candidates": len(x), "valid_candidates": len(xv)}
+    summary = {
+        "best_valid_f1": best,
+        "valid_f1_thresholds_only": float(2 * strict_tp / (va["clip_ref"].sum() + va["clip_strict"].sum())),
+        "history": history,
+        "roles": torch.load(run / "checkpoint.pt", weights_only=True)["roles"],
+        "train_candidates": len(x),
+        "valid_candidates": len(xv),
+    }
     (run / "summary.json").write_text(json.dumps(summary, indent=1))
     return summary
 
@@ -159,13 +200,25 @@ def export(run: Path, out: Path) -> str:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(wrapper, (torch.zeros(4, verify.N_FEATURES),), buf, dynamo=False, opset_version=OPSET,
-                          input_names=["features"], output_names=["probs"],
-                          dynamic_axes={"features": {0: "notes"}, "probs": {0: "notes"}})
+        torch.onnx.export(
+            wrapper,
+            (torch.zeros(4, verify.N_FEATURES),),
+            buf,
+            dynamo=False,
+            opset_version=OPSET,
+            input_names=["features"],
+            output_names=["probs"],
+            dynamic_axes={"features": {0: "notes"}, "probs": {0: "notes"}},
+        )
     model = onnx.load_from_string(buf.getvalue())
-    meta = {"feature_version": str(verify.FEATURE_VERSION), "roles": json.dumps(verify.ROLES),
-            "thresholds": json.dumps(ckpt["thresholds"]), "n_features": str(verify.N_FEATURES),
-            "epoch": str(ckpt["epoch"]), "seed": str(ckpt["seed"])}
+    meta = {
+        "feature_version": str(verify.FEATURE_VERSION),
+        "roles": json.dumps(verify.ROLES),
+        "thresholds": json.dumps(ckpt["thresholds"]),
+        "n_features": str(verify.N_FEATURES),
+        "epoch": str(ckpt["epoch"]),
+        "seed": str(ckpt["seed"]),
+    }
     for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
@@ -184,21 +237,44 @@ def export(run: Path, out: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, default=Path("build/verify-data"))
+    parser.add_argument(
+        "--extra", type=Path, nargs="*", default=[], help="more data folders whose train.npz is added"
+    )
     parser.add_argument("--run", type=Path, default=Path("build/verify-run"))
-    parser.add_argument("--out", type=Path, default=None, help="export the best checkpoint here (ONNX + .sha256)")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="export the best checkpoint here (ONNX + .sha256)"
+    )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    summary = train(args.data, args.run, epochs=args.epochs, hidden=args.hidden, seed=args.seed, threads=args.threads)
+    summary = train(
+        args.data,
+        args.run,
+        epochs=args.epochs,
+        hidden=args.hidden,
+        seed=args.seed,
+        threads=args.threads,
+        extra=tuple(args.extra),
+    )
     for name, r in summary["roles"].items():
-        log.info("%-9s threshold %.3f  F1 %.3f (thresholds alone %.3f, %d clips)", name, r["threshold"], r["f1"],
-                 r["f1_thresholds_only"], r["clips"])
-    log.info("valid F1 %.4f (thresholds alone %.4f)", summary["best_valid_f1"], summary["valid_f1_thresholds_only"])
+        log.info(
+            "%-9s threshold %.3f  F1 %.3f (thresholds alone %.3f, %d clips)",
+            name,
+            r["threshold"],
+            r["f1"],
+            r["f1_thresholds_only"],
+            r["clips"],
+        )
+    log.info(
+        "valid F1 %.4f (thresholds alone %.4f)", summary["best_valid_f1"], summary["valid_f1_thresholds_only"]
+    )
     if args.out is not None:
         export(args.run, args.out)
 
