@@ -11,7 +11,7 @@ import pytest
 
 from stemscribe.notes import NoteArrays
 from stemscribe.timbre import TIMBRE_FAMILIES
-from stemscribe.verify import N_FEATURES, N_SCALARS, ROLES, NoteVerifier
+from stemscribe.verify import N_FEATURES, N_SCALARS, ROLES, THRESHOLD_SCALE, NoteVerifier
 
 TIMGM = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 AGREES = N_SCALARS - 1  # the "among the reference notes" column of note_features
@@ -204,8 +204,8 @@ def test_train_export_load(tmp_path: Path) -> None:
     assert set(verifier.thresholds) == set(roles)
     for role in roles:
         assert verifier.thresholds[role] in THRESHOLDS.tolist()
-        assert verifier.threshold(role) == pytest.approx(verifier.thresholds[role])
-    assert verifier.threshold("piano") == pytest.approx(0.5)  # no piano clips
+        assert verifier.threshold(role) == pytest.approx(THRESHOLD_SCALE[role] * verifier.thresholds[role])
+    assert verifier.threshold("piano") == pytest.approx(THRESHOLD_SCALE["piano"] * 0.5)  # no piano clips
 
     valid = np.load(tmp_path / "valid.npz")
     session = ort.InferenceSession(str(weights), providers=["CPUExecutionProvider"])

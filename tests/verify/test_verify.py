@@ -18,6 +18,7 @@ from stemscribe.verify import (
     N_SCALARS,
     PARTIAL_OFFSETS,
     ROLES,
+    THRESHOLD_SCALE,
     NoteVerifier,
     _agrees,
     default_weights_path,
@@ -65,6 +66,8 @@ def test_feature_layout() -> None:
     assert N_FEATURES == N_SCALARS + len(PARTIAL_OFFSETS) + len(COMPANION_OFFSETS) + len(ROLES)
     assert AGREES == N_SCALARS - 1
     assert len(set(ROLES)) == len(ROLES) and "mix" in ROLES
+    assert set(THRESHOLD_SCALE) == set(ROLES)
+    assert all(0 < s <= 1 for s in THRESHOLD_SCALE.values())
 
 
 def test_scalars_read_the_posteriors_around_the_note() -> None:
@@ -276,7 +279,7 @@ def test_shipped_verifier_thresholds(verifier: NoteVerifier) -> None:
     assert verifier.thresholds == validated
     for role in ROLES:
         assert role in validated, role
-        assert verifier.threshold(role) == pytest.approx(validated[role])
+        assert verifier.threshold(role) == pytest.approx(THRESHOLD_SCALE[role] * validated[role])
         assert 0.0 < verifier.threshold(role) < 1.0
 
 

@@ -8,7 +8,7 @@ with the best validation F1 is kept. Each role's threshold is the one that maxim
 F1 on `valid.npz`, recall counted against all true notes (a note the decoder never proposed is a
 miss). The log prints, per role, that F1 next to the F1 of the role's thresholds alone, so a role the
 verifier does not help is plain to see. The ONNX file carries the feature version, the roles and the
-thresholds, which `stemscribe.verify.NoteVerifier` applies as they are.
+thresholds; `stemscribe.verify.THRESHOLD_SCALE` scales them at run time.
 """
 
 from __future__ import annotations
