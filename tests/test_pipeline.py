@@ -137,8 +137,11 @@ def test_bundled_example_comes_back_as_its_band() -> None:
     bass = by_family[Family.BASS].notes
     found = sum(any(n.pitch == p and abs(n.start - s) < 0.05 for n in bass) for p, s in true_bass)
     # Each bar's fourth bass note jumps an octave, above the mix bass line's range (MIDI 52): those
-    # six come out as accompaniment, the rest as bass.
-    assert found >= 0.65 * len(true_bass) and len(bass) <= 1.25 * len(true_bass)
+    # six come out as accompaniment, the rest as bass (16 of 24 without the note verifier, 15 with
+    # it: at 9.0 s the decoder splits an attack in two and the verifier keeps the later half, which
+    # the bass line does not claim; keeping the earlier half instead cost 0.005-0.015 F1 on the
+    # benchmark).
+    assert found >= 0.6 * len(true_bass) and len(bass) <= 1.25 * len(true_bass)
     kicks = [n.start for n in by_family[Family.DRUMS].notes if n.pitch == 36]
     true_kicks = [n.start for n in truth.instruments[0].notes if n.pitch == 36 and n.start < result.duration]
     assert sum(any(abs(k - t) < 0.05 for k in kicks) for t in true_kicks) >= 0.8 * len(true_kicks)
