@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from stemscribe.inference import FFT_HOP, MIDI_OFFSET, SAMPLE_RATE, Posteriors, frame_samples, frame_times
+from stemscribe.inference import FFT_HOP, HOP_SAMPLES, MIDI_OFFSET, SAMPLE_RATE, Posteriors, frame_samples, frame_times
 from stemscribe.result import NoteEvent
 
 FRAME_SECONDS = FFT_HOP / SAMPLE_RATE
@@ -122,10 +122,15 @@ def frame_loudness(samples: npt.NDArray[np.float32], n_frames: int) -> npt.NDArr
     if n_frames == 0:
         return np.zeros(0, dtype=np.float32)
     width = 4 * FFT_HOP
-    padded = np.pad(samples.astype(np.float64), (width // 2, width))
-    power = np.cumsum(np.concatenate([[0.0], padded**2]))
     starts = np.minimum(frame_samples(np.arange(n_frames)).astype(np.int64), samples.shape[0])
-    rms = np.sqrt(np.maximum(power[starts + width] - power[starts], 0.0) / width)
+    # Every window edge falls on a multiple of `block` samples: sum the squares per block first,
+    # so the running sum (float64, for precision over long files) runs over a quarter as many values.
+    block = int(np.gcd.reduce([FFT_HOP, HOP_SAMPLES, width // 2]))
+    padded = np.pad(samples.astype(np.float32), (width // 2, width + block))
+    n_blocks = padded.shape[0] // block
+    energy = np.square(padded[: n_blocks * block]).reshape(n_blocks, block).sum(axis=1, dtype=np.float64)
+    power = np.concatenate([[0.0], np.cumsum(energy)])
+    rms = np.sqrt(np.maximum(power[(starts + width) // block] - power[starts // block], 0.0) / width)
     db = 20.0 * np.log10(np.maximum(rms, 1e-6))
     return np.clip((db + 60.0) / 60.0, 0.0, 1.0).astype(np.float32)
 
