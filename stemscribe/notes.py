@@ -15,7 +15,15 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from stemscribe.inference import FFT_HOP, HOP_SAMPLES, MIDI_OFFSET, SAMPLE_RATE, Posteriors, frame_samples, frame_times
+from stemscribe.inference import (
+    FFT_HOP,
+    HOP_SAMPLES,
+    MIDI_OFFSET,
+    SAMPLE_RATE,
+    Posteriors,
+    frame_samples,
+    frame_times,
+)
 from stemscribe.result import NoteEvent
 
 FRAME_SECONDS = FFT_HOP / SAMPLE_RATE

@@ -181,6 +181,12 @@ def stem_notes(
     return decode(post, loud, _loosen(options, relax))
 
 
+def mix_notes(post: Posteriors, loud: npt.NDArray[np.float32], *, relax: float = 1.0) -> NoteArrays:
+    """A mix's polyphonic notes (which notes exist; the bass and lead lines only say who plays them),
+    with the thresholds scaled by `relax` (candidates for the note verifier)."""
+    return decode_polyphonic(post, loud, _loosen(_MIX_POLY, relax))
+
+
 def _instrument(family: Family, notes: list[NoteEvent], *, name: str | None = None) -> Instrument:
     if family is Family.DRUMS:
         return Instrument("Drums", 0, True, family, notes)
@@ -400,11 +406,10 @@ class Transcriber:
         # The pitch model hears the whole mix: on the benchmark it finds more of the right notes there
         # than in the harmonic part, whose masks also thin out plucked attacks.
         post, loud = analysis.pitched
-        poly = decode_polyphonic(post, loud, _MIX_POLY)
+        poly = mix_notes(post, loud)
         verifier = self.verifier
         if verifier is not None:
-            candidates = decode_polyphonic(post, loud, _loosen(_MIX_POLY, CANDIDATE_RELAX))
-            poly = verifier.keep(post, loud, candidates, poly, "mix")
+            poly = verifier.keep(post, loud, mix_notes(post, loud, relax=CANDIDATE_RELAX), poly, "mix")
         bass = decode_monophonic(post, loud, _MIX_BASS)
         lead = decode_monophonic(post, loud, _MIX_LEAD)
         report(progress, "assigning", 0.9)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from stemscribe.stems import Family, StemType
+from stemscribe.stems import Family, StemType, family_of_program
 from stemscribe.timbre import TIMBRE_FAMILIES
 from stemscribe.verify import ROLES
 from training.drums.data import (
@@ -78,8 +78,6 @@ GROOVE_TRACK_SHARE = 0.4
 
 
 def _family_grooves(grooves: list[dict]) -> dict[Family, list[int]]:
-    from stemscribe.stems import family_of_program
-
     found: dict[Family, list[int]] = {}
     for i, record in enumerate(grooves):
         for prog, _ in record["tracks"]:
@@ -98,8 +96,6 @@ def make_stem(
     by_family: dict[Family, list[int]],
 ) -> tuple[npt.NDArray[np.float32], list[Note], Family]:
     """Audio of one family's stem and its true notes."""
-    from stemscribe.stems import family_of_program
-
     family = TIMBRE_FAMILIES[int(rng.integers(len(TIMBRE_FAMILIES)))]
     beat = 60.0 / float(rng.uniform(70, 160))
     key = int(rng.integers(0, 12))
@@ -199,8 +195,8 @@ def _init_worker(soundfonts: tuple[Path, ...], grooves: list[dict]) -> None:
 
 
 def _work(job: tuple[str, int, int]) -> dict[str, np.ndarray] | None:
-    from stemscribe.notes import decode_polyphonic, frame_loudness, to_events
-    from stemscribe.pipeline import _MIX_POLY, CANDIDATE_RELAX, _loosen, stem_notes
+    from stemscribe.notes import frame_loudness, to_events
+    from stemscribe.pipeline import CANDIDATE_RELAX, mix_notes, stem_notes
     from stemscribe.verify import note_features
 
     split, seed, index = job
@@ -232,8 +228,8 @@ def _work(job: tuple[str, int, int]) -> dict[str, np.ndarray] | None:
     post = _worker["pitch"].run(audio, contour=False)  # type: ignore[attr-defined]
     loud = frame_loudness(audio, post.n_frames)
     if stem is StemType.MIX:
-        candidates = decode_polyphonic(post, loud, _loosen(_MIX_POLY, CANDIDATE_RELAX))
-        strict = decode_polyphonic(post, loud, _MIX_POLY)
+        candidates = mix_notes(post, loud, relax=CANDIDATE_RELAX)
+        strict = mix_notes(post, loud)
     else:
         candidates = stem_notes(post, loud, stem, relax=CANDIDATE_RELAX)
         strict = stem_notes(post, loud, stem)
