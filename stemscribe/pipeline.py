@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -152,33 +153,55 @@ def _loosen(options: DecodeOptions, relax: float) -> DecodeOptions:
     )
 
 
-def stem_notes(
-    post: Posteriors, loud: npt.NDArray[np.float32], stem: StemType, *, relax: float = 1.0
-) -> NoteArrays:
-    """Decode a pitched stem's notes the way its type asks (see `_STEM_DECODING`).
-
-    Whether a lead or section stem is a line or chords is decided with the stem's own thresholds;
-    the notes are then decoded with them scaled by `relax` (candidates for the note verifier).
-    """
+def _stem_decoder(
+    post: Posteriors, loud: npt.NDArray[np.float32], stem: StemType
+) -> tuple[
+    Callable[[Posteriors, npt.NDArray[np.float32], DecodeOptions], NoteArrays],
+    DecodeOptions,
+    NoteArrays | None,
+]:
+    """How a pitched stem is decoded (see `_STEM_DECODING`): the decoder, its options, and the notes
+    they give when deciding already decoded them (None otherwise)."""
     mono_line, options = _STEM_DECODING[stem]
     if mono_line and stem is not StemType.BASS:
         # Lead stems are usually one line, but sections play chords (a sax section, a choir):
         # decode polyphonically first and keep that when the stem really is polyphonic.
         poly = decode_polyphonic(post, loud, _LEAD_POLY)
         if _polyphony(poly, post.n_frames) > 0.2:
-            return poly if relax == 1.0 else decode_polyphonic(post, loud, _loosen(_LEAD_POLY, relax))
+            return decode_polyphonic, _LEAD_POLY, poly
     elif stem in _SECTION_STEMS:
         # Section stems are usually chords, but a single string or brass line decodes better
         # as a line: slow bowed attacks and legato repeats defeat the onset head.
         poly = decode_polyphonic(post, loud, options)
         if _polyphony(poly, post.n_frames) > 0.2:
-            return poly if relax == 1.0 else decode_polyphonic(post, loud, _loosen(options, relax))
+            return decode_polyphonic, options, poly
         line = replace(
             _STEM_DECODING[StemType.VOCALS][1], min_pitch=options.min_pitch, max_pitch=options.max_pitch
         )
-        return decode_monophonic(post, loud, _loosen(line, relax))
-    decode = decode_monophonic if mono_line else decode_polyphonic
-    return decode(post, loud, _loosen(options, relax))
+        return decode_monophonic, line, None
+    return (decode_monophonic if mono_line else decode_polyphonic), options, None
+
+
+def stem_decodings(
+    post: Posteriors, loud: npt.NDArray[np.float32], stem: StemType, relaxes: Sequence[float]
+) -> list[NoteArrays]:
+    """A pitched stem's notes decoded with its thresholds scaled by each of `relaxes`.
+
+    Whether a lead or section stem is a line or chords is decided once, with the stem's own
+    thresholds; relax 1.0 gives the stem's notes, smaller ones candidates for the note verifier.
+    """
+    decode, options, decided = _stem_decoder(post, loud, stem)
+    return [
+        decided if relax == 1.0 and decided is not None else decode(post, loud, _loosen(options, relax))
+        for relax in relaxes
+    ]
+
+
+def stem_notes(
+    post: Posteriors, loud: npt.NDArray[np.float32], stem: StemType, *, relax: float = 1.0
+) -> NoteArrays:
+    """A pitched stem's notes, with its thresholds scaled by `relax` (see `stem_decodings`)."""
+    return stem_decodings(post, loud, stem, (relax,))[0]
 
 
 def mix_notes(post: Posteriors, loud: npt.NDArray[np.float32], *, relax: float = 1.0) -> NoteArrays:
@@ -333,8 +356,7 @@ class Transcriber:
         verifier = self.verifier
         if verifier is None:
             return self._events(post, stem_notes(post, loud, stem))
-        candidates = stem_notes(post, loud, stem, relax=CANDIDATE_RELAX)
-        strict = stem_notes(post, loud, stem)
+        strict, candidates = stem_decodings(post, loud, stem, (1.0, CANDIDATE_RELAX))
         return self._events(post, verifier.keep(post, loud, candidates, strict, stem.value))
 
     def _events(self, post: Posteriors, notes: NoteArrays) -> list[NoteEvent]:

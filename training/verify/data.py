@@ -196,7 +196,7 @@ def _init_worker(soundfonts: tuple[Path, ...], grooves: list[dict]) -> None:
 
 def _work(job: tuple[str, int, int]) -> dict[str, np.ndarray] | None:
     from stemscribe.notes import frame_loudness, to_events
-    from stemscribe.pipeline import CANDIDATE_RELAX, mix_notes, stem_notes
+    from stemscribe.pipeline import CANDIDATE_RELAX, mix_notes, stem_decodings
     from stemscribe.verify import note_features
 
     split, seed, index = job
@@ -231,8 +231,7 @@ def _work(job: tuple[str, int, int]) -> dict[str, np.ndarray] | None:
         candidates = mix_notes(post, loud, relax=CANDIDATE_RELAX)
         strict = mix_notes(post, loud)
     else:
-        candidates = stem_notes(post, loud, stem, relax=CANDIDATE_RELAX)
-        strict = stem_notes(post, loud, stem)
+        strict, candidates = stem_decodings(post, loud, stem, (1.0, CANDIDATE_RELAX))
     feats = note_features(post, loud, candidates, strict, stem.value)
 
     def labels(notes):  # type: ignore[no-untyped-def]
