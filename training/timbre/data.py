@@ -270,6 +270,14 @@ def make_clip(
         for t, on, ch, k, v in events
     ]
     audio = renderer.render(events, seconds + 0.5, programs)
+    return augment_and_level(rng, audio, augment), labelled
+
+
+def augment_and_level(
+    rng: np.random.Generator, audio: npt.NDArray[np.float32], augment: bool
+) -> npt.NDArray[np.float32]:
+    """A render with random EQ, compression, reverb and noise when `augment`, its peak set to a
+    random level (0.8 when not augmenting)."""
     if augment:
         x = audio.astype(np.float64)
         if rng.random() < 0.4:
@@ -284,7 +292,7 @@ def make_clip(
     peak = float(np.abs(audio).max(initial=0.0))
     if peak > 0:
         audio = audio / peak * float(rng.uniform(0.2, 0.95) if augment else 0.8)
-    return audio.astype(np.float32), labelled
+    return audio.astype(np.float32)
 
 
 _worker: dict[str, object] = {}

@@ -37,15 +37,7 @@ import numpy.typing as npt
 from stemscribe.stems import Family, StemType, family_of_program
 from stemscribe.timbre import TIMBRE_FAMILIES
 from stemscribe.verify import ROLES
-from training.drums.data import (
-    Renderer,
-    add_noise,
-    build_groove_cache,
-    compress,
-    random_eq,
-    reverb,
-    split_soundfonts,
-)
+from training.drums.data import Renderer, build_groove_cache, split_soundfonts
 from training.timbre.data import (
     BENCH_GROOVE_FILES,
     MELODY_SHARE,
@@ -56,6 +48,7 @@ from training.timbre.data import (
     _groove_parts,
     _melody,
     _programs,
+    augment_and_level,
 )
 from training.timbre.data import make_clip as make_mix
 
@@ -143,21 +136,7 @@ def make_stem(
         if events
         else np.zeros(int(seconds * 22050), np.float32)
     )
-    if augment:
-        x = audio.astype(np.float64)
-        if rng.random() < 0.4:
-            x = random_eq(rng, x)
-        if rng.random() < 0.3:
-            x = compress(rng, x)
-        if rng.random() < 0.4:
-            x = reverb(rng, x)
-        if rng.random() < 0.3:
-            x = add_noise(rng, x)
-        audio = x.astype(np.float32)
-    peak = float(np.abs(audio).max(initial=0.0))
-    if peak > 0:
-        audio = audio / peak * float(rng.uniform(0.2, 0.95) if augment else 0.8)
-    return audio.astype(np.float32), truth, family
+    return augment_and_level(rng, audio, augment), truth, family
 
 
 def label_candidates(
