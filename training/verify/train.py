@@ -14,11 +14,9 @@ thresholds; `stemscribe.verify.THRESHOLD_SCALE` scales them at run time.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +25,9 @@ import torch
 from torch import nn
 
 from stemscribe import verify
-from stemscribe.onnx_weights import write_weights
+from training.onnx_export import export_checked
 
 log = logging.getLogger(__name__)
-OPSET = 17
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.025), 3)
 
 
@@ -190,27 +187,10 @@ def train(
 
 
 def export(run: Path, out: Path) -> str:
-    import onnx
-    import onnxruntime as ort
-
+    """Write `out` and `out`.sha256 from the run folder's best checkpoint; returns the sha256."""
     ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
     net = VerifierNet(**ckpt["config"])
     net.load_state_dict(ckpt["state"])
-    wrapper = ExportWrapper(net).eval()
-    buf = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            wrapper,
-            (torch.zeros(4, verify.N_FEATURES),),
-            buf,
-            dynamo=False,
-            opset_version=OPSET,
-            input_names=["features"],
-            output_names=["probs"],
-            dynamic_axes={"features": {0: "notes"}, "probs": {0: "notes"}},
-        )
-    model = onnx.load_from_string(buf.getvalue())
     meta = {
         "feature_version": str(verify.FEATURE_VERSION),
         "roles": json.dumps(verify.ROLES),
@@ -219,21 +199,18 @@ def export(run: Path, out: Path) -> str:
         "epoch": str(ckpt["epoch"]),
         "seed": str(ckpt["seed"]),
     }
-    for key, value in meta.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    model.producer_name = "stemscribe training.verify"
-    onnx.checker.check_model(model)
-    data = model.SerializeToString()
-    x = (np.random.default_rng(0).standard_normal((257, verify.N_FEATURES))).astype(np.float32)
-    with torch.no_grad():
-        ref = wrapper(torch.from_numpy(x)).numpy()
-    (got,) = ort.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"features": x})
-    if not np.allclose(ref, got, atol=1e-5):
-        raise RuntimeError(f"ONNX export disagrees with torch: max diff {np.abs(ref - got).max()}")
-    digest = write_weights(out, data)
-    log.info("wrote %s (%d bytes, sha256 %s)", out, len(data), digest)
-    return digest
+    return export_checked(
+        ExportWrapper(net),
+        torch.zeros(4, verify.N_FEATURES),
+        np.random.default_rng(0).standard_normal((257, verify.N_FEATURES)).astype(np.float32),
+        out,
+        input_name="features",
+        output_names=["probs"],
+        dynamic_axes={"features": {0: "notes"}, "probs": {0: "notes"}},
+        meta=meta,
+        producer="stemscribe training.verify",
+        atol=1e-5,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
