@@ -24,9 +24,15 @@ log = logging.getLogger(__name__)
 
 
 class FamilyNet(nn.Module):
-    """Standardise, two hidden layers, logits over TIMBRE_FAMILIES."""
+    """Standardise, two hidden layers, logits over TIMBRE_FAMILIES (or `n_out` outputs)."""
 
-    def __init__(self, n_features: int = N_FEATURES, hidden: int = 256, dropout: float = 0.2) -> None:
+    def __init__(
+        self,
+        n_features: int = N_FEATURES,
+        hidden: int = 256,
+        dropout: float = 0.2,
+        n_out: int = len(TIMBRE_FAMILIES),
+    ) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
@@ -37,7 +43,7 @@ class FamilyNet(nn.Module):
             nn.Linear(hidden, hidden),
             nn.GELU(),
             nn.Dropout(dropout),
-            nn.Linear(hidden, len(TIMBRE_FAMILIES)),
+            nn.Linear(hidden, n_out),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

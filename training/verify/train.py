@@ -26,29 +26,21 @@ from torch import nn
 
 from stemscribe import verify
 from training.onnx_export import export_checked
+from training.timbre.train import FamilyNet
 
 log = logging.getLogger(__name__)
 THRESHOLDS = np.round(np.arange(0.05, 0.96, 0.025), 3)
 
 
-class VerifierNet(nn.Module):
+class VerifierNet(FamilyNet):
+    """The timbre classifier's MLP (standardise, two GELU layers) with one logit: is it a real note."""
+
     def __init__(self, n_features: int = verify.N_FEATURES, hidden: int = 128, dropout: float = 0.1) -> None:
-        super().__init__()
+        super().__init__(n_features, hidden, dropout, n_out=1)
         self.config = {"n_features": n_features, "hidden": hidden, "dropout": dropout}
-        self.register_buffer("mean", torch.zeros(n_features))
-        self.register_buffer("std", torch.ones(n_features))
-        self.body = nn.Sequential(
-            nn.Linear(n_features, hidden),
-            nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, hidden),
-            nn.GELU(),
-            nn.Dropout(dropout),
-            nn.Linear(hidden, 1),
-        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # logits (n,)
-        return self.body((x - self.mean) / self.std).squeeze(-1)
+        return super().forward(x).squeeze(-1)
 
 
 class ExportWrapper(nn.Module):
