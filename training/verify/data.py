@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from stemscribe.inference import SAMPLE_RATE
 from stemscribe.stems import Family, StemType, family_of_program
 from stemscribe.timbre import TIMBRE_FAMILIES
 from stemscribe.verify import ROLES
@@ -134,7 +135,7 @@ def make_stem(
     audio = (
         renderer.render(events, seconds + 0.5, programs)
         if events
-        else np.zeros(int(seconds * 22050), np.float32)
+        else np.zeros(int(seconds * SAMPLE_RATE), np.float32)
     )
     return augment_and_level(rng, audio, augment), truth, family
 
@@ -282,8 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("build/verify-data"))
-    parser.add_argument("--train-clips", type=int, default=4000)
-    parser.add_argument("--valid-clips", type=int, default=400)
+    parser.add_argument("--train-clips", type=int, default=5000)
+    parser.add_argument("--valid-clips", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--splits", default="valid,train")
     parser.add_argument(
