@@ -96,9 +96,9 @@ class Part:
 # MMA grooves
 
 
-def groove_files() -> list[Path]:
-    """The MMA stdlib files that define grooves, sorted; metronomes are left out."""
-    return sorted(p for p in MMA_LIB.glob("*.mma") if not p.name.startswith("metronome"))
+def groove_files(lib: Path = MMA_LIB) -> list[Path]:
+    """The MMA files of one library folder that define grooves, sorted; metronomes are left out."""
+    return sorted(p for p in lib.glob("*.mma") if not p.name.startswith("metronome"))
 
 
 def groove_split(file_index: int) -> str:
@@ -153,14 +153,19 @@ def _render_groove_midi(groove: str, seed: int, workdir: Path) -> Part | None:
     return Part(drums, tracks, float(pm.get_end_time()))
 
 
-def build_groove_cache(cache: Path) -> list[dict]:
-    """Render every MMA groove once (cached in `cache`, a JSON file) and return the records."""
+def build_groove_cache(cache: Path, libs: tuple[Path, ...] = (MMA_LIB,)) -> list[dict]:
+    """Render every MMA groove of `libs` once (cached in `cache`, a JSON file) and return the records.
+
+    Only training libraries belong here (stdlib, pflib, alexis): casio, kara, yamaha and zoom are
+    evaluation-only.
+    """
     if cache.is_file():
         return json.loads(cache.read_text())
     records: list[dict] = []
     seen: set[str] = set()
+    files = [(fi, path) for lib in libs for fi, path in enumerate(groove_files(lib))]
     with tempfile.TemporaryDirectory() as tmp:
-        for fi, path in enumerate(groove_files()):
+        for fi, path in files:
             for name in groove_names(path):
                 seed = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16)
                 part = _render_groove_midi(name, seed, Path(tmp))
@@ -176,6 +181,7 @@ def build_groove_cache(cache: Path) -> list[dict]:
                     {
                         "name": name,
                         "file": path.name,
+                        "lib": path.parent.name,
                         "split": groove_split(fi),
                         "duration": part.duration,
                         "drums": part.drums,

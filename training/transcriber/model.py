@@ -1,0 +1,68 @@
+"""The transcription network in torch (training only; inference runs the ONNX export).
+
+Input (B, N_CHANNELS, T, 88): basic-pitch's note and onset posteriors and the harmonic stack of
+`stemscribe.transcription.network`. A pitch-shared convolutional net: 3x3 convolutions over (time,
+pitch) with time dilations 1..16 (about +-0.37 s of context), an octave convolution (pitch -12, 0,
++12) so a note can be told from its own partials, and a per-frame context vector pooled over all
+pitches (which instruments are playing) added back to every pitch. Output (B, 3 * 9, T, 88): onset
+and frame logits and velocity logits for each family.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from stemscribe.transcription.network import N_CHANNELS, N_FAMILIES
+
+DILATIONS = (1, 2, 4, 8, 16)
+
+
+class _Block(nn.Module):
+    def __init__(self, width: int, dilation: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(width, width, (3, 3), padding=(dilation, 1), dilation=(dilation, 1))
+        self.norm = nn.BatchNorm2d(width)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h + torch.relu(self.norm(self.conv(h)))
+
+
+class NoteNet(nn.Module):
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        self.width = width
+        self.stem = nn.Sequential(
+            nn.Conv2d(N_CHANNELS, width, (3, 3), padding=1), nn.BatchNorm2d(width), nn.ReLU()
+        )
+        self.early = nn.ModuleList([_Block(width, d) for d in DILATIONS[:2]])
+        self.octave = nn.Sequential(
+            nn.Conv2d(width, width, (1, 3), padding=(0, 12), dilation=(1, 12)),
+            nn.BatchNorm2d(width),
+            nn.ReLU(),
+        )
+        self.late = nn.ModuleList([_Block(width, d) for d in DILATIONS[2:]])
+        self.context = nn.Linear(width, width)
+        self.head = nn.Conv2d(width, 3 * N_FAMILIES, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.stem(x)
+        for block in self.early:
+            h = block(h)
+        h = h + self.octave(h)
+        for block in self.late:
+            h = block(h)
+        g = torch.relu(self.context(h.mean(dim=3).transpose(1, 2))).transpose(1, 2)  # (B, W, T)
+        h = h + g.unsqueeze(3)
+        return self.head(h)
+
+
+class Exported(nn.Module):
+    """What ships: the net with sigmoids on every output, so the ONNX graph gives posteriors."""
+
+    def __init__(self, net: NoteNet) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.net(x))

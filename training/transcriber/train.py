@@ -1,0 +1,370 @@
+"""Train the transcription network on the shards of `training.transcriber.data`, resumably, on CPU.
+
+    python -m training.transcriber.train --data build/transcriber-data --out build/transcriber \
+        --shards 24 --steps 4000 --threads 1
+
+Every step draws its batch from a random generator seeded by (seed, step), from the shards that step
+may use (`shards_for_step`: a few at first, one more every `--steps-per-shard` steps, so training can
+start while the generator still writes shards; a step waits for a shard it needs). A run is therefore
+a pure function of its seed and data: resuming from `last.pt` (weights, optimizer, step) gives the
+same next steps as an uninterrupted run. Every `--eval-every` steps the whole validation file is
+scored (family-aware note onset F1 with fixed thresholds, and frame F1) into `curve.json`;
+`best.pt` keeps the best. `--export` writes the ONNX weights with thresholds tuned on validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from torch import nn
+
+from stemscribe.inference import MIDI_OFFSET, N_PITCHES, Posteriors, frame_times
+from stemscribe.notes import DecodeOptions, frame_loudness
+from stemscribe.timbre import TIMBRE_FAMILIES
+from stemscribe.transcription.network import (
+    N_FAMILIES,
+    FamilyPosteriors,
+    family_notes,
+    network_input,
+    reference_level,
+    spectrum_magnitudes,
+)
+from training.transcriber.data import load_shard
+from training.transcriber.model import NoteNet
+
+log = logging.getLogger(__name__)
+
+SAMPLE_RATE = 22050
+_TIMES = frame_times(np.arange(200_000))
+ONSET_POS_WEIGHT = 5.0
+VELOCITY_WEIGHT = 0.5
+FIRST_SHARDS = 4
+
+
+def note_frames(notes: npt.NDArray[np.float32], n_frames: int) -> tuple[np.ndarray, ...]:
+    """(start frame, end frame exclusive, pitch index, velocity 0..1, family) of (n, 5) notes in range."""
+    keep = (notes[:, 2] >= MIDI_OFFSET) & (notes[:, 2] < MIDI_OFFSET + N_PITCHES)
+    n = notes[keep]
+    times = _TIMES[: n_frames + 1]
+    start = np.clip(np.searchsorted(times, n[:, 0] - 0.5 * (times[1] - times[0])), 0, n_frames - 1)
+    end = np.clip(np.searchsorted(times, n[:, 1]), start + 1, n_frames)
+    return start, end, (n[:, 2] - MIDI_OFFSET).astype(np.int64), n[:, 3] / 127.0, n[:, 4].astype(np.int64)
+
+
+def targets(notes: npt.NDArray[np.float32], n_frames: int, lo: int, hi: int) -> tuple[np.ndarray, ...]:
+    """onset, frame, velocity (hi - lo, 9, 88) float32 targets of the frames lo..hi of a clip."""
+    start, end, pitch, vel, fam = note_frames(notes, n_frames)
+    length = hi - lo
+    onset = np.zeros((length, N_FAMILIES, N_PITCHES), np.float32)
+    frame = np.zeros_like(onset)
+    velocity = np.zeros_like(onset)
+    for s, e, p, v, f in zip(start, end, pitch, vel, fam, strict=True):
+        a, b = max(s, lo), min(e, hi)
+        if a < b:
+            frame[a - lo : b - lo, f, p] = 1.0
+        if lo <= s < hi:
+            onset[s - lo, f, p] = 1.0
+            velocity[s - lo, f, p] = v
+    return onset, frame, velocity
+
+
+class Clips:
+    """The clips of the shards a run uses, loaded on first use, with each clip's reference level."""
+
+    def __init__(self, data: Path, wait: bool = True) -> None:
+        self.data = data
+        self.wait = wait
+        self._shards: dict[int, list[dict[str, np.ndarray]]] = {}
+
+    def shard(self, index: int) -> list[dict[str, np.ndarray]]:
+        if index not in self._shards:
+            path = self.data / f"shard-{index:05d}.npz"
+            while self.wait and not path.is_file():
+                log.info("waiting for %s", path)
+                time.sleep(30)
+            self._shards[index] = prepare(load_shard(path))
+        return self._shards[index]
+
+
+def prepare(clips: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    for clip in clips:
+        audio = clip["audio"].astype(np.float32) / 32767.0
+        clip["samples"] = audio
+        n = len(clip["note"])
+        clip["reference"] = np.float64(
+            reference_level(spectrum_magnitudes(audio, np.arange(n), fundamentals_only=True))
+        )
+    return clips
+
+
+def clip_input(clip: dict[str, np.ndarray], lo: int, hi: int) -> npt.NDArray[np.float32]:
+    post = Posteriors(
+        clip["note"][lo:hi].astype(np.float32) / 255.0,
+        clip["onset"][lo:hi].astype(np.float32) / 255.0,
+        np.zeros((hi - lo, 0), np.float32),
+    )
+    mags = spectrum_magnitudes(clip["samples"], np.arange(lo, hi))
+    return network_input(post, mags, float(clip["reference"]))
+
+
+def shards_for_step(step: int, total_shards: int, steps_per_shard: int) -> int:
+    """How many shards (0..n-1) step `step` draws from."""
+    return min(total_shards, FIRST_SHARDS + step // steps_per_shard)
+
+
+def batch(
+    clips: Clips, step: int, args: argparse.Namespace
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    rng = np.random.default_rng([args.seed, step])
+    n_shards = shards_for_step(step, args.shards, args.steps_per_shard)
+    xs, ons, frs, vels = [], [], [], []
+    for _ in range(args.batch):
+        shard = clips.shard(int(rng.integers(n_shards)))
+        clip = shard[int(rng.integers(len(shard)))]
+        n = len(clip["note"])
+        lo = int(rng.integers(0, max(1, n - args.window)))
+        hi = lo + args.window
+        x = clip_input(clip, lo, min(hi, n))
+        o, f, v = targets(clip["notes"], n, lo, min(hi, n))
+        pad = hi - min(hi, n)
+        if pad:
+            x = np.pad(x, ((0, 0), (0, pad), (0, 0)))
+            o, f, v = (np.pad(a, ((0, pad), (0, 0), (0, 0))) for a in (o, f, v))
+        xs.append(x)
+        ons.append(o)
+        frs.append(f)
+        vels.append(v)
+
+    def stack(arrays: list[np.ndarray]) -> torch.Tensor:  # (B, T, 9, 88) -> (B, 9, T, 88)
+        return torch.from_numpy(np.stack(arrays)).permute(0, 2, 1, 3).contiguous()
+
+    return torch.from_numpy(np.stack(xs)), stack(ons), stack(frs), stack(vels)
+
+
+def predict_clip(net: nn.Module, clip: dict[str, np.ndarray]) -> FamilyPosteriors:
+    n = len(clip["note"])
+    with torch.no_grad():
+        out = torch.sigmoid(net(torch.from_numpy(clip_input(clip, 0, n))[None]))[0].numpy()
+    out = out.transpose(1, 0, 2)  # (T, 27, 88)
+    return FamilyPosteriors(
+        out[:, :N_FAMILIES].copy(),
+        out[:, N_FAMILIES : 2 * N_FAMILIES].copy(),
+        out[:, 2 * N_FAMILIES :].copy(),
+    )
+
+
+def _match_count(ref: np.ndarray, est: np.ndarray) -> int:
+    """Onset matches (50 ms, same pitch) between (n, 3) [start, end, pitch] arrays, mir_eval's rule."""
+    import mir_eval
+
+    if len(ref) == 0 or len(est) == 0:
+        return 0
+    hz = lambda p: 440.0 * 2.0 ** ((p - 69.0) / 12.0)  # noqa: E731
+    pairs = mir_eval.transcription.match_notes(
+        ref[:, :2], hz(ref[:, 2]), est[:, :2], hz(est[:, 2]), offset_ratio=None
+    )
+    return len(pairs)
+
+
+def evaluate(
+    net: nn.Module, clips: list[dict[str, np.ndarray]], thresholds: np.ndarray | None = None
+) -> dict[str, float]:
+    """Family-aware and pitch-only note onset F1, and frame F1, of the net on whole clips."""
+    net.eval()
+    th = thresholds if thresholds is not None else np.tile([0.5, 0.4], (N_FAMILIES, 1))
+    tp = n_ref = n_est = 0
+    tp_pitch = n_ref_pitch = n_est_pitch = 0
+    f_tp = f_ref = f_est = 0.0
+    for clip in clips:
+        fp = predict_clip(net, clip)
+        n = fp.n_frames
+        loud = frame_loudness(clip["samples"], n)
+        notes = clip["notes"]
+        _, frame_t, _ = targets(notes, n, 0, n)
+        f_est_mask = fp.frame >= th[:, 1][None, :, None]
+        f_tp += float((f_est_mask & (frame_t > 0)).sum())
+        f_ref += float(frame_t.sum())
+        f_est += float(f_est_mask.sum())
+        all_est = []
+        for f in range(N_FAMILIES):
+            opts = DecodeOptions(onset_threshold=float(th[f, 0]), frame_threshold=float(th[f, 1]))
+            decoded = family_notes(fp, f, loud, opts)
+            est = np.stack(
+                [_TIMES[decoded.start], _TIMES[np.minimum(decoded.end, n)], decoded.pitch.astype(np.float64)],
+                axis=1,
+            )
+            ref = notes[notes[:, 4] == f][:, :3].astype(np.float64)
+            tp += _match_count(ref, est)
+            n_ref += len(ref)
+            n_est += len(est)
+            all_est.append(est)
+        est = np.concatenate(all_est) if all_est else np.zeros((0, 3))
+        ref = notes[:, :3].astype(np.float64)
+        tp_pitch += _match_count(ref, est)
+        n_ref_pitch += len(ref)
+        n_est_pitch += len(est)
+
+    def f1(t: float, r: float, e: float) -> float:
+        return 2 * t / max(r + e, 1)
+
+    return {
+        "note_f1": round(f1(tp, n_ref, n_est), 4),
+        "note_precision": round(tp / max(n_est, 1), 4),
+        "note_recall": round(tp / max(n_ref, 1), 4),
+        "pitch_note_f1": round(f1(tp_pitch, n_ref_pitch, n_est_pitch), 4),
+        "frame_f1": round(f1(f_tp, f_ref, f_est), 4),
+    }
+
+
+def tune_thresholds(net: nn.Module, clips: list[dict[str, np.ndarray]]) -> np.ndarray:
+    """Per-family (onset, frame) thresholds that maximise each family's note F1 on `clips`."""
+    net.eval()
+    preds = [(predict_clip(net, c), frame_loudness(c["samples"], len(c["note"])), c["notes"]) for c in clips]
+    best = np.tile([0.5, 0.4], (N_FAMILIES, 1))
+    for f in range(N_FAMILIES):
+        scores = {}
+        for on in (0.3, 0.4, 0.5, 0.6, 0.7):
+            for fr in (0.25, 0.35, 0.45):
+                tp = n_ref = n_est = 0
+                opts = DecodeOptions(onset_threshold=on, frame_threshold=fr)
+                for fp, loud, notes in preds:
+                    d = family_notes(fp, f, loud, opts)
+                    n = fp.n_frames
+                    est = np.stack(
+                        [_TIMES[d.start], _TIMES[np.minimum(d.end, n)], d.pitch.astype(np.float64)], axis=1
+                    )
+                    ref = notes[notes[:, 4] == f][:, :3].astype(np.float64)
+                    tp += _match_count(ref, est)
+                    n_ref += len(ref)
+                    n_est += len(est)
+                scores[(on, fr)] = 2 * tp / max(n_ref + n_est, 1)
+        best[f] = max(scores, key=scores.__getitem__)
+        log.info(
+            "%s: thresholds %s (F1 %.3f)", TIMBRE_FAMILIES[f].value, best[f].tolist(), max(scores.values())
+        )
+    return best
+
+
+def train(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    resume = torch.load(args.resume, weights_only=False) if args.resume else None
+    width = int(resume["width"]) if resume else args.width
+    net = NoteNet(width)
+    opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+    start = 0
+    curve: list[dict] = []
+    best = -1.0
+    if resume:
+        net.load_state_dict(resume["state"])
+        if "optimizer" in resume and not args.fresh_optimizer:
+            opt.load_state_dict(resume["optimizer"])
+        start = int(resume["step"])
+        curve = [p for p in resume.get("curve", []) if p["step"] <= start]
+        best = float(resume.get("best", -1.0))
+        log.info("resumed %s at step %d", args.resume, start)
+    for group in opt.param_groups:
+        group["lr"] = args.lr
+    log.info("NoteNet width %d: %d parameters", width, sum(p.numel() for p in net.parameters()))
+    clips = Clips(args.data)
+    valid = prepare(load_shard(args.data / "valid.npz"))[: args.valid_clips]
+    bce = nn.BCEWithLogitsLoss(reduction="none")
+    t0 = time.time()
+    seen = 0.0
+    running: list[tuple[float, float, float]] = []
+
+    def save(path: Path, step: int) -> None:
+        torch.save(
+            {
+                "state": net.state_dict(),
+                "optimizer": opt.state_dict(),
+                "step": step,
+                "width": width,
+                "curve": curve,
+                "best": best,
+                "seed": args.seed,
+            },
+            path,
+        )
+
+    for step in range(start + 1, args.steps + 1):
+        net.train()
+        x, onset, frame, velocity = batch(clips, step, args)
+        out = net(x)
+        lo, lf, lv = out[:, :N_FAMILIES], out[:, N_FAMILIES : 2 * N_FAMILIES], out[:, 2 * N_FAMILIES :]
+        loss_on = (bce(lo, onset) * (1.0 + (ONSET_POS_WEIGHT - 1.0) * onset)).mean()
+        loss_fr = bce(lf, frame).mean()
+        loss_vel = ((torch.sigmoid(lv) - velocity) ** 2 * onset).sum() / onset.sum().clamp(min=1.0)
+        loss = loss_on + loss_fr + VELOCITY_WEIGHT * loss_vel
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        opt.step()
+        running.append((loss_on.item(), loss_fr.item(), loss_vel.item()))
+        seen += x.shape[0] * x.shape[2] * 256 / SAMPLE_RATE
+        if step % args.save_every == 0:
+            save(args.out / "last.pt", step)
+        if step % args.eval_every == 0 or step == args.steps:
+            scores = evaluate(net, valid)
+            tr = np.mean(running, axis=0)
+            running.clear()
+            elapsed = time.time() - t0
+            point = {
+                "step": step,
+                "seconds": round(elapsed, 1),
+                "audio_s_per_s": round(seen / max(elapsed, 1e-6), 2),
+                "train_onset_loss": round(float(tr[0]), 5),
+                "train_frame_loss": round(float(tr[1]), 5),
+                "train_velocity_loss": round(float(tr[2]), 5),
+                "shards": shards_for_step(step, args.shards, args.steps_per_shard),
+                **{f"valid_{k}": v for k, v in scores.items()},
+            }
+            curve.append(point)
+            log.info("%s", point)
+            (args.out / "curve.json").write_text(json.dumps(curve, indent=1))
+            if scores["note_f1"] > best:
+                best = scores["note_f1"]
+                save(args.out / "best.pt", step)
+            save(args.out / "last.pt", step)
+        if args.max_minutes and time.time() - t0 > args.max_minutes * 60:
+            log.info("time budget reached at step %d", step)
+            save(args.out / "last.pt", step)
+            break
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=Path("build/transcriber-data"))
+    parser.add_argument("--out", type=Path, default=Path("build/transcriber"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--width", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--window", type=int, default=256, help="frames per training crop (~3 s)")
+    parser.add_argument("--steps", type=int, default=4000)
+    parser.add_argument("--shards", type=int, default=24, help="shards the run draws from in the end")
+    parser.add_argument("--steps-per-shard", type=int, default=150)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--eval-every", type=int, default=250)
+    parser.add_argument("--save-every", type=int, default=50)
+    parser.add_argument("--valid-clips", type=int, default=60)
+    parser.add_argument("--max-minutes", type=float, default=0.0)
+    parser.add_argument("--resume", type=Path, default=None, help="a last.pt or best.pt to continue from")
+    parser.add_argument("--fresh-optimizer", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    train(args)
+
+
+if __name__ == "__main__":
+    main()
