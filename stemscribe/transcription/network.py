@@ -183,9 +183,8 @@ class NetworkTranscriber:
         velocity = np.zeros_like(onset)
         if n == 0:
             return FamilyPosteriors(onset, frame, velocity)
-        # One reference level for the whole song (as for a training clip), from every 4th frame.
-        every = np.arange(0, n, 4 if n > CHUNK_FRAMES else 1)
-        reference = reference_level(spectrum_magnitudes(samples, every, fundamentals_only=True))
+        # One reference level for the whole song, as for a training clip.
+        reference = reference_level(spectrum_magnitudes(samples, np.arange(n), fundamentals_only=True))
         for a in range(0, n, CHUNK_FRAMES):
             b = min(n, a + CHUNK_FRAMES)
             lo, hi = max(0, a - CONTEXT_FRAMES), min(n, b + CONTEXT_FRAMES)

@@ -1,0 +1,260 @@
+"""The transcription network: features, labels, the ONNX weights' loading and checks, training and resume."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stemscribe.errors import ModelError
+from stemscribe.inference import MIDI_OFFSET, N_PITCHES, Posteriors, frame_times, n_output_frames
+from stemscribe.notes import DecodeOptions, frame_loudness
+from stemscribe.timbre import TIMBRE_FAMILIES
+from stemscribe.transcription import network as nw
+
+SR = 22050
+
+
+def _sine(pitch: float, seconds: float, amp: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+    return (amp * sum(0.5**k * np.sin(2 * np.pi * f0 * (k + 1) * t) for k in range(4))).astype(np.float32)
+
+
+def test_harmonic_stack_peaks_at_the_played_pitch() -> None:
+    x = _sine(69, 1.0)
+    n = n_output_frames(len(x))
+    mags = nw.spectrum_magnitudes(x, np.arange(n))
+    assert mags.shape == (n, len(nw.HARMONICS), N_PITCHES)
+    mid = mags[n // 2]
+    h1 = list(nw.HARMONICS).index(1.0)
+    assert int(np.argmax(mid[h1])) == 69 - MIDI_OFFSET
+    # The second harmonic of A4 is the fundamental of A5: the stack at A4 reads it at h=2.
+    h2 = list(nw.HARMONICS).index(2.0)
+    assert mid[h2, 69 - MIDI_OFFSET] > 10 * mid[h2, 70 - MIDI_OFFSET]
+
+
+def test_spectrum_frames_follow_basic_pitchs_grid() -> None:
+    """A click at a frame's sample position reads loudest in that frame (the grid is not uniform)."""
+    n = 600
+    target = 500  # past the first window, where a uniform grid would be off by several frames
+    x = np.zeros(int(n * 256 + SR), np.float32)
+    pos = int(round(frame_times([target])[0] * SR))
+    x[pos] = 1.0
+    mags = nw.spectrum_magnitudes(x, np.arange(n), fundamentals_only=True)
+    assert mags.shape == (n, 1, N_PITCHES)
+    assert abs(int(np.argmax(mags[:, 0, 60])) - target) <= 1
+
+
+def test_network_input_channels_and_range() -> None:
+    x = _sine(60, 0.5)
+    n = n_output_frames(len(x))
+    post = Posteriors(
+        np.full((n, 88), 0.25, np.float32), np.zeros((n, 88), np.float32), np.zeros((n, 0), np.float32)
+    )
+    mags = nw.spectrum_magnitudes(x, np.arange(n))
+    inp = nw.network_input(post, mags, nw.reference_level(mags))
+    assert inp.shape == (nw.N_CHANNELS, n, N_PITCHES) and inp.dtype == np.float32
+    assert np.all(inp[0] == 0.25) and np.all(inp[1] == 0.0)
+    assert inp[2:].max() <= nw._CEIL / nw._SCALE + 1e-6
+    assert inp[2:].min() >= nw._FLOOR / nw._SCALE - 1e-6
+    # Level-invariant: the same audio 20 dB quieter gives the same input.
+    mags_q = nw.spectrum_magnitudes(x * 0.1, np.arange(n))
+    inp_q = nw.network_input(post, mags_q, nw.reference_level(mags_q))
+    assert np.abs(inp_q - inp).max() < 0.01
+
+
+def _fake_posteriors(n: int, family: int, notes: list[tuple[int, int, int]]) -> nw.FamilyPosteriors:
+    onset = np.zeros((n, 9, 88), np.float32)
+    frame = np.zeros_like(onset)
+    vel = np.full_like(onset, 0.3)
+    for s, e, p in notes:
+        onset[s, family, p - MIDI_OFFSET] = 0.9
+        frame[s:e, family, p - MIDI_OFFSET] = 0.8
+        vel[s, family, p - MIDI_OFFSET] = 0.75
+    return nw.FamilyPosteriors(onset, frame, vel)
+
+
+def test_family_notes_decode_one_family_with_its_velocities() -> None:
+    fp = _fake_posteriors(200, 4, [(10, 60, 60), (80, 150, 67)])
+    loud = np.ones(200, np.float32)
+    notes = nw.family_notes(fp, 4, loud, DecodeOptions(onset_threshold=0.5, frame_threshold=0.4))
+    assert sorted(notes.pitch.tolist()) == [60, 67]
+    assert np.allclose(notes.velocity, 0.75)
+    assert len(nw.family_notes(fp, 0, loud, DecodeOptions())) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Training side (torch)
+
+torch = pytest.importorskip("torch", reason="training needs torch (the train extra)")
+
+from training.transcriber import data as tdata  # noqa: E402
+from training.transcriber import train as ttrain  # noqa: E402
+from training.transcriber.export import export_net  # noqa: E402
+from training.transcriber.model import NoteNet  # noqa: E402
+
+
+def test_targets_put_onsets_and_frames_where_the_notes_are() -> None:
+    n = 400
+    times = frame_times(np.arange(n))
+    notes = np.array(
+        [[times[50], times[90], 60, 100, 2], [times[120] + 0.002, times[121], 21, 64, 8]], np.float32
+    )
+    onset, frame, vel = ttrain.targets(notes, n, 0, n)
+    assert onset.shape == (n, 9, 88)
+    assert onset[50, 2, 60 - MIDI_OFFSET] == 1 and onset.sum() == 2
+    assert frame[50:90, 2, 60 - MIDI_OFFSET].all() and frame[90:, 2, 60 - MIDI_OFFSET].sum() == 0
+    assert onset[120, 8, 0] == 1 and frame[120, 8, 0] == 1  # a one-frame note still sounds
+    assert vel[50, 2, 60 - MIDI_OFFSET] == pytest.approx(100 / 127)
+    # A window: only what falls inside it.
+    onset_w, frame_w, _ = ttrain.targets(notes, n, 60, 100)
+    assert onset_w.sum() == 0 and frame_w[:30, 2, 60 - MIDI_OFFSET].all()
+
+
+def _synthetic_clip(rng: np.random.Generator, seconds: float) -> dict[str, np.ndarray]:
+    audio = np.zeros(int(seconds * SR), np.float32)
+    notes = []
+    for _ in range(6):
+        p = int(rng.integers(40, 80))
+        s = float(rng.uniform(0, seconds - 0.6))
+        tone = _sine(p, 0.5, 0.1)
+        audio[int(s * SR) : int(s * SR) + len(tone)] += tone
+        notes.append((s, s + 0.5, p, int(rng.integers(40, 120)), int(rng.integers(9))))
+    n = n_output_frames(len(audio))
+    return {
+        "audio": np.round(audio * 32767).astype(np.int16),
+        "note": rng.integers(0, 255, (n, 88)).astype(np.uint8),
+        "onset": rng.integers(0, 255, (n, 88)).astype(np.uint8),
+        "notes": np.array(notes, np.float32),
+        "kind": np.int64(2),
+    }
+
+
+@pytest.fixture()
+def shards(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(1)
+    for name in ("shard-00000", "shard-00001", "valid"):
+        np.savez(tmp_path / f"{name}.npz", **tdata.pack([_synthetic_clip(rng, 2.0) for _ in range(3)]))
+    return tmp_path
+
+
+def test_shards_round_trip(shards: Path) -> None:
+    clips = tdata.load_shard(shards / "shard-00000.npz")
+    assert len(clips) == 3 and clips[0]["notes"].shape == (6, 5)
+    assert clips[1]["audio"].dtype == np.int16 and clips[1]["note"].shape[1] == 88
+
+
+def _args(data: Path, out: Path, steps: int, resume: Path | None = None) -> list[str]:
+    args = ["--data", str(data), "--out", str(out), "--width", "4", "--batch", "2", "--window", "48",
+            "--steps", str(steps), "--shards", "2", "--steps-per-shard", "1", "--eval-every", "2",
+            "--save-every", "1", "--valid-clips", "2", "--lr", "0.01"]  # fmt: skip
+    return args + (["--resume", str(resume)] if resume else [])
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(shards: Path, tmp_path: Path) -> None:
+    ttrain.main(_args(shards, tmp_path / "whole", 3))
+    ttrain.main(_args(shards, tmp_path / "split", 2))
+    ttrain.main(_args(shards, tmp_path / "split", 3, resume=tmp_path / "split" / "last.pt"))
+    a = torch.load(tmp_path / "whole" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "split" / "last.pt", weights_only=False)
+    assert a["step"] == b["step"] == 3
+    for key, value in a["state"].items():
+        assert torch.equal(value, b["state"][key]), key
+    assert [p["step"] for p in b["curve"]] == [2, 3]
+
+
+def test_training_lowers_the_loss(shards: Path, tmp_path: Path) -> None:
+    ttrain.main(_args(shards, tmp_path / "run", 8))
+    curve = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["curve"]
+    assert curve[-1]["train_frame_loss"] < curve[0]["train_frame_loss"]
+    assert set(curve[-1]) >= {"valid_note_f1", "valid_frame_f1", "audio_s_per_s"}
+
+
+def test_exported_weights_load_run_in_chunks_and_match_torch(shards: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = NoteNet(4).eval()
+    thresholds = np.tile([0.45, 0.35], (9, 1))
+    path = tmp_path / "transcriber.onnx"
+    export_net(net, path, thresholds, {"step": "0"})
+    model = nw.NetworkTranscriber(path)
+    assert model.meta["families"] == '["' + '", "'.join(f.value for f in TIMBRE_FAMILIES) + '"]'
+    assert model.thresholds()["strings"] == (0.45, 0.35)
+    clip = ttrain.prepare(tdata.load_shard(shards / "valid.npz"))[0]
+    n = len(clip["note"])
+    post = Posteriors(
+        clip["note"] / np.float32(255), clip["onset"] / np.float32(255), np.zeros((n, 0), np.float32)
+    )
+    ref = ttrain.predict_clip(net, clip)
+    old = nw.CHUNK_FRAMES
+    try:
+        nw.CHUNK_FRAMES = 50  # several chunks with context on both sides
+        got = model.posteriors(clip["samples"], post)
+    finally:
+        nw.CHUNK_FRAMES = old
+    assert got.onset.shape == (n, 9, 88)
+    assert np.abs(got.frame - ref.frame).max() < 1e-4
+    assert np.abs(got.velocity - ref.velocity).max() < 1e-4
+    loud = frame_loudness(clip["samples"], n)
+    for f in range(9):
+        notes = nw.family_notes(got, f, loud, DecodeOptions())
+        assert np.all((notes.pitch >= 21) & (notes.pitch <= 108))
+
+
+def test_damaged_or_foreign_weights_are_refused(tmp_path: Path) -> None:
+    net = NoteNet(4).eval()
+    path = tmp_path / "transcriber.onnx"
+    export_net(net, path, np.tile([0.5, 0.4], (9, 1)), {})
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    nw._load.cache_clear()
+    with pytest.raises(ModelError, match="damaged"):
+        nw.NetworkTranscriber(path)
+    with pytest.raises(ModelError, match="not found"):
+        nw.NetworkTranscriber(tmp_path / "absent.onnx")
+
+
+def test_training_data_never_reads_held_out_material() -> None:
+    names = {p.name for p in tdata.TRAIN_FONTS}
+    assert not names & set(tdata.HELD_OUT_FONT_NAMES)
+    assert {lib.name for lib in tdata.TRAIN_MMA_LIBS} == {"stdlib", "pflib", "alexis"}
+
+
+@pytest.mark.slow
+def test_generated_clip_labels_match_what_is_rendered() -> None:
+    """Every labelled note is a note-on the synth played at that time and pitch, and the audio holds it."""
+    pytest.importorskip("tinysoundfont")
+    fonts = [p for p in tdata.TRAIN_FONTS if p.is_file()]
+    if not fonts:
+        pytest.skip("no training SoundFont installed (Debian timgm6mb-soundfont)")
+    from training.drums.data import Renderer
+
+    renderer = Renderer(tuple(fonts[-1:]))
+    played: list[tuple[float, int]] = []
+    render = renderer.render
+
+    def spy(events, seconds, programs):  # type: ignore[no-untyped-def]
+        played.extend((round(t, 6), key) for t, on, ch, key, _ in events if on and ch != 9)
+        return render(events, seconds, programs)
+
+    renderer.render = spy  # type: ignore[method-assign]
+    rng = np.random.default_rng(5)
+    for _ in range(4):
+        played.clear()
+        audio, notes, kind = tdata.make_clip(rng, renderer, [], {})
+        assert kind in (0, 1, 2) and audio.dtype == np.float32 and notes
+        arr = np.array(notes, np.float32)
+        assert np.all(arr[:, 0] >= 0) and np.all(arr[:, 1] <= len(audio) / SR + 1e-3)
+        assert np.all((arr[:, 4] >= 0) & (arr[:, 4] < 9))
+        assert sorted((round(s, 6), int(p)) for s, _, p, _, _ in notes) == sorted(played)
+        # The audio: the harmonic stack is louder at labelled (frame, pitch) cells than a semitone off.
+        n = n_output_frames(len(audio))
+        mags = nw.spectrum_magnitudes(audio, np.arange(n))[:, 1]
+        start, end, pitch, _, _ = ttrain.note_frames(arr, n)
+        on = np.zeros((n, 88), bool)
+        for s, e, p in zip(start, end, pitch, strict=True):
+            on[s:e, p] = True
+        off = np.roll(on, 1, axis=1) & ~on
+        assert mags[on].mean() > 2 * mags[off].mean()
