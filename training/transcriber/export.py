@@ -36,7 +36,7 @@ def export_net(net: NoteNet, out: Path, thresholds: np.ndarray, info: dict[str, 
         "n_channels": str(N_CHANNELS),
         "width": str(net.width),
         "thresholds": json.dumps(
-            {f.value: [float(a), float(b)] for f, (a, b) in zip(TIMBRE_FAMILIES, thresholds)}
+            {f.value: [float(a), float(b)] for f, (a, b) in zip(TIMBRE_FAMILIES, thresholds, strict=True)}
         ),
         **info,
     }
