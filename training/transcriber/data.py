@@ -56,9 +56,13 @@ KINDS = ("mix", "dense", "stem")
 
 
 def train_fonts() -> tuple[Path, ...]:
-    """The installed training fonts; never a held-out one."""
-    fonts = tuple(p for p in TRAIN_FONTS if p.is_file())
-    assert not any(p.name in HELD_OUT_FONT_NAMES for p in fonts)
+    """The installed training fonts (or `$STEMSCRIBE_TRAIN_FONTS`, ':'-joined); never a held-out one."""
+    override = os.environ.get("STEMSCRIBE_TRAIN_FONTS")
+    candidates = tuple(Path(p) for p in override.split(os.pathsep)) if override else TRAIN_FONTS
+    fonts = tuple(p for p in candidates if p.is_file())
+    held_out = [p for p in fonts if p.resolve().name in HELD_OUT_FONT_NAMES or p.name in HELD_OUT_FONT_NAMES]
+    if held_out:
+        raise ValueError(f"held-out SoundFonts may not be trained on: {held_out}")
     if not fonts:
         raise FileNotFoundError(f"none of the training SoundFonts is installed: {TRAIN_FONTS}")
     return fonts

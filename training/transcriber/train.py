@@ -150,8 +150,10 @@ def batch(
 
 def predict_clip(net: nn.Module, clip: dict[str, np.ndarray]) -> FamilyPosteriors:
     n = len(clip["note"])
+    device = next(net.parameters()).device
     with torch.no_grad():
-        out = torch.sigmoid(net(torch.from_numpy(clip_input(clip, 0, n))[None]))[0].numpy()
+        x = torch.from_numpy(clip_input(clip, 0, n))[None].to(device)
+        out = torch.sigmoid(net(x))[0].cpu().numpy()
     out = out.transpose(1, 0, 2)  # (T, 27, 88)
     return FamilyPosteriors(
         out[:, :N_FAMILIES].copy(),
@@ -258,13 +260,14 @@ def train(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     resume = torch.load(args.resume, weights_only=False) if args.resume else None
     width = int(resume["width"]) if resume else args.width
-    net = NoteNet(width)
+    device = torch.device(args.device)
+    net = NoteNet(width).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     start = 0
     curve: list[dict] = []
     best = -1.0
     if resume:
-        net.load_state_dict(resume["state"])
+        net.load_state_dict({k: v.to(device) for k, v in resume["state"].items()})
         if "optimizer" in resume and not args.fresh_optimizer:
             opt.load_state_dict(resume["optimizer"])
         start = int(resume["step"])
@@ -297,7 +300,7 @@ def train(args: argparse.Namespace) -> None:
 
     for step in range(start + 1, args.steps + 1):
         net.train()
-        x, onset, frame, velocity = batch(clips, step, args)
+        x, onset, frame, velocity = (t.to(device) for t in batch(clips, step, args))
         out = net(x)
         lo, lf, lv = out[:, :N_FAMILIES], out[:, N_FAMILIES : 2 * N_FAMILIES], out[:, 2 * N_FAMILIES :]
         loss_on = (bce(lo, onset) * (1.0 + (ONSET_POS_WEIGHT - 1.0) * onset)).mean()
@@ -355,6 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps-per-shard", type=int, default=150)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="torch device (cuda on a GPU machine)")
     parser.add_argument("--eval-every", type=int, default=250)
     parser.add_argument("--save-every", type=int, default=50)
     parser.add_argument("--valid-clips", type=int, default=60)
