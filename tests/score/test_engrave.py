@@ -1,0 +1,54 @@
+"""Verovio renders the MusicXML to SVG pages; CairoSVG and pypdf make a PDF of them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stemscribe.result import Result
+from stemscribe.score import engrave
+from stemscribe.score.errors import ScoreUnavailableError
+from stemscribe.score.musicxml import musicxml_bytes
+
+pytest.importorskip("verovio")
+pytest.importorskip("music21")
+
+
+def test_example_renders_pages(example_result: Result, tmp_path: Path) -> None:
+    pages = engrave.render_svg(musicxml_bytes(example_result))
+    assert len(pages) >= 1 and pages[0].lstrip().startswith(("<svg", "<?xml"))
+    assert "Flute" in pages[0]
+
+
+def test_pdf_and_files(waltz: Result, tmp_path: Path) -> None:
+    pytest.importorskip("cairosvg")
+    pytest.importorskip("pypdf")
+    paths = engrave.write_pages(musicxml_bytes(waltz), tmp_path / "waltz")
+    assert paths[0].name == "waltz-1.svg" and paths[-1].name == "waltz.pdf"
+    assert paths[-1].read_bytes().startswith(b"%PDF")
+
+
+def test_bad_cases_render(drums_only: Result, empty_result: Result) -> None:
+    for result in (drums_only, empty_result):
+        assert engrave.render_svg(musicxml_bytes(result))
+
+
+def test_garbage_is_a_clear_error() -> None:
+    with pytest.raises(ScoreUnavailableError, match="Verovio"):
+        engrave.render_svg("not a score")
+
+
+def test_missing_verovio_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real = builtins.__import__
+
+    def fake(name: str, *args: object, **kwargs: object) -> object:
+        if name == "verovio":
+            raise ImportError(name)
+        return real(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(ScoreUnavailableError, match=r"stemscribe\[score\]"):
+        engrave.render_svg("<score-partwise/>")
