@@ -8,8 +8,9 @@ units, with array code only; a 10-minute song takes well under a second.
   (2, 3, 4) and phase p is scored by how much the beats p, p + m, ... stand out; 2/4 needs the half bar to
   be as strong as the bar (a 4/4 with a strong third beat stays 4/4). Onsets on thirds of the beat make a
   two-beat bar 6/8 (a four-beat one stays 4/4: swing, written with triplets).
-- Key: a key-finding profile (Krumhansl-Kessler by default) correlated with the duration-weighted
-  pitch-class histogram, plus a small bonus for keys whose tonic chord the chords below spend time on.
+- Key: a key-finding profile (Temperley's Kostka-Payne profile by default, Krumhansl-Kessler as an
+  option) correlated with the duration-weighted pitch-class histogram (bass notes count 1.5 times), plus
+  a small bonus for keys whose tonic triad the chords spend time on.
 - Chords: a chroma per beat (duration-weighted pitch classes, bass apart), matched against 11 chord
   qualities on 12 roots, smoothed with a Viterbi pass whose change penalty is lowest at bar lines; each
   span is then named from its summed chroma, and given a slash bass when the bass dwells on another
@@ -190,10 +191,13 @@ class ScoreAnalysis:
 
 @dataclass(frozen=True, slots=True)
 class AnalysisOptions:
-    profile: str = "krumhansl"
+    profile: str = "temperley"
     chord_bass_weight: float = 0.15
-    chord_key_weight: float = 0.3  # how much the time spent on a key's tonic triad adds to its correlation
-    edge_weight: float = 1.0  # the first and last chords count this much more toward the key
+    # How much the share of time spent on a key's tonic triad adds to its correlation, and how much more
+    # the first and last chords count (0: an excerpt need not start or end on the tonic). Chosen on the
+    # dev split's reference notes (bench/sheet.py): larger values lose keys to the dominant.
+    chord_key_weight: float = 0.15
+    edge_weight: float = 0.0
     change_penalty: tuple[float, float, float] = (0.05, 0.15, 0.3)  # at bar lines, half bars, other beats
 
 
@@ -524,10 +528,13 @@ def _segments(
         state = int(np.argmax(_emissions(total, bass_total, options.chord_bass_weight)[0, :none]))
         root, kind = int(roots[state]), int(kinds[state])
         chord_bass = root
-        if bass_total.sum() > 0:
+        if bass_total.sum() > 0 and bass[s].sum() > 0:
+            # A slash bass: a chord tone other than the root, sounding at the chord's onset and for
+            # most of the span (a bass alternating root and fifth stays in root position).
             top = int(np.argmax(bass_total[0]))
             tones = {(root + i) % 12 for i in QUALITIES[kind].intervals}
-            if top != root and top in tones and bass_total[0, top] > 0.5 * bass_total.sum():
+            at_onset = int(np.argmax(bass[s])) == top
+            if top != root and top in tones and at_onset and bass_total[0, top] > 0.6 * bass_total.sum():
                 chord_bass = top
         segments.append(_Segment(s, e, root, kind, chord_bass))
     merged: list[_Segment] = []
