@@ -1,26 +1,35 @@
-"""Build the development benchmark: songs rendered with FluidSynth, with exact ground truth from their MIDI.
+"""Build the benchmark: songs rendered with FluidSynth, with exact ground truth from their MIDI.
 
-Three kinds of real material, all cut to a window of about 30 seconds:
+Two splits of real material, all cut to windows of about 30 seconds:
 
-- `mma`: a Debian `mma` groove (drums, bass, chords) on a generated chord progression in a random key and
-  tempo, with a generated melody on top, played by a vocal-like General MIDI patch (choir, voice oohs,
-  synth voice: it stands in for Suno vocals) in half of the songs and by a lead instrument in the others;
-- `chorale`: a Bach chorale from music21's corpus, its four voices given to General MIDI instruments;
-- `blupi`: a Planet Blupi tune (Debian `planetblupi-music-midi`), a multi-instrument General MIDI file.
+- `dev` (`bench/data/`, the split the decoders were tuned on), rendered with FluidR3_GM:
+  - `mma`: a Debian `mma` groove of the standard library (drums, bass, chords) on a generated chord
+    progression in a random key and tempo, with a generated melody on top, played by a vocal-like General
+    MIDI patch (choir, voice oohs, synth voice: it stands in for Suno vocals) in half of the songs and by a
+    lead instrument in the others;
+  - `chorale`: a Bach chorale from music21's corpus, its four voices given to General MIDI instruments;
+  - `blupi`: a Planet Blupi tune (Debian `planetblupi-music-midi`), a multi-instrument General MIDI file.
+- `heldout` (`bench/data-heldout/<font>/`, nothing is tuned on it): the same kinds of songs from material
+  the dev split never uses — grooves of the evaluation-only MMA libraries (casio, kara, yamaha, zoom; zoom's
+  are drum machines, so those songs get a generated bass and comping part too), chorales and Blupi tunes
+  that the dev split leaves out at its seeds (DEV_SEEDS) — each song rendered twice, with FluidR3_GM and
+  with csound's GM bank (`csound-soundfont`), one data folder per SoundFont.
 
 Each song gives one item for the full mix (stem type "mix") and one per instrument family present (stem
-type the family's name; drums are the drum channel). Every item is a FLAC file and a JSON file of its
-reference notes. The window is cut in MIDI before rendering, so the audio holds exactly the notes of the
-ground truth: notes that start before the window are left out, notes still sounding at its end are cut
-there. Sustain pedal, bank select and pitch bends are dropped; melodic-channel percussion and effects
-(General MIDI programs 112-127) are dropped too, as their pitches mean nothing.
+type the family's name; drums are the drum channel and the percussive programs 112-127). Every item is a
+FLAC file and a JSON file of its reference notes. The window is cut in MIDI before rendering, so the audio
+holds exactly the notes of the ground truth: notes that start before the window are left out, notes still
+sounding at its end are cut there. Sustain pedal, bank select and pitch bends are dropped; every note is
+kept, auxiliary percussion and programs 112-127 included.
 
-Everything is deterministic from `--seed`. Run `python -m bench.build` (about a minute on one core).
+Everything is deterministic from `--seed`. Run `python -m bench.build` (both splits, a few minutes on one
+core) or `python -m bench.build --split dev|heldout`.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -29,7 +38,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,16 +48,26 @@ import numpy as np
 from stemscribe.stems import Family, family_of_program
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
+HELDOUT_DIR = Path(__file__).resolve().parent / "data-heldout"
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
-MMA_STDLIB = Path("/usr/share/mma/lib/stdlib")
+CSOUND_SOUNDFONT = Path("/usr/share/sounds/sf2/sf_GMbank.sf2")
+# The held-out split's renders: font name (its data folder under HELDOUT_DIR) -> SoundFont.
+FONTS: dict[str, Path] = {"fluidr3": SOUNDFONT, "csound": CSOUND_SOUNDFONT}
+DEV_FONT = "fluidr3"
+MMA_LIB = Path("/usr/share/mma/lib")
+MMA_STDLIB = MMA_LIB / "stdlib"
 BLUPI_DIR = Path("/usr/share/planetblupi/music")
 SAMPLE_RATE = 44100
 WINDOW = 30.0
 END_MARGIN = 0.05  # notes starting in the last 50 ms of a window are left out (no audible onset)
 PEAK = 0.95
 MIN_NOTES = 3  # a part with fewer notes inside the window is left out of the song
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: programs 112-127 kept (1 dropped them); the held-out split
 DEFAULT_SEED = 2024
+HELDOUT_SEED = 15
+# The dev seeds that figures were tuned and reported on: the held-out split leaves out their songs.
+DEV_SEEDS: tuple[int, ...] = (DEFAULT_SEED, 7)
+SPLITS = ("dev", "heldout")
 
 # The songs, in order; the first third is the `--quick` set and covers every source.
 PLAN: tuple[str, ...] = (
@@ -58,12 +77,40 @@ PLAN: tuple[str, ...] = (
 )  # fmt: skip
 QUICK_SONGS = len(PLAN) // 3
 
+# The held-out split's songs, in order; its first third is its `--quick` set.
+HELDOUT_PLAN: tuple[str, ...] = PLAN
+
 # 4/4 mma grooves (standard library) without a choir track, so that a vocal melody has its own stem.
 GROOVES: tuple[str, ...] = (
     "8Beat", "8BeatPlus", "BossaNovaPlus", "PopBallad", "ShuffleBoggie", "Swing", "FolkRock", "Samba",
     "CountrySwing", "JazzCombo", "SoftRock", "BasicRock", "Ballad", "BVFunk", "Ska", "Twist", "Mambo",
     "Salsa", "Trance", "LFusion", "DSoul", "Rhumba", "Bluegrass", "50sRock",
 )  # fmt: skip
+
+# The held-out split's grooves: 4/4 main grooves of the evaluation-only MMA libraries, as "file:Groove",
+# none with a choir track; zoom's are drum machines (drums only). Many play auxiliary percussion.
+HELDOUT_GROOVES: dict[str, tuple[str, ...]] = {
+    "casio": (
+        "funk1:Funk1", "latinfusion:LatinFusion", "dancepop3:DancePop3", "slow16beat:Slow16Beat",
+        "worldpop:WorldPop", "fusion:Fusion", "mellowrb:MellowRB", "pop:Pop", "16beat2:16Beat2",
+        "trance1:Trance1", "80spop:80sPop", "8beatpop2:8BeatPop2",
+    ),
+    "kara": (
+        "kbossa:kbossaA", "fasttwist:fasttwistA", "twi:TwiMainA", "8beatmotown:8beatmotownA",
+        "Kfunk1:Kfunk1A", "kwestballad:kwestballadA", "K50s_rock:50s_RockA",
+    ),
+    "yamaha": (
+        "salsa1:Salsa1MainA", "jazzbossa:JazzBossaA", "mambo:MamboMainA", "salsa2:Salsa2MainA",
+        "western:WesternMainA", "jazzbouncy:JazzBouncyMainA", "quando-g.s280:QuandoGSMainA",
+    ),
+    "zoom": (
+        "latin:LATN01", "samba:SAMBA01", "bossa:BOSSA01", "afro:AFRO01", "funk:FUNK01", "mtl:MTL01",
+        "dnb:DnB01", "rock:ROCK01",
+    ),
+}  # fmt: skip
+# Parts added to drum-only grooves: bass (program, lowest, highest) and comping programs.
+BASS_PATCHES: tuple[tuple[int, int, int], ...] = ((32, 31, 50), (33, 28, 50), (34, 28, 50), (38, 28, 52))
+COMP_PROGRAMS: tuple[int, ...] = (0, 4, 16, 25, 27, 89)  # piano, e-piano, organ, guitars, warm pad
 
 # Melody patches: (program, lowest pitch, highest pitch).
 VOCAL_PATCHES: tuple[tuple[int, int, int], ...] = ((52, 57, 76), (53, 57, 76), (54, 55, 77))
@@ -196,14 +243,12 @@ def cut_window(parts: Sequence[Part], start: float, length: float) -> list[Part]
 
 
 def parts_from_midi(path: Path) -> list[Part]:
-    """The parts of a MIDI file, with melodic-channel percussion and effects (programs 112-127) dropped."""
+    """Every part of a MIDI file: auxiliary percussion and programs 112-127 are kept like any other."""
     import pretty_midi
 
     pm = pretty_midi.PrettyMIDI(str(path))
     parts = []
     for inst in pm.instruments:
-        if not inst.is_drum and int(inst.program) >= 112:
-            continue
         notes = [Note(int(n.pitch), float(n.start), float(n.end), int(n.velocity)) for n in inst.notes]
         controls = [(float(c.time), int(c.number), int(c.value)) for c in inst.control_changes]
         parts.append(Part(int(inst.program), bool(inst.is_drum), inst.name or "", notes, controls))
@@ -226,8 +271,19 @@ def parts_to_midi(parts: Sequence[Part]) -> Any:
 # ------------------------------------------------------------------------------------------------- sources
 
 
-def _mma_song(index: int, groove: str, rng: np.random.Generator, workdir: Path) -> Song:
-    bpm = int(rng.integers(84, 132))
+def _mma_song(
+    index: int,
+    groove: str,
+    rng: np.random.Generator,
+    workdir: Path,
+    *,
+    tempo: tuple[int, int] = (84, 132),
+) -> Song:
+    """An mma groove (`Name`, or `lib/file:Name` outside the standard library) with a generated melody.
+
+    Grooves with no pitched part (drum machines) get a generated bass line and comping part first.
+    """
+    bpm = int(rng.integers(*tempo))
     key = int(rng.integers(0, 12))
     minor = bool(rng.random() < 0.3)
     progressions = MINOR_PROGRESSIONS if minor else MAJOR_PROGRESSIONS
@@ -249,14 +305,25 @@ def _mma_song(index: int, groove: str, rng: np.random.Generator, workdir: Path) 
     if proc.returncode != 0 or not midi_file.exists():
         raise BuildError(f"mma failed on groove {groove}: {proc.stdout.strip()} {proc.stderr.strip()}")
     parts = parts_from_midi(midi_file)
+    from stemscribe.stems import gm_program_name
+
+    added = ""
+    if all(p.is_drum for p in parts):  # a drum machine: give it a bass line and comping
+        bass_program, bass_low, bass_high = BASS_PATCHES[int(rng.integers(len(BASS_PATCHES)))]
+        bass = generate_bass(rng, key=key, chords=chords, bpm=bpm, low=bass_low, high=bass_high)
+        comp_program = COMP_PROGRAMS[int(rng.integers(len(COMP_PROGRAMS)))]
+        comp = generate_comp(rng, key=key, chords=chords, bpm=bpm)
+        parts.append(Part(bass_program, False, "Bass", bass, [(0.0, 7, 105)]))
+        parts.append(Part(comp_program, False, "Comp", comp, [(0.0, 7, 85)]))
+        added = f"; bass on {gm_program_name(bass_program)}, comping on {gm_program_name(comp_program)}"
 
     present = {p.family for p in parts}
     vocal = index % 2 == 0
-    patches = [
-        patch
-        for patch in (VOCAL_PATCHES if vocal else LEAD_PATCHES)
-        if family_of_program(patch[0]) not in present
-    ]
+    patches: list[tuple[int, int, int]] = []
+    for pool in (VOCAL_PATCHES, LEAD_PATCHES) if vocal else (LEAD_PATCHES, VOCAL_PATCHES):
+        patches = [patch for patch in pool if family_of_program(patch[0]) not in present]
+        if patches:
+            break
     if not patches:
         raise BuildError(f"no melody patch whose family is free in groove {groove}")
     program, low, high = patches[int(rng.integers(len(patches)))]
@@ -265,13 +332,68 @@ def _mma_song(index: int, groove: str, rng: np.random.Generator, workdir: Path) 
     parts.append(Part(program, False, "Melody", melody, [(0.0, 7, 110)]))
 
     start = offset_bars * bar
-    from stemscribe.stems import gm_program_name
-
     mode = "minor" if minor else "major"
     description = (
-        f"mma groove {groove}, {bpm} BPM, {NOTE_NAMES[key]} {mode}; melody on {gm_program_name(program)}"
+        f"mma groove {groove}, {bpm} BPM, {NOTE_NAMES[key]} {mode}{added}; "
+        f"melody on {gm_program_name(program)}"
     )
     return Song("", "mma", description, cut_window(parts, start, WINDOW), WINDOW, False)
+
+
+# Bass rhythms of one 4/4 bar: (beat, length in beats, interval above the chord root in semitones).
+BASS_RHYTHMS: tuple[tuple[tuple[float, float, int], ...], ...] = (
+    ((0, 1.5, 0), (1.5, 0.5, 0), (2, 1.5, 7), (3.5, 0.5, 0)),
+    ((0, 1, 0), (1, 1, 7), (2, 1, 12), (3, 1, 7)),
+    ((0, 2, 0), (2, 2, 7)),
+    ((0, 0.75, 0), (0.75, 0.75, 0), (2, 1, 7), (3, 0.5, 12), (3.5, 0.5, 7)),
+)
+# Comping rhythms of one 4/4 bar: (beat, length in beats) of a block triad.
+COMP_RHYTHMS: tuple[tuple[tuple[float, float], ...], ...] = (
+    ((0, 4),), ((0, 2), (2, 2)), ((1, 0.5), (3, 0.5)), ((0, 1.5), (1.5, 2.5)),
+)  # fmt: skip
+
+
+def generate_bass(
+    rng: np.random.Generator,
+    *,
+    key: int,
+    chords: Sequence[tuple[int, bool]],
+    bpm: float,
+    low: int,
+    high: int,
+) -> list[Note]:
+    """A bass line over one chord per 4/4 bar: one rhythm per song; root, fifth, octave in [low, high]."""
+    beat = 60.0 / bpm
+    rhythm = BASS_RHYTHMS[int(rng.integers(len(BASS_RHYTHMS)))]
+    notes = []
+    for b, (root, _) in enumerate(chords):
+        base = low + (key + root - low) % 12
+        for t, length, interval in rhythm:
+            pitch = base + interval
+            while pitch > high:
+                pitch -= 12
+            start = (b * 4 + t) * beat
+            velocity = int(np.clip(rng.normal(92, 8), 60, 120))
+            notes.append(Note(pitch, round(start, 6), round(start + length * beat * 0.85, 6), velocity))
+    return notes
+
+
+def generate_comp(
+    rng: np.random.Generator, *, key: int, chords: Sequence[tuple[int, bool]], bpm: float
+) -> list[Note]:
+    """Block triads over one chord per 4/4 bar, voiced between G3 and F#4, one rhythm for the song."""
+    beat = 60.0 / bpm
+    rhythm = COMP_RHYTHMS[int(rng.integers(len(COMP_RHYTHMS)))]
+    notes = []
+    for b, (root, is_minor) in enumerate(chords):
+        pcs = [(key + root) % 12, (key + root + (3 if is_minor else 4)) % 12, (key + root + 7) % 12]
+        pitches = sorted(55 + (pc - 55) % 12 for pc in pcs)
+        for t, length in rhythm:
+            start = (b * 4 + t) * beat
+            velocity = int(np.clip(rng.normal(72, 8), 45, 105))
+            for pitch in pitches:
+                notes.append(Note(pitch, round(start, 6), round(start + length * beat * 0.9, 6), velocity))
+    return notes
 
 
 def generate_melody(
@@ -375,49 +497,136 @@ def chorale_paths() -> list[str]:
     return [f"bach/{n}" for n in names if re.fullmatch(r"bwv\d+\.\d+", n)]
 
 
-def _is_satb(path: str) -> bool:
+@functools.cache
+def _chorale_info(path: str) -> tuple[bool, tuple[int, ...]]:
+    """Whether a corpus chorale has exactly the four SATB parts, and its soprano's pitches (or ())."""
     from music21 import corpus
 
     score = corpus.parse(path)
-    return sorted(p.partName for p in score.parts) == sorted(CHORALE_PART_NAMES)
+    satb = sorted(p.partName for p in score.parts) == sorted(CHORALE_PART_NAMES)
+    if not satb:
+        return False, ()
+    soprano = next(p for p in score.parts if p.partName == "Soprano")
+    return True, tuple(int(n.pitch.midi) for n in soprano.stripTies().flatten().notes if n.isNote)
 
 
-def plan_songs(seed: int, workdir: Path, *, quick_only: bool = False) -> list[Song]:
-    """Make the songs of PLAN (the first third only with `quick_only`); each has its own seeded RNG."""
-    order = np.random.default_rng(seed)
-    grooves = [GROOVES[i] for i in order.permutation(len(GROOVES))]
-    blupi_files = sorted(BLUPI_DIR.glob("*.mid"))
-    blupis = [blupi_files[i] for i in order.permutation(len(blupi_files))]
-    chorales = chorale_paths()
-    chorale_order = [chorales[i] for i in order.permutation(len(chorales))]
-    if not blupis:
+def _is_satb(path: str) -> bool:
+    return _chorale_info(path)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """The material of one song of a plan: its source, what it is made from, and its id's tag."""
+
+    source: str
+    material: str  # mma groove ("Name" or "lib/file:Name"), music21 corpus path, or Blupi MIDI file path
+    tag: str
+
+
+def _blupi_files() -> list[Path]:
+    files = sorted(BLUPI_DIR.glob("*.mid"))
+    if not files:
         raise BuildError(
             f"no Planet Blupi MIDI files in {BLUPI_DIR} (apt-get install planetblupi-music-midi)"
         )
+    return files
 
-    songs: list[Song] = []
+
+def _choose(
+    plan: Sequence[str],
+    grooves: Callable[[int], tuple[str, str]],
+    blupis: Sequence[Path],
+    chorales: Sequence[str],
+    skip_chorale: Callable[[str], bool] = lambda _: False,
+) -> list[Choice]:
+    """The material of every slot of `plan`: the k-th mma slot takes grooves(k), the k-th Blupi slot the
+    k-th tune (cycling), chorale slots the next SATB chorale of `chorales` that `skip_chorale` allows."""
+    out: list[Choice] = []
     counters = {"mma": 0, "chorale": 0, "blupi": 0}
     chorale_next = 0
-    plan = PLAN[:QUICK_SONGS] if quick_only else PLAN
-    for index, source in enumerate(plan):
-        rng = np.random.default_rng([seed, index])
+    for source in plan:
         k = counters[source]
         counters[source] += 1
         if source == "mma":
-            song = _mma_song(index, grooves[k % len(grooves)], rng, workdir)
-            tag = grooves[k % len(grooves)].lower()
+            groove, tag = grooves(k)
+            out.append(Choice(source, groove, tag))
         elif source == "chorale":
-            while not _is_satb(chorale_order[chorale_next]):
+            while not _is_satb(chorales[chorale_next]) or skip_chorale(chorales[chorale_next]):
                 chorale_next += 1
-            path = chorale_order[chorale_next]
+            path = chorales[chorale_next]
             chorale_next += 1
-            song = _chorale_song(path, rng)
-            tag = path.split("/")[-1].replace(".", "_")
+            out.append(Choice(source, path, path.split("/")[-1].replace(".", "_")))
         else:
             path = blupis[k % len(blupis)]
-            song = _blupi_song(path, rng)
-            tag = path.stem
-        song.song_id = f"{index:02d}-{source}-{tag}"
+            out.append(Choice(source, str(path), path.stem))
+    return out
+
+
+def dev_choices(seed: int, *, quick_only: bool = False) -> list[Choice]:
+    """The dev split's material for `seed`: stdlib grooves, Blupi tunes and chorales, in PLAN order."""
+    order = np.random.default_rng(seed)
+    grooves = [GROOVES[i] for i in order.permutation(len(GROOVES))]
+    blupi_files = _blupi_files()
+    blupis = [blupi_files[i] for i in order.permutation(len(blupi_files))]
+    chorales = chorale_paths()
+    chorale_order = [chorales[i] for i in order.permutation(len(chorales))]
+    plan = PLAN[:QUICK_SONGS] if quick_only else PLAN
+
+    def groove(k: int) -> tuple[str, str]:
+        g = grooves[k % len(grooves)]
+        return g, g.lower()
+
+    return _choose(plan, groove, blupis, chorale_order)
+
+
+def heldout_choices(seed: int, *, quick_only: bool = False) -> list[Choice]:
+    """The held-out split's material: evaluation-only MMA libraries' grooves (the libraries taken in turn,
+    every one within the first four mma songs), and Blupi tunes and chorales that the dev split does not
+    use at any of DEV_SEEDS (chorales whose soprano line is a dev chorale's are left out too)."""
+    order = np.random.default_rng(seed)
+    libs = sorted(HELDOUT_GROOVES)
+    lib_order = [libs[i] for i in order.permutation(len(libs))]
+    grooves = {
+        lib: [HELDOUT_GROOVES[lib][i] for i in order.permutation(len(HELDOUT_GROOVES[lib]))] for lib in libs
+    }
+    dev = [c for dev_seed in DEV_SEEDS for c in dev_choices(dev_seed)]
+    dev_blupi = {c.material for c in dev if c.source == "blupi"}
+    dev_chorales = {c.material for c in dev if c.source == "chorale"}
+    dev_sopranos = {_chorale_info(c)[1] for c in dev_chorales}
+    blupi_files = [f for f in _blupi_files() if str(f) not in dev_blupi]
+    blupis = [blupi_files[i] for i in order.permutation(len(blupi_files))]
+    chorales = [c for c in chorale_paths() if c not in dev_chorales]
+    chorale_order = [chorales[i] for i in order.permutation(len(chorales))]
+    plan = HELDOUT_PLAN[:QUICK_SONGS] if quick_only else HELDOUT_PLAN
+    if sum(1 for s in plan if s == "blupi") > len(blupis):
+        raise BuildError(f"only {len(blupis)} Planet Blupi tunes are left out of the dev split")
+
+    def groove(k: int) -> tuple[str, str]:
+        lib = lib_order[k % len(lib_order)]
+        options = grooves[lib]
+        spec = options[(k // len(lib_order)) % len(options)]
+        return f"{lib}/{spec}", f"{lib}-{spec.split(':')[0]}".lower()
+
+    return _choose(plan, groove, blupis, chorale_order, lambda c: _chorale_info(c)[1] in dev_sopranos)
+
+
+def plan_songs(seed: int, workdir: Path, *, quick_only: bool = False, split: str = "dev") -> list[Song]:
+    """Make the songs of a split's plan (the first third only with `quick_only`); each has its own RNG."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} (one of {', '.join(SPLITS)})")
+    heldout = split == "heldout"
+    choices = (heldout_choices if heldout else dev_choices)(seed, quick_only=quick_only)
+    songs: list[Song] = []
+    for index, choice in enumerate(choices):
+        rng = np.random.default_rng([seed, index])
+        if choice.source == "mma":
+            tempo = (80, 141) if heldout else (84, 132)
+            song = _mma_song(index, choice.material, rng, workdir, tempo=tempo)
+        elif choice.source == "chorale":
+            song = _chorale_song(choice.material, rng)
+        else:
+            song = _blupi_song(Path(choice.material), rng)
+        song.song_id = f"{index:02d}-{choice.source}-{choice.tag}"
         song.quick = index < QUICK_SONGS
         songs.append(song)
     return songs
@@ -426,7 +635,7 @@ def plan_songs(seed: int, workdir: Path, *, quick_only: bool = False) -> list[So
 # ---------------------------------------------------------------------------------------------- rendering
 
 
-def render(midi_path: Path, flac_path: Path, duration: float) -> float:
+def render(midi_path: Path, flac_path: Path, duration: float, soundfont: Path = SOUNDFONT) -> float:
     """Render a MIDI file with FluidSynth to FLAC, exactly `duration` seconds long; return its peak level.
 
     FluidSynth renders in floating point; a render whose peak passes PEAK is scaled down to it, so no item
@@ -437,7 +646,7 @@ def render(midi_path: Path, flac_path: Path, duration: float) -> float:
     wav = flac_path.with_suffix(".wav")
     cmd = [
         "fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(SAMPLE_RATE), "-O", "float", "-F", str(wav),
-        str(SOUNDFONT), str(midi_path),
+        str(soundfont), str(midi_path),
     ]  # fmt: skip
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0 or not wav.exists():
@@ -482,19 +691,24 @@ def midi_notes(path: Path) -> list[Part]:
     return parts_from_midi(path)
 
 
-def write_song(song: Song, song_dir: Path) -> list[dict[str, Any]]:
-    """Render a song's mix and family stems into `song_dir`; return their manifest entries."""
-    song_dir.mkdir(parents=True, exist_ok=True)
+def song_stems(song: Song) -> list[tuple[str, list[Part]]]:
+    """A song's items before rendering: ("mix", every part), then (family, its parts) per family present."""
     stems: list[tuple[str, list[Part]]] = [("mix", song.parts)]
     for family in song.families():
         stems.append((family.value, [p for p in song.parts if p.family is family]))
+    return stems
+
+
+def write_song(song: Song, song_dir: Path, soundfont: Path = SOUNDFONT) -> list[dict[str, Any]]:
+    """Render a song's mix and family stems into `song_dir` with `soundfont`; return manifest entries."""
+    song_dir.mkdir(parents=True, exist_ok=True)
     entries = []
-    for stem, parts in stems:
+    for stem, parts in song_stems(song):
         midi_path = song_dir / f"{stem}.mid"
         parts_to_midi(parts).write(str(midi_path))
         written = midi_notes(midi_path)
         flac_path = song_dir / f"{stem}.flac"
-        peak = render(midi_path, flac_path, song.duration)
+        peak = render(midi_path, flac_path, song.duration, soundfont)
         notes = truth_notes(written)
         item_id = f"{song.song_id}/{stem}"
         truth = {
@@ -530,14 +744,18 @@ def write_song(song: Song, song_dir: Path) -> list[dict[str, Any]]:
     return entries
 
 
-def check_tools() -> None:
+SOUNDFONT_PACKAGES = {SOUNDFONT: "fluid-soundfont-gm", CSOUND_SOUNDFONT: "csound-soundfont"}
+
+
+def check_tools(soundfonts: Sequence[Path] = (SOUNDFONT,)) -> None:
     """Raise BuildError naming every missing tool or data package."""
     missing = []
     for tool, package in (("fluidsynth", "fluidsynth"), ("mma", "mma")):
         if shutil.which(tool) is None:
             missing.append(f"{tool} (apt-get install {package})")
-    if not SOUNDFONT.exists():
-        missing.append(f"{SOUNDFONT} (apt-get install fluid-soundfont-gm)")
+    for font in soundfonts:
+        if not font.exists():
+            missing.append(f"{font} (apt-get install {SOUNDFONT_PACKAGES.get(font, 'a GM SoundFont')})")
     if not BLUPI_DIR.exists():
         missing.append(f"{BLUPI_DIR} (apt-get install planetblupi-music-midi)")
     try:
@@ -548,64 +766,127 @@ def check_tools() -> None:
         raise BuildError("missing: " + "; ".join(missing))
 
 
-def build(
-    data_dir: Path = DATA_DIR, *, seed: int = DEFAULT_SEED, force: bool = False, log: Any = print
-) -> Path:
-    """Build the benchmark into `data_dir` unless an identical build is already there; return the manifest.
+def split_folders(split: str, data_dir: Path | None = None) -> dict[str, Path]:
+    """Font name -> data folder of a split: dev is one FluidR3 folder, heldout one folder per FONTS entry."""
+    if split == "dev":
+        return {DEV_FONT: data_dir or DATA_DIR}
+    if split == "heldout":
+        root = data_dir or HELDOUT_DIR
+        return {font: root / font for font in FONTS}
+    raise ValueError(f"unknown split {split!r} (one of {', '.join(SPLITS)})")
 
+
+def default_seed(split: str) -> int:
+    return HELDOUT_SEED if split == "heldout" else DEFAULT_SEED
+
+
+def is_current(manifest_path: Path, *, split: str, seed: int | None = None) -> bool:
+    """Whether a data folder's manifest is of this format and split (and seed, when given) and plan."""
+    if not manifest_path.exists():
+        return False
+    old = json.loads(manifest_path.read_text(encoding="utf-8"))
+    plan = HELDOUT_PLAN if split == "heldout" else PLAN
+    return (
+        old.get("version") == FORMAT_VERSION
+        and old.get("split", "dev") == split
+        and (seed is None or old.get("seed") == seed)
+        and old.get("plan") == list(plan)
+    )
+
+
+def build(
+    data_dir: Path | None = None,
+    *,
+    split: str = "dev",
+    seed: int | None = None,
+    force: bool = False,
+    log: Any = print,
+) -> list[Path]:
+    """Build a split into `data_dir` unless an identical build is there; return its folders' manifests.
+
+    dev: one folder (default bench/data), rendered with FluidR3_GM. heldout: `data_dir` (default
+    bench/data-heldout) holds one folder per SoundFont of FONTS, the same songs and references in each.
     The build goes to a temporary folder beside `data_dir` and replaces it only when complete, so an
     interrupted build never leaves a half-written benchmark behind.
     """
-    manifest_path = data_dir / "manifest.json"
-    if manifest_path.exists() and not force:
-        old = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if old.get("version") == FORMAT_VERSION and old.get("seed") == seed and old.get("plan") == list(PLAN):
-            log(f"benchmark already built in {data_dir} (seed {seed}); --force rebuilds it")
-            return manifest_path
-    check_tools()
-    data_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=data_dir.parent))
+    seed = default_seed(split) if seed is None else seed
+    folders = split_folders(split, data_dir)
+    root = data_dir or (HELDOUT_DIR if split == "heldout" else DATA_DIR)
+    manifests = [folder / "manifest.json" for folder in folders.values()]
+    if not force and all(is_current(m, split=split, seed=seed) for m in manifests):
+        log(f"{split} benchmark already built in {root} (seed {seed}); --force rebuilds it")
+        return manifests
+    fonts = {font: FONTS[font] for font in folders}
+    check_tools(list(fonts.values()))
+    root.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root.parent))
+    plan = HELDOUT_PLAN if split == "heldout" else PLAN
     try:
         with tempfile.TemporaryDirectory() as work:
-            songs = plan_songs(seed, Path(work))
-        items: list[dict[str, Any]] = []
-        for song in songs:
-            entries = write_song(song, tmp / song.song_id)
-            items.extend(entries)
-            stems = ", ".join(e["stem"] for e in entries)
-            log(f"{song.song_id}: {song.description} -> {stems}")
-        manifest = {
-            "version": FORMAT_VERSION,
-            "seed": seed,
-            "plan": list(PLAN),
-            "sample_rate": SAMPLE_RATE,
-            "soundfont": str(SOUNDFONT),
-            "songs": [
-                {"id": s.song_id, "source": s.source, "description": s.description, "quick": s.quick}
-                for s in songs
-            ],
-            "items": items,
-        }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-        if data_dir.exists():
-            shutil.rmtree(data_dir)
-        tmp.rename(data_dir)
+            songs = plan_songs(seed, Path(work), split=split)
+        for font, soundfont in fonts.items():
+            folder = tmp if split == "dev" else tmp / font
+            items: list[dict[str, Any]] = []
+            for song in songs:
+                entries = write_song(song, folder / song.song_id, soundfont)
+                items.extend(entries)
+                stems = ", ".join(e["stem"] for e in entries)
+                log(f"{split} {font} {song.song_id}: {song.description} -> {stems}")
+            manifest = {
+                "version": FORMAT_VERSION,
+                "split": split,
+                "font": font,
+                "seed": seed,
+                "plan": list(plan),
+                "sample_rate": SAMPLE_RATE,
+                "soundfont": str(soundfont),
+                "songs": [
+                    {"id": s.song_id, "source": s.source, "description": s.description, "quick": s.quick}
+                    for s in songs
+                ],
+                "items": items,
+            }
+            (folder / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+            n_mix = sum(1 for i in items if i["stem"] == "mix")
+            log(f"built {len(items)} {split} items ({n_mix} mixes, {len(items) - n_mix} stems), {font}")
+        if root.exists():
+            shutil.rmtree(root)
+        tmp.rename(root)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    n_mix = sum(1 for i in items if i["stem"] == "mix")
-    log(f"built {len(items)} items ({n_mix} mixes, {len(items) - n_mix} stems) in {data_dir}")
-    return manifest_path
+    log(f"{split} benchmark in {root}")
+    return manifests
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.build", description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA_DIR, help="output folder (default bench/data)")
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed of the whole set")
+    parser.add_argument(
+        "--split",
+        choices=(*SPLITS, "all"),
+        default=None,
+        help="what to build (default all; dev when --data is given)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="output folder of one split (default bench/data for dev, bench/data-heldout for heldout)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help=f"random seed of one split (default {DEFAULT_SEED} for dev, {HELDOUT_SEED} for heldout)",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")
     args = parser.parse_args(argv)
+    split = args.split or ("dev" if args.data is not None else "all")
+    if split == "all" and (args.data is not None or args.seed is not None):
+        parser.error("--data and --seed apply to one split: add --split dev or --split heldout")
     try:
-        build(args.data, seed=args.seed, force=args.force)
+        for one in SPLITS if split == "all" else (split,):
+            build(args.data, split=one, seed=args.seed, force=args.force)
     except BuildError as exc:
         print(f"BuildError: {exc}", file=sys.stderr)
         return 1

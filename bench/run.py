@@ -1,10 +1,13 @@
-"""Run the development benchmark: stemscribe and basic-pitch on the same audio, scored side by side.
+"""Run the benchmark: stemscribe and basic-pitch on the same audio, dev and held-out splits side by side.
 
-    python -m bench.run [--quick] [--items GLOB] [--no-peer] [--drums dsp|model] [--save]
+    python -m bench.run [--split dev|heldout|all] [--quick] [--items GLOB] [--no-peer]
+                        [--drums auto|dsp|model] [--engine NAME] [--save]
 
-Builds the data first if `bench/data/` is empty. Prints one table (rows: stem families, all stems, mixes;
-columns: pitched onset F1, onset+offset F1, drum class F1, instrument-aware onset F1, real-time factor,
-each as stemscribe / basic-pitch) and writes it as JSON and Markdown to `bench/out/`.
+Each data folder is one group: `dev` (bench/data, FluidR3_GM: the split the decoders were tuned on) and
+`held-out fluidr3` / `held-out csound` (bench/data-heldout/*: other songs, each rendered with both
+SoundFonts). A group's data is built first when its folder is empty or of an older format. Prints one
+table comparing the groups (rows: the headline metrics; cells: stemscribe / basic-pitch) and writes it,
+each group's full tables and every item's counts as Markdown and JSON to `bench/out/`.
 """
 
 from __future__ import annotations
@@ -18,13 +21,22 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from bench.dataset import DatasetError, Item, load_items, select_items
-from bench.score import DRUM_CLASS_NAMES, Aggregate, Counts, ItemScore, aggregate, score_item
+from bench.score import (
+    Aggregate,
+    Counts,
+    ItemScore,
+    aggregate,
+    drum_class_name,
+    is_kit_class,
+    kit_and_aux,
+    score_item,
+)
 from bench.systems import System
 from stemscribe.stems import Family
 
@@ -37,6 +49,8 @@ METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
 )
 STEMS_ROW = "stems overall"
 MIXES_ROW = "mixes"
+# Systems that write no drum notes (basic-pitch): their drum cells read "–", not 0.
+NO_DRUMS: frozenset[str] = frozenset({"basic-pitch"})
 
 
 @dataclass(slots=True)
@@ -50,18 +64,41 @@ class Run:
     n_notes: int
 
 
+@dataclass(slots=True)
+class Group:
+    """One data folder of a split: its items, and once run, its runs and summary table."""
+
+    name: str  # "dev", "held-out fluidr3", "held-out csound"
+    split: str
+    font: str
+    data: Path
+    items: list[Item]
+    soundfont: str = ""
+    runs: list[Run] = field(default_factory=list)
+    table: dict[str, dict[str, Any]] = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    @property
+    def slug(self) -> str:
+        return "dev" if self.split == "dev" else f"{self.split}-{self.font}"
+
+
 def run_items(
     items: Sequence[Item],
     systems: Sequence[System],
     *,
     save_dir: Path | None = None,
     log: Callable[[str], None] = print,
+    warm_up: bool = True,
+    label: str = "",
 ) -> list[Run]:
-    """Transcribe every item with every system (after one untimed warm-up each) and score it."""
+    """Transcribe every item with every system and score it; each system first transcribes one item
+    untimed unless `warm_up` is False (the systems are warm already)."""
     if not items:
         return []
-    for system in systems:
-        system.transcribe(items[0].audio, items[0].stem)
+    if warm_up:
+        for system in systems:
+            system.transcribe(items[0].audio, items[0].stem)
     runs: list[Run] = []
     for n, item in enumerate(items, 1):
         ref = item.reference()
@@ -77,7 +114,7 @@ def run_items(
                 path.parent.mkdir(parents=True, exist_ok=True)
                 system.save(raw, path)  # type: ignore[attr-defined]
             parts.append(f"{system.name} {_brief(score)} {wall:5.2f}s")
-        log(f"[{n:>3}/{len(items)}] {item.id:<34} " + " | ".join(parts))
+        log(f"{label}[{n:>3}/{len(items)}] {item.id:<34} " + " | ".join(parts))
     return runs
 
 
@@ -128,6 +165,13 @@ def summarize(runs: Sequence[Run], systems: Sequence[str]) -> dict[str, dict[str
 
 
 def _f1(agg: Aggregate, metric: str, *, mean: bool = False) -> float | None:
+    """F1 of a metric of METRIC_COLUMNS, or of "kit" / "aux" (the drum classes summed: kit classes, other
+    keys); None where the group has no such reference or estimate."""
+    if metric in ("kit", "aux"):
+        if agg.micro["drums"] is None:
+            return None
+        c = kit_and_aux(agg.drum_classes)[0 if metric == "kit" else 1]
+        return c.f1 if c.n_ref or c.n_est else None
     if mean:
         return agg.mean[metric]
     c = agg.micro[metric]
@@ -136,6 +180,12 @@ def _f1(agg: Aggregate, metric: str, *, mean: bool = False) -> float | None:
 
 def _fmt(x: float | None, digits: int = 3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _cell(agg: Aggregate, metric: str, system: str, *, mean: bool = False) -> str:
+    if system in NO_DRUMS and metric in ("drums", "kit", "aux"):
+        return "–"
+    return _fmt(_f1(agg, metric, mean=mean))
 
 
 def table_rows(
@@ -147,7 +197,7 @@ def table_rows(
         first = by_system[systems[0]]
         cells = [row, str(first["items"])]
         for metric, _ in METRIC_COLUMNS:
-            cells.append(" / ".join(_fmt(_f1(by_system[s]["aggregate"], metric, mean=mean)) for s in systems))
+            cells.append(" / ".join(_cell(by_system[s]["aggregate"], metric, s, mean=mean) for s in systems))
         cells.append(" / ".join(_fmt(by_system[s]["rtf"], 0) + "x" for s in systems))
         out.append(cells)
     return out
@@ -159,16 +209,27 @@ def headers(systems: Sequence[str]) -> list[str]:
 
 
 def drum_class_rows(table: dict[str, dict[str, Any]], system: str) -> list[list[str]]:
-    """Per drum class: reference onsets and F1 on the drum stems and on the mixes."""
+    """Per drum class present (kit classes first, then keys that are their own class), then the kit and
+    auxiliary totals: reference onsets and F1 on the drum stems and on the mixes."""
+    aggs = [table.get(row, {}).get(system, {}).get("aggregate") for row in (Family.DRUMS.value, MIXES_ROW)]
+    present = sorted(
+        {k for a in aggs if a is not None for k in a.drum_classes}, key=lambda k: (not is_kit_class(k), k)
+    )
+
+    def cells(c: Counts | None) -> list[str]:
+        return ["–", "–"] if c is None else [str(c.n_ref), _fmt(c.f1 if c.n_ref or c.n_est else None)]
+
     rows = []
-    drum_agg = table.get(Family.DRUMS.value, {}).get(system, {}).get("aggregate")
-    mix_agg = table.get(MIXES_ROW, {}).get(system, {}).get("aggregate")
-    for cls, name in DRUM_CLASS_NAMES.items():
-        cells = [f"{name} ({cls})"]
-        for agg in (drum_agg, mix_agg):
-            c = agg.drum_classes[cls] if agg is not None else None
-            cells += ["–", "–"] if c is None else [str(c.n_ref), _fmt(c.f1 if c.n_ref or c.n_est else None)]
-        rows.append(cells)
+    for cls in present:
+        row = [f"{drum_class_name(cls)} ({cls})"]
+        for a in aggs:
+            row += cells(None if a is None else a.drum_classes.get(cls))
+        rows.append(row)
+    for i, name in enumerate(("all kit classes", "all auxiliary percussion")):
+        row = [name]
+        for a in aggs:
+            row += cells(None if a is None else kit_and_aux(a.drum_classes)[i])
+        rows.append(row)
     return rows
 
 
@@ -184,28 +245,105 @@ def deviation_rows(table: dict[str, dict[str, Any]], systems: Sequence[str]) -> 
     return rows
 
 
-def markdown(table: dict[str, dict[str, Any]], systems: Sequence[str], meta: dict[str, Any]) -> str:
-    def md(head: list[str], rows: list[list[str]]) -> str:
-        lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in rows]
-        return "\n".join(lines)
+# The comparison table's rows: (label, table row, metric); "families" expands to one row per pitched family.
+COMPARISON: tuple[tuple[str, str, str], ...] = (
+    ("stems, pitched onset F1", STEMS_ROW, "pitched"),
+    ("families", "", "pitched"),
+    ("mixes, pitched onset F1", MIXES_ROW, "pitched"),
+    ("mixes, instrument-aware onset F1", MIXES_ROW, "instrument"),
+    ("stems, onset+offset F1", STEMS_ROW, "pitched_offset"),
+    ("drum stems, drum onset F1 (all keys)", Family.DRUMS.value, "drums"),
+    ("drum stems, kit classes", Family.DRUMS.value, "kit"),
+    ("drum stems, auxiliary percussion", Family.DRUMS.value, "aux"),
+    ("mixes, drum onset F1 (all keys)", MIXES_ROW, "drums"),
+    ("mixes, kit classes", MIXES_ROW, "kit"),
+    ("mixes, auxiliary percussion", MIXES_ROW, "aux"),
+)
 
+
+def _comparison_lines(groups: Sequence[Group]) -> list[tuple[str, str, str]]:
+    lines: list[tuple[str, str, str]] = []
+    for label, row, metric in COMPARISON:
+        if label != "families":
+            lines.append((label, row, metric))
+            continue
+        for family in Family:
+            if family is not Family.DRUMS and any(family.value in g.table for g in groups):
+                lines.append((f"  {family.value} stems", family.value, metric))
+    return lines
+
+
+def comparison(groups: Sequence[Group], systems: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
+    """label -> group name -> {"items": n, system: F1 or None}: the headline figures of every group."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for label, row, metric in _comparison_lines(groups):
+        out[label] = {}
+        for g in groups:
+            by_system = g.table.get(row)
+            if by_system is None:
+                out[label][g.name] = {"items": 0, **{s: None for s in systems}}
+                continue
+            cell: dict[str, Any] = {"items": by_system[systems[0]]["items"]}
+            for s in systems:
+                f1 = _f1(by_system[s]["aggregate"], metric)
+                cell[s] = None if s in NO_DRUMS and metric in ("drums", "kit", "aux") else f1
+            out[label][g.name] = cell
+    return out
+
+
+def comparison_rows(groups: Sequence[Group], systems: Sequence[str]) -> tuple[list[str], list[list[str]]]:
+    """Headers and text cells of the comparison: one column per group, "stemscribe / basic-pitch" cells."""
+    figures = comparison(groups, systems)
+    head = ["metric"] + [f"{g.name} ({len({i.song for i in g.items})} songs)" for g in groups]
+    rows = []
+    for label, by_group in figures.items():
+        cells = [label]
+        for g in groups:
+            c = by_group[g.name]
+            cells.append("–" if not c["items"] else " / ".join(_fmt(c[s]) for s in systems))
+        rows.append(cells)
+    return head, rows
+
+
+def aux_share_row(groups: Sequence[Group], systems: Sequence[str]) -> list[str]:
+    """Per group: the auxiliary percussion's share of the reference drum onsets in the drum stems."""
+    cells = ["drum stems, auxiliary share of reference onsets"]
+    for g in groups:
+        agg = g.table.get(Family.DRUMS.value, {}).get(systems[0], {}).get("aggregate")
+        if agg is None:
+            cells.append("–")
+            continue
+        kit, aux = kit_and_aux(agg.drum_classes)
+        total = kit.n_ref + aux.n_ref
+        cells.append(f"{aux.n_ref} of {total}" if total else "–")
+    return cells
+
+
+def _md(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def markdown(table: dict[str, dict[str, Any]], systems: Sequence[str], meta: dict[str, Any]) -> str:
+    """One group's section: its tables (micro, mean per item, drum classes, onset deviations) and songs."""
+    title = meta.get("group", "Benchmark")
     parts = [
-        f"Benchmark: `{meta['command']}` — {meta['items']} items, {meta['audio_s']:.0f} s of audio, "
+        f"{title}: `{meta['command']}` — {meta['items']} items, {meta['audio_s']:.0f} s of audio, "
         f"{meta['cpus']} CPUs (load average {meta.get('load_at_start', '?')} at start), "
         f"drums backend `{meta['drums']}`, commit {meta.get('commit')}, {meta['date']}.",
         "",
         "Micro F1 (counts summed over items):",
         "",
-        md(headers(systems), table_rows(table, systems)),
+        _md(headers(systems), table_rows(table, systems)),
         "",
         "Mean F1 per item:",
         "",
-        md(headers(systems), table_rows(table, systems, mean=True)),
+        _md(headers(systems), table_rows(table, systems, mean=True)),
         "",
-        "stemscribe drum onsets by class:",
+        f"{systems[0]} drum onsets by class (keys without a kit class are their own class):",
         "",
-        md(
+        _md(
             ["class", "drum stems: onsets", "drum stems: F1", "mixes: onsets", "mixes: F1"],
             drum_class_rows(table, systems[0]),
         ),
@@ -213,10 +351,10 @@ def markdown(table: dict[str, dict[str, Any]], systems: Sequence[str], meta: dic
         "Pitched onset deviation in ms, estimate minus reference, over notes matched within 150 ms "
         "(median, 10th .. 90th percentile):",
         "",
-        md(["rows", *systems], deviation_rows(table, systems)),
+        _md(["rows", *systems], deviation_rows(table, systems)),
         "",
         "Pitched metrics count non-drum notes regardless of instrument; "
-        "drum F1 folds GM keys onto 9 classes; "
+        "drum F1 folds GM keys onto the kit classes and scores every other key as its own class; "
         "instrument-aware F1 matches non-drum notes within their instrument family (basic-pitch's notes "
         "count as piano). RTF = audio seconds / wall seconds, models loaded once (warm).",
     ]
@@ -226,12 +364,47 @@ def markdown(table: dict[str, dict[str, Any]], systems: Sequence[str], meta: dic
             "",
             "Songs:",
             "",
-            md(["song", "material", "stems"], [[s["id"], s["description"], s["stems"]] for s in songs]),
+            _md(["song", "material", "stems"], [[s["id"], s["description"], s["stems"]] for s in songs]),
         ]
     return "\n".join(parts) + "\n"
 
 
-def to_json(table: dict[str, dict[str, Any]], runs: Sequence[Run], meta: dict[str, Any]) -> dict[str, Any]:
+def report_markdown(groups: Sequence[Group], systems: Sequence[str], meta: dict[str, Any]) -> str:
+    """The whole report: the comparison of the groups, then each group's section."""
+    head, rows = comparison_rows(groups, systems)
+    who = " / ".join(systems)
+    parts = [
+        f"# Benchmark: `{meta['command']}`",
+        "",
+        f"Commit {meta.get('commit')}, {meta['date']}, {meta['cpus']} CPUs (load average "
+        f"{meta.get('load_at_start', '?')} at start), {meta['elapsed_s']:.0f} s wall. Micro F1, cells "
+        f"{who}; dev is the split the decoders were tuned on, held-out the songs nothing is tuned on.",
+        "",
+        _md(head, [*rows, aux_share_row(groups, systems)]),
+        "",
+    ]
+    for g in groups:
+        group_meta = {**meta, **g_meta(g)}
+        parts += [f"## {g.name}", "", markdown(g.table, systems, group_meta)]
+    return "\n".join(parts)
+
+
+def g_meta(g: Group) -> dict[str, Any]:
+    return {
+        "group": g.name,
+        "split": g.split,
+        "font": g.font,
+        "soundfont": g.soundfont,
+        "data": str(g.data),
+        "items": len(g.items),
+        "mixes": sum(1 for i in g.items if i.is_mix),
+        "audio_s": sum(i.duration for i in g.items),
+        "wall_s": round(g.wall_s, 1),
+        "songs": song_list(g.data, g.items),
+    }
+
+
+def group_json(g: Group) -> dict[str, Any]:
     rows = {
         row: {
             name: {
@@ -240,7 +413,7 @@ def to_json(table: dict[str, dict[str, Any]], runs: Sequence[Run], meta: dict[st
             }
             for name, cell in by_system.items()
         }
-        for row, by_system in table.items()
+        for row, by_system in g.table.items()
     }
     items = [
         {
@@ -252,19 +425,28 @@ def to_json(table: dict[str, dict[str, Any]], runs: Sequence[Run], meta: dict[st
             "notes": r.n_notes,
             **r.score.to_dict(),
         }
-        for r in runs
+        for r in g.runs
     ]
-    return {"meta": meta, "rows": rows, "items": items}
+    return {**g_meta(g), "rows": rows, "items": items}
 
 
-def print_table(table: dict[str, dict[str, Any]], systems: Sequence[str], title: str) -> None:
+def to_json(groups: Sequence[Group], systems: Sequence[str], meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "meta": meta,
+        "comparison": comparison(groups, systems),
+        "groups": {g.name: group_json(g) for g in groups},
+    }
+
+
+def print_comparison(groups: Sequence[Group], systems: Sequence[str], title: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    head, rows = comparison_rows(groups, systems)
     t = Table(title=title)
-    for h in headers(systems):
-        t.add_column(h, justify="left" if h == "rows" else "right")
-    for cells in table_rows(table, systems):
+    for h in head:
+        t.add_column(h, justify="left" if h == "metric" else "right")
+    for cells in [*rows, aux_share_row(groups, systems)]:
         t.add_row(*cells)
     Console(width=200).print(t)
 
@@ -301,9 +483,64 @@ def song_list(data_dir: Path, items: Sequence[Item]) -> list[dict[str, str]]:
     return list(out.values())
 
 
+def ensure_split(split: str, root: Path | None, log: Callable[[str], None]) -> dict[str, Path]:
+    """The data folders of a split (font -> folder), built first where missing or of an older format.
+
+    A folder holding another split's data is an error, never rebuilt over.
+    """
+    from bench.build import build, default_seed, is_current, split_folders
+
+    folders = split_folders(split, root)
+    stale: int | None = None
+    for folder in folders.values():
+        manifest = folder / "manifest.json"
+        if not manifest.exists():
+            stale = default_seed(split) if stale is None else stale
+            log(f"no benchmark in {folder}: building the {split} split first")
+            continue
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        if data.get("split", "dev") != split:
+            raise DatasetError(f"{folder} holds the {data.get('split')} split, not {split}")
+        if not is_current(manifest, split=split):
+            stale = int(data.get("seed", default_seed(split)))
+            log(f"{folder} is of an older format: rebuilding the {split} split (seed {stale})")
+    if stale is not None:
+        build(root, split=split, seed=stale, force=True, log=log)
+    return folders
+
+
+def load_groups(
+    split: str,
+    *,
+    data: Path | None = None,
+    heldout_data: Path | None = None,
+    quick: bool = False,
+    pattern: str | None = None,
+    log: Callable[[str], None] = print,
+) -> list[Group]:
+    """The groups of `split` ("dev", "heldout" or "all"), their items selected by `quick` and `pattern`."""
+    groups = []
+    for one, root in (("dev", data), ("heldout", heldout_data)):
+        if split not in (one, "all"):
+            continue
+        for font, folder in ensure_split(one, root, log).items():
+            manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+            name = "dev" if one == "dev" else f"held-out {font}"
+            items = select_items(load_items(folder), quick=quick, pattern=pattern)
+            groups.append(Group(name, one, font, folder, items, str(manifest.get("soundfont", ""))))
+    return groups
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="only the quick third of the songs")
+    parser.add_argument(
+        "--split",
+        choices=("dev", "heldout", "all"),
+        default=None,
+        help="which split to run (default all: dev and both held-out renders side by side; with only "
+        "--data or only --heldout-data, that split)",
+    )
+    parser.add_argument("--quick", action="store_true", help="only the quick third of each split's songs")
     parser.add_argument(
         "--items", metavar="GLOB", help='only items whose id matches, e.g. "*/mix" or "*/bass"'
     )
@@ -315,66 +552,99 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="stemscribe's drum backend (default auto: the model when it is available)",
     )
     parser.add_argument(
+        "--engine",
+        default=None,
+        help="stemscribe's engine, passed as Transcriber(engine=NAME) (default: the library's own)",
+    )
+    parser.add_argument(
         "--save",
         action="store_true",
         help="also save every prediction (stemscribe JSON + MIDI, basic-pitch MIDI) under OUT/pred",
     )
-    parser.add_argument("--data", type=Path, default=None, help="benchmark folder (default bench/data)")
-    parser.add_argument("--out", type=Path, default=OUT_DIR, help="where the table goes (default bench/out)")
+    parser.add_argument("--data", type=Path, default=None, help="dev split folder (default bench/data)")
+    parser.add_argument(
+        "--heldout-data",
+        type=Path,
+        default=None,
+        help="held-out split folder, one subfolder per SoundFont (default bench/data-heldout)",
+    )
+    parser.add_argument("--out", type=Path, default=OUT_DIR, help="where the report goes (default bench/out)")
     args = parser.parse_args(argv)
 
-    from bench.build import DATA_DIR, BuildError, build
+    from bench.build import BuildError
 
-    data_dir = args.data or DATA_DIR
+    split = args.split
+    if split is None:
+        given = (args.data is not None, args.heldout_data is not None)
+        split = {(True, False): "dev", (False, True): "heldout"}.get(given, "all")
+
+    def err(m: str) -> None:
+        print(m, file=sys.stderr)
+
     try:
-        if not (data_dir / "manifest.json").exists():
-            print(f"no benchmark in {data_dir}: building it first", file=sys.stderr)
-            build(data_dir, log=lambda m: print(m, file=sys.stderr))
-        items = select_items(load_items(data_dir), quick=args.quick, pattern=args.items)
+        groups = load_groups(
+            split,
+            data=args.data,
+            heldout_data=args.heldout_data,
+            quick=args.quick,
+            pattern=args.items,
+            log=err,
+        )
     except (DatasetError, BuildError) as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    if not items:
+    groups = [g for g in groups if g.items]
+    if not groups:
         print(f"no benchmark item matches {args.items!r}", file=sys.stderr)
         return 1
 
     from bench.systems import BasicPitch, Stemscribe
 
-    systems: list[Any] = [Stemscribe(drums=args.drums)]
+    systems: list[Any] = [Stemscribe(drums=args.drums, engine=args.engine)]
     if not args.no_peer:
         systems.append(BasicPitch())
     names = [s.name for s in systems]
-    save_dir = args.out / "pred" if args.save else None
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    runs = run_items(items, systems, save_dir=save_dir)
+    for n, g in enumerate(groups):
+        save_dir = args.out / "pred" / g.slug if args.save else None
+        g0 = time.perf_counter()
+        g.runs = run_items(g.items, systems, save_dir=save_dir, warm_up=n == 0, label=f"{g.name} ")
+        g.wall_s = time.perf_counter() - g0
+        g.table = summarize(g.runs, names)
     elapsed = time.perf_counter() - t0
 
-    table = summarize(runs, names)
     command = " ".join(["python -m bench.run", *(sys.argv[1:] if argv is None else argv)])
+    all_items = [i for g in groups for i in g.items]
     meta = {
         "command": command,
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": _git_commit(),
         "systems": names,
         "drums": args.drums,
-        "items": len(items),
-        "mixes": sum(1 for i in items if i.is_mix),
-        "audio_s": sum(i.duration for i in items),
+        "engine": args.engine,
+        "groups": [g.name for g in groups],
+        "items": len(all_items),
+        "mixes": sum(1 for i in all_items if i.is_mix),
+        "audio_s": sum(i.duration for i in all_items),
         "elapsed_s": round(elapsed, 1),
         "cpus": os.cpu_count(),
         "load_at_start": round(load, 2),
+        "load_at_end": round(os.getloadavg()[0], 2),
         "machine": platform.machine(),
         "python": platform.python_version(),
         "stemscribe": _version("stemscribe"),
         "basic_pitch": _version("basic-pitch"),
         "onnxruntime": _version("onnxruntime"),
-        "songs": song_list(data_dir, items),
     }
-    print_table(table, names, f"{meta['items']} items, {meta['audio_s']:.0f} s audio, {elapsed:.0f} s wall")
+    title = (
+        f"{meta['items']} items, {meta['audio_s']:.0f} s audio, {elapsed:.0f} s wall; "
+        f"micro F1, {' / '.join(names)}"
+    )
+    print_comparison(groups, names, title)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench.json").write_text(json.dumps(to_json(table, runs, meta), indent=1), encoding="utf-8")
-    (args.out / "bench.md").write_text(markdown(table, names, meta), encoding="utf-8")
+    (args.out / "bench.json").write_text(json.dumps(to_json(groups, names, meta), indent=1), encoding="utf-8")
+    (args.out / "bench.md").write_text(report_markdown(groups, names, meta), encoding="utf-8")
     print(f"wrote {args.out / 'bench.md'} and {args.out / 'bench.json'}")
     return 0
 

@@ -6,8 +6,9 @@ reports for the same notes (the tests check it).
 
 - pitched onset F1 and onset+offset F1: all non-drum notes, instruments ignored (mir_eval defaults: onsets
   within 50 ms, pitch within 50 cents, offsets within 20 % of the note or 50 ms, whichever is larger);
-- drum onset F1: drum notes folded onto classes with `stemscribe.drums.GM_TO_CLASS` (keys it lacks are
-  dropped from both sides), onsets matched per class, counts summed over classes;
+- drum onset F1: every drum note scored, none dropped: `drum_class` folds a GM key onto its kit class
+  (`stemscribe.drums.GM_TO_CLASS`) and leaves any other key (tambourine, cowbell, congas...) its own class,
+  onsets matched per class, counts summed over classes;
 - instrument-aware onset F1: non-drum notes matched per instrument family, counts summed over families.
 
 Exact unisons (same pitch, onsets within 1 ms) collapse to one note inside each matching group: two parts
@@ -188,25 +189,58 @@ def match_onsets(ref_times: Sequence[float], est_times: Sequence[float]) -> Coun
     return Counts(tp, len(est_times) - tp, len(ref_times) - tp)
 
 
+# The drum class table: GM key -> class key (the class's own GM key), and the classes' names. Issue #16 will
+# give every GM percussion key a class in the library; pointing these two names at its table is the change.
+DRUM_CLASS_TABLE: dict[int, int] = GM_TO_CLASS
+KIT_CLASS_NAMES: dict[int, str] = DRUM_CLASS_NAMES
+
+
+def drum_class(key: int) -> int:
+    """The class a drum key is scored as: its class in DRUM_CLASS_TABLE, or the key itself (its own class).
+
+    A reference key with a class matches estimates of that class (35 and 36 are both the kick); any other
+    key (tambourine 54, cabasa 69, GS/XG keys past 81...) is matched only by an estimate with the same key.
+    """
+    return DRUM_CLASS_TABLE.get(key, key)
+
+
+def is_kit_class(cls: int) -> bool:
+    """True for the kit classes of KIT_CLASS_NAMES, False for a key that is its own class."""
+    return cls in KIT_CLASS_NAMES
+
+
+def drum_class_name(cls: int) -> str:
+    """A class's name: the kit class's, else the key's General MIDI percussion name ("key N" past 35-81)."""
+    if cls in KIT_CLASS_NAMES:
+        return KIT_CLASS_NAMES[cls]
+    import pretty_midi
+
+    name = str(pretty_midi.note_number_to_drum_name(cls)) if 0 <= cls <= 127 else ""
+    return name.lower() if name else f"key {cls}"
+
+
 def fold_drums(notes: Sequence[ScoredNote]) -> list[ScoredNote]:
-    """Drum notes with their GM key replaced by its class key; keys outside `GM_TO_CLASS` are dropped."""
-    out = []
-    for n in notes:
-        if n.is_drum and n.pitch in GM_TO_CLASS:
-            out.append(ScoredNote(GM_TO_CLASS[n.pitch], n.start, n.end, n.family, True))
-    return out
+    """The drum notes, each with its GM key replaced by its class (`drum_class`); none is dropped."""
+    return [ScoredNote(drum_class(n.pitch), n.start, n.end, n.family, True) for n in notes if n.is_drum]
 
 
 def drum_counts_by_class(ref: Sequence[ScoredNote], est: Sequence[ScoredNote]) -> dict[int, Counts]:
-    """Onset counts per drum class (class keys from `DRUM_CLASS_NAMES`), over the drum notes of both sides."""
+    """Onset counts per drum class present on either side (see `drum_class`), in class order."""
     ref_f = collapse_unisons(fold_drums(ref))
     est_f = collapse_unisons(fold_drums(est))
     out: dict[int, Counts] = {}
-    for cls in DRUM_CLASS_NAMES:
+    for cls in sorted({n.pitch for n in ref_f} | {n.pitch for n in est_f}):
         r = [n.start for n in ref_f if n.pitch == cls]
         e = [n.start for n in est_f if n.pitch == cls]
         out[cls] = match_onsets(r, e)
     return out
+
+
+def kit_and_aux(classes: dict[int, Counts]) -> tuple[Counts, Counts]:
+    """Per-class counts summed over the kit classes and over the other keys (auxiliary percussion)."""
+    kit = sum_counts(c for k, c in classes.items() if is_kit_class(k))
+    aux = sum_counts(c for k, c in classes.items() if not is_kit_class(k))
+    return kit, aux
 
 
 def family_counts(ref: Sequence[ScoredNote], est: Sequence[ScoredNote]) -> dict[str, Counts]:
@@ -245,10 +279,15 @@ class ItemScore:
             "pitched_onset_offset": c(self.pitched_offset),
             "instrument_onset": c(self.instrument),
             "drums_class": c(self.drums),
-            "drum_classes": {DRUM_CLASS_NAMES[k]: v.to_dict() for k, v in self.drum_classes.items()},
+            "drum_classes": _class_dict(self.drum_classes),
             "families": {k: v.to_dict() for k, v in self.families.items()},
             "onset_deviation_ms": _percentiles_ms(self.deviations),
         }
+
+
+def _class_dict(classes: dict[int, Counts]) -> dict[str, dict[str, Any]]:
+    """Per-class counts keyed "name (key)", e.g. "kick (36)", "tambourine (54)"."""
+    return {f"{drum_class_name(k)} ({k})": v.to_dict() for k, v in sorted(classes.items())}
 
 
 def _percentiles_ms(deviations: Sequence[float]) -> dict[str, float] | None:
@@ -264,7 +303,7 @@ def score_item(ref: Sequence[ScoredNote], est: Sequence[ScoredNote]) -> ItemScor
     ref_pitched = [n for n in ref if not n.is_drum]
     est_pitched = [n for n in est if not n.is_drum]
     has_pitched = bool(ref_pitched)
-    has_drums = bool(fold_drums(ref))
+    has_drums = any(n.is_drum for n in ref)
 
     pitched = match_notes(ref_pitched, est_pitched) if has_pitched else None
     pitched_offset = match_notes(ref_pitched, est_pitched, with_offsets=True) if has_pitched else None
@@ -299,7 +338,7 @@ class Aggregate:
             "micro": {k: (None if v is None else v.to_dict()) for k, v in self.micro.items()},
             "mean_f1": {k: (None if v is None else round(v, 4)) for k, v in self.mean.items()},
             "n_items": dict(self.n_items),
-            "drum_classes": {DRUM_CLASS_NAMES[k]: v.to_dict() for k, v in self.drum_classes.items()},
+            "drum_classes": _class_dict(self.drum_classes),
         }
 
 
@@ -313,9 +352,10 @@ def aggregate(scores: Sequence[ItemScore]) -> Aggregate:
         n_items[metric] = len(present)
         micro[metric] = sum_counts(present) if present else None
         mean[metric] = float(np.mean([c.f1 for c in present])) if present else None
-    classes: dict[int, Counts] = {k: Counts() for k in DRUM_CLASS_NAMES}
+    classes: dict[int, Counts] = {}
     for s in scores:
         for k, c in s.drum_classes.items():
-            classes[k] = classes[k] + c
+            classes[k] = classes.get(k, Counts()) + c
+    classes = dict(sorted(classes.items()))
     deviations = [d for s in scores for d in s.deviations]
     return Aggregate(micro, mean, n_items, classes, deviations)

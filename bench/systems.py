@@ -24,16 +24,36 @@ class System(Protocol):
         ...
 
 
+def transcriber_options(*, drums: str = "auto", engine: str | None = None) -> dict[str, Any]:
+    """Keyword arguments for `stemscribe.Transcriber`: `engine` only when one is named."""
+    options: dict[str, Any] = {"drums": drums}
+    if engine is not None:
+        options["engine"] = engine
+    return options
+
+
 class Stemscribe:
-    """stemscribe's pipeline, models loaded once and reused for every item."""
+    """stemscribe's pipeline, models loaded once and reused for every item.
+
+    `engine`, when given, is passed on as `stemscribe.Transcriber(engine=...)`; a stemscribe without that
+    option raises a TypeError that says so.
+    """
 
     name = "stemscribe"
+    writes_drums = True
 
-    def __init__(self, *, drums: str = "auto") -> None:
-        from stemscribe.pipeline import Transcriber
+    def __init__(self, *, drums: str = "auto", engine: str | None = None) -> None:
+        from stemscribe import Transcriber
 
         self.drums = drums
-        self._transcriber = Transcriber(drums=drums)
+        self.engine = engine
+        options = transcriber_options(drums=drums, engine=engine)
+        try:
+            self._transcriber = Transcriber(**options)
+        except TypeError as exc:
+            if engine is None:
+                raise
+            raise TypeError(f"this stemscribe's Transcriber takes no engine option ({exc})") from exc
 
     def transcribe(self, path: Path, stem: str) -> tuple[list[ScoredNote], Any]:
         result = self._transcriber.transcribe(path, stem=stem)
@@ -57,6 +77,7 @@ class BasicPitch:
     """
 
     name = "basic-pitch"
+    writes_drums = False
 
     def __init__(self) -> None:
         root = logging.getLogger()

@@ -160,3 +160,152 @@ def test_quick_plan_renders_audio_that_matches_its_truth(tmp_path: Path) -> None
         if first > 0.2:
             assert mono[: int((first - 0.05) * sr)].max() < 1e-3
         assert mono[int(first * sr) : int((first + 0.5) * sr)].max() > 1e-3
+
+
+# ------------------------------------------------------------------------------------- the held-out split
+
+
+def test_references_keep_auxiliary_percussion_and_programs_112_to_127(tmp_path: Path) -> None:
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI()
+    kit = pretty_midi.Instrument(program=0, is_drum=True, name="kit")
+    keys = [36, 38, 54, 56, 62, 69, 75, 81, 27, 82]  # kit, tambourine, cowbell, conga, cabasa, claves...
+    kit.notes = [pretty_midi.Note(100, k, 0.1 * i, 0.1 * i + 0.05) for i, k in enumerate(keys * 2)]
+    woodblock = pretty_midi.Instrument(program=115, name="woodblock")  # melodic-channel percussion
+    woodblock.notes = [pretty_midi.Note(90, 60 + i, 0.5 * i, 0.5 * i + 0.2) for i in range(4)]
+    fx = pretty_midi.Instrument(program=122, name="seashore")
+    fx.notes = [pretty_midi.Note(90, 50, 1.0 * i, 1.0 * i + 0.8) for i in range(3)]
+    piano = pretty_midi.Instrument(program=0, name="piano")
+    piano.notes = [pretty_midi.Note(80, 60 + i, 0.3 * i, 0.3 * i + 0.2) for i in range(5)]
+    pm.instruments = [kit, woodblock, fx, piano]
+    path = tmp_path / "song.mid"
+    pm.write(str(path))
+
+    parts = cut_window(build.parts_from_midi(path), 0.0, 5.0)
+    assert sorted(p.program for p in parts if not p.is_drum) == [0, 115, 122]
+    rows = truth_notes(parts)
+    assert {r["pitch"] for r in rows if r["is_drum"]} == set(keys)
+    high = [r for r in rows if r["program"] >= 112]
+    assert len(high) == 7 and all(r["family"] == "drums" and not r["is_drum"] for r in high)
+
+    song = build.Song("00-test", "blupi", "test", parts, 5.0, True)
+    stems = dict(build.song_stems(song))
+    assert list(stems) == ["mix", "drums", "piano"]
+    assert len(stems["mix"]) == 4
+    # the drums stem is the drum channel and the percussive programs, as stemscribe's families have it
+    assert sorted((p.is_drum, p.program) for p in stems["drums"]) == [(False, 115), (False, 122), (True, 0)]
+
+
+def test_bass_and_comping_for_drum_machines_follow_the_chords() -> None:
+    chords = [(0, False), (9, True), (5, False), (7, False)] * 2
+    bass = build.generate_bass(np.random.default_rng(3), key=2, chords=chords, bpm=120.0, low=28, high=50)
+    assert bass and all(28 <= n.pitch <= 50 and n.end > n.start for n in bass)
+    bar = 2.0
+    for n in bass:
+        root = (2 + chords[int(n.start // bar)][0]) % 12
+        assert (n.pitch - root) % 12 in (0, 7)
+    comp = build.generate_comp(np.random.default_rng(3), key=2, chords=chords, bpm=120.0)
+    assert comp and all(55 <= n.pitch < 67 for n in comp)
+    by_onset: dict[float, set[int]] = {}
+    for n in comp:
+        by_onset.setdefault(n.start, set()).add(n.pitch % 12)
+    assert all(len(pcs) == 3 for pcs in by_onset.values())  # block triads
+    assert (
+        build.generate_bass(np.random.default_rng(3), key=2, chords=chords, bpm=120.0, low=28, high=50)
+        == bass
+    )
+
+
+@pytest.mark.skipif(not build.MMA_LIB.exists(), reason="needs the mma Debian package")
+def test_heldout_grooves_are_4_4_main_grooves_of_the_evaluation_only_libraries() -> None:
+    import re
+
+    assert set(build.HELDOUT_GROOVES) == {"casio", "kara", "yamaha", "zoom"}
+    for lib, specs in build.HELDOUT_GROOVES.items():
+        assert len(set(specs)) == len(specs) >= 4
+        for spec in specs:
+            file, groove = spec.split(":")
+            text = (build.MMA_LIB / lib / f"{file}.mma").read_text(errors="replace")
+            assert re.search(rf"^\s*defgroove\s+{re.escape(groove)}\b", text, re.I | re.M), spec
+            assert re.search(r"^\s*time\s+4(/4)?\s*$", text, re.I | re.M), spec
+
+
+@pytest.mark.skipif(not build.BLUPI_DIR.exists(), reason="needs planetblupi-music-midi")
+def test_heldout_songs_never_overlap_the_dev_split() -> None:
+    pytest.importorskip("music21", reason="music21 (the bench extra) is not installed")
+    dev = {seed: build.dev_choices(seed) for seed in build.DEV_SEEDS}
+    assert [c.source for c in dev[build.DEFAULT_SEED]] == list(build.PLAN)
+    for seed in (build.HELDOUT_SEED, 3):
+        held = build.heldout_choices(seed)
+        assert held == build.heldout_choices(seed)  # deterministic
+        assert [c.source for c in held] == list(build.HELDOUT_PLAN)
+        grooves = [c.material for c in held if c.source == "mma"]
+        libs = [g.split("/")[0] for g in grooves]
+        assert set(libs[:4]) == {"casio", "kara", "yamaha", "zoom"}
+        assert not {g.split(":")[-1] for g in grooves} & set(build.GROOVES)
+        assert len({c.material for c in held}) == len(held)
+        for dev_choices in dev.values():
+            assert not {c.material for c in held} & {c.material for c in dev_choices}
+            dev_sopranos = {build._chorale_info(c.material)[1] for c in dev_choices if c.source == "chorale"}
+            for c in held:
+                if c.source == "chorale":
+                    assert build._chorale_info(c.material)[1] not in dev_sopranos
+        # the song ids differ too, so no item of one split can be mistaken for the other's
+        dev_tags = {c.tag for choices in dev.values() for c in choices}
+        assert not {c.tag for c in held} & dev_tags
+
+
+def test_split_folders_and_build_cli_defaults(tmp_path: Path) -> None:
+    assert build.split_folders("dev", tmp_path) == {"fluidr3": tmp_path}
+    assert build.split_folders("heldout", tmp_path) == {
+        "fluidr3": tmp_path / "fluidr3",
+        "csound": tmp_path / "csound",
+    }
+    assert build.FONTS["csound"].name == "sf_GMbank.sf2"
+    with pytest.raises(SystemExit):
+        build.main(["--seed", "3"])  # a seed names one split
+    with pytest.raises(ValueError):
+        build.split_folders("test")
+
+
+def test_is_current_knows_split_version_seed_and_plan(tmp_path: Path) -> None:
+    m = tmp_path / "manifest.json"
+    assert not build.is_current(m, split="dev")
+    good = {"version": build.FORMAT_VERSION, "split": "heldout", "seed": 15, "plan": list(build.HELDOUT_PLAN)}
+    m.write_text(json.dumps(good))
+    assert build.is_current(m, split="heldout") and build.is_current(m, split="heldout", seed=15)
+    assert not build.is_current(m, split="heldout", seed=16)
+    assert not build.is_current(m, split="dev")
+    m.write_text(json.dumps({**good, "version": 1}))
+    assert not build.is_current(m, split="heldout")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    shutil.which("fluidsynth") is None or not build.SOUNDFONT.exists() or not build.CSOUND_SOUNDFONT.exists(),
+    reason="needs fluidsynth, FluidR3_GM and csound's GM bank (csound-soundfont)",
+)
+def test_one_song_renders_with_both_heldout_fonts(tmp_path: Path) -> None:
+    import soundfile as sf
+
+    parts = [
+        part([(36 + 18 * (i % 2), 0.25 * i, 0.25 * i + 0.1) for i in range(8)], program=0, is_drum=True),
+        part([(60 + i, 0.4 * i, 0.4 * i + 0.3) for i in range(5)], program=0),
+        part([(64, 0.5, 1.0), (66, 1.0, 1.5), (68, 1.5, 1.9)], program=115),
+    ]
+    song = build.Song("00-test", "mma", "test", parts, 2.5, True)
+    rendered = {}
+    for font, soundfont in build.FONTS.items():
+        entries = build.write_song(song, tmp_path / font / song.song_id, soundfont)
+        assert [e["stem"] for e in entries] == ["mix", "drums", "piano"]
+        for e in entries:
+            audio, sr = sf.read(str(tmp_path / font / e["audio"]))
+            assert len(audio) == int(2.5 * sr) and np.abs(audio).max() > 0.01
+        truth = json.loads((tmp_path / font / "00-test" / "drums.json").read_text())
+        assert {n["pitch"] for n in truth["notes"] if n["is_drum"]} == {36, 54}
+        assert any(n["program"] == 115 for n in truth["notes"])
+        rendered[font] = sf.read(str(tmp_path / font / "00-test" / "mix.flac"))[0]
+        assert entries[0]["truth_sha256"]
+    # the same notes, two sample sets
+    assert not np.allclose(rendered["fluidr3"], rendered["csound"], atol=1e-3)

@@ -10,17 +10,23 @@ pytest.importorskip("mir_eval", reason="mir_eval (the bench/dev extra) is not in
 import mir_eval.transcription  # noqa: E402
 import mir_eval.util  # noqa: E402
 
+import bench.score  # noqa: E402
 from bench.score import (  # noqa: E402
     Counts,
     ScoredNote,
     aggregate,
     collapse_unisons,
+    drum_class,
+    drum_class_name,
     drum_counts_by_class,
     fold_drums,
+    is_kit_class,
+    kit_and_aux,
     match_notes,
     onset_deviations,
     score_item,
 )
+from stemscribe.drums import DRUM_CLASS_NAMES, GM_TO_CLASS  # noqa: E402
 
 
 def melody(family: str = "bass", *, shift: float = 0.0, n: int = 8, length: float = 0.4) -> list[ScoredNote]:
@@ -128,12 +134,66 @@ def test_drums_fold_onto_classes_and_match_per_class() -> None:
     assert s.drums is not None and s.drums.f1 == pytest.approx(0.5)
 
 
-def test_drum_keys_outside_the_classes_are_dropped_from_both_sides() -> None:
-    ref = drums([(36, 0.0), (54, 0.5), (69, 1.0)])  # tambourine, cabasa: no class
-    est = drums([(36, 0.0), (82, 1.5)])  # shaker: no class
-    assert [n.pitch for n in fold_drums(ref)] == [36]
+def test_drum_class_rule_kit_keys_fold_other_keys_are_their_own_class() -> None:
+    assert drum_class(35) == drum_class(36) == 36  # both kicks
+    assert drum_class(40) == 38 and drum_class(44) == 46
+    for cls in DRUM_CLASS_NAMES:
+        assert drum_class(cls) == cls and is_kit_class(cls)
+    for key in range(35, 82):
+        assert drum_class(key) == GM_TO_CLASS.get(key, key)
+    # auxiliary percussion, keys below 35 and past 81 (GS/XG) stay themselves
+    for key in (54, 56, 62, 69, 70, 75, 81, 27, 82, 87):
+        assert drum_class(key) == key and not is_kit_class(key)
+    assert drum_class_name(36) == "kick"
+    assert drum_class_name(54) == "tambourine"
+    assert drum_class_name(82) == "key 82"
+
+
+def test_auxiliary_percussion_is_scored_not_dropped() -> None:
+    ref = drums([(36, 0.0), (54, 0.5), (69, 1.0)])  # kick, tambourine, cabasa
+    est = drums([(35, 0.0), (82, 1.5)])  # a kick (other key, same class), a shaker nobody played
+    assert [n.pitch for n in fold_drums(ref)] == [36, 54, 69]
+    by_class = drum_counts_by_class(ref, est)
+    assert by_class == {36: Counts(1, 0, 0), 54: Counts(0, 0, 1), 69: Counts(0, 0, 1), 82: Counts(0, 1, 0)}
     s = score_item(ref, est)
-    assert s.drums == Counts(1, 0, 0)
+    assert s.drums == Counts(1, 1, 2)
+    kit, aux = kit_and_aux(s.drum_classes)
+    assert kit == Counts(1, 0, 0) and aux == Counts(0, 1, 2)
+    assert set(s.to_dict()["drum_classes"]) == {"kick (36)", "tambourine (54)", "cabasa (69)", "key 82 (82)"}
+
+
+def test_an_auxiliary_key_matches_only_the_same_key() -> None:
+    ref = drums([(54, 0.5)])
+    assert score_item(ref, drums([(54, 0.51)])).drums == Counts(1, 0, 0)
+    assert score_item(ref, drums([(69, 0.5)])).drums == Counts(0, 1, 1)  # cabasa for a tambourine
+    assert score_item(ref, drums([(38, 0.5)])).drums == Counts(0, 1, 1)  # a snare for a tambourine
+
+
+def test_a_system_without_auxiliary_percussion_loses_recall() -> None:
+    kit = [(36, 0.5 * i) for i in range(6)]
+    aux = [(54, 0.5 * i + 0.25) for i in range(6)]
+    s = score_item(drums(kit + aux), drums(kit))
+    assert s.drums == Counts(6, 0, 6)
+    assert s.drums is not None and s.drums.recall == 0.5 and s.drums.precision == 1.0
+    # a reference with only auxiliary percussion is still a drum item
+    only_aux = score_item(drums(aux), [])
+    assert only_aux.drums == Counts(0, 0, 6) and only_aux.pitched is None
+
+
+def test_the_class_rule_is_one_table_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue #16 replaces the table: swapping it changes the scoring and nothing else has to move
+    monkeypatch.setattr(bench.score, "DRUM_CLASS_TABLE", {**GM_TO_CLASS, 69: 70, 70: 70})
+    assert drum_class(69) == 70
+    assert score_item(drums([(69, 0.5)]), drums([(70, 0.5)])).drums == Counts(1, 0, 0)
+
+
+def test_aggregate_sums_every_drum_class_present() -> None:
+    a = score_item(drums([(36, 0.0), (54, 0.5)]), drums([(36, 0.0)]))
+    b = score_item(drums([(54, 0.5), (75, 1.0)]), drums([(54, 0.5)]))
+    agg = aggregate([a, b])
+    assert agg.drum_classes == {36: Counts(1, 0, 0), 54: Counts(1, 0, 1), 75: Counts(0, 0, 1)}
+    assert agg.micro["drums"] == Counts(2, 0, 2)
+    assert "claves (75)" in agg.to_dict()["drum_classes"]
 
 
 def test_drum_onsets_60_ms_off_miss() -> None:
