@@ -4,8 +4,13 @@ Input (B, N_CHANNELS, T, 88): basic-pitch's note and onset posteriors and the ha
 `stemscribe.transcription.network`. A pitch-shared convolutional net: 3x3 convolutions over (time,
 pitch) with time dilations 1..16 (about +-0.37 s of context), an octave convolution (pitch -12, 0,
 +12) so a note can be told from its own partials, and a per-frame context vector pooled over all
-pitches (which instruments are playing) added back to every pitch. Output (B, 3 * 9, T, 88): onset
-and frame logits and velocity logits for each family.
+pitches (which instruments are playing) added back to every pitch.
+
+The head is factorised (`N_RAW` channels): a pitch's onset, frame and velocity logits, whatever plays
+it, and logits over the nine families of who plays it. A family's onset posterior is then the pitch's
+onset posterior times that family's share (`family_posteriors`): the pitch part learns from every
+note whatever its family, and the family part is a classification, which is what a few CPU hours can
+train. Two families on one pitch at once share it (a unison across instruments is rare in the data).
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from torch import nn
 from stemscribe.transcription.network import N_CHANNELS, N_FAMILIES
 
 DILATIONS = (1, 2, 4, 8, 16)
+N_RAW = 3 + N_FAMILIES  # onset, frame, velocity logits of the pitch; family logits
+ONSET_PRIOR = -4.0  # initial logits: onsets and sounding frames are rare, start the net there
+FRAME_PRIOR = -2.0
 
 
 class _Block(nn.Module):
@@ -43,7 +51,11 @@ class NoteNet(nn.Module):
         )
         self.late = nn.ModuleList([_Block(width, d) for d in DILATIONS[2:]])
         self.context = nn.Linear(width, width)
-        self.head = nn.Conv2d(width, 3 * N_FAMILIES, 1)
+        self.head = nn.Conv2d(width, N_RAW, 1)
+        with torch.no_grad():
+            self.head.bias.zero_()
+            self.head.bias[0] = ONSET_PRIOR
+            self.head.bias[1] = FRAME_PRIOR
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.stem(x)
@@ -57,12 +69,21 @@ class NoteNet(nn.Module):
         return self.head(h)
 
 
+def family_posteriors(raw: torch.Tensor) -> torch.Tensor:
+    """(B, 3 * 9, T, 88) posteriors (onset, frame, velocity per family) of (B, N_RAW, T, 88) logits."""
+    share = torch.softmax(raw[:, 3:], dim=1)  # (B, 9, T, 88)
+    onset = torch.sigmoid(raw[:, 0:1]) * share
+    frame = torch.sigmoid(raw[:, 1:2]) * share
+    velocity = torch.sigmoid(raw[:, 2:3]).expand_as(share)
+    return torch.cat([onset, frame, velocity], dim=1)
+
+
 class Exported(nn.Module):
-    """What ships: the net with sigmoids on every output, so the ONNX graph gives posteriors."""
+    """What ships: the net and `family_posteriors`, so the ONNX graph gives per-family posteriors."""
 
     def __init__(self, net: NoteNet) -> None:
         super().__init__()
         self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.net(x))
+        return family_posteriors(self.net(x))

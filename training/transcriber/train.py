@@ -37,7 +37,7 @@ from stemscribe.transcription.network import (
     spectrum_magnitudes,
 )
 from training.transcriber.data import load_shard
-from training.transcriber.model import NoteNet
+from training.transcriber.model import NoteNet, family_posteriors
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +45,7 @@ SAMPLE_RATE = 22050
 _TIMES = frame_times(np.arange(200_000))
 ONSET_POS_WEIGHT = 5.0
 VELOCITY_WEIGHT = 0.5
+FAMILY_WEIGHT = 0.3
 FIRST_SHARDS = 4
 
 
@@ -153,7 +154,7 @@ def predict_clip(net: nn.Module, clip: dict[str, np.ndarray]) -> FamilyPosterior
     device = next(net.parameters()).device
     with torch.no_grad():
         x = torch.from_numpy(clip_input(clip, 0, n))[None].to(device)
-        out = torch.sigmoid(net(x))[0].cpu().numpy()
+        out = family_posteriors(net(x))[0].cpu().numpy()
     out = out.transpose(1, 0, 2)  # (T, 27, 88)
     return FamilyPosteriors(
         out[:, :N_FAMILIES].copy(),
@@ -282,7 +283,7 @@ def train(args: argparse.Namespace) -> None:
     bce = nn.BCEWithLogitsLoss(reduction="none")
     t0 = time.time()
     seen = 0.0
-    running: list[tuple[float, float, float]] = []
+    running: list[tuple[float, float, float, float]] = []
 
     def save(path: Path, step: int) -> None:
         torch.save(
@@ -301,17 +302,23 @@ def train(args: argparse.Namespace) -> None:
     for step in range(start + 1, args.steps + 1):
         net.train()
         x, onset, frame, velocity = (t.to(device) for t in batch(clips, step, args))
-        out = net(x)
-        lo, lf, lv = out[:, :N_FAMILIES], out[:, N_FAMILIES : 2 * N_FAMILIES], out[:, 2 * N_FAMILIES :]
-        loss_on = (bce(lo, onset) * (1.0 + (ONSET_POS_WEIGHT - 1.0) * onset)).mean()
-        loss_fr = bce(lf, frame).mean()
-        loss_vel = ((torch.sigmoid(lv) - velocity) ** 2 * onset).sum() / onset.sum().clamp(min=1.0)
-        loss = loss_on + loss_fr + VELOCITY_WEIGHT * loss_vel
+        raw = net(x)
+        onset_p = onset.amax(dim=1)  # (B, T, 88): a note starts here, whoever plays it
+        frame_p = frame.amax(dim=1)
+        loss_on = (bce(raw[:, 0], onset_p) * (1.0 + (ONSET_POS_WEIGHT - 1.0) * onset_p)).mean()
+        loss_fr = bce(raw[:, 1], frame_p).mean()
+        # Who plays it: cross-entropy over the families, where something sounds.
+        share = frame / frame.sum(dim=1, keepdim=True).clamp(min=1.0)
+        logp = torch.log_softmax(raw[:, 3:], dim=1)
+        loss_fam = -(share * logp).sum(dim=1).sum() / frame_p.sum().clamp(min=1.0)
+        vel_p = velocity.amax(dim=1)
+        loss_vel = ((torch.sigmoid(raw[:, 2]) - vel_p) ** 2 * onset_p).sum() / onset_p.sum().clamp(min=1.0)
+        loss = loss_on + loss_fr + FAMILY_WEIGHT * loss_fam + VELOCITY_WEIGHT * loss_vel
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(net.parameters(), 5.0)
         opt.step()
-        running.append((loss_on.item(), loss_fr.item(), loss_vel.item()))
+        running.append((loss_on.item(), loss_fr.item(), loss_vel.item(), loss_fam.item()))
         seen += x.shape[0] * x.shape[2] * 256 / SAMPLE_RATE
         if step % args.save_every == 0:
             save(args.out / "last.pt", step)
@@ -327,6 +334,7 @@ def train(args: argparse.Namespace) -> None:
                 "train_onset_loss": round(float(tr[0]), 5),
                 "train_frame_loss": round(float(tr[1]), 5),
                 "train_velocity_loss": round(float(tr[2]), 5),
+                "train_family_loss": round(float(tr[3]), 5),
                 "shards": shards_for_step(step, args.shards, args.steps_per_shard),
                 **{f"valid_{k}": v for k, v in scores.items()},
             }
