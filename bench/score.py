@@ -7,8 +7,8 @@ reports for the same notes (the tests check it).
 - pitched onset F1 and onset+offset F1: all non-drum notes, instruments ignored (mir_eval defaults: onsets
   within 50 ms, pitch within 50 cents, offsets within 20 % of the note or 50 ms, whichever is larger);
 - drum onset F1: every drum note scored, none dropped: `drum_class` folds a GM key onto its kit class
-  (`stemscribe.drums.GM_TO_CLASS`) and leaves any other key (tambourine, cowbell, congas...) its own class,
-  onsets matched per class, counts summed over classes;
+  (`stemscribe.transcription.drums.GM_TO_CLASS`) and leaves any other key (tambourine, cowbell,
+  congas...) its own class, onsets matched per class, counts summed over classes;
 - instrument-aware onset F1: non-drum notes matched per instrument family, counts summed over families.
 
 Exact unisons (same pitch, onsets within 1 ms) collapse to one note inside each matching group: two parts
@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stemscribe.drums import DRUM_CLASS_NAMES, GM_TO_CLASS
+from stemscribe.transcription.drums import DRUM_CLASS_NAMES, GM_TO_CLASS
 
 ONSET_TOLERANCE = 0.05
 OFFSET_RATIO = 0.2

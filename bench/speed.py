@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from bench.systems import BasicPitch
-    from stemscribe.pipeline import Transcriber
+    from stemscribe.transcription.pipeline import Transcriber
 
     rows: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory() as tmp:

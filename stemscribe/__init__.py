@@ -12,9 +12,9 @@ from stemscribe.errors import (
     SeparationUnavailableError,
     StemscribeError,
 )
-from stemscribe.pipeline import Transcriber, transcribe
 from stemscribe.result import Instrument, NoteEvent, Result
 from stemscribe.stems import Family, StemType
+from stemscribe.transcription.pipeline import Transcriber, transcribe
 
 __version__ = "0.1.0"
 

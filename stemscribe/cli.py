@@ -87,8 +87,8 @@ def transcribe(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from stemscribe.errors import StemscribeError
-    from stemscribe.pipeline import Transcriber
     from stemscribe.stems import StemType
+    from stemscribe.transcription.pipeline import Transcriber
 
     if json_path is not None and len(inputs) != 1:
         _fail(ValueError("--json PATH takes exactly one input"))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stemscribe.drums import DRUM_CLASSES, GM_TO_CLASS, drum_backend_names, get_drum_backend
+from stemscribe.transcription.drums import DRUM_CLASSES, GM_TO_CLASS, drum_backend_names, get_drum_backend
 
 
 def test_every_class_key_means_its_own_class() -> None:

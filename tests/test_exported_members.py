@@ -17,5 +17,5 @@ def test_public_api_is_pinned() -> None:
 def test_import_loads_no_model() -> None:
     import sys
 
-    assert "onnxruntime" not in sys.modules or "stemscribe.inference" in sys.modules
+    assert "onnxruntime" not in sys.modules or "stemscribe.transcription.pitch_model" in sys.modules
     assert "basic_pitch" not in sys.modules

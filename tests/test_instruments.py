@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from stemscribe.instruments import assign_roles, smooth_family_probs
-from stemscribe.notes import NoteArrays
+from stemscribe.transcription.notes import NoteArrays
+from stemscribe.transcription.roles import assign_roles, smooth_family_probs
 
 
 def _notes(rows: list[tuple[int, int, int]]) -> NoteArrays:

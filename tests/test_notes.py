@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from stemscribe.inference import Posteriors, frame_times, n_output_frames
-from stemscribe.notes import DecodeOptions, decode_monophonic, decode_polyphonic, to_events
+from stemscribe.transcription.notes import DecodeOptions, decode_monophonic, decode_polyphonic, to_events
+from stemscribe.transcription.pitch_model import Posteriors, frame_times, n_output_frames
 
 
 def _posteriors(n: int, notes: list[tuple[int, int, int]], *, octave_ghost: bool = False) -> Posteriors:
@@ -166,7 +166,7 @@ def test_a_strummed_top_string_with_a_low_frame_posterior_opens_on_a_strong_onse
 
 
 def test_pairs_within_matches_brute_force() -> None:
-    from stemscribe.notes import pairs_within
+    from stemscribe.transcription.notes import pairs_within
 
     rng = np.random.default_rng(3)
     a, b = rng.integers(0, 500, 300), rng.integers(0, 500, 200)

@@ -41,7 +41,7 @@ def test_bass_stem_is_one_line_in_range(transcriber, signals) -> None:
 def test_drum_stem_gives_gm_drums(transcriber, rendered_band) -> None:
     import pretty_midi
 
-    from stemscribe.drums import DRUM_CLASSES
+    from stemscribe.transcription.drums import DRUM_CLASSES
 
     wav, truth = rendered_band
     drums_only = pretty_midi.PrettyMIDI(initial_tempo=120)
@@ -107,7 +107,7 @@ def test_other_stem_is_named_by_its_timbre(tmp_path, signals) -> None:
     import pretty_midi
 
     from stemscribe import Transcriber
-    from stemscribe.timbre import FamilyClassifier
+    from stemscribe.transcription.timbre import FamilyClassifier
 
     if not FamilyClassifier.available():
         pytest.skip("stemscribe/weights/timbre.onnx not shipped")

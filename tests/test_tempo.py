@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stemscribe.tempo import track_beats
+from stemscribe.transcription.tempo import track_beats
 
 
 def _clicks(bpm: float, seconds: float, sr: int = 22050, offset: float = 0.25) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from stemscribe.onnx_weights import write_weights
+from stemscribe.transcription.weights import write_weights
 
 log = logging.getLogger(__name__)
 OPSET = 17

@@ -14,6 +14,7 @@ import socket
 import threading
 from typing import Any, Protocol
 
+from stemscribe.jobs.storage import ArtifactStorage
 from stemscribe.jobs.store import SqlJobStore
 from stemscribe.jobs.worker import (
     TranscriberFactory,
@@ -22,7 +23,6 @@ from stemscribe.jobs.worker import (
     process_main,
 )
 from stemscribe.settings import Settings
-from stemscribe.storage import ArtifactStorage
 
 logger = logging.getLogger(__name__)
 

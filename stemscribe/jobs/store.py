@@ -603,7 +603,7 @@ class SqlJobStore:
 def open_store(url: str, *, migrate: bool = True, webhook_attempts: int = 5) -> SqlJobStore:
     """A store on `url`, migrated to the newest schema first (unless `migrate=False`)."""
     if migrate:
-        from stemscribe.migrations import upgrade_database
+        from stemscribe.jobs.migrations import upgrade_database
 
         upgrade_database(url)
     return SqlJobStore(url, webhook_attempts=webhook_attempts)

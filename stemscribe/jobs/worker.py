@@ -25,18 +25,18 @@ from stemscribe.errors import (
 )
 from stemscribe.jobs.models import AudioRecord, TaskKind, TaskRecord
 from stemscribe.jobs.separation import build_separator, plan_separation, shape_stems, stem_title
+from stemscribe.jobs.storage import ArtifactStorage, LocalStorage, StorageError
 from stemscribe.jobs.store import SqlJobStore, new_id
 from stemscribe.progress import ProgressCallback
 from stemscribe.result import Result
 from stemscribe.settings import Settings
 from stemscribe.stems import StemType
-from stemscribe.storage import ArtifactStorage, LocalStorage, StorageError
 
 logger = logging.getLogger(__name__)
 
 
 class TranscriberLike(Protocol):
-    """What a worker needs from `stemscribe.pipeline.Transcriber`."""
+    """What a worker needs from `stemscribe.transcription.pipeline.Transcriber`."""
 
     def transcribe(
         self, source: Any, *, stem: str = "auto", progress: ProgressCallback | None = None
@@ -48,7 +48,7 @@ TranscriberFactory = Callable[[Settings], TranscriberLike]
 
 def default_transcriber_factory(settings: Settings) -> TranscriberLike:
     """The real pipeline, models loaded once per worker."""
-    from stemscribe.pipeline import Transcriber
+    from stemscribe.transcription.pipeline import Transcriber
 
     return Transcriber(max_duration=settings.max_duration_s)
 

@@ -1,7 +1,7 @@
-"""Model-based stem separation (Demucs) behind `stemscribe.separate`'s `Separator` seam.
+"""Model-based stem separation (Demucs) behind `stemscribe.separation.hpss`'s `Separator` seam.
 
 Importing this package is cheap: it registers the "demucs" separator (and one alias per model
-name: "htdemucs", "htdemucs_6s", "htdemucs_ft") with `stemscribe.separate.register_separator`,
+name: "htdemucs", "htdemucs_6s", "htdemucs_ft") with `stemscribe.separation.hpss.register_separator`,
 and imports torch only when one is built. `demucs_available()` says, without importing torch,
 whether `get_separator("demucs")` can work here.
 """
@@ -12,8 +12,8 @@ import importlib.util
 from functools import partial
 from pathlib import Path
 
-from stemscribe.separate import Separator, register_separator
 from stemscribe.separation.files import write_stems
+from stemscribe.separation.hpss import Separator, register_separator
 from stemscribe.separation.stemsets import STEM_TITLES, StemSet, select_stems, vocals_instrumental
 from stemscribe.separation.weights import DEFAULT_MODEL, MODELS, fetch_model, list_models, model_status
 

@@ -86,8 +86,8 @@ def separate(
     hpss (drums + harmonic) always works; demucs models need `stemscribe models fetch demucs`.
     """
     from stemscribe.audio import load_audio
-    from stemscribe.separate import get_separator
     from stemscribe.separation.files import FORMATS, write_stems
+    from stemscribe.separation.hpss import get_separator
     from stemscribe.separation.stemsets import StemSet
 
     try:

@@ -16,6 +16,7 @@ from prometheus_client.core import GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from stemscribe.jobs.runner import LocalRunner, Runner
+from stemscribe.jobs.storage import ArtifactStorage, LocalStorage
 from stemscribe.jobs.store import SqlJobStore, open_store
 from stemscribe.jobs.webhooks import WebhookSender
 from stemscribe.jobs.worker import TranscriberFactory, default_transcriber_factory
@@ -24,7 +25,6 @@ from stemscribe.service.errors import ApiError, install_error_handlers
 from stemscribe.service.routers import acedata, aimusicapi, kie, native, ops
 from stemscribe.service.shapes import DialectRenderer
 from stemscribe.settings import Settings
-from stemscribe.storage import ArtifactStorage, LocalStorage
 
 logger = logging.getLogger(__name__)
 

@@ -94,8 +94,8 @@ def keys_revoke(ident: Annotated[str, typer.Argument(help="The key's id, name or
 
 def purge() -> None:
     """Delete the files of expired results and uploads (the server also does this every hour)."""
+    from stemscribe.jobs.storage import LocalStorage
     from stemscribe.service.context import ServiceContext
-    from stemscribe.storage import LocalStorage
 
     settings = _settings()
     settings.ensure_dirs()

@@ -25,11 +25,11 @@ from stemscribe.audio import load_audio
 from stemscribe.errors import AudioError, AudioTooLongError, StemscribeError
 from stemscribe.jobs.models import AudioRecord, Principal, TaskKind, TaskRecord, TaskState
 from stemscribe.jobs.netguard import BlockedAddressError, check_url, fetch_stream
+from stemscribe.jobs.storage import ArtifactStorage, StorageError
 from stemscribe.jobs.store import LOCAL_PRINCIPAL, SqlJobStore, hash_key, new_id
 from stemscribe.jobs.worker import audio_key, result_key
 from stemscribe.service.errors import ApiError, library_error, not_found
 from stemscribe.settings import Settings
-from stemscribe.storage import ArtifactStorage, StorageError
 
 _CHUNK = 1 << 20
 FINAL_STATES = frozenset({TaskState.SUCCEEDED.value, TaskState.FAILED.value, TaskState.EXPIRED.value})

@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stemscribe import drum_model
-from stemscribe.drum_model import (
+from stemscribe.errors import ModelError
+from stemscribe.transcription import drum_model
+from stemscribe.transcription.drum_model import (
     FPS,
     HOP,
     N_MELS,
@@ -22,8 +23,13 @@ from stemscribe.drum_model import (
     pick_peaks,
     weights_available,
 )
-from stemscribe.drums import DRUM_CLASSES, GM_TO_CLASS, DrumTranscriber, drum_backend_names, get_drum_backend
-from stemscribe.errors import ModelError
+from stemscribe.transcription.drums import (
+    DRUM_CLASSES,
+    GM_TO_CLASS,
+    DrumTranscriber,
+    drum_backend_names,
+    get_drum_backend,
+)
 
 needs_weights = pytest.mark.skipif(
     not weights_available(), reason="stemscribe/weights/drums.onnx not present"
@@ -198,7 +204,7 @@ def test_sample_rate_is_handled() -> None:
 
 
 def test_module_registers_nothing_without_weights(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from stemscribe import drums
+    from stemscribe.transcription import drums
 
     monkeypatch.setattr(drums, "_REGISTRY", {})
     monkeypatch.setattr(drum_model, "default_weights_path", lambda: tmp_path / "drums.onnx")

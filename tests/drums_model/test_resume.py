@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stemscribe.drum_model import FPS, N_CLASSES, N_MELS
+from stemscribe.transcription.drum_model import FPS, N_CLASSES, N_MELS
 
 torch = pytest.importorskip("torch", reason="training needs torch (the train extra)")
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stemscribe.drum_model import FPS, N_CLASSES, SAMPLE_RATE, DrumModel
-from stemscribe.drums import DRUM_CLASSES
 from stemscribe.result import NoteEvent
+from stemscribe.transcription.drum_model import FPS, N_CLASSES, SAMPLE_RATE, DrumModel
+from stemscribe.transcription.drums import DRUM_CLASSES
 from training.drums.scoring import onsets_by_class, score_onsets
 
 TIMGM = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
@@ -154,7 +154,7 @@ def test_export_round_trip(tmp_path: Path) -> None:
     assert ((onset >= 0) & (onset <= 1)).all() and ((velocity >= 0) & (velocity <= 1)).all()
     # Chunked inference agrees with one pass over the whole input.
     net.eval()
-    from stemscribe.drum_model import log_mel
+    from stemscribe.transcription.drum_model import log_mel
 
     with torch.no_grad():
         logits, _ = net(torch.from_numpy(log_mel(x))[None])

@@ -11,8 +11,8 @@ import pytest
 
 from stemscribe.audio import Audio
 from stemscribe.errors import InvalidOptionError, ModelError, SeparationUnavailableError
-from stemscribe.separate import Separator, get_separator, separator_names
 from stemscribe.separation import demucs_available, select_stems
+from stemscribe.separation.hpss import Separator, get_separator, separator_names
 from stemscribe.separation.weights import models_dir
 
 pytestmark = pytest.mark.separation
@@ -281,9 +281,9 @@ def test_gpu_matches_cpu(install_tiny: Callable[..., object]) -> None:
 
 def test_transcriber_uses_the_demucs_separator_on_mixes(install_tiny: Callable[..., object]) -> None:
     """The pipeline finds "demucs" through `get_separator`, transcribes each stem, and records it."""
-    from stemscribe.pipeline import Transcriber
     from stemscribe.separation import weights
     from stemscribe.stems import Family
+    from stemscribe.transcription.pipeline import Transcriber
 
     install_tiny("htdemucs")  # the default model's name, tiny weights
     assert weights.model_status("htdemucs").ready

@@ -39,7 +39,7 @@ def tone_wav(
 
 
 class FakeTranscriber:
-    """Stands in for `stemscribe.pipeline.Transcriber`: one note per second of the decoded audio."""
+    """Stands in for `transcription.pipeline.Transcriber`: one note per second of the decoded audio."""
 
     def __init__(self, *, delay: float = 0.0, fail: Exception | None = None) -> None:
         self.delay, self.fail = delay, fail

@@ -1,4 +1,4 @@
-"""stemscribe.timbre: note features, weight checks, and the shipped family classifier."""
+"""stemscribe.transcription.timbre: note features, weight checks, and the shipped family classifier."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from stemscribe.errors import ModelError
 from stemscribe.result import NoteEvent
 from stemscribe.stems import Family
-from stemscribe.timbre import (
+from stemscribe.transcription.timbre import (
     FEATURE_VERSION,
     FRAME_OFFSETS,
     N_FEATURES,
@@ -194,7 +194,7 @@ def test_shipped_model_hears_bass_and_flute() -> None:
 
 
 def test_many_notes_in_chunks_match_one_batch(monkeypatch: pytest.MonkeyPatch) -> None:
-    from stemscribe import timbre
+    from stemscribe.transcription import timbre
 
     rng = np.random.default_rng(1)
     x = (0.1 * rng.standard_normal(SAMPLE_RATE * 8)).astype(np.float32)

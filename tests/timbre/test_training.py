@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from stemscribe.stems import family_of_program
-from stemscribe.timbre import N_FEATURES, TIMBRE_FAMILIES, FamilyClassifier
+from stemscribe.transcription.timbre import N_FEATURES, TIMBRE_FAMILIES, FamilyClassifier
 
 TIMGM = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stemscribe.notes import NoteArrays
-from stemscribe.timbre import TIMBRE_FAMILIES
-from stemscribe.verify import N_FEATURES, N_SCALARS, ROLES, THRESHOLD_SCALE, NoteVerifier
+from stemscribe.transcription.notes import NoteArrays
+from stemscribe.transcription.timbre import TIMBRE_FAMILIES
+from stemscribe.transcription.verify import N_FEATURES, N_SCALARS, ROLES, THRESHOLD_SCALE, NoteVerifier
 
 TIMGM = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
 AGREES = N_SCALARS - 1  # the "among the reference notes" column of note_features
@@ -216,7 +216,7 @@ def test_train_export_load(tmp_path: Path) -> None:
     assert probs[valid["label"]].min() > probs[~valid["label"]].max()
 
     # Through note_features: candidates among the reference notes are kept, the others dropped.
-    from stemscribe.inference import Posteriors
+    from stemscribe.transcription.pitch_model import Posteriors
 
     post = Posteriors(
         np.zeros((200, 88), np.float32), np.zeros((200, 88), np.float32), np.zeros((200, 264), np.float32)

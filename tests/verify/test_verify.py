@@ -1,4 +1,4 @@
-"""stemscribe.verify: candidate features on hand-built posteriors, the shipped verifier, the pipeline."""
+"""transcription.verify: candidate features on hand-built posteriors, the shipped verifier, the pipeline."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from stemscribe.errors import ModelError
-from stemscribe.inference import Posteriors
-from stemscribe.notes import NoteArrays, to_events
-from stemscribe.verify import (
+from stemscribe.transcription.notes import NoteArrays, to_events
+from stemscribe.transcription.pitch_model import Posteriors
+from stemscribe.transcription.verify import (
     COMPANION_OFFSETS,
     N_FEATURES,
     N_SCALARS,
@@ -337,7 +337,7 @@ def test_damaged_or_missing_weights(tmp_path: Path, verifier: NoteVerifier) -> N
 @needs_weights
 def test_weights_for_other_features_are_refused(tmp_path: Path, verifier: NoteVerifier) -> None:
     onnx = pytest.importorskip("onnx")
-    from stemscribe.onnx_weights import write_weights
+    from stemscribe.transcription.weights import write_weights
 
     def relabelled(name: str, **changes: str) -> Path:
         model = onnx.load(str(verifier.path))
@@ -403,8 +403,8 @@ def test_melody_with_and_without_the_verifier(plain, verified, signals, stem: st
 def test_verifier_keeps_a_subset_of_the_relaxed_candidates(
     verified, signals, monkeypatch: pytest.MonkeyPatch, stem: str
 ) -> None:  # type: ignore[no-untyped-def]
-    from stemscribe.pipeline import CANDIDATE_RELAX, stem_notes
     from stemscribe.stems import StemType
+    from stemscribe.transcription.pipeline import CANDIDATE_RELAX, stem_notes
 
     assert isinstance(verified.verifier, NoteVerifier)
     x = _melody_with_pad(signals)

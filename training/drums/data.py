@@ -41,8 +41,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
-from stemscribe.drum_model import SAMPLE_RATE, log_mel
-from stemscribe.drums import DRUM_CLASSES, GM_TO_CLASS
+from stemscribe.transcription.drum_model import SAMPLE_RATE, log_mel
+from stemscribe.transcription.drums import DRUM_CLASSES, GM_TO_CLASS
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stemscribe.drum_model import SAMPLE_RATE
-from stemscribe.drums import DRUM_CLASS_NAMES, DRUM_CLASSES, DrumTranscriber, get_drum_backend
+from stemscribe.transcription.drum_model import SAMPLE_RATE
+from stemscribe.transcription.drums import DRUM_CLASS_NAMES, DRUM_CLASSES, DrumTranscriber, get_drum_backend
 from training.drums.scoring import Counts, onsets_by_class, score_onsets
 from training.drums.train import Split
 
@@ -31,7 +31,7 @@ CLASS_NAMES = DRUM_CLASS_NAMES
 
 def build_backend(name: str, weights: Path | None, threads: int) -> DrumTranscriber:
     if name == "model":
-        from stemscribe.drum_model import DrumModel
+        from stemscribe.transcription.drum_model import DrumModel
 
         return DrumModel(weights, threads=threads)
     return get_drum_backend(name)
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    import stemscribe.drum_model  # noqa: F401  (registers "model" when weights ship)
+    import stemscribe.transcription.drum_model  # noqa: F401  (registers "model" when weights ship)
 
     results = run(args.data, args.backends, args.weights, args.threads)
     print(format_table(results))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stemscribe import drum_model
+from stemscribe.transcription import drum_model
 from training.drums.model import DrumNet, ExportWrapper
 from training.onnx_export import export_checked
 

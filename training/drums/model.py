@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from stemscribe.drum_model import N_CLASSES, N_MELS
+from stemscribe.transcription.drum_model import N_CLASSES, N_MELS
 
 
 class DrumNet(nn.Module):

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from stemscribe.drums import DRUM_CLASSES, GM_TO_CLASS
 from stemscribe.result import NoteEvent
+from stemscribe.transcription.drums import DRUM_CLASSES, GM_TO_CLASS
 
 WINDOW = 0.05
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stemscribe.drum_model import FPS, N_CLASSES, pick_peaks
+from stemscribe.transcription.drum_model import FPS, N_CLASSES, pick_peaks
 from training.drums.model import DrumNet
 from training.drums.scoring import Counts, score_onsets
 

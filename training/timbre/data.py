@@ -5,7 +5,7 @@ chords, strums, arpeggios in each family's usual range) on random General MIDI p
 a drum pattern; the other half are MMA grooves (their bass, chord and arpeggio tracks and drums, the
 programs sometimes swapped within their family) with a generated melody on top. The grooves of the
 benchmark's MMA songs (`BENCH_GROOVE_FILES`) are left out. All is rendered with tinysoundfont.
-Every note's features (`stemscribe.timbre.note_features`) are taken from the whole mix, so the
+Every note's features (`stemscribe.transcription.timbre.note_features`) are taken from the whole mix, so the
 classifier learns to hear a note's family among other instruments.
 
 Training renders use MuseScore_General.sf3 and TimGM6mb.sf2 (with `--extra-fonts`, also the
@@ -33,7 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stemscribe.stems import Family, family_of_program
-from stemscribe.timbre import TIMBRE_FAMILIES, note_features
+from stemscribe.transcription.timbre import TIMBRE_FAMILIES, note_features
 from training.drums.data import (
     Renderer,
     add_noise,

@@ -21,7 +21,7 @@ import numpy as np
 
 from stemscribe.audio import load_audio
 from stemscribe.stems import Family
-from stemscribe.timbre import SAMPLE_RATE, TIMBRE_FAMILIES, FamilyClassifier, note_features
+from stemscribe.transcription.timbre import SAMPLE_RATE, TIMBRE_FAMILIES, FamilyClassifier, note_features
 
 PIANO = TIMBRE_FAMILIES.index(Family.PIANO)
 

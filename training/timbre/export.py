@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stemscribe import timbre
+from stemscribe.transcription import timbre
 from training.onnx_export import export_checked
 from training.timbre.train import ExportWrapper, FamilyNet
 

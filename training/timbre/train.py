@@ -1,4 +1,4 @@
-"""Train the family classifier (a small MLP over `stemscribe.timbre` features) on the CPU.
+"""Train the family classifier (a small MLP over `stemscribe.transcription.timbre` features) on the CPU.
 
     python -m training.timbre.train --data build/timbre-data --out build/timbre-run --seed 0
 
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from stemscribe.timbre import N_FEATURES, TIMBRE_FAMILIES
+from stemscribe.transcription.timbre import N_FEATURES, TIMBRE_FAMILIES
 
 log = logging.getLogger(__name__)
 

@@ -4,9 +4,9 @@ A quarter of the clips are mini-mixes (training.timbre.data's), decoded as a mix
 each one pitched stem of one family, as a stem file would hold it: 1-4 parts of that family
 (a melody, chords, strums, arpeggios, or an MMA groove's track of that family; sections get several
 voices), on random General MIDI programs of the family, rendered with tinysoundfont. The clip runs
-through the real chain — basic-pitch's ONNX model, `stemscribe.pipeline.stem_notes` with thresholds
+through the real chain — basic-pitch's ONNX model, `transcription.pipeline.stem_notes` with thresholds
 loosened by `CANDIDATE_RELAX` (the candidates) and with the stem's own (the reference) — and every
-candidate gets its features (`stemscribe.verify.note_features`) and a label: matched to a true note
+candidate gets its features (`transcription.verify.note_features`) and a label: matched to a true note
 by mir_eval (onset within 50 ms, pitch within 50 cents), as the benchmark scores. Some stems are
 decoded as `other`.
 
@@ -34,10 +34,10 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from stemscribe.inference import SAMPLE_RATE
 from stemscribe.stems import Family, StemType, family_of_program
-from stemscribe.timbre import TIMBRE_FAMILIES
-from stemscribe.verify import ROLES
+from stemscribe.transcription.pitch_model import SAMPLE_RATE
+from stemscribe.transcription.timbre import TIMBRE_FAMILIES
+from stemscribe.transcription.verify import ROLES
 from training.drums.data import Renderer, build_groove_cache, split_soundfonts
 from training.timbre.data import (
     BENCH_GROOVE_FILES,
@@ -166,7 +166,7 @@ _worker: dict[str, object] = {}
 
 def _init_worker(soundfonts: tuple[Path, ...], grooves: list[dict]) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from stemscribe.inference import PitchModel
+    from stemscribe.transcription.pitch_model import PitchModel
 
     _worker["renderer"] = Renderer(soundfonts)
     _worker["grooves"] = grooves
@@ -175,9 +175,9 @@ def _init_worker(soundfonts: tuple[Path, ...], grooves: list[dict]) -> None:
 
 
 def _work(job: tuple[str, int, int]) -> dict[str, np.ndarray] | None:
-    from stemscribe.notes import frame_loudness, to_events
-    from stemscribe.pipeline import CANDIDATE_RELAX, mix_notes, stem_decodings
-    from stemscribe.verify import note_features
+    from stemscribe.transcription.notes import frame_loudness, to_events
+    from stemscribe.transcription.pipeline import CANDIDATE_RELAX, mix_notes, stem_decodings
+    from stemscribe.transcription.verify import note_features
 
     split, seed, index = job
     rng = np.random.default_rng([seed, {"train": 0, "valid": 1}[split], index, 77])

@@ -1,4 +1,4 @@
-"""Train the note verifier (a small MLP over `stemscribe.verify.note_features`), pick its thresholds, export.
+"""Train the note verifier (a small MLP over `transcription.verify.note_features`); thresholds, export.
 
     python -m training.verify.train --data build/verify-data --run build/verify-run \\
         --out stemscribe/weights/verify.onnx
@@ -8,7 +8,7 @@ with the best validation F1 is kept. Each role's threshold is the one that maxim
 F1 on `valid.npz`, recall counted against all true notes (a note the decoder never proposed is a
 miss). The log prints, per role, that F1 next to the F1 of the role's thresholds alone, so a role the
 verifier does not help is plain to see. The ONNX file carries the feature version, the roles and the
-thresholds; `stemscribe.verify.THRESHOLD_SCALE` scales them at run time.
+thresholds; `stemscribe.transcription.verify.THRESHOLD_SCALE` scales them at run time.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from stemscribe import verify
+from stemscribe.transcription import verify
 from training.onnx_export import export_checked
 from training.timbre.train import FamilyNet
 

@@ -20,10 +20,10 @@ import numpy as np
 import numpy.typing as npt
 import scipy.fft
 
-from stemscribe.drums import DRUM_CLASSES, register_drum_backend
 from stemscribe.errors import ModelError
-from stemscribe.onnx_weights import open_session, shipped_weights
 from stemscribe.result import NoteEvent
+from stemscribe.transcription.drums import DRUM_CLASSES, register_drum_backend
+from stemscribe.transcription.weights import open_session, shipped_weights
 
 SAMPLE_RATE = 22050
 HOP = 220

@@ -21,9 +21,9 @@ import numpy.typing as npt
 import scipy.fft
 
 from stemscribe.errors import ModelError
-from stemscribe.onnx_weights import open_session, shipped_weights
 from stemscribe.result import NoteEvent
 from stemscribe.stems import Family
+from stemscribe.transcription.weights import open_session, shipped_weights
 
 SAMPLE_RATE = 22050
 N_FFT = 2048

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from stemscribe.inference import (
+from stemscribe.result import NoteEvent
+from stemscribe.transcription.pitch_model import (
     FFT_HOP,
     HOP_SAMPLES,
     MIDI_OFFSET,
@@ -24,7 +25,6 @@ from stemscribe.inference import (
     frame_samples,
     frame_times,
 )
-from stemscribe.result import NoteEvent
 
 FRAME_SECONDS = FFT_HOP / SAMPLE_RATE
 LOOKAHEAD = 3  # frames an onset may precede its pitch's frame activity

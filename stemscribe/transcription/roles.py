@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from stemscribe.notes import NoteArrays, pairs_within
+from stemscribe.transcription.notes import NoteArrays, pairs_within
 
 # Two notes match when their pitches agree and their onsets lie within this many frames (~46 ms).
 MATCH_FRAMES = 4

@@ -66,14 +66,14 @@ def register_drum_backend(name: str, factory: DrumFactory) -> None:
 
 
 def drum_backend_names() -> list[str]:
-    import stemscribe.drum_model  # noqa: F401 - registers "model" when its shipped weights are present
+    import stemscribe.transcription.drum_model  # noqa: F401 - registers "model" when its shipped weights are present
 
     return sorted(_REGISTRY)
 
 
 def get_drum_backend(name: str = "auto") -> DrumTranscriber:
     """Build the drum backend `name`; "auto" picks the best one available."""
-    import stemscribe.drum_model  # noqa: F401 - registers "model" when its shipped weights are present
+    import stemscribe.transcription.drum_model  # noqa: F401 - registers "model" when its shipped weights are present
 
     if name == "auto":
         name = "model" if "model" in _REGISTRY else "dsp"
@@ -105,7 +105,7 @@ def _band_features(
     x: npt.NDArray[np.float32], block_frames: int = 8192
 ) -> dict[str, npt.NDArray[np.float32]]:
     """Per-frame band fluxes and energies of 22050 Hz audio, computed block by block (flat memory)."""
-    from stemscribe.dsp import magnitude_blocks
+    from stemscribe.audio import magnitude_blocks
 
     freqs = np.fft.rfftfreq(_DSP_NFFT, 1.0 / _DSP_SR)
     parts: dict[str, list[npt.NDArray[np.float32]]] = {}

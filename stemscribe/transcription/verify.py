@@ -1,6 +1,6 @@
 """Note verification: a small learned model that keeps or drops each decoded note candidate.
 
-The decoders in `stemscribe.notes` turn the pitch model's posteriors into notes with thresholds; a
+The decoders in `transcription.notes` turn the pitch model's posteriors into notes with thresholds; a
 fixed threshold is a poor judge of a single note (a loud partial passes it, a soft repeated note
 does not). Here each candidate, decoded with looser thresholds than the final ones, is described by
 a few numbers read from the posteriors around it — its onset peak and its neighbours', its frame
@@ -21,9 +21,9 @@ import numpy as np
 import numpy.typing as npt
 
 from stemscribe.errors import ModelError
-from stemscribe.inference import Posteriors
-from stemscribe.notes import NoteArrays
-from stemscribe.onnx_weights import open_session, shipped_weights
+from stemscribe.transcription.notes import NoteArrays
+from stemscribe.transcription.pitch_model import Posteriors
+from stemscribe.transcription.weights import open_session, shipped_weights
 
 FEATURE_VERSION = 1
 WEIGHTS_NAME = "verify.onnx"

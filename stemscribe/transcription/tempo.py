@@ -24,7 +24,7 @@ def onset_envelope(samples: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     """(n_frames,) log-magnitude spectral flux of 22050 Hz mono audio at 86 frames/s."""
     from scipy.ndimage import uniform_filter1d
 
-    from stemscribe.dsp import magnitude_blocks
+    from stemscribe.audio import magnitude_blocks
 
     parts = []
     for mag, lead in magnitude_blocks(samples.astype(np.float32), 1024, ENVELOPE_HOP):

@@ -76,7 +76,7 @@ class HPSSSeparator:
         return (h / total).astype(np.float32), (p / total).astype(np.float32)
 
     def separate(self, audio: Audio, *, progress: ProgressCallback | None = None) -> dict[str, Audio]:
-        from stemscribe.dsp import blocks
+        from stemscribe.audio import blocks
 
         channels = audio.samples[None, :] if audio.samples.ndim == 1 else audio.samples
         n = channels.shape[-1]
@@ -98,7 +98,7 @@ class HPSSSeparator:
 
     def _harmonic(self, channels: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """(channels, n) harmonic part of (channels, n) audio."""
-        from stemscribe.dsp import istft, stft
+        from stemscribe.audio import istft, stft
 
         n = channels.shape[-1]
         specs = [stft(ch, self.n_fft, self.hop) for ch in channels]

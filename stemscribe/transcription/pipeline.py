@@ -12,10 +12,12 @@ import numpy as np
 import numpy.typing as npt
 
 from stemscribe.audio import DEFAULT_MAX_DURATION, Audio, AudioSource, from_array, load_audio
-from stemscribe.drums import DrumTranscriber, get_drum_backend
-from stemscribe.inference import SAMPLE_RATE, PitchModel, Posteriors
-from stemscribe.instruments import assign_roles, smooth_family_probs
-from stemscribe.notes import (
+from stemscribe.progress import ProgressCallback, report
+from stemscribe.result import Instrument, NoteEvent, Result
+from stemscribe.separation.hpss import Separator, get_separator
+from stemscribe.stems import FAMILY_PROGRAM, STEM_FAMILY, Family, StemType, gm_program_name
+from stemscribe.transcription.drums import DrumTranscriber, get_drum_backend
+from stemscribe.transcription.notes import (
     DecodeOptions,
     NoteArrays,
     decode_monophonic,
@@ -24,12 +26,10 @@ from stemscribe.notes import (
     pitch_bends,
     to_events,
 )
-from stemscribe.progress import ProgressCallback, report
-from stemscribe.result import Instrument, NoteEvent, Result
-from stemscribe.separate import Separator, get_separator
-from stemscribe.stems import FAMILY_PROGRAM, STEM_FAMILY, Family, StemType, gm_program_name
-from stemscribe.tempo import track_beats
-from stemscribe.timbre import TIMBRE_FAMILIES
+from stemscribe.transcription.pitch_model import SAMPLE_RATE, PitchModel, Posteriors
+from stemscribe.transcription.roles import assign_roles, smooth_family_probs
+from stemscribe.transcription.tempo import track_beats
+from stemscribe.transcription.timbre import TIMBRE_FAMILIES
 
 # How each stem type is decoded: monophonic or not, and its pitch range.
 _STEM_DECODING: dict[StemType, tuple[bool, DecodeOptions]] = {
@@ -123,7 +123,7 @@ class _Analysis:
     def hpss(self, separator: Separator | None = None) -> dict[str, Audio]:
         """ "drums" and "harmonic" parts from the built-in split."""
         if self._parts is None:
-            from stemscribe.separate import HPSSSeparator
+            from stemscribe.separation.hpss import HPSSSeparator
 
             self._parts = (separator or HPSSSeparator()).separate(Audio(self.mono22, SAMPLE_RATE))
         return self._parts
@@ -236,7 +236,7 @@ class Transcriber:
 
     `separator` names a separation backend ("demucs", "hpss"; None uses the built-in
     harmonic/percussive split for mixes); `drums` names the drum backend ("auto", "model", "dsp");
-    `verify` lets the trained note verifier (`stemscribe.verify`) keep or drop each candidate note
+    `verify` lets the trained note verifier (`transcription.verify`) keep or drop each candidate note
     decoded with loosened thresholds (False: the fixed thresholds decide alone).
     """
 
@@ -272,7 +272,7 @@ class Transcriber:
     @property
     def family_model(self) -> Any:
         """The instrument-family classifier for mixes, or None (weights not shipped, or families=False)."""
-        from stemscribe.timbre import FamilyClassifier
+        from stemscribe.transcription.timbre import FamilyClassifier
 
         with self._lock:
             if self._families is None:
@@ -284,7 +284,7 @@ class Transcriber:
     @property
     def verifier(self) -> Any:
         """The note verifier, or None (weights not shipped, or verify=False: thresholds decide alone)."""
-        from stemscribe.verify import NoteVerifier
+        from stemscribe.transcription.verify import NoteVerifier
 
         with self._lock:
             if self._verifier is None:
