@@ -13,7 +13,7 @@ import numpy as np
 
 from stemscribe.audio import Audio
 from stemscribe.errors import InvalidOptionError, SeparationUnavailableError
-from stemscribe.separation.hpss import Separator, get_separator, separator_names
+from stemscribe.separation.base import Separator, get_separator, separator_names
 
 FETCH_COMMAND = "stemscribe models fetch demucs"
 VOCAL_MODES = frozenset({"stems", "separate_vocal"})

@@ -86,8 +86,8 @@ def separate(
     hpss (drums + harmonic) always works; demucs models need `stemscribe models fetch demucs`.
     """
     from stemscribe.audio import load_audio
+    from stemscribe.separation.base import get_separator
     from stemscribe.separation.files import FORMATS, write_stems
-    from stemscribe.separation.hpss import get_separator
     from stemscribe.separation.stemsets import StemSet
 
     try:
@@ -142,7 +142,7 @@ def list_cmd(
     ] = True,
 ) -> None:
     """Show each separation model: present or not, where, and its checksum state."""
-    from stemscribe.separation import torch_available
+    from stemscribe.separation.base import torch_available
     from stemscribe.separation.weights import list_models
 
     statuses = list_models(verify=verify)

@@ -12,7 +12,7 @@ import numpy.typing as npt
 from stemscribe.audio import Audio
 from stemscribe.errors import InvalidOptionError
 from stemscribe.progress import ProgressCallback
-from stemscribe.separation.hpss import Separator
+from stemscribe.separation.base import Separator
 from stemscribe.separation.stemsets import StemSet, select_stems, vocals_instrumental
 
 FORMATS = ("wav", "flac")

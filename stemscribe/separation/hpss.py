@@ -1,36 +1,16 @@
-"""Source separation: the `Separator` seam, its registry, and the always-available HPSS backend.
+"""The always-available separation backend: harmonic/percussive split, no weights.
 
-A backend splits audio into named stems. `hpss` (harmonic/percussive median filtering) needs no
-weights and gives "drums" + "harmonic"; model backends (Demucs) register here under their own
-name and give vocals, drums, bass, other (and guitar, piano).
+`hpss` gives "drums" + "harmonic"; the model backends (`separation.demucs`) give vocals, drums,
+bass, other (and guitar, piano).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
 
 from stemscribe.audio import Audio
-from stemscribe.errors import InvalidOptionError, SeparationUnavailableError
 from stemscribe.progress import ProgressCallback, report
-
-
-@runtime_checkable
-class Separator(Protocol):
-    """Splits audio into named stems whose sum approximates the input."""
-
-    name: str
-
-    def stem_names(self) -> tuple[str, ...]:
-        """The stems `separate` returns, in order."""
-        ...
-
-    def separate(self, audio: Audio, *, progress: ProgressCallback | None = None) -> dict[str, Audio]:
-        """Return one Audio per stem, each at the input's rate and channel layout."""
-        ...
 
 
 class HPSSSeparator:
@@ -105,42 +85,3 @@ class HPSSSeparator:
         mono_mag = np.abs(sum(specs) / len(specs)).astype(np.float32)
         mask_h, _ = self.masks(mono_mag)
         return np.stack([istft(spec * mask_h, self.n_fft, self.hop, n) for spec in specs])
-
-
-SeparatorFactory = Callable[..., Separator]
-_REGISTRY: dict[str, SeparatorFactory] = {"hpss": HPSSSeparator}
-
-
-def register_separator(name: str, factory: SeparatorFactory) -> None:
-    """Make a backend available to `get_separator(name)`."""
-    _REGISTRY[name] = factory
-
-
-def separator_names() -> list[str]:
-    """Names of the registered separation backends."""
-    import stemscribe.separation  # noqa: F401 - registers "demucs" and its models; imports no torch
-
-    return sorted(_REGISTRY)
-
-
-def get_separator(name: str, **options: object) -> Separator:
-    """Build the backend called `name`; SeparationUnavailableError when it cannot run here."""
-    import stemscribe.separation  # noqa: F401 - registers "demucs" and its models; imports no torch
-
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise InvalidOptionError(
-            f"unknown separator {name!r}; known: {', '.join(separator_names())}"
-        ) from None
-    return factory(**options)
-
-
-__all__ = [
-    "HPSSSeparator",
-    "SeparationUnavailableError",
-    "Separator",
-    "get_separator",
-    "register_separator",
-    "separator_names",
-]

@@ -22,7 +22,7 @@ import scipy.fft
 
 from stemscribe.errors import ModelError
 from stemscribe.result import NoteEvent
-from stemscribe.transcription.drums import DRUM_CLASSES, register_drum_backend
+from stemscribe.transcription.drums import DRUM_CLASSES
 from stemscribe.transcription.weights import open_session, shipped_weights
 
 SAMPLE_RATE = 22050
@@ -228,12 +228,3 @@ class DrumModel:
         """Drum notes of (n,) mono audio at `sr`, pitches from DRUM_CLASSES, sorted by start."""
         onset, velocity = self.activations(samples, sr)
         return self.notes_from_activations(onset, velocity)
-
-
-def register_backend() -> None:
-    """Register the "model" drum backend when the shipped weights are present."""
-    if weights_available():
-        register_drum_backend("model", DrumModel)
-
-
-register_backend()

@@ -1,9 +1,9 @@
-"""Drum transcription: the `DrumTranscriber` seam, its registry, and the signal-processing backend."""
+"""Drum transcription: the `DrumTranscriber` seam, the table of backends, and the signal-processing one."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+import importlib
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -56,33 +56,34 @@ class DrumTranscriber(Protocol):
         ...
 
 
-DrumFactory = Callable[[], DrumTranscriber]
-_REGISTRY: dict[str, DrumFactory] = {}
+DRUM_BACKENDS: dict[str, str] = {
+    "dsp": "stemscribe.transcription.drums:SpectralDrums",
+    "model": "stemscribe.transcription.drum_model:DrumModel",
+}
+"""Drum backend name -> "module:Class", imported only when that backend is built."""
+_AVAILABLE: dict[str, str] = {"model": "stemscribe.transcription.drum_model:weights_available"}
+"""Backends that can be missing here -> "module:function" saying whether they can run."""
 
 
-def register_drum_backend(name: str, factory: DrumFactory) -> None:
-    """Make a drum backend available to `get_drum_backend(name)`."""
-    _REGISTRY[name] = factory
+def _load(path: str) -> Any:
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
 
 
 def drum_backend_names() -> list[str]:
-    import stemscribe.transcription.drum_model  # noqa: F401 - registers "model" when its shipped weights are present
-
-    return sorted(_REGISTRY)
+    """The drum backends that can run here ("model" only when its shipped weights are present)."""
+    return sorted(name for name in DRUM_BACKENDS if name not in _AVAILABLE or _load(_AVAILABLE[name])())
 
 
 def get_drum_backend(name: str = "auto") -> DrumTranscriber:
     """Build the drum backend `name`; "auto" picks the best one available."""
-    import stemscribe.transcription.drum_model  # noqa: F401 - registers "model" when its shipped weights are present
-
+    names = drum_backend_names()
     if name == "auto":
-        name = "model" if "model" in _REGISTRY else "dsp"
-    try:
-        return _REGISTRY[name]()
-    except KeyError:
-        raise InvalidOptionError(
-            f"unknown drum backend {name!r}; known: {', '.join(drum_backend_names())}"
-        ) from None
+        name = "model" if "model" in names else "dsp"
+    if name not in names:
+        raise InvalidOptionError(f"unknown drum backend {name!r}; known: {', '.join(names)}")
+    backend: DrumTranscriber = _load(DRUM_BACKENDS[name])()
+    return backend
 
 
 # --- the signal-processing backend ------------------------------------------------------------
@@ -232,6 +233,3 @@ class SpectralDrums:
             add(hats, pitch.astype(np.int64))
         events.sort(key=lambda n: (n.start, n.pitch))
         return events
-
-
-register_drum_backend("dsp", SpectralDrums)

@@ -14,7 +14,7 @@ import numpy.typing as npt
 from stemscribe.audio import DEFAULT_MAX_DURATION, Audio, AudioSource, from_array, load_audio
 from stemscribe.progress import ProgressCallback, report
 from stemscribe.result import Instrument, NoteEvent, Result
-from stemscribe.separation.hpss import Separator, get_separator
+from stemscribe.separation.base import Separator, get_separator
 from stemscribe.stems import FAMILY_PROGRAM, STEM_FAMILY, Family, StemType, gm_program_name
 from stemscribe.transcription.drums import DrumTranscriber, get_drum_backend
 from stemscribe.transcription.notes import (

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stemscribe.errors import ModelError
+from stemscribe.errors import InvalidOptionError, ModelError
 from stemscribe.transcription import drum_model
 from stemscribe.transcription.drum_model import (
     FPS,
@@ -203,10 +203,9 @@ def test_sample_rate_is_handled() -> None:
         assert abs(p.start - q.start) <= 1.5 / FPS
 
 
-def test_module_registers_nothing_without_weights(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from stemscribe.transcription import drums
-
-    monkeypatch.setattr(drums, "_REGISTRY", {})
+def test_no_model_backend_without_weights(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(drum_model, "default_weights_path", lambda: tmp_path / "drums.onnx")
-    drum_model.register_backend()
-    assert "model" not in drums._REGISTRY
+    assert "model" not in drum_backend_names()
+    assert get_drum_backend("auto").name == "dsp"
+    with pytest.raises(InvalidOptionError, match="unknown drum backend 'model'"):
+        get_drum_backend("model")

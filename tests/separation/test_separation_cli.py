@@ -201,7 +201,7 @@ sys.modules["demucs"] = None
 import typer
 from typer.testing import CliRunner
 from stemscribe.separation.cli import register
-from stemscribe.separation.hpss import get_separator
+from stemscribe.separation.base import get_separator
 from stemscribe.errors import SeparationUnavailableError
 app = typer.Typer()
 app.callback()(lambda: None)

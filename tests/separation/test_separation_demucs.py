@@ -12,7 +12,7 @@ import pytest
 from stemscribe.audio import Audio
 from stemscribe.errors import InvalidOptionError, ModelError, SeparationUnavailableError
 from stemscribe.separation import demucs_available, select_stems
-from stemscribe.separation.hpss import Separator, get_separator, separator_names
+from stemscribe.separation.base import Separator, get_separator, separator_names
 from stemscribe.separation.weights import models_dir
 
 pytestmark = pytest.mark.separation
