@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +15,18 @@ from stemscribe.audio import DEFAULT_MAX_DURATION, Audio, AudioSource, from_arra
 from stemscribe.progress import ProgressCallback, report
 from stemscribe.result import Instrument, NoteEvent, Result
 from stemscribe.separation.base import Separator, get_separator
+from stemscribe.separation.hpss import HPSSSeparator
 from stemscribe.stems import FAMILY_PROGRAM, STEM_FAMILY, Family, StemType, gm_program_name
+from stemscribe.transcription.decoding import (
+    CANDIDATE_RELAX,
+    mix_lines,
+    mix_notes,
+    stem_decodings,
+    stem_notes,
+)
 from stemscribe.transcription.drums import DrumTranscriber, get_drum_backend
 from stemscribe.transcription.notes import (
-    DecodeOptions,
     NoteArrays,
-    decode_monophonic,
-    decode_polyphonic,
     frame_loudness,
     pitch_bends,
     to_events,
@@ -31,68 +36,7 @@ from stemscribe.transcription.roles import assign_roles, smooth_family_probs
 from stemscribe.transcription.tempo import track_beats
 from stemscribe.transcription.timbre import TIMBRE_FAMILIES
 
-# How each stem type is decoded: monophonic or not, and its pitch range.
-_STEM_DECODING: dict[StemType, tuple[bool, DecodeOptions]] = {
-    StemType.BASS: (
-        True,
-        DecodeOptions(
-            min_pitch=23,
-            max_pitch=67,
-            onset_threshold=0.4,
-            frame_threshold=0.4,
-            backtrack_frames=4,
-            harmonic_boost=0.6,
-        ),
-    ),
-    StemType.VOCALS: (
-        True,
-        DecodeOptions(
-            min_pitch=36,
-            max_pitch=88,
-            onset_threshold=0.4,
-            frame_threshold=0.3,
-            rise_level=0.2,
-            reattack_rise=1.3,
-            reattack_db=8.0,
-        ),
-    ),
-    StemType.WINDS: (
-        True,
-        DecodeOptions(min_pitch=36, max_pitch=108, onset_threshold=0.4, frame_threshold=0.4, reattack_db=8.0),
-    ),
-    StemType.PIANO: (
-        False,
-        DecodeOptions(onset_threshold=0.6, frame_threshold=0.4, offset_ratio=0.8, harmonic_ratio=0.8),
-    ),
-    StemType.GUITAR: (
-        False,
-        DecodeOptions(min_pitch=36, max_pitch=96, frame_threshold=0.45, offset_ratio=0.7, strong_onset=0.8),
-    ),
-    StemType.KEYS: (False, DecodeOptions(offset_ratio=0.8)),
-    StemType.STRINGS: (
-        False,
-        DecodeOptions(min_pitch=28, max_pitch=105, onset_threshold=0.6, offset_ratio=0.7),
-    ),
-    StemType.BRASS: (False, DecodeOptions(min_pitch=28, max_pitch=96, onset_threshold=0.6, offset_ratio=0.7)),
-    StemType.SYNTH: (False, DecodeOptions(onset_threshold=0.6, offset_ratio=0.7)),
-    StemType.OTHER: (False, DecodeOptions(onset_threshold=0.6, offset_ratio=0.7)),
-}
-# Candidates for the note verifier are decoded with the final thresholds scaled by this.
-CANDIDATE_RELAX = 0.8
-_SECTION_STEMS = frozenset({StemType.STRINGS, StemType.BRASS})
-_LEAD_POLY = DecodeOptions(min_pitch=36, onset_threshold=0.6, offset_ratio=0.7)
 _FAMILY_WINDOW = 86  # frames (~1 s) over which a role's family estimates are averaged
-_MIX_POLY = DecodeOptions(onset_threshold=0.55)
-_MIX_BASS = DecodeOptions(
-    min_pitch=23,
-    max_pitch=52,
-    onset_threshold=0.4,
-    frame_threshold=0.35,
-    backtrack_frames=4,
-    harmonic_boost=0.4,
-    harmonic_below=38,
-)
-_MIX_LEAD = DecodeOptions(min_pitch=57, max_pitch=96, onset_threshold=0.5, frame_threshold=0.4)
 
 # Separation backends name their stems after demucs' sources.
 _SOURCE_STEM: dict[str, StemType] = {
@@ -105,11 +49,14 @@ _SOURCE_STEM: dict[str, StemType] = {
 }
 
 
+PitchedFn = Callable[[npt.NDArray[np.float32]], tuple[Posteriors, npt.NDArray[np.float32]]]
+
+
 class _Analysis:
     """One input's 22.05 kHz mono signal and the expensive views of it, each computed at most once."""
 
-    def __init__(self, transcriber: Transcriber, mono22: npt.NDArray[np.float32]) -> None:
-        self.transcriber, self.mono22 = transcriber, mono22
+    def __init__(self, pitched: PitchedFn, mono22: npt.NDArray[np.float32]) -> None:
+        self._pitch_fn, self.mono22 = pitched, mono22
         self._pitched: tuple[Posteriors, npt.NDArray[np.float32]] | None = None
         self._parts: dict[str, Audio] | None = None
 
@@ -117,97 +64,14 @@ class _Analysis:
     def pitched(self) -> tuple[Posteriors, npt.NDArray[np.float32]]:
         """(posteriors, per-frame loudness) of the whole signal."""
         if self._pitched is None:
-            self._pitched = self.transcriber._pitched(self.mono22)
+            self._pitched = self._pitch_fn(self.mono22)
         return self._pitched
 
-    def hpss(self, separator: Separator | None = None) -> dict[str, Audio]:
+    def hpss(self, separator: HPSSSeparator | None = None) -> dict[str, Audio]:
         """ "drums" and "harmonic" parts from the built-in split."""
         if self._parts is None:
-            from stemscribe.separation.hpss import HPSSSeparator
-
             self._parts = (separator or HPSSSeparator()).separate(Audio(self.mono22, SAMPLE_RATE))
         return self._parts
-
-
-def _polyphony(notes: NoteArrays, n_frames: int) -> float:
-    """Share of sounding frames where two or more notes sound."""
-    if len(notes) == 0:
-        return 0.0
-    count = np.zeros(n_frames + 1, dtype=np.int64)
-    np.add.at(count, notes.start, 1)
-    np.add.at(count, notes.end, -1)
-    sounding = np.cumsum(count)[:n_frames]
-    voiced = int((sounding > 0).sum())
-    return float((sounding > 1).sum()) / voiced if voiced else 0.0
-
-
-def _loosen(options: DecodeOptions, relax: float) -> DecodeOptions:
-    """`options` with its thresholds scaled by `relax` (< 1 lets more candidates through)."""
-    if relax == 1.0:
-        return options
-    return replace(
-        options,
-        onset_threshold=options.onset_threshold * relax,
-        frame_threshold=options.frame_threshold * relax,
-        strong_onset=options.strong_onset * relax,
-    )
-
-
-def _stem_decoder(
-    post: Posteriors, loud: npt.NDArray[np.float32], stem: StemType
-) -> tuple[
-    Callable[[Posteriors, npt.NDArray[np.float32], DecodeOptions], NoteArrays],
-    DecodeOptions,
-    NoteArrays | None,
-]:
-    """How a pitched stem is decoded (see `_STEM_DECODING`): the decoder, its options, and the notes
-    they give when deciding already decoded them (None otherwise)."""
-    mono_line, options = _STEM_DECODING[stem]
-    if mono_line and stem is not StemType.BASS:
-        # Lead stems are usually one line, but sections play chords (a sax section, a choir):
-        # decode polyphonically first and keep that when the stem really is polyphonic.
-        poly = decode_polyphonic(post, loud, _LEAD_POLY)
-        if _polyphony(poly, post.n_frames) > 0.2:
-            return decode_polyphonic, _LEAD_POLY, poly
-    elif stem in _SECTION_STEMS:
-        # Section stems are usually chords, but a single string or brass line decodes better
-        # as a line: slow bowed attacks and legato repeats defeat the onset head.
-        poly = decode_polyphonic(post, loud, options)
-        if _polyphony(poly, post.n_frames) > 0.2:
-            return decode_polyphonic, options, poly
-        line = replace(
-            _STEM_DECODING[StemType.VOCALS][1], min_pitch=options.min_pitch, max_pitch=options.max_pitch
-        )
-        return decode_monophonic, line, None
-    return (decode_monophonic if mono_line else decode_polyphonic), options, None
-
-
-def stem_decodings(
-    post: Posteriors, loud: npt.NDArray[np.float32], stem: StemType, relaxes: Sequence[float]
-) -> list[NoteArrays]:
-    """A pitched stem's notes decoded with its thresholds scaled by each of `relaxes`.
-
-    Whether a lead or section stem is a line or chords is decided once, with the stem's own
-    thresholds; relax 1.0 gives the stem's notes, smaller ones candidates for the note verifier.
-    """
-    decode, options, decided = _stem_decoder(post, loud, stem)
-    return [
-        decided if relax == 1.0 and decided is not None else decode(post, loud, _loosen(options, relax))
-        for relax in relaxes
-    ]
-
-
-def stem_notes(
-    post: Posteriors, loud: npt.NDArray[np.float32], stem: StemType, *, relax: float = 1.0
-) -> NoteArrays:
-    """A pitched stem's notes, with its thresholds scaled by `relax` (see `stem_decodings`)."""
-    return stem_decodings(post, loud, stem, (relax,))[0]
-
-
-def mix_notes(post: Posteriors, loud: npt.NDArray[np.float32], *, relax: float = 1.0) -> NoteArrays:
-    """A mix's polyphonic notes (which notes exist; the bass and lead lines only say who plays them),
-    with the thresholds scaled by `relax` (candidates for the note verifier)."""
-    return decode_polyphonic(post, loud, _loosen(_MIX_POLY, relax))
 
 
 def _instrument(family: Family, notes: list[NoteEvent], *, name: str | None = None) -> Instrument:
@@ -378,7 +242,7 @@ class Transcriber:
         if silent:
             return Result([], duration, stem.value, tempo, beats, separator_name)
 
-        analysis = _Analysis(self, mono22)
+        analysis = _Analysis(self._pitched, mono22)
         if stem is StemType.AUTO:
             stem = self._guess_stem(analysis)
 
@@ -403,21 +267,22 @@ class Transcriber:
         def separating(_stage: str, fraction: float) -> None:
             report(progress, "separating", round(0.1 + 0.2 * fraction, 6))
 
-        # A model separator gets the original channels and rate; the built-in split runs on mono.
-        if separator.name == "hpss":
+        # A model separator gets the original channels and rate and gives instrument stems, each
+        # transcribed as that stem; the built-in split runs on mono and the mix is decoded whole.
+        if isinstance(separator, HPSSSeparator):
             stems = analysis.hpss(separator)
         else:
             stems = separator.separate(audio, progress=separating)
         report(progress, "separating", 0.3)
         instruments: list[Instrument] = []
-        if separator.name != "hpss":
+        if not isinstance(separator, HPSSSeparator):
             for i, (stem_name, stem_audio) in enumerate(stems.items()):
                 report(progress, "transcribing", 0.3 + 0.6 * i / max(1, len(stems)))
                 stem_type = _SOURCE_STEM.get(stem_name, StemType.OTHER)
                 mono = from_array(stem_audio.mono, stem_audio.sr, sr=SAMPLE_RATE).samples
                 if float(np.abs(mono).max(initial=0.0)) < 1e-3:
                     continue
-                notes = self._decode_stem(_Analysis(self, mono), stem_type)
+                notes = self._decode_stem(_Analysis(self._pitched, mono), stem_type)
                 family = self._stem_family(stem_type, mono, notes)
                 instruments.append(_instrument(family, notes))
             return separator.name, instruments
@@ -432,8 +297,7 @@ class Transcriber:
         verifier = self.verifier
         if verifier is not None:
             poly = verifier.keep(post, loud, mix_notes(post, loud, relax=CANDIDATE_RELAX), poly, "mix")
-        bass = decode_monophonic(post, loud, _MIX_BASS)
-        lead = decode_monophonic(post, loud, _MIX_LEAD)
+        bass, lead = mix_lines(post, loud)
         report(progress, "assigning", 0.9)
         roles = assign_roles(poly, bass, lead)
         by_family: dict[Family, list[NoteEvent]] = {}

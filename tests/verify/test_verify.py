@@ -404,7 +404,7 @@ def test_verifier_keeps_a_subset_of_the_relaxed_candidates(
     verified, signals, monkeypatch: pytest.MonkeyPatch, stem: str
 ) -> None:  # type: ignore[no-untyped-def]
     from stemscribe.stems import StemType
-    from stemscribe.transcription.pipeline import CANDIDATE_RELAX, stem_notes
+    from stemscribe.transcription.decoding import CANDIDATE_RELAX, stem_notes
 
     assert isinstance(verified.verifier, NoteVerifier)
     x = _melody_with_pad(signals)

@@ -4,7 +4,7 @@ A quarter of the clips are mini-mixes (training.timbre.data's), decoded as a mix
 each one pitched stem of one family, as a stem file would hold it: 1-4 parts of that family
 (a melody, chords, strums, arpeggios, or an MMA groove's track of that family; sections get several
 voices), on random General MIDI programs of the family, rendered with tinysoundfont. The clip runs
-through the real chain — basic-pitch's ONNX model, `transcription.pipeline.stem_notes` with thresholds
+through the real chain — basic-pitch's ONNX model, `transcription.decoding.stem_notes` with thresholds
 loosened by `CANDIDATE_RELAX` (the candidates) and with the stem's own (the reference) — and every
 candidate gets its features (`transcription.verify.note_features`) and a label: matched to a true note
 by mir_eval (onset within 50 ms, pitch within 50 cents), as the benchmark scores. Some stems are
@@ -175,8 +175,8 @@ def _init_worker(soundfonts: tuple[Path, ...], grooves: list[dict]) -> None:
 
 
 def _work(job: tuple[str, int, int]) -> dict[str, np.ndarray] | None:
+    from stemscribe.transcription.decoding import CANDIDATE_RELAX, mix_notes, stem_decodings
     from stemscribe.transcription.notes import frame_loudness, to_events
-    from stemscribe.transcription.pipeline import CANDIDATE_RELAX, mix_notes, stem_decodings
     from stemscribe.transcription.verify import note_features
 
     split, seed, index = job
