@@ -1,6 +1,7 @@
-"""Which separation backend serves a stems request, and how its stems become the clips we answer.
+"""Which separation backend serves a stems request, which stem set it answers with, and their titles.
 
-Kept in one place so the separation backends can change without touching the HTTP layer.
+The stems themselves are the library's: the worker writes them with `separation.files.write_stems`,
+as `stemscribe separate --format flac` does, so the CLI and the service give the same bytes.
 """
 
 from __future__ import annotations
@@ -9,28 +10,14 @@ import threading
 import time
 from dataclasses import dataclass
 
-import numpy as np
-
-from stemscribe.audio import Audio
 from stemscribe.errors import InvalidOptionError, SeparationUnavailableError
 from stemscribe.separation.base import Separator, get_separator, separator_names
+from stemscribe.separation.stemsets import STEM_TITLES, StemSet
 
 FETCH_COMMAND = "stemscribe models fetch demucs"
 VOCAL_MODES = frozenset({"stems", "separate_vocal"})
 ALL_STEM_MODES = frozenset({"all_stems", "split_stem"})
 MODES = VOCAL_MODES | ALL_STEM_MODES
-
-# Title suffix per stem, after AceData's "<song> (Drums)" naming.
-STEM_TITLES = {
-    "vocals": "Vocals",
-    "instrumental": "Instrumental",
-    "drums": "Drums",
-    "bass": "Bass",
-    "guitar": "Guitar",
-    "piano": "Keyboard",
-    "other": "Other",
-    "harmonic": "Harmonic",
-}
 
 _availability: dict[str, tuple[float, str | None]] = {}
 _lock = threading.Lock()
@@ -97,20 +84,12 @@ def build_separator(plan: SeparationPlan) -> Separator:
     return get_separator(plan.separator)
 
 
-def shape_stems(stems: dict[str, Audio], mode: str) -> dict[str, Audio]:
-    """The clips a mode answers with: vocals + instrumental (the sum of the rest), or every stem."""
-    if mode in ALL_STEM_MODES:
-        return dict(stems)
-    if "vocals" not in stems:
-        raise SeparationUnavailableError("the separation backend gave no vocals stem")
-    rest = [a for name, a in stems.items() if name != "vocals"]
-    vocals = stems["vocals"]
-    instrumental = (
-        np.sum([a.samples for a in rest], axis=0).astype(np.float32) if rest else vocals.samples * 0
-    )
-    return {"vocals": vocals, "instrumental": Audio(instrumental, vocals.sr)}
+def stem_set_of(mode: str) -> StemSet:
+    """The library's stem set for a request mode: vocals + instrumental, or every stem."""
+    return StemSet.stems if mode in VOCAL_MODES else StemSet.all_stems
 
 
 def stem_title(song: str, stem: str, mode: str) -> str:
+    """ "<song> - Vocals" for the vocal modes, "<song> (Drums)" for the others (AceData's naming)."""
     label = STEM_TITLES.get(stem, stem.replace("_", " ").title())
     return f"{song} - {label}" if mode in VOCAL_MODES else f"{song} ({label})"

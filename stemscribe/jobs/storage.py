@@ -14,6 +14,26 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO, Protocol, runtime_checkable
 
 
+def audio_prefix(audio_id: str) -> str:
+    """Where everything of one audio lives."""
+    return f"audio/{audio_id}"
+
+
+def audio_key(audio_id: str) -> str:
+    """The stored bytes of an audio (an upload as received, or a separated stem)."""
+    return f"{audio_prefix(audio_id)}/original"
+
+
+def task_prefix(task_id: str) -> str:
+    """Where everything a task wrote lives."""
+    return f"tasks/{task_id}"
+
+
+def result_key(task_id: str, name: str) -> str:
+    """One artifact of a task: result.json, result.mid, result.quantized.mid."""
+    return f"{task_prefix(task_id)}/{name}"
+
+
 class StorageError(Exception):
     """A key is invalid or an object is missing."""
 

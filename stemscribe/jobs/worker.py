@@ -6,10 +6,10 @@ a heartbeat extends its lease, so a task whose worker died is queued again by th
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -24,11 +24,19 @@ from stemscribe.errors import (
     StemscribeError,
 )
 from stemscribe.jobs.models import AudioRecord, TaskKind, TaskRecord
-from stemscribe.jobs.separation import build_separator, plan_separation, shape_stems, stem_title
-from stemscribe.jobs.storage import ArtifactStorage, LocalStorage, StorageError
+from stemscribe.jobs.separation import build_separator, plan_separation, stem_set_of, stem_title
+from stemscribe.jobs.storage import (
+    ArtifactStorage,
+    LocalStorage,
+    StorageError,
+    audio_key,
+    result_key,
+    task_prefix,
+)
 from stemscribe.jobs.store import SqlJobStore, new_id
 from stemscribe.progress import ProgressCallback
 from stemscribe.result import Result
+from stemscribe.separation.files import write_stems
 from stemscribe.settings import Settings
 from stemscribe.stems import StemType
 
@@ -51,14 +59,6 @@ def default_transcriber_factory(settings: Settings) -> TranscriberLike:
     from stemscribe.transcription.pipeline import Transcriber
 
     return Transcriber(max_duration=settings.max_duration_s)
-
-
-def result_key(task_id: str, name: str) -> str:
-    return f"tasks/{task_id}/{name}"
-
-
-def audio_key(audio_id: str) -> str:
-    return f"audio/{audio_id}/original"
 
 
 def worker_identity(suffix: str = "") -> str:
@@ -170,7 +170,7 @@ class Worker:
             stop_beat.set()
         if self.store.finish_task(task.id, self.worker_id, output=output) is None:
             if self.store.get_task(task.id, None) is None:  # deleted while it ran: drop what it wrote
-                self.storage.delete_prefix(f"tasks/{task.id}")
+                self.storage.delete_prefix(task_prefix(task.id))
             else:
                 logger.warning("task %s was taken from worker %s before it finished", task.id, self.worker_id)
 
@@ -214,6 +214,7 @@ class Worker:
         }
 
     def _separate(self, task: TaskRecord, progress: ProgressCallback) -> dict[str, Any]:
+        """Separate the task's audio with the library's stem sets and writer (`write_stems`, FLAC)."""
         import soundfile as sf
 
         from stemscribe.audio import load_audio
@@ -224,39 +225,44 @@ class Worker:
         progress("loading", 0.0)
         audio = load_audio(source, sr=None, mono=False, max_duration=self.settings.max_duration_s)
         separator = build_separator(plan)
-        stems = shape_stems(
-            separator.separate(audio, progress=lambda s, f: progress(s, 0.05 + 0.85 * f)), mode
-        )
         song = parent.title or Path(parent.filename).stem or "audio"
         items: list[dict[str, Any]] = []
         now = time.time()
-        for name, stem_audio in stems.items():
-            buf = io.BytesIO()
-            samples = stem_audio.samples if stem_audio.samples.ndim == 1 else stem_audio.samples.T
-            sf.write(buf, samples.clip(-1.0, 1.0), stem_audio.sr, format="FLAC", subtype="PCM_24")
-            stem_id = new_id()
-            size = self.storage.put_bytes(audio_key(stem_id), buf.getvalue())
-            title = stem_title(song, name, mode)
-            self.store.add_audio(
-                AudioRecord(
-                    id=stem_id,
-                    owner_id=task.owner_id,
-                    filename=f"{Path(parent.filename).stem or 'audio'}.{name}.flac",
-                    title=title,
-                    content_type="audio/flac",
-                    size=size,
-                    duration=stem_audio.duration,
-                    sample_rate=stem_audio.sr,
-                    channels=1 if stem_audio.samples.ndim == 1 else int(stem_audio.samples.shape[0]),
-                    source="stem",
-                    parent_id=parent.id,
-                    stem_name=name,
-                    storage_key=audio_key(stem_id),
-                    created_at=now,
-                    expires_at=task.expires_at,
-                )
+        with tempfile.TemporaryDirectory(prefix="stems-") as tmp:
+            written = write_stems(
+                separator,
+                audio,
+                Path(tmp),
+                stem_set=stem_set_of(mode),
+                fmt="flac",
+                progress=lambda s, f: progress(s, 0.05 + 0.85 * f),
             )
-            items.append({"name": name, "audio_id": stem_id, "title": title, "duration": stem_audio.duration})
+            for name, path in written.items():
+                info = sf.info(str(path))
+                duration = info.frames / info.samplerate
+                stem_id = new_id()
+                size = self.storage.put_file(audio_key(stem_id), path)
+                title = stem_title(song, name, mode)
+                self.store.add_audio(
+                    AudioRecord(
+                        id=stem_id,
+                        owner_id=task.owner_id,
+                        filename=f"{Path(parent.filename).stem or 'audio'}.{name}.flac",
+                        title=title,
+                        content_type="audio/flac",
+                        size=size,
+                        duration=duration,
+                        sample_rate=info.samplerate,
+                        channels=info.channels,
+                        source="stem",
+                        parent_id=parent.id,
+                        stem_name=name,
+                        storage_key=audio_key(stem_id),
+                        created_at=now,
+                        expires_at=task.expires_at,
+                    )
+                )
+                items.append({"name": name, "audio_id": stem_id, "title": title, "duration": duration})
         progress("done", 1.0)
         return {"separator": plan.separator, "mode": mode, "stems": items}
 

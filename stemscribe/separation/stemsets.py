@@ -32,11 +32,11 @@ STEM_TITLES: dict[str, str] = {
     "drums": "Drums",
     "bass": "Bass",
     "guitar": "Guitar",
-    "piano": "Piano",
+    "piano": "Keyboard",
     "other": "Other",
     "harmonic": "Harmonic",
 }
-"""Display names of stems, for titles such as "<song> - Vocals"."""
+"""Display names of stems, for titles such as "<song> - Vocals" (piano is Suno's "Keyboard")."""
 
 
 def vocals_instrumental(

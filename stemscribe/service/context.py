@@ -25,9 +25,15 @@ from stemscribe.audio import load_audio
 from stemscribe.errors import AudioError, AudioTooLongError, StemscribeError
 from stemscribe.jobs.models import AudioRecord, Principal, TaskKind, TaskRecord, TaskState
 from stemscribe.jobs.netguard import BlockedAddressError, check_url, fetch_stream
-from stemscribe.jobs.storage import ArtifactStorage, StorageError
+from stemscribe.jobs.storage import (
+    ArtifactStorage,
+    StorageError,
+    audio_key,
+    audio_prefix,
+    result_key,
+    task_prefix,
+)
 from stemscribe.jobs.store import LOCAL_PRINCIPAL, SqlJobStore, hash_key, new_id
-from stemscribe.jobs.worker import audio_key, result_key
 from stemscribe.service.errors import ApiError, library_error, not_found
 from stemscribe.settings import Settings
 
@@ -377,7 +383,7 @@ class ServiceContext:
     def forget(self, task_id: str) -> None:
         with self._lock:
             self._results.pop(task_id, None)
-        self.storage.delete_prefix(f"tasks/{task_id}")
+        self.storage.delete_prefix(task_prefix(task_id))
 
     # --- signed download links --------------------------------------------------------------------
 
@@ -409,7 +415,7 @@ class ServiceContext:
             for t in tasks:
                 self.forget(t.id)
             for a in audios:
-                self.storage.delete_prefix(f"audio/{a.id}")
+                self.storage.delete_prefix(audio_prefix(a.id))
             self.store.mark_purged([t.id for t in tasks], [a.id for a in audios], now)
             n_tasks += len(tasks)
             n_audios += len(audios)
