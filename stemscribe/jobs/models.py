@@ -1,11 +1,16 @@
-"""The job store's tables (SQLAlchemy 2 declarative). Times are seconds since the epoch (UTC)."""
+"""The job store's tables (SQLAlchemy 2 declarative). Times are seconds since the epoch (UTC).
+
+`state` and `kind` columns hold their enums (stored as the lowercase values in VARCHAR columns, as
+before, so the schema and the rows are unchanged).
+"""
 
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -14,6 +19,8 @@ class Base(DeclarativeBase):
 
 
 class TaskState(str, Enum):
+    """Where a task stands; `store.SqlJobStore` makes every change (claim, finish, requeue, purge)."""
+
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -30,6 +37,21 @@ class DeliveryState(str, Enum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
+
+
+E = TypeVar("E", bound=Enum)
+
+
+def enum_column(enum: type[E]) -> SqlEnum:
+    """A VARCHAR(20) column holding `enum` members by their values (no CHECK, no native type)."""
+    return SqlEnum(
+        enum,
+        native_enum=False,
+        create_constraint=False,
+        length=20,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=True,
+    )
 
 
 class Principal(Base):
@@ -77,9 +99,9 @@ class TaskRecord(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     owner_id: Mapped[str] = mapped_column(String(40), ForeignKey("principals.id"))
-    kind: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[TaskKind] = mapped_column(enum_column(TaskKind))
     dialect: Mapped[str] = mapped_column(String(20))
-    state: Mapped[str] = mapped_column(String(20), index=True)
+    state: Mapped[TaskState] = mapped_column(enum_column(TaskState), index=True)
     stage: Mapped[str] = mapped_column(String(40), default="queued")
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     error_code: Mapped[str | None] = mapped_column(String(60), nullable=True)
@@ -121,7 +143,7 @@ class WebhookDelivery(Base):
     owner_id: Mapped[str] = mapped_column(String(40))
     url: Mapped[str] = mapped_column(Text)
     payload: Mapped[str | None] = mapped_column(Text, nullable=True)
-    state: Mapped[str] = mapped_column(String(20), index=True)
+    state: Mapped[DeliveryState] = mapped_column(enum_column(DeliveryState), index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=5)
     next_attempt_at: Mapped[float] = mapped_column(Float, index=True)

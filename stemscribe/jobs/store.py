@@ -1,8 +1,9 @@
 """The job store: API keys, audios, tasks and pending webhook deliveries.
 
-`JobStore` is the interface the HTTP layer, the workers and the webhook sender use; `SqlJobStore`
-implements it with SQLAlchemy 2 on SQLite (default) or PostgreSQL. Records come back detached:
-read their attributes freely, change them only through the store.
+`SqlJobStore` is what the HTTP layer, the workers and the webhook sender use, with SQLAlchemy 2 on
+SQLite (default) or PostgreSQL. Every change of a task's state happens here (`claim_task`,
+`finish_task`, `fail_queued`, `requeue_stale`, `mark_purged`). Records come back detached: read
+their attributes freely, change them only through the store.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from types import SimpleNamespace
-from typing import Any, Protocol, cast
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Boolean, Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.orm import Session, sessionmaker
 
 from stemscribe.jobs.models import (
@@ -25,6 +28,7 @@ from stemscribe.jobs.models import (
     Base,
     DeliveryState,
     Principal,
+    TaskKind,
     TaskRecord,
     TaskState,
     WebhookDelivery,
@@ -32,6 +36,20 @@ from stemscribe.jobs.models import (
 
 LOCAL_PRINCIPAL = "local"
 KEY_PREFIX = "sk_"
+
+
+M = TypeVar("M", bound=Base)
+
+
+@dataclass(frozen=True, slots=True)
+class _PeekPlan:
+    """One table's peek query and which of its columns need converting from the DBAPI's values."""
+
+    sql: str
+    cols: list[str]
+    json_cols: set[str]
+    bool_cols: set[str]
+    enum_cols: dict[str, type[Enum]]
 
 
 def new_id() -> str:
@@ -47,69 +65,6 @@ def new_webhook_secret() -> str:
     import base64
 
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-
-
-class JobStore(Protocol):
-    """What the service, the workers and the webhook sender need from persistence."""
-
-    # keys
-    def create_key(self, name: str) -> tuple[Principal, str]: ...
-    def list_keys(self) -> list[Principal]: ...
-    def revoke_key(self, ident: str) -> Principal | None: ...
-    def principal_for_key(self, key: str) -> Principal | None: ...
-    def principal_by_hash(self, key_hash: str) -> Principal | None: ...
-    def get_principal(self, principal_id: str) -> Principal | None: ...
-    def ensure_local_principal(self) -> Principal: ...
-    def keys_exist(self) -> bool: ...
-
-    # audios
-    def add_audio(self, audio: AudioRecord) -> AudioRecord: ...
-    def get_audio(self, audio_id: str, owner_id: str | None) -> AudioRecord | None: ...
-
-    # tasks
-    def add_task(self, task: TaskRecord) -> TaskRecord: ...
-    def get_task(self, task_id: str, owner_id: str | None) -> TaskRecord | None: ...
-    def peek_task(self, task_id: str, owner_id: str | None) -> TaskRecord | None: ...
-    def peek_audio(self, audio_id: str, owner_id: str | None) -> AudioRecord | None: ...
-    def get_tasks(self, task_ids: Sequence[str], owner_id: str) -> list[TaskRecord]: ...
-    def list_tasks(self, owner_id: str, *, limit: int, kind: str | None = None) -> list[TaskRecord]: ...
-    def find_task(self, owner_id: str, *, kind: str, audio_id: str, dialect: str) -> TaskRecord | None: ...
-    def delete_task(self, task_id: str, owner_id: str) -> TaskRecord | None: ...
-    def claim_task(self, worker_id: str, lease_s: float) -> TaskRecord | None: ...
-    def report_progress(
-        self, task_id: str, worker_id: str, stage: str, progress: float, lease_s: float
-    ) -> bool: ...
-    def extend_lease(self, task_id: str, worker_id: str, lease_s: float) -> bool: ...
-    def running_workers(self) -> list[str]: ...
-    def finish_task(
-        self,
-        task_id: str,
-        worker_id: str,
-        *,
-        output: dict[str, Any] | None = None,
-        error: tuple[str, str] | None = None,
-        retry: bool = False,
-    ) -> TaskRecord | None: ...
-    def requeue_stale(self, *, max_attempts: int, dead_workers: Sequence[str] = ()) -> tuple[int, int]: ...
-    def count_tasks(self) -> dict[str, int]: ...
-
-    # webhooks
-    def due_deliveries(self, *, limit: int = 20) -> list[WebhookDelivery]: ...
-    def record_delivery(
-        self,
-        delivery_id: str,
-        *,
-        payload: str,
-        status: int | None,
-        error: str | None,
-        delivered: bool,
-        retry_in: float,
-    ) -> WebhookDelivery | None: ...
-    def deliveries_for_task(self, task_id: str) -> list[WebhookDelivery]: ...
-
-    # expiry
-    def expired(self, now: float, *, limit: int = 500) -> tuple[list[TaskRecord], list[AudioRecord]]: ...
-    def mark_purged(self, task_ids: Sequence[str], audio_ids: Sequence[str], now: float) -> None: ...
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -131,58 +86,65 @@ def make_engine(url: str) -> Engine:
 
 
 class SqlJobStore:
-    """`JobStore` on a SQLAlchemy engine. Run the migrations (`upgrade_database`) before use."""
+    """The job store on a SQLAlchemy engine. Run the migrations (`upgrade_database`) before use."""
 
     def __init__(self, url_or_engine: str | Engine, *, webhook_attempts: int = 5) -> None:
         self.webhook_attempts = max(1, webhook_attempts)
         self.engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
-        self._peek_cache: dict[type[Base], tuple[str, list[str], set[str], set[str]]] = {}
+        self._peek_cache: dict[type[Base], _PeekPlan] = {}
 
-    def _peek_sql(self, model: type[Base]) -> tuple[str, list[str], set[str], set[str]]:
-        table = model.__table__  # type: ignore[attr-defined]
+    def _peek_sql(self, model: type[Base]) -> _PeekPlan:
+        table = model.__table__
         cols = [c.name for c in table.columns]
         json_cols = {c.name for c in table.columns if isinstance(c.type, JSON)}
         bool_cols = {c.name for c in table.columns if isinstance(c.type, Boolean)}
+        enum_cols = {
+            c.name: c.type.enum_class
+            for c in table.columns
+            if isinstance(c.type, SqlEnum) and c.type.enum_class is not None
+        }
         mark = "?" if self.engine.dialect.paramstyle == "qmark" else "%s"
-        return f"SELECT {', '.join(cols)} FROM {table.name} WHERE id = {mark}", cols, json_cols, bool_cols
+        sql = f"SELECT {', '.join(cols)} FROM {table.name} WHERE id = {mark}"
+        return _PeekPlan(sql, cols, json_cols, bool_cols, enum_cols)
 
-    def _peek(self, model: type[Base], ident: str) -> Any:
-        """A read-only snapshot of one row by id, without the ORM (the hot path of task polls)."""
-        sql, cols, json_cols, bool_cols = self._peek_cache.get(model) or self._peek_cache.setdefault(
-            model, self._peek_sql(model)
-        )
+    def _peek(self, model: type[M], ident: str) -> M | None:
+        """A transient copy of one row by id, read without the ORM's session (the hot path of polls)."""
+        plan = self._peek_cache.get(model) or self._peek_cache.setdefault(model, self._peek_sql(model))
         with self.engine.connect() as conn:
             cursor = conn.connection.cursor()  # the DBAPI cursor: no result metadata to build per call
             try:
-                cursor.execute(sql, (ident,))
+                cursor.execute(plan.sql, (ident,))
                 row = cursor.fetchone()
             finally:
                 cursor.close()
             conn.rollback()
         if row is None:
             return None
-        values = dict(zip(cols, row, strict=True))
-        for name in json_cols:
+        values = dict(zip(plan.cols, row, strict=True))
+        for name in plan.json_cols:
             if isinstance(values[name], str):
                 values[name] = json.loads(values[name])
-        for name in bool_cols:
+        for name in plan.bool_cols:
             if values[name] is not None:
                 values[name] = bool(values[name])
-        return SimpleNamespace(**values)
+        for name, enum in plan.enum_cols.items():
+            if values[name] is not None:
+                values[name] = enum(values[name])
+        return model(**values)
 
     def peek_task(self, task_id: str, owner_id: str | None) -> TaskRecord | None:
-        """Like `get_task`, several times faster; the snapshot's attributes are read-only."""
+        """Like `get_task`, several times faster; a transient record, not attached to any session."""
         t = self._peek(TaskRecord, task_id)
         if t is None or (owner_id is not None and t.owner_id != owner_id):
             return None
-        return cast(TaskRecord, t)
+        return t
 
     def peek_audio(self, audio_id: str, owner_id: str | None) -> AudioRecord | None:
         a = self._peek(AudioRecord, audio_id)
         if a is None or (owner_id is not None and a.owner_id != owner_id):
             return None
-        return cast(AudioRecord, a)
+        return a
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -313,7 +275,7 @@ class SqlJobStore:
             }
         return [rows[i] for i in task_ids if i in rows]
 
-    def list_tasks(self, owner_id: str, *, limit: int, kind: str | None = None) -> list[TaskRecord]:
+    def list_tasks(self, owner_id: str, *, limit: int, kind: TaskKind | None = None) -> list[TaskRecord]:
         q = select(TaskRecord).where(TaskRecord.owner_id == owner_id)
         if kind is not None:
             q = q.where(TaskRecord.kind == kind)
@@ -321,7 +283,7 @@ class SqlJobStore:
         with self.session() as s:
             return list(s.scalars(q))
 
-    def find_task(self, owner_id: str, *, kind: str, audio_id: str, dialect: str) -> TaskRecord | None:
+    def find_task(self, owner_id: str, *, kind: TaskKind, audio_id: str, dialect: str) -> TaskRecord | None:
         """The newest task of this kind on this audio that is not failed (for idempotent re-requests)."""
         q = (
             select(TaskRecord)
@@ -330,9 +292,7 @@ class SqlJobStore:
                 TaskRecord.audio_id == audio_id,
                 TaskRecord.kind == kind,
                 TaskRecord.dialect == dialect,
-                TaskRecord.state.in_(
-                    [TaskState.QUEUED.value, TaskState.RUNNING.value, TaskState.SUCCEEDED.value]
-                ),
+                TaskRecord.state.in_([TaskState.QUEUED, TaskState.RUNNING, TaskState.SUCCEEDED]),
                 TaskRecord.expires_at > time.time(),
             )
             .order_by(TaskRecord.created_at.desc())
@@ -356,7 +316,7 @@ class SqlJobStore:
             with self.session() as s:
                 candidate = s.scalar(
                     select(TaskRecord.id)
-                    .where(TaskRecord.state == TaskState.QUEUED.value)
+                    .where(TaskRecord.state == TaskState.QUEUED)
                     .order_by(TaskRecord.created_at)
                     .limit(1)
                 )
@@ -365,9 +325,9 @@ class SqlJobStore:
                 now = time.time()
                 claimed = s.execute(
                     update(TaskRecord)
-                    .where(TaskRecord.id == candidate, TaskRecord.state == TaskState.QUEUED.value)
+                    .where(TaskRecord.id == candidate, TaskRecord.state == TaskState.QUEUED)
                     .values(
-                        state=TaskState.RUNNING.value,
+                        state=TaskState.RUNNING,
                         stage="starting",
                         worker_id=worker_id,
                         lease_until=now + lease_s,
@@ -388,7 +348,9 @@ class SqlJobStore:
             n = s.execute(
                 update(TaskRecord)
                 .where(
-                    TaskRecord.id == task_id, TaskRecord.worker_id == worker_id, TaskRecord.state == "running"
+                    TaskRecord.id == task_id,
+                    TaskRecord.worker_id == worker_id,
+                    TaskRecord.state == TaskState.RUNNING,
                 )
                 .values(stage=stage, progress=progress, lease_until=time.time() + lease_s)
                 .execution_options(synchronize_session=False)
@@ -400,7 +362,9 @@ class SqlJobStore:
             n = s.execute(
                 update(TaskRecord)
                 .where(
-                    TaskRecord.id == task_id, TaskRecord.worker_id == worker_id, TaskRecord.state == "running"
+                    TaskRecord.id == task_id,
+                    TaskRecord.worker_id == worker_id,
+                    TaskRecord.state == TaskState.RUNNING,
                 )
                 .values(lease_until=time.time() + lease_s)
                 .execution_options(synchronize_session=False)
@@ -409,7 +373,7 @@ class SqlJobStore:
 
     def running_workers(self) -> list[str]:
         with self.session() as s:
-            q = select(TaskRecord.worker_id).where(TaskRecord.state == TaskState.RUNNING.value).distinct()
+            q = select(TaskRecord.worker_id).where(TaskRecord.state == TaskState.RUNNING).distinct()
             return [w for w in s.scalars(q) if w]
 
     def finish_task(
@@ -428,20 +392,20 @@ class SqlJobStore:
         """
         with self.session() as s:
             t = s.get(TaskRecord, task_id, with_for_update=True)
-            if t is None or t.worker_id != worker_id or t.state != TaskState.RUNNING.value:
+            if t is None or t.worker_id != worker_id or t.state is not TaskState.RUNNING:
                 return None
             now = time.time()
             t.worker_id = None
             t.lease_until = None
             if retry:
-                t.state = TaskState.QUEUED.value
+                t.state = TaskState.QUEUED
                 t.stage = "queued"
                 return t
             t.finished_at = now
             if error is None:
-                t.state, t.stage, t.progress, t.output = TaskState.SUCCEEDED.value, "done", 1.0, output
+                t.state, t.stage, t.progress, t.output = TaskState.SUCCEEDED, "done", 1.0, output
             else:
-                t.state, t.error_code, t.error_message = TaskState.FAILED.value, error[0], error[1]
+                t.state, t.error_code, t.error_message = TaskState.FAILED, error[0], error[1]
                 if output is not None:
                     t.output = output
             if t.callback_url:
@@ -455,7 +419,7 @@ class SqlJobStore:
             owner_id=t.owner_id,
             url=t.callback_url or "",
             payload=None,
-            state=DeliveryState.PENDING.value,
+            state=DeliveryState.PENDING,
             attempts=0,
             max_attempts=self.webhook_attempts,
             next_attempt_at=now,
@@ -466,10 +430,10 @@ class SqlJobStore:
         """Fail a task that never ran (for example its input is gone), queueing its webhook."""
         with self.session() as s:
             t = s.get(TaskRecord, task_id)
-            if t is None or t.state not in (TaskState.QUEUED.value, TaskState.RUNNING.value):
+            if t is None or t.state not in (TaskState.QUEUED, TaskState.RUNNING):
                 return None
             now = time.time()
-            t.state, t.error_code, t.error_message, t.finished_at = TaskState.FAILED.value, code, message, now
+            t.state, t.error_code, t.error_message, t.finished_at = TaskState.FAILED, code, message, now
             t.worker_id, t.lease_until = None, None
             if t.callback_url:
                 s.add(self._delivery_for(t, now))
@@ -484,27 +448,25 @@ class SqlJobStore:
         cond = (TaskRecord.lease_until < now) | (TaskRecord.worker_id.in_(list(dead_workers)))
         requeued = failed = 0
         with self.session() as s:
-            rows = list(
-                s.scalars(select(TaskRecord).where(TaskRecord.state == TaskState.RUNNING.value, cond))
-            )
+            rows = list(s.scalars(select(TaskRecord).where(TaskRecord.state == TaskState.RUNNING, cond)))
             for t in rows:
                 t.worker_id, t.lease_until = None, None
                 if t.attempts >= max_attempts:
-                    t.state, t.finished_at = TaskState.FAILED.value, now
+                    t.state, t.finished_at = TaskState.FAILED, now
                     t.error_code = "worker_died"
                     t.error_message = f"the worker running this task stopped {t.attempts} times; giving up"
                     if t.callback_url:
                         s.add(self._delivery_for(t, now))
                     failed += 1
                 else:
-                    t.state, t.stage = TaskState.QUEUED.value, "queued"
+                    t.state, t.stage = TaskState.QUEUED, "queued"
                     requeued += 1
         return requeued, failed
 
     def count_tasks(self) -> dict[str, int]:
         with self.session() as s:
             rows = s.execute(select(TaskRecord.state, func.count()).group_by(TaskRecord.state)).all()
-        return {state: int(n) for state, n in rows}
+        return {TaskState(state).value: int(n) for state, n in rows}
 
     # --- webhooks ---------------------------------------------------------------------------------
 
@@ -513,7 +475,7 @@ class SqlJobStore:
             q = (
                 select(WebhookDelivery)
                 .where(
-                    WebhookDelivery.state == DeliveryState.PENDING.value,
+                    WebhookDelivery.state == DeliveryState.PENDING,
                     WebhookDelivery.next_attempt_at <= time.time(),
                 )
                 .order_by(WebhookDelivery.next_attempt_at)
@@ -541,9 +503,9 @@ class SqlJobStore:
             d.attempts += 1
             d.last_status, d.last_error = status, error
             if delivered:
-                d.state, d.delivered_at = DeliveryState.DELIVERED.value, now
+                d.state, d.delivered_at = DeliveryState.DELIVERED, now
             elif d.attempts >= d.max_attempts or retry_in < 0:
-                d.state = DeliveryState.FAILED.value
+                d.state = DeliveryState.FAILED
             else:
                 d.next_attempt_at = now + retry_in
             return d
@@ -568,7 +530,7 @@ class SqlJobStore:
                     .where(
                         TaskRecord.expires_at <= now,
                         TaskRecord.purged_at.is_(None),
-                        TaskRecord.state.not_in([TaskState.QUEUED.value, TaskState.RUNNING.value]),
+                        TaskRecord.state.not_in([TaskState.QUEUED, TaskState.RUNNING]),
                     )
                     .limit(limit)
                 )
@@ -588,7 +550,7 @@ class SqlJobStore:
                 s.execute(
                     update(TaskRecord)
                     .where(TaskRecord.id.in_(list(task_ids)))
-                    .values(purged_at=now, state=TaskState.EXPIRED.value)
+                    .values(purged_at=now, state=TaskState.EXPIRED)
                     .execution_options(synchronize_session=False)
                 )
             if audio_ids:

@@ -153,7 +153,7 @@ class Worker:
         beat = threading.Thread(target=heartbeat, name=f"heartbeat-{task.id[:8]}", daemon=True)
         beat.start()
         try:
-            if task.kind == TaskKind.SEPARATE.value:
+            if task.kind is TaskKind.SEPARATE:
                 output = self._separate(task, progress)
             else:
                 output = self._transcribe(task, progress)

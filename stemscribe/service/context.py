@@ -10,7 +10,6 @@ import asyncio
 import hashlib
 import hmac
 import mimetypes
-import shutil
 import threading
 import time
 import uuid
@@ -22,9 +21,11 @@ from typing import Any, BinaryIO
 import httpx
 
 from stemscribe.audio import load_audio
-from stemscribe.errors import AudioError, AudioTooLongError, StemscribeError
-from stemscribe.jobs.models import AudioRecord, Principal, TaskKind, TaskRecord, TaskState
+from stemscribe.errors import AudioError, AudioTooLongError
+from stemscribe.jobs.models import AudioRecord, Principal, TaskKind, TaskRecord, TaskState, WebhookDelivery
 from stemscribe.jobs.netguard import BlockedAddressError, check_url, fetch_stream
+from stemscribe.jobs.runner import Runner
+from stemscribe.jobs.separation import plan_separation
 from stemscribe.jobs.storage import (
     ArtifactStorage,
     StorageError,
@@ -33,12 +34,12 @@ from stemscribe.jobs.storage import (
     result_key,
     task_prefix,
 )
-from stemscribe.jobs.store import LOCAL_PRINCIPAL, SqlJobStore, hash_key, new_id
-from stemscribe.service.errors import ApiError, library_error, not_found
+from stemscribe.jobs.store import SqlJobStore, hash_key, new_id
+from stemscribe.service.errors import ApiError, not_found
 from stemscribe.settings import Settings
 
 _CHUNK = 1 << 20
-FINAL_STATES = frozenset({TaskState.SUCCEEDED.value, TaskState.FAILED.value, TaskState.EXPIRED.value})
+FINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.EXPIRED})
 
 
 class RateLimiter:
@@ -71,7 +72,7 @@ class ServiceContext:
     storage: ArtifactStorage
     fetch_transport: httpx.BaseTransport | None = None
     secret: bytes = b""
-    runner: Any = None
+    runner: Runner | None = None
     metrics: Any = None
     limiter: RateLimiter = field(init=False)
     _keys: dict[str, tuple[float, Principal | None]] = field(default_factory=dict, init=False)
@@ -237,6 +238,13 @@ class ServiceContext:
             raise ApiError(410, "expired", f"audio {audio_id!r} expired and was deleted")
         return audio
 
+    def find_audio(self, principal: Principal, *ids: str | None) -> AudioRecord:
+        """The first of `ids` that names one of the caller's audios (kie takes an audioId or a taskId)."""
+        for ident in ids:
+            if ident and self.store.get_audio(ident, principal.id) is not None:
+                return self.get_audio(principal, ident)
+        raise ApiError(404, "not_found", f"no audio with id {next((i for i in ids if i), '')!r}")
+
     def audio_file(self, audio: AudioRecord) -> Path | BinaryIO:
         path = self.storage.local_path(audio.storage_key)
         if path is not None and path.is_file():
@@ -277,9 +285,9 @@ class ServiceContext:
         task = TaskRecord(
             id=new_id(),
             owner_id=principal.id,
-            kind=kind.value,
+            kind=kind,
             dialect=dialect,
-            state=TaskState.QUEUED.value,
+            state=TaskState.QUEUED,
             stage="queued",
             progress=0.0,
             audio_id=audio.id,
@@ -301,6 +309,123 @@ class ServiceContext:
         )
         return self.store.add_task(task)
 
+    def create_separation(
+        self,
+        principal: Principal,
+        *,
+        dialect: str,
+        audio: AudioRecord,
+        request: dict[str, Any],
+        base_url: str,
+        mode: str,
+        callback_url: str | None = None,
+    ) -> TaskRecord:
+        """Queue a separation once a backend can serve `mode` (SeparationUnavailableError otherwise)."""
+        plan_separation(mode)
+        return self.create_task(
+            principal,
+            kind=TaskKind.SEPARATE,
+            dialect=dialect,
+            audio=audio,
+            request=request,
+            base_url=base_url,
+            mode=mode,
+            callback_url=callback_url,
+        )
+
+    def find_or_create_transcription(
+        self,
+        principal: Principal,
+        *,
+        dialect: str,
+        audio: AudioRecord,
+        request: dict[str, Any],
+        base_url: str,
+    ) -> TaskRecord:
+        """The newest live transcription of `audio` in this dialect, or a new one (idempotent re-requests)."""
+        task = self.store.find_task(
+            principal.id, kind=TaskKind.TRANSCRIBE, audio_id=audio.id, dialect=dialect
+        )
+        if task is not None:
+            return task
+        return self.create_task(
+            principal,
+            kind=TaskKind.TRANSCRIBE,
+            dialect=dialect,
+            audio=audio,
+            request=request,
+            base_url=base_url,
+        )
+
+    def create_stems_transcription(
+        self,
+        principal: Principal,
+        *,
+        dialect: str,
+        task_id: str,
+        audio_id: str | None,
+        request: dict[str, Any],
+        base_url: str,
+        callback_url: str | None,
+    ) -> TaskRecord:
+        """MIDI of a finished separation's stems (all, or the one `audio_id`), else of the audio named
+        by `audio_id` or `task_id` (kie's `midi/generate`)."""
+        parent = self.store.get_task(task_id, principal.id)
+        if parent is None or parent.kind is not TaskKind.SEPARATE:
+            audio = self.find_audio(principal, audio_id, task_id)
+            inputs, parent_id = [audio.id], None
+        else:
+            if self.is_expired(parent):
+                raise ApiError(410, "expired", f"separation task {parent.id!r} expired")
+            if parent.state is not TaskState.SUCCEEDED:
+                raise ApiError(
+                    409,
+                    "conflict",
+                    f"separation task {parent.id!r} is {parent.state.value}; wait until it succeeds",
+                )
+            stems = [s["audio_id"] for s in (parent.output or {}).get("stems", [])]
+            if audio_id is not None and audio_id not in stems:
+                raise ApiError(404, "not_found", f"audioId {audio_id!r} is not a stem of task {parent.id!r}")
+            inputs = [audio_id] if audio_id else stems
+            audio = self.get_audio(principal, inputs[0])
+            parent_id = parent.id
+        return self.create_task(
+            principal,
+            kind=TaskKind.TRANSCRIBE,
+            dialect=dialect,
+            audio=audio,
+            request=request,
+            base_url=base_url,
+            callback_url=callback_url,
+            input_ids=inputs,
+            parent_task_id=parent_id,
+        )
+
+    def task_or_audio(self, principal: Principal, ident: str) -> tuple[TaskRecord | None, AudioRecord | None]:
+        """(the caller's task `ident`, its audio) or (None, the caller's audio `ident`); 404 for neither."""
+        task = self.store.get_task(ident, principal.id)
+        if task is not None:
+            return task, self.store.get_audio(task.audio_id, principal.id)
+        if self.store.get_audio(ident, principal.id) is None:
+            raise ApiError(404, "not_found", f"task {ident!r} not found")
+        return None, self.get_audio(principal, ident)
+
+    def get_tasks(self, principal: Principal, task_ids: list[str]) -> list[TaskRecord]:
+        return self.store.get_tasks(task_ids, principal.id)
+
+    def list_tasks(self, principal: Principal, *, limit: int, kind: TaskKind) -> list[TaskRecord]:
+        return self.store.list_tasks(principal.id, limit=limit, kind=kind)
+
+    def delete_task(self, principal: Principal, task_id: str) -> None:
+        """Delete a task and its files (a running task finishes, but its result is discarded)."""
+        task = self.store.delete_task(task_id, principal.id)
+        if task is None:
+            raise not_found("task", task_id)
+        self.forget(task.id)
+
+    def deliveries(self, task: TaskRecord) -> list[WebhookDelivery]:
+        return self.store.deliveries_for_task(task.id)
+
     def get_task(self, principal: Principal, task_id: str) -> TaskRecord:
         task = self.store.peek_task(task_id, principal.id) if task_id else None
         if task is None:
@@ -319,20 +444,16 @@ class ServiceContext:
 
     @staticmethod
     def is_expired(task: TaskRecord) -> bool:
-        return (
-            task.state == TaskState.EXPIRED.value
-            or task.purged_at is not None
-            or task.expires_at <= time.time()
-        )
+        return task.state is TaskState.EXPIRED or task.purged_at is not None or task.expires_at <= time.time()
 
-    def state_of(self, task: TaskRecord) -> str:
-        return TaskState.EXPIRED.value if self.is_expired(task) else task.state
+    def state_of(self, task: TaskRecord) -> TaskState:
+        return TaskState.EXPIRED if self.is_expired(task) else task.state
 
     def result(self, task: TaskRecord) -> dict[str, Any] | None:
         """The stored Result dict of a succeeded transcription (cached; results never change)."""
         if (
-            task.kind != TaskKind.TRANSCRIBE.value
-            or task.state != TaskState.SUCCEEDED.value
+            task.kind is not TaskKind.TRANSCRIBE
+            or task.state is not TaskState.SUCCEEDED
             or self.is_expired(task)
         ):
             return None
@@ -358,7 +479,7 @@ class ServiceContext:
             raise ApiError(
                 410, "expired", f"task {task.id!r} expired; its results were deleted", task_id=task.id
             )
-        if task.state == TaskState.FAILED.value:
+        if task.state is TaskState.FAILED:
             raise ApiError(
                 409, "task_failed", f"task {task.id!r} failed: {task.error_message}", task_id=task.id
             )
@@ -402,6 +523,31 @@ class ServiceContext:
         if e <= time.time():
             raise ApiError(410, "expired", "this download link expired")
 
+    def download(self, kind: str, ident: str) -> tuple[Path | BinaryIO, str, str]:
+        """(file, media type, filename) behind a signed link: an audio, or a task's MIDI ("midi", "midiq")."""
+        if kind == "audio":
+            audio = self.store.get_audio(ident, None)
+            if audio is None:
+                raise not_found("audio", ident)
+            if audio.purged_at is not None:
+                raise ApiError(410, "expired", f"audio {ident!r} expired and was deleted")
+            return self.audio_file(audio), audio.content_type, audio.filename
+        task = self.store.get_task(ident, None)
+        if task is None:
+            raise not_found("task", ident)
+        quantized = kind == "midiq"
+        source = self.artifact(task, "result.quantized.mid" if quantized else "result.mid")
+        filename = f"{task.filename.rsplit('.', 1)[0] or task.id}{'.quantized' if quantized else ''}.mid"
+        return source, "audio/midi", filename
+
+    def health(self) -> dict[str, Any]:
+        """Liveness plus the queue: `{"status": "ok", "workers", "tasks": {state: count}}`."""
+        return {
+            "status": "ok",
+            "workers": self.runner.alive() if self.runner is not None else 0,
+            "tasks": self.store.count_tasks(),
+        }
+
     # --- expiry -----------------------------------------------------------------------------------
 
     def purge(self, now: float | None = None) -> tuple[int, int]:
@@ -419,14 +565,3 @@ class ServiceContext:
             self.store.mark_purged([t.id for t in tasks], [a.id for a in audios], now)
             n_tasks += len(tasks)
             n_audios += len(audios)
-
-
-def task_error(exc: StemscribeError) -> ApiError:
-    return library_error(exc)
-
-
-def copy_stream(src: BinaryIO, dst: BinaryIO) -> None:
-    shutil.copyfileobj(src, dst, _CHUNK)
-
-
-LOCAL = LOCAL_PRINCIPAL

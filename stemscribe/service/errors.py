@@ -1,7 +1,8 @@
 """Every error answer of the API, shaped per dialect, in one place.
 
-Handlers raise `ApiError(status, code, message)` (or let a library error through); the exception
-handlers here pick the dialect from the request path and write its error shape:
+Handlers raise `ApiError(status, code, message)` (or let a library error through: `library_error`
+maps each `StemscribeError` to its status, and `failed_task_status` a failed task's error code); the
+exception handlers here pick the dialect from the request path and write its error shape:
 
     AceData     {"success": false, "error": {"code", "message"}, "trace_id", "task_id"?}
     aimusicapi  {"code": <status>, "message"}
@@ -30,6 +31,7 @@ from stemscribe.errors import (
     SeparationUnavailableError,
     StemscribeError,
 )
+from stemscribe.jobs.models import TaskRecord
 from stemscribe.jobs.netguard import BlockedAddressError
 
 logger = logging.getLogger(__name__)
@@ -90,6 +92,15 @@ _DEFAULT_CODES = {
     503: "unavailable",
     504: "timeout",
 }
+
+
+CLIENT_ERROR_CODES = frozenset({"bad_audio", "invalid_option"})
+"""Task error codes (see `jobs.worker.error_code`) that are the caller's fault: answered as 400."""
+
+
+def failed_task_status(task: TaskRecord) -> int:
+    """The HTTP status a failed task is answered with: 400 for the caller's input, else 500."""
+    return 400 if task.error_code in CLIENT_ERROR_CODES else 500
 
 
 def library_error(exc: StemscribeError) -> ApiError:

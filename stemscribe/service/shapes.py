@@ -14,6 +14,7 @@ from typing import Any
 
 from stemscribe.jobs.models import AudioRecord, Principal, TaskKind, TaskRecord, TaskState
 from stemscribe.service.context import ServiceContext
+from stemscribe.service.errors import failed_task_status
 
 
 def iso(t: float | None) -> str | None:
@@ -28,7 +29,7 @@ def ms(t: float | None) -> int | None:
 
 
 def acedata_error_code(task: TaskRecord) -> str:
-    return "bad_request" if task.error_code in ("bad_audio", "invalid_option") else "api_error"
+    return "bad_request" if failed_task_status(task) == 400 else "api_error"
 
 
 # --- native ----------------------------------------------------------------------------------------
@@ -54,7 +55,7 @@ def native_upload(audio: AudioRecord) -> dict[str, Any]:
 
 def native_task(ctx: ServiceContext, task: TaskRecord, *, with_result: bool = True) -> dict[str, Any]:
     state = ctx.state_of(task)
-    done = state == TaskState.SUCCEEDED.value and task.kind == TaskKind.TRANSCRIBE.value
+    done = state is TaskState.SUCCEEDED and task.kind is TaskKind.TRANSCRIBE
     prefix = f"/v1/transcriptions/{task.id}"
     body: dict[str, Any] = {
         "id": task.id,
@@ -62,7 +63,9 @@ def native_task(ctx: ServiceContext, task: TaskRecord, *, with_result: bool = Tr
         "state": state,
         "stage": task.stage,
         "progress": task.progress,
-        "error": {"code": task.error_code, "message": task.error_message} if task.state == "failed" else None,
+        "error": {"code": task.error_code, "message": task.error_message}
+        if task.state is TaskState.FAILED
+        else None,
         "audio_id": task.audio_id,
         "filename": task.filename,
         "stem": task.stem,
@@ -78,7 +81,7 @@ def native_task(ctx: ServiceContext, task: TaskRecord, *, with_result: bool = Tr
         "audio_url": f"/v1/uploads/{task.audio_id}/audio",
         "callback_url": task.callback_url,
     }
-    if task.kind == TaskKind.SEPARATE.value and task.output:
+    if task.kind is TaskKind.SEPARATE and task.output:
         body["stems"] = task.output.get("stems", [])
     return body
 
@@ -93,7 +96,7 @@ def delivery_state(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any] | No
     """Where the task's callback stands: waiting (task running), pending, delivered or failed."""
     if not task.callback_url:
         return None
-    deliveries = ctx.store.deliveries_for_task(task.id)
+    deliveries = ctx.deliveries(task)
     d = deliveries[-1] if deliveries else None
     return {
         "url": task.callback_url,
@@ -159,9 +162,9 @@ def acedata_audios_answer(ctx: ServiceContext, task: TaskRecord) -> dict[str, An
 
 def acedata_response(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any] | None:
     """The synchronous answer of a finished task (the `response` of `/suno/tasks`), None while running."""
-    if task.state == TaskState.FAILED.value:
+    if task.state is TaskState.FAILED:
         return acedata_failure(task)
-    if task.state != TaskState.SUCCEEDED.value:
+    if task.state is not TaskState.SUCCEEDED:
         return None
     if ctx.is_expired(task):
         return {
@@ -170,7 +173,7 @@ def acedata_response(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any] | 
             "trace_id": task.trace_id,
             "task_id": task.id,
         }
-    if task.kind == TaskKind.SEPARATE.value:
+    if task.kind is TaskKind.SEPARATE:
         return acedata_audios_answer(ctx, task)
     result = ctx.result(task)
     return acedata_midi_answer(task, result) if result is not None else None
@@ -226,6 +229,25 @@ def aimusic_pending(task: TaskRecord) -> dict[str, Any]:
             "instruments": [],
         },
     }
+
+
+def aimusic_task_item(ctx: ServiceContext, task: TaskRecord, audio: AudioRecord | None) -> dict[str, Any]:
+    """A MIDI task as one entry of aimusicapi's task list."""
+    expired = ctx.is_expired(task)
+    item: dict[str, Any] = {
+        "clip_id": task.audio_id,
+        "task_id": task.id,
+        "state": "expired" if expired else AIMUSIC_STATES.get(task.state, task.state),
+        "title": audio.title if audio else "",
+        "audio_url": ctx.link(task.base_url, "audio", task.audio_id, task.expires_at),
+        "duration": audio.duration if audio else None,
+        "created_at": iso(task.created_at),
+        "progress": task.progress,
+        "error": task.error_message,
+    }
+    if task.state is TaskState.SUCCEEDED and not expired:
+        item["midi_url"] = ctx.link(task.base_url, "midi", task.id, task.expires_at)
+    return item
 
 
 def aimusic_clip(ctx: ServiceContext, audio: AudioRecord, base_url: str) -> dict[str, Any]:
@@ -299,7 +321,7 @@ def _kie_stem_urls(
 def kie_separation_record(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any]:
     state = ctx.state_of(task)
     response = None
-    if state == TaskState.SUCCEEDED.value:
+    if state is TaskState.SUCCEEDED:
         record, _, origin = _kie_stem_urls(ctx, task)
         response = {
             "id": task.id,
@@ -308,7 +330,7 @@ def kie_separation_record(ctx: ServiceContext, task: TaskRecord) -> dict[str, An
             **record,
         }
     callback = delivery_state(ctx, task)
-    flag = "EXPIRED" if state == "expired" else KIE_SEPARATION_FLAGS.get(task.state, "PENDING")
+    flag = "EXPIRED" if state is TaskState.EXPIRED else KIE_SEPARATION_FLAGS.get(task.state, "PENDING")
     if flag == "SUCCESS" and callback is not None and callback["state"] == "failed":
         flag = "CALLBACK_EXCEPTION"
     return {
@@ -320,7 +342,7 @@ def kie_separation_record(ctx: ServiceContext, task: TaskRecord) -> dict[str, An
         "completeTime": ms(task.finished_at),
         "createTime": ms(task.created_at),
         "successFlag": flag,
-        "errorCode": 501 if task.state == "failed" else None,
+        "errorCode": 501 if task.state is TaskState.FAILED else None,
         "errorMessage": task.error_message,
         "response": response,
         "callback": callback,
@@ -328,7 +350,7 @@ def kie_separation_record(ctx: ServiceContext, task: TaskRecord) -> dict[str, An
 
 
 def kie_separation_callback(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any]:
-    if task.state != TaskState.SUCCEEDED.value:
+    if task.state is not TaskState.SUCCEEDED:
         return {"code": 501, "msg": task.error_message or "separation failed", "data": {"task_id": task.id}}
     _, callback, _ = _kie_stem_urls(ctx, task)
     info = {"origin_url": ctx.link(task.base_url, "audio", task.audio_id, task.expires_at), **callback}
@@ -357,16 +379,16 @@ def kie_midi_record(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any]:
         "state": state,
         "midiData": kie_midi_data(ctx, task),
         "midiUrl": ctx.link(task.base_url, "midi", task.id, task.expires_at)
-        if state == TaskState.SUCCEEDED.value
+        if state is TaskState.SUCCEEDED
         else None,
-        "errorCode": 501 if task.state == "failed" else None,
+        "errorCode": 501 if task.state is TaskState.FAILED else None,
         "errorMessage": task.error_message,
         "callback": delivery_state(ctx, task),
     }
 
 
 def kie_midi_callback(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any]:
-    data = kie_midi_data(ctx, task) if task.state == TaskState.SUCCEEDED.value else None
+    data = kie_midi_data(ctx, task) if task.state is TaskState.SUCCEEDED else None
     if data is None:
         return {
             "task_id": task.id,
@@ -397,11 +419,11 @@ class DialectRenderer:
         if task.dialect == "acedata":
             return acedata_response(ctx, task) or acedata_failure(task)
         if task.dialect == "kie":
-            if task.kind == TaskKind.SEPARATE.value:
+            if task.kind is TaskKind.SEPARATE:
                 return kie_separation_callback(ctx, task)
             return kie_midi_callback(ctx, task)
         if task.dialect == "aimusicapi":
-            if task.state == TaskState.SUCCEEDED.value:
+            if task.state is TaskState.SUCCEEDED:
                 return {"type": "midi", "task_id": task.id, **aimusic_midi_answer(ctx, task)}
             return {"type": "midi", "task_id": task.id, "code": 500, "message": task.error_message}
         body = native_task(ctx, task)

@@ -61,7 +61,7 @@ def test_cli_and_service_write_byte_identical_stems(
     worker = Worker(settings, store, storage, lambda _s: fake)
     assert worker.run_once()
     done = store.get_task(task.id, None)
-    assert done is not None and done.state == TaskState.SUCCEEDED, done and done.error_message
+    assert done is not None and done.state is TaskState.SUCCEEDED, done and done.error_message
     assert done.output is not None and done.output["separator"] == "hpss"
     service_stems = {}
     for item in done.output["stems"]:

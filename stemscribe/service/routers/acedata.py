@@ -10,12 +10,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from stemscribe.errors import SeparationUnavailableError
 from stemscribe.jobs.models import TaskKind, TaskRecord, TaskState
-from stemscribe.jobs.separation import plan_separation
 from stemscribe.service.context import ServiceContext
 from stemscribe.service.deps import Caller, Ctx, base_url
-from stemscribe.service.errors import ApiError
+from stemscribe.service.errors import ApiError, failed_task_status
 from stemscribe.service.shapes import (
     acedata_audios_answer,
     acedata_failure,
@@ -75,15 +73,14 @@ async def _answer(ctx: ServiceContext, task: TaskRecord, sync: bool, render: Any
     if not sync:
         return {"task_id": task.id}
     task = await ctx.wait(task, ctx.settings.sync_wait_s)
-    if task.state == TaskState.SUCCEEDED.value:
+    if task.state is TaskState.SUCCEEDED:
         return render(task)
-    if task.state == TaskState.FAILED.value:
-        status = 400 if task.error_code in ("bad_audio", "invalid_option") else 500
-        return JSONResponse(acedata_failure(task), status_code=status)
+    if task.state is TaskState.FAILED:
+        return JSONResponse(acedata_failure(task), status_code=failed_task_status(task))
     raise ApiError(
         504,
         "timeout",
-        f"the task is still {task.state} after {ctx.settings.sync_wait_s:g} s; "
+        f"the task is still {task.state.value} after {ctx.settings.sync_wait_s:g} s; "
         "look it up with POST /suno/tasks",
         task_id=task.id,
     )
@@ -118,7 +115,7 @@ def suno_tasks(ctx: Ctx, caller: Caller, body: TasksRequest) -> Any:
         return acedata_task(ctx, ctx.get_task(caller, body.id))
     if not body.ids:
         raise ApiError(400, "bad_request", "ids is required when action is retrieve_batch")
-    items = [acedata_task(ctx, t) for t in ctx.store.get_tasks(body.ids, caller.id)]
+    items = [acedata_task(ctx, t) for t in ctx.get_tasks(caller, body.ids)]
     return {"items": items, "count": len(items)}
 
 
@@ -156,13 +153,9 @@ async def suno_audios(request: Request, ctx: Ctx, caller: Caller, body: AudiosRe
     if not body.audio_id:
         raise ApiError(400, "bad_request", f"audio_id is required when action is {body.action}")
     audio = ctx.get_audio(caller, body.audio_id)
-    try:
-        await run_in_threadpool(plan_separation, body.action)
-    except SeparationUnavailableError as exc:
-        raise ApiError(503, "separation_unavailable", str(exc)) from None
-    task = ctx.create_task(
+    task = await run_in_threadpool(
+        ctx.create_separation,
         caller,
-        kind=TaskKind.SEPARATE,
         dialect="acedata",
         audio=audio,
         request=body.model_dump(exclude_none=True),

@@ -9,10 +9,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from stemscribe.jobs.models import TaskKind, TaskState
+from stemscribe.jobs.models import TaskState
 from stemscribe.service.deps import Caller, Ctx, base_url
-from stemscribe.service.errors import ApiError
-from stemscribe.service.shapes import AIMUSIC_STATES, aimusic_clip, aimusic_midi_answer, aimusic_pending, iso
+from stemscribe.service.errors import failed_task_status
+from stemscribe.service.shapes import aimusic_clip, aimusic_midi_answer, aimusic_pending, aimusic_task_item
 
 router = APIRouter(prefix="/api/v1/suno", tags=["aimusicapi"])
 
@@ -40,23 +40,18 @@ async def suno_midi(request: Request, ctx: Ctx, caller: Caller, body: MidiReques
     """The MIDI of a clip. Waits up to `aimusic_wait_s`; before the result is ready it answers
     `{"code": 202, ...}` and the same request (same clip_id) can be repeated until `code` is 200."""
     audio = ctx.get_audio(caller, body.clip_id)
-    task = ctx.store.find_task(
-        caller.id, kind=TaskKind.TRANSCRIBE.value, audio_id=audio.id, dialect="aimusicapi"
+    task = ctx.find_or_create_transcription(
+        caller,
+        dialect="aimusicapi",
+        audio=audio,
+        request=body.model_dump(exclude_none=True),
+        base_url=base_url(request),
     )
-    if task is None:
-        task = ctx.create_task(
-            caller,
-            kind=TaskKind.TRANSCRIBE,
-            dialect="aimusicapi",
-            audio=audio,
-            request=body.model_dump(exclude_none=True),
-            base_url=base_url(request),
-        )
     task = await ctx.wait(task, ctx.settings.aimusic_wait_s)
-    if task.state == TaskState.SUCCEEDED.value:
+    if task.state is TaskState.SUCCEEDED:
         return aimusic_midi_answer(ctx, task)
-    if task.state == TaskState.FAILED.value:
-        status = 400 if task.error_code in ("bad_audio", "invalid_option") else 500
+    if task.state is TaskState.FAILED:
+        status = failed_task_status(task)
         return JSONResponse(
             {"code": status, "message": task.error_message or "transcription failed"}, status_code=status
         )
@@ -73,28 +68,10 @@ async def suno_upload(ctx: Ctx, caller: Caller, body: UploadRequest) -> Any:
 @router.get("/task/{task_id}", responses=_ERRORS)
 def suno_task(request: Request, ctx: Ctx, caller: Caller, task_id: str) -> Any:
     """A clip (an uploaded audio's id) or a MIDI task, as aimusicapi's task list."""
-    task = ctx.store.get_task(task_id, caller.id)
+    task, audio = ctx.task_or_audio(caller, task_id)
     if task is not None:
-        audio = ctx.store.get_audio(task.audio_id, caller.id)
-        item: dict[str, Any] = {
-            "clip_id": task.audio_id,
-            "task_id": task.id,
-            "state": "expired" if ctx.is_expired(task) else AIMUSIC_STATES.get(task.state, task.state),
-            "title": audio.title if audio else "",
-            "audio_url": ctx.link(task.base_url, "audio", task.audio_id, task.expires_at),
-            "duration": audio.duration if audio else None,
-            "created_at": iso(task.created_at),
-            "progress": task.progress,
-            "error": task.error_message,
-        }
-        if task.state == TaskState.SUCCEEDED.value and not ctx.is_expired(task):
-            item["midi_url"] = ctx.link(task.base_url, "midi", task.id, task.expires_at)
-        return {"code": 200, "message": "success", "data": [item]}
-    audio = ctx.store.get_audio(task_id, caller.id)
-    if audio is None:
-        raise ApiError(404, "not_found", f"task {task_id!r} not found")
-    return {
-        "code": 200,
-        "message": "success",
-        "data": [aimusic_clip(ctx, ctx.get_audio(caller, task_id), base_url(request))],
-    }
+        item = aimusic_task_item(ctx, task, audio)
+    else:
+        assert audio is not None
+        item = aimusic_clip(ctx, audio, base_url(request))
+    return {"code": 200, "message": "success", "data": [item]}

@@ -8,9 +8,8 @@ from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 
-from stemscribe.errors import SeparationUnavailableError
-from stemscribe.jobs.models import AudioRecord, TaskKind, TaskRecord, TaskState
-from stemscribe.jobs.separation import plan_separation
+from stemscribe.jobs.models import AudioRecord, Principal, TaskKind, TaskRecord
+from stemscribe.service.context import ServiceContext
 from stemscribe.service.deps import Caller, Ctx, base_url
 from stemscribe.service.errors import ApiError
 from stemscribe.service.shapes import iso, kie_midi_record, kie_ok, kie_separation_record
@@ -49,26 +48,15 @@ class FileUrlRequest(BaseModel):
     fileName: str | None = None
 
 
-def _find_audio(request: Request, ctx: Any, caller: Any, *ids: str | None) -> AudioRecord:
-    for ident in ids:
-        if ident and ctx.store.get_audio(ident, caller.id) is not None:
-            return ctx.get_audio(caller, ident)  # type: ignore[no-any-return]
-    raise ApiError(404, "not_found", f"no audio with id {next((i for i in ids if i), '')!r}")
-
-
 @router.post(
     "/v1/vocal-removal/generate", responses={**_ERRORS, 503: {"description": "separation unavailable"}}
 )
 async def vocal_removal(request: Request, ctx: Ctx, caller: Caller, body: SeparationRequest) -> Any:
     """Separate an uploaded audio (`audioId`, or its id as `taskId`) into stems."""
-    audio = _find_audio(request, ctx, caller, body.audioId, body.taskId)
-    try:
-        await run_in_threadpool(plan_separation, body.type)
-    except SeparationUnavailableError as exc:
-        raise ApiError(503, "separation_unavailable", str(exc)) from None
-    task = ctx.create_task(
+    audio = ctx.find_audio(caller, body.audioId, body.taskId)
+    task = await run_in_threadpool(
+        ctx.create_separation,
         caller,
-        kind=TaskKind.SEPARATE,
         dialect="kie",
         audio=audio,
         request=body.model_dump(exclude_none=True),
@@ -79,9 +67,9 @@ async def vocal_removal(request: Request, ctx: Ctx, caller: Caller, body: Separa
     return kie_ok({"taskId": task.id})
 
 
-def _kie_task(ctx: Any, caller: Any, task_id: str, kind: TaskKind) -> TaskRecord:
-    task: TaskRecord = ctx.get_task(caller, task_id)
-    if task.kind != kind.value:
+def _kie_task(ctx: ServiceContext, caller: Principal, task_id: str, kind: TaskKind) -> TaskRecord:
+    task = ctx.get_task(caller, task_id)
+    if task.kind is not kind:
         raise ApiError(
             404,
             "not_found",
@@ -98,33 +86,14 @@ def vocal_removal_record(ctx: Ctx, caller: Caller, taskId: Annotated[str, Query(
 @router.post("/v1/midi/generate", responses=_ERRORS)
 async def midi_generate(request: Request, ctx: Ctx, caller: Caller, body: MidiRequest) -> Any:
     """MIDI of a finished separation (all its stems, or the one `audioId`), or of an uploaded audio."""
-    parent = ctx.store.get_task(body.taskId, caller.id)
-    if parent is not None and parent.kind == TaskKind.SEPARATE.value:
-        if ctx.is_expired(parent):
-            raise ApiError(410, "expired", f"separation task {parent.id!r} expired")
-        if parent.state != TaskState.SUCCEEDED.value:
-            raise ApiError(
-                409, "conflict", f"separation task {parent.id!r} is {parent.state}; wait until it succeeds"
-            )
-        stems = [s["audio_id"] for s in (parent.output or {}).get("stems", [])]
-        if body.audioId is not None and body.audioId not in stems:
-            raise ApiError(404, "not_found", f"audioId {body.audioId!r} is not a stem of task {parent.id!r}")
-        inputs = [body.audioId] if body.audioId else stems
-        audio = ctx.get_audio(caller, inputs[0])
-        parent_id: str | None = parent.id
-    else:
-        audio = _find_audio(request, ctx, caller, body.audioId, body.taskId)
-        inputs, parent_id = [audio.id], None
-    task = ctx.create_task(
+    task = ctx.create_stems_transcription(
         caller,
-        kind=TaskKind.TRANSCRIBE,
         dialect="kie",
-        audio=audio,
+        task_id=body.taskId,
+        audio_id=body.audioId,
         request=body.model_dump(exclude_none=True),
         base_url=base_url(request),
         callback_url=body.callBackUrl,
-        input_ids=inputs,
-        parent_task_id=parent_id,
     )
     return kie_ok({"taskId": task.id})
 
@@ -134,7 +103,9 @@ def midi_record(ctx: Ctx, caller: Caller, taskId: Annotated[str, Query(min_lengt
     return kie_ok(kie_midi_record(ctx, _kie_task(ctx, caller, taskId, TaskKind.TRANSCRIBE)))
 
 
-def _file_answer(ctx: Any, request: Request, audio: AudioRecord, upload_path: str) -> dict[str, Any]:
+def _file_answer(
+    ctx: ServiceContext, request: Request, audio: AudioRecord, upload_path: str
+) -> dict[str, Any]:
     return {
         "success": True,
         "code": 200,

@@ -219,7 +219,7 @@ async def create_transcription(request: Request, ctx: Ctx, caller: Caller) -> An
 @router.get("/transcriptions", response_model=TaskList, responses=_ERRORS)
 def list_transcriptions(ctx: Ctx, caller: Caller, limit: Annotated[int, Query(ge=1, le=200)] = 20) -> Any:
     """The caller's transcriptions, newest first (results left out; fetch one task for its result)."""
-    tasks = ctx.store.list_tasks(caller.id, limit=limit, kind=TaskKind.TRANSCRIBE.value)
+    tasks = ctx.list_tasks(caller, limit=limit, kind=TaskKind.TRANSCRIBE)
     items = [native_task(ctx, t, with_result=False) for t in tasks]
     return {"items": items, "count": len(items)}
 
@@ -266,8 +266,5 @@ async def get_transcription(ctx: Ctx, caller: Caller, task_id: str) -> Any:
 @router.delete("/transcriptions/{task_id}", status_code=204, response_class=Response, responses=_ERRORS)
 def delete_transcription(ctx: Ctx, caller: Caller, task_id: str) -> Response:
     """Delete a task and its files (a running task finishes, but its result is discarded)."""
-    task = ctx.store.delete_task(task_id, caller.id)
-    if task is None:
-        raise ApiError(404, "not_found", f"task {task_id!r} not found")
-    ctx.forget(task.id)
+    ctx.delete_task(caller, task_id)
     return Response(status_code=204)

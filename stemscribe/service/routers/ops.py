@@ -9,11 +9,8 @@ from fastapi.responses import FileResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stemscribe.service.deps import Ctx
-from stemscribe.service.errors import ApiError
 
 router = APIRouter(tags=["ops"])
-
-_KINDS = {"midi": ("result.mid", "audio/midi"), "midiq": ("result.quantized.mid", "audio/midi")}
 
 
 @router.get(
@@ -34,23 +31,7 @@ def download(
 ) -> Response:
     """A file behind a signed link (the `midi_url`/`audio_url` of the dialects); no token needed."""
     ctx.check_link(kind, ident, e, s)
-    if kind == "audio":
-        audio = ctx.store.get_audio(ident, None)
-        if audio is None:
-            raise ApiError(404, "not_found", f"audio {ident!r} not found")
-        if audio.purged_at is not None:
-            raise ApiError(410, "expired", f"audio {ident!r} expired and was deleted")
-        source = ctx.audio_file(audio)
-        media, filename = audio.content_type, audio.filename
-    else:
-        task = ctx.store.get_task(ident, None)
-        if task is None:
-            raise ApiError(404, "not_found", f"task {ident!r} not found")
-        name, media = _KINDS[kind]
-        source = ctx.artifact(task, name)
-        filename = (
-            f"{task.filename.rsplit('.', 1)[0] or task.id}{'.quantized' if kind == 'midiq' else ''}.mid"
-        )
+    source, media, filename = ctx.download(kind, ident)
     if hasattr(source, "read"):
         return StreamingResponse(source, media_type=media)  # type: ignore[arg-type]
     return FileResponse(source, media_type=media, filename=filename)
@@ -59,12 +40,7 @@ def download(
 @router.get("/health")
 def health(ctx: Ctx) -> dict[str, Any]:
     """Liveness plus the queue: `{"status": "ok", "workers", "tasks": {state: count}}`."""
-    runner = getattr(ctx, "runner", None)
-    return {
-        "status": "ok",
-        "workers": runner.alive() if runner is not None else 0,
-        "tasks": ctx.store.count_tasks(),
-    }
+    return ctx.health()
 
 
 @router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
