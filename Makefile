@@ -33,6 +33,7 @@ bench: install
 lint:
 	$(BIN)/ruff check stemscribe tests bench training
 	$(BIN)/ruff format --check stemscribe tests bench training
+	$(BIN)/mypy stemscribe
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

@@ -16,7 +16,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -123,7 +123,7 @@ def _check_riff_complete(head: bytes, total: int) -> None:
     data = head
     if len(data) < 12 or data[:4] not in (b"RIFF", b"RIFX") or data[8:12] != b"WAVE":
         return
-    order = "little" if data[:4] == b"RIFF" else "big"
+    order: Literal["little", "big"] = "little" if data[:4] == b"RIFF" else "big"
     pos = 12
     while pos + 8 <= len(data):
         size = int.from_bytes(data[pos + 4 : pos + 8], order)
@@ -351,4 +351,4 @@ def istft(spec: npt.NDArray[np.complex64], n_fft: int, hop: int, length: int) ->
         start = k * hop
         norm[start : start + n_group * n_fft] += w2[: n_group * n_fft]
     pad = n_fft // 2
-    return (out / np.maximum(norm, 1e-3))[pad : pad + length]
+    return cast(npt.NDArray[np.float32], (out / np.maximum(norm, 1e-3))[pad : pad + length])

@@ -84,7 +84,7 @@ def transcribe(
 ) -> None:
     """Transcribe audio files to per-instrument MIDI and JSON."""
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from stemscribe.errors import StemscribeError
     from stemscribe.stems import StemType
@@ -117,11 +117,11 @@ def transcribe(
         for path in inputs:
             task = bar.add_task(path.name, total=1.0, stage="")
             try:
-                result = transcriber.transcribe(
-                    path,
-                    stem=stem,
-                    progress=lambda stage, frac, t=task: bar.update(t, completed=frac, stage=stage),
-                )
+
+                def report(stage: str, frac: float, t: TaskID = task) -> None:
+                    bar.update(t, completed=frac, stage=stage)
+
+                result = transcriber.transcribe(path, stem=stem, progress=report)
                 target_json = json_path or outdir / f"{path.stem}.json"
                 target_json.parent.mkdir(parents=True, exist_ok=True)
                 result.write_json(target_json)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -43,7 +43,7 @@ def tempo_knots(
     tail = max(duration, b[-1]) + last_period
     times = np.concatenate([times, [tail]])
     ticks = np.concatenate([ticks, [ticks[-1] + (tail - b[-1]) / last_period * TICKS_PER_BEAT]])
-    return times, ticks
+    return cast(npt.NDArray[np.float64], times), cast(npt.NDArray[np.float64], ticks)
 
 
 def to_ticks(

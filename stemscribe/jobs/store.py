@@ -17,10 +17,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import JSON, Boolean, Engine, create_engine, delete, event, func, select, update
+from sqlalchemy import JSON, Boolean, Engine, Table, create_engine, delete, event, func, select, update
 from sqlalchemy import Enum as SqlEnum
+from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session, sessionmaker
 
 from stemscribe.jobs.models import (
@@ -95,7 +96,7 @@ class SqlJobStore:
         self._peek_cache: dict[type[Base], _PeekPlan] = {}
 
     def _peek_sql(self, model: type[Base]) -> _PeekPlan:
-        table = model.__table__
+        table = cast(Table, model.__table__)
         cols = [c.name for c in table.columns]
         json_cols = {c.name for c in table.columns if isinstance(c.type, JSON)}
         bool_cols = {c.name for c in table.columns if isinstance(c.type, Boolean)}
@@ -248,10 +249,10 @@ class SqlJobStore:
 
     def add_task(self, task: TaskRecord) -> TaskRecord:
         """Insert a new task (a Core insert: submissions are a hot path); `task` stays transient."""
-        table = TaskRecord.__table__
-        values = {c.name: getattr(task, c.key) for c in table.columns}  # type: ignore[attr-defined]
+        table = cast(Table, TaskRecord.__table__)
+        values = {c.name: getattr(task, c.key) for c in table.columns}
         with self.engine.begin() as conn:
-            conn.execute(table.insert(), values)  # type: ignore[attr-defined]
+            conn.execute(table.insert(), values)
         return task
 
     def get_task(self, task_id: str, owner_id: str | None) -> TaskRecord | None:
@@ -323,18 +324,21 @@ class SqlJobStore:
                 if candidate is None:
                     return None
                 now = time.time()
-                claimed = s.execute(
-                    update(TaskRecord)
-                    .where(TaskRecord.id == candidate, TaskRecord.state == TaskState.QUEUED)
-                    .values(
-                        state=TaskState.RUNNING,
-                        stage="starting",
-                        worker_id=worker_id,
-                        lease_until=now + lease_s,
-                        started_at=func.coalesce(TaskRecord.started_at, now),
-                        attempts=TaskRecord.attempts + 1,
-                    )
-                    .execution_options(synchronize_session=False)
+                claimed = cast(
+                    CursorResult[Any],
+                    s.execute(
+                        update(TaskRecord)
+                        .where(TaskRecord.id == candidate, TaskRecord.state == TaskState.QUEUED)
+                        .values(
+                            state=TaskState.RUNNING,
+                            stage="starting",
+                            worker_id=worker_id,
+                            lease_until=now + lease_s,
+                            started_at=func.coalesce(TaskRecord.started_at, now),
+                            attempts=TaskRecord.attempts + 1,
+                        )
+                        .execution_options(synchronize_session=False)
+                    ),
                 ).rowcount
                 if claimed == 1:
                     return s.get(TaskRecord, candidate, populate_existing=True)
@@ -345,29 +349,35 @@ class SqlJobStore:
     ) -> bool:
         """Store stage/progress and extend the lease; False when the task is no longer this worker's."""
         with self.session() as s:
-            n = s.execute(
-                update(TaskRecord)
-                .where(
-                    TaskRecord.id == task_id,
-                    TaskRecord.worker_id == worker_id,
-                    TaskRecord.state == TaskState.RUNNING,
-                )
-                .values(stage=stage, progress=progress, lease_until=time.time() + lease_s)
-                .execution_options(synchronize_session=False)
+            n = cast(
+                CursorResult[Any],
+                s.execute(
+                    update(TaskRecord)
+                    .where(
+                        TaskRecord.id == task_id,
+                        TaskRecord.worker_id == worker_id,
+                        TaskRecord.state == TaskState.RUNNING,
+                    )
+                    .values(stage=stage, progress=progress, lease_until=time.time() + lease_s)
+                    .execution_options(synchronize_session=False)
+                ),
             ).rowcount
             return n == 1
 
     def extend_lease(self, task_id: str, worker_id: str, lease_s: float) -> bool:
         with self.session() as s:
-            n = s.execute(
-                update(TaskRecord)
-                .where(
-                    TaskRecord.id == task_id,
-                    TaskRecord.worker_id == worker_id,
-                    TaskRecord.state == TaskState.RUNNING,
-                )
-                .values(lease_until=time.time() + lease_s)
-                .execution_options(synchronize_session=False)
+            n = cast(
+                CursorResult[Any],
+                s.execute(
+                    update(TaskRecord)
+                    .where(
+                        TaskRecord.id == task_id,
+                        TaskRecord.worker_id == worker_id,
+                        TaskRecord.state == TaskState.RUNNING,
+                    )
+                    .values(lease_until=time.time() + lease_s)
+                    .execution_options(synchronize_session=False)
+                ),
             ).rowcount
             return n == 1
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from stemscribe.errors import InvalidOptionError, StemscribeError
 from stemscribe.separation.weights import DEFAULT_MODEL, MODELS
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
 
 models_app = typer.Typer(
     name="models",
@@ -26,7 +29,7 @@ def _fail(exc: BaseException) -> None:
     raise typer.Exit(1)
 
 
-def _progress_bar(quiet: bool):  # noqa: ANN202 - rich types stay a lazy import
+def _progress_bar(quiet: bool) -> Progress:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -211,6 +214,8 @@ def fetch_cmd(
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar.")] = False,
 ) -> None:
     """Download (or copy with --from) a model's published weights into the data directory, checksummed."""
+    from rich.progress import TaskID
+
     from stemscribe.separation.weights import fetch_model, get_spec, install_from_dir
 
     try:
@@ -225,11 +230,11 @@ def fetch_cmd(
                 if source is not None:
                     status = install_from_dir(name, source, force=force)
                 else:
-                    status = fetch_model(
-                        name,
-                        force=force,
-                        progress=lambda stage, frac, t=task: bar.update(t, completed=frac, stage=stage),
-                    )
+
+                    def report(stage: str, frac: float, t: TaskID = task) -> None:
+                        bar.update(t, completed=frac, stage=stage)
+
+                    status = fetch_model(name, force=force, progress=report)
             typer.echo(f"{name}: {status.state} in {status.directory}")
     except (StemscribeError, OSError) as exc:
         _fail(exc)

@@ -83,7 +83,7 @@ def load_demucs_model(name: str = DEFAULT_MODEL, *, root: Path | None = None) ->
 def _max_segment(model: Any) -> Any:
     """The longest segment (seconds, often a Fraction) every network in `model` accepts."""
     nets = list(model.models) if isinstance(model, BagOfModels) else [model]
-    limits = [net.segment for net in nets if isinstance(net, HTDemucs) or hasattr(net, "segment")]
+    limits: list[Any] = [net.segment for net in nets if isinstance(net, HTDemucs) or hasattr(net, "segment")]
     if not limits:
         raise ModelError("the demucs model declares no segment length")
     return min(limits)

@@ -20,6 +20,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -355,6 +356,6 @@ def install_from_dir(
         if found is None:
             raise ModelError(f"{source_dir}: no {file.filename} (checkpoint {file.signature} of {name})")
         with found.open("rb") as f:
-            _install_stream(file, directory, iter(lambda f=f: f.read(_CHUNK), b""), source=str(found))
+            _install_stream(file, directory, iter(partial(f.read, _CHUNK), b""), source=str(found))
     _write_bag(spec, directory)
     return model_status(spec, root=root)

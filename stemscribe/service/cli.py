@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from stemscribe.settings import Settings
 
 keys_app = typer.Typer(help="Manage API keys (only their sha256 is stored).", no_args_is_help=True)
 
 
-def _settings(**overrides: object):  # type: ignore[no-untyped-def]
+def _settings(**overrides: Any) -> Settings:
     from stemscribe.settings import Settings
 
     return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -439,7 +439,8 @@ class ServiceContext:
         while task.state not in FINAL_STATES and time.monotonic() < deadline:
             await asyncio.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 1.5, 0.5)
-            task = await asyncio.to_thread(self.store.peek_task, task.id, None) or task
+            latest = await asyncio.to_thread(self.store.peek_task, task.id, None)
+            task = latest or task
         return task
 
     @staticmethod

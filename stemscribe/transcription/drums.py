@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -94,7 +94,7 @@ _DSP_NFFT = 1024
 
 
 def _band_flux(
-    logmag: npt.NDArray[np.float32], freqs: npt.NDArray[np.float64], lo: float, hi: float
+    logmag: npt.NDArray[np.float32], freqs: npt.NDArray[np.floating[Any]], lo: float, hi: float
 ) -> npt.NDArray[np.float32]:
     """(n_frames,) half-wave-rectified spectral flux of the bins between lo and hi Hz."""
     band = logmag[(freqs >= lo) & (freqs < hi)]
@@ -179,7 +179,7 @@ class SpectralDrums:
         energy = {"low": feats["low"], "mid": feats["mid"], "high": feats["high"]}
         times = np.arange(kick_odf.size) * (_DSP_HOP / _DSP_SR)  # frame k is centred on sample k * hop
         wait = int(0.04 * _DSP_SR / _DSP_HOP)
-        total = sum(energy.values()) + 1e-9
+        total = cast(npt.NDArray[np.float32], sum(energy.values()) + 1e-9)
         events: list[NoteEvent] = []
         loud = np.log1p(total)
         loud_scale = float(np.percentile(loud, 99.5)) or 1.0

@@ -11,6 +11,7 @@ velocities):
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -118,7 +119,7 @@ def _close_gaps(active: npt.NDArray[np.bool_], gap: int) -> npt.NDArray[np.bool_
     return active | ((t - last_true <= gap) & (next_true - t <= gap) & (next_true < n))
 
 
-def _peaks(x: npt.NDArray[np.float32], threshold: float) -> npt.NDArray[np.bool_]:
+def _peaks(x: npt.NDArray[np.floating[Any]], threshold: float) -> npt.NDArray[np.bool_]:
     """(T, P) local maxima in time above `threshold` (plateaus count once, at their first frame)."""
     prev = np.vstack([np.full((1, x.shape[1]), -np.inf, dtype=x.dtype), x[:-1]])
     nxt = np.vstack([x[1:], np.full((1, x.shape[1]), -np.inf, dtype=x.dtype)])

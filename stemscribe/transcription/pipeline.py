@@ -302,18 +302,18 @@ class Transcriber:
         roles = assign_roles(poly, bass, lead)
         by_family: dict[Family, list[NoteEvent]] = {}
         classifier = self.family_model
-        for default, notes in (
+        for default, role_notes in (
             (Family.VOCALS, roles.lead),
             (Family.BASS, roles.bass),
             (Family.PIANO, roles.accompaniment),
         ):
-            events = self._events(post, notes)
+            events = self._events(post, role_notes)
             if classifier is None or not events:
                 by_family.setdefault(default, []).extend(events)
                 continue
             # Who plays each note: the timbre classifier, steadied over the role's neighbouring notes.
             probs = smooth_family_probs(
-                classifier.classify(analysis.mono22, events), notes.start, _FAMILY_WINDOW
+                classifier.classify(analysis.mono22, events), role_notes.start, _FAMILY_WINDOW
             )
             if default is not Family.BASS:  # the bass line is the bass role's; others may not claim it
                 probs[:, TIMBRE_FAMILIES.index(Family.BASS)] = 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -56,4 +57,5 @@ def smooth_family_probs(
     i, j = pairs_within(starts, starts, window)
     total = np.zeros_like(probs)
     np.add.at(total, i, probs[j])
-    return total / np.bincount(i, minlength=starts.size)[:, None].astype(np.float32)
+    counts = np.bincount(i, minlength=starts.size)[:, None].astype(np.float32)
+    return cast(npt.NDArray[np.float32], total / counts)
