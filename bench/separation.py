@@ -1,7 +1,7 @@
 """Separation figures on this machine, without the real weights (which cannot be downloaded here).
 
-    .venv/bin/python tests/separation/bench_separation.py speed [--seconds 20] [--bottom 0|512] [--threads N]
-    .venv/bin/python tests/separation/bench_separation.py memory [--minutes 20]
+    .venv/bin/python -m bench.separation speed [--seconds 20] [--bottom 0|512] [--threads N]
+    .venv/bin/python -m bench.separation memory [--minutes 20]
 
 `speed`: a full-size HTDemucs (htdemucs' architecture at Demucs' default hyper-parameters,
 random weights; the published checkpoint's exact configuration may differ a little, so treat
