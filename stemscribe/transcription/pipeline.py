@@ -1,4 +1,4 @@
-"""Wire the stages: decode audio, separate, run the pitch model, decode notes, drums, tempo, result."""
+"""Wire the stages (separation, pitch model, decoding, roles, timbre, verify, drums, tempo) into a Result."""
 
 from __future__ import annotations
 
