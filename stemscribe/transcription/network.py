@@ -25,10 +25,16 @@ import numpy.typing as npt
 import scipy.fft
 
 from stemscribe.errors import ModelError
-from stemscribe.inference import MIDI_OFFSET, N_PITCHES, SAMPLE_RATE, Posteriors, frame_samples
-from stemscribe.notes import DecodeOptions, NoteArrays, decode_polyphonic
-from stemscribe.onnx_weights import open_session, shipped_weights
-from stemscribe.timbre import TIMBRE_FAMILIES
+from stemscribe.transcription.notes import DecodeOptions, NoteArrays, decode_polyphonic
+from stemscribe.transcription.pitch_model import (
+    MIDI_OFFSET,
+    N_PITCHES,
+    SAMPLE_RATE,
+    Posteriors,
+    frame_samples,
+)
+from stemscribe.transcription.timbre import TIMBRE_FAMILIES
+from stemscribe.transcription.weights import open_session, shipped_weights
 
 WEIGHTS_NAME = "transcriber.onnx"
 FEATURE_VERSION = 1

@@ -8,10 +8,16 @@ import numpy as np
 import pytest
 
 from stemscribe.errors import ModelError
-from stemscribe.inference import MIDI_OFFSET, N_PITCHES, Posteriors, frame_times, n_output_frames
-from stemscribe.notes import DecodeOptions, frame_loudness
-from stemscribe.timbre import TIMBRE_FAMILIES
 from stemscribe.transcription import network as nw
+from stemscribe.transcription.notes import DecodeOptions, frame_loudness
+from stemscribe.transcription.pitch_model import (
+    MIDI_OFFSET,
+    N_PITCHES,
+    Posteriors,
+    frame_times,
+    n_output_frames,
+)
+from stemscribe.transcription.timbre import TIMBRE_FAMILIES
 
 SR = 22050
 

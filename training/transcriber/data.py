@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stemscribe.stems import Family
-from stemscribe.timbre import TIMBRE_FAMILIES
+from stemscribe.transcription.timbre import TIMBRE_FAMILIES
 from training.drums.data import MMA_LIB, Renderer, build_groove_cache, mp3_roundtrip
 from training.timbre.data import BENCH_GROOVE_FILES, FAMILY_INDEX
 from training.timbre.data import make_clip as make_mix
@@ -105,7 +105,7 @@ _worker: dict[str, object] = {}
 
 def _init_worker(grooves: list[dict]) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    from stemscribe.inference import PitchModel
+    from stemscribe.transcription.pitch_model import PitchModel
 
     _worker["renderer"] = Renderer(train_fonts())
     _worker["grooves"] = grooves

@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stemscribe.timbre import TIMBRE_FAMILIES
 from stemscribe.transcription.network import FEATURE_VERSION, N_CHANNELS
+from stemscribe.transcription.timbre import TIMBRE_FAMILIES
 from training.onnx_export import export_checked
 from training.transcriber.data import load_shard
 from training.transcriber.model import Exported, NoteNet

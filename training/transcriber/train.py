@@ -25,9 +25,6 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
-from stemscribe.inference import MIDI_OFFSET, N_PITCHES, Posteriors, frame_times
-from stemscribe.notes import DecodeOptions, frame_loudness
-from stemscribe.timbre import TIMBRE_FAMILIES
 from stemscribe.transcription.network import (
     N_FAMILIES,
     FamilyPosteriors,
@@ -36,6 +33,9 @@ from stemscribe.transcription.network import (
     reference_level,
     spectrum_magnitudes,
 )
+from stemscribe.transcription.notes import DecodeOptions, frame_loudness
+from stemscribe.transcription.pitch_model import MIDI_OFFSET, N_PITCHES, Posteriors, frame_times
+from stemscribe.transcription.timbre import TIMBRE_FAMILIES
 from training.transcriber.data import load_shard
 from training.transcriber.model import NoteNet, family_posteriors
 
