@@ -94,12 +94,14 @@ def test_only_shared_modules_at_the_top() -> None:
     top = {p.stem for p in ROOT.glob("*.py")}
     assert top <= SHARED and len(top) <= 10, sorted(top - SHARED)
     folders = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
-    assert folders == {"transcription", "separation", "jobs", "service", "web"}
+    assert folders >= {"transcription", "separation", "jobs", "service", "web"}
+    for folder in folders:  # each stage's __init__ says what it holds
+        assert ast.get_docstring(ast.parse((ROOT / folder / "__init__.py").read_text())), folder
 
 
 def test_stages_do_not_import_the_service_layer() -> None:
     for name, deps in import_graph().items():
-        if name.startswith(("stemscribe.transcription", "stemscribe.separation")):
+        if name.startswith(("stemscribe.transcription", "stemscribe.separation", "stemscribe.score")):
             assert not {d for d in deps if d.startswith(("stemscribe.jobs", "stemscribe.service"))}, name
 
 
