@@ -26,7 +26,7 @@ from bench.score import (  # noqa: E402
     onset_deviations,
     score_item,
 )
-from stemscribe.drums import DRUM_CLASS_NAMES, GM_TO_CLASS  # noqa: E402
+from stemscribe.transcription.drums import DRUM_CLASS_NAMES, GM_TO_CLASS  # noqa: E402
 
 
 def melody(family: str = "bass", *, shift: float = 0.0, n: int = 8, length: float = 0.4) -> list[ScoredNote]:
