@@ -80,6 +80,14 @@ def transcribe(
             "--no-verify decodes with fixed thresholds alone.",
         ),
     ] = True,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="Who hears the pitched notes: auto (our transcription network for mixes when its weights "
+            "ship, basic-pitch for stems), network, basic-pitch.",
+        ),
+    ] = "auto",
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or summary.")] = False,
 ) -> None:
     """Transcribe audio files to per-instrument MIDI and JSON."""
@@ -101,6 +109,7 @@ def transcribe(
             pitch_bends=pitch_bends,
             max_duration=max_duration,
             verify=verify,
+            engine=engine,
         )
     except (StemscribeError, OSError) as exc:
         _fail(exc)

@@ -169,9 +169,13 @@ class NetworkTranscriber:
         return path.is_file() and path.with_name(path.name + ".sha256").is_file()
 
     def thresholds(self) -> dict[str, tuple[float, float]]:
-        """Per-family (onset, frame) decoding thresholds chosen on validation data, from the metadata."""
+        """(onset, frame) decoding thresholds chosen on validation data, from the metadata: one per
+        family, and "pitch" for `pitch_posteriors`."""
         raw = json.loads(self.meta.get("thresholds", "{}") or "{}")
-        return {f.value: tuple(raw.get(f.value, (0.5, 0.4))) for f in TIMBRE_FAMILIES}  # type: ignore[misc]
+        names = [*(f.value for f in TIMBRE_FAMILIES), "pitch"]
+        return {
+            name: (float(raw.get(name, (0.5, 0.4))[0]), float(raw.get(name, (0.5, 0.4))[1])) for name in names
+        }
 
     def run_input(self, x: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """(3 * 9, n_frames, 88) outputs of one (N_CHANNELS, n_frames, 88) input."""
@@ -201,6 +205,16 @@ class NetworkTranscriber:
             frame[a:b] = out[N_FAMILIES : 2 * N_FAMILIES].transpose(1, 0, 2)
             velocity[a:b] = out[2 * N_FAMILIES :].transpose(1, 0, 2)
         return FamilyPosteriors(onset, frame, velocity)
+
+
+def pitch_posteriors(fp: FamilyPosteriors) -> FamilyPosteriors:
+    """A one-family view: whoever plays each pitch (onset and frame summed over families, capped at 1;
+    the loudest family's velocity), for stems whose family the caller knows."""
+    onset = np.minimum(fp.onset.sum(axis=1, keepdims=True), 1.0)
+    frame = np.minimum(fp.frame.sum(axis=1, keepdims=True), 1.0)
+    best = fp.frame.argmax(axis=1)[:, None, :]
+    velocity = np.take_along_axis(fp.velocity, best, axis=1)
+    return FamilyPosteriors(onset.astype(np.float32), frame.astype(np.float32), velocity)
 
 
 def family_notes(

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stemscribe.audio import DEFAULT_MAX_DURATION, Audio, AudioSource, from_array, load_audio
+from stemscribe.errors import InvalidOptionError, ModelError
 from stemscribe.progress import ProgressCallback, report
 from stemscribe.result import Instrument, NoteEvent, Result
 from stemscribe.separation.base import Separator, get_separator
@@ -25,7 +26,9 @@ from stemscribe.transcription.decoding import (
     stem_notes,
 )
 from stemscribe.transcription.drums import DrumTranscriber, get_drum_backend
+from stemscribe.transcription.network import NetworkTranscriber, family_notes, pitch_posteriors
 from stemscribe.transcription.notes import (
+    DecodeOptions,
     NoteArrays,
     frame_loudness,
     pitch_bends,
@@ -37,6 +40,12 @@ from stemscribe.transcription.tempo import track_beats
 from stemscribe.transcription.timbre import TIMBRE_FAMILIES
 
 _FAMILY_WINDOW = 86  # frames (~1 s) over which a role's family estimates are averaged
+
+ENGINES = ("auto", "network", "basic-pitch")
+# What `engine="auto"` gives the network (when its weights ship), chosen on the held-out benchmark
+# split (README "Transcription network"); the other inputs keep basic-pitch's decoders and verifier.
+AUTO_NETWORK_INPUTS = frozenset({StemType.MIX, StemType.OTHER})
+MIN_FAMILY_NOTES = 3  # a family the network hears fewer notes of is not written as an instrument
 
 # Separation backends name their stems after demucs' sources.
 _SOURCE_STEM: dict[str, StemType] = {
@@ -101,7 +110,11 @@ class Transcriber:
     `separator` names a separation backend ("demucs", "hpss"; None uses the built-in
     harmonic/percussive split for mixes); `drums` names the drum backend ("auto", "model", "dsp");
     `verify` lets the trained note verifier (`transcription.verify`) keep or drop each candidate note
-    decoded with loosened thresholds (False: the fixed thresholds decide alone).
+    decoded with loosened thresholds (False: the fixed thresholds decide alone). `engine` picks who
+    hears the pitched notes: "network" (our transcription network, `transcription.network`: every
+    family of a mix at once), "basic-pitch" (basic-pitch's network with our decoders, verifier and
+    timbre classifier) or "auto" (the network for the inputs in `AUTO_NETWORK_INPUTS` when its
+    weights ship, basic-pitch otherwise); `network_weights` loads other weights than the shipped ones.
     """
 
     separator: str | None = None
@@ -111,14 +124,45 @@ class Transcriber:
     families: bool = True
     verify: bool = True
     threads: int | None = None
+    engine: str = "auto"
+    network_weights: str | Path | None = None
     _pitch: PitchModel | None = field(default=None, init=False, repr=False)
+    _network: Any = field(default=None, init=False, repr=False)
     _drums: DrumTranscriber | None = field(default=None, init=False, repr=False)
     _separator: Separator | None = field(default=None, init=False, repr=False)
     _families: Any = field(default=None, init=False, repr=False)
     _verifier: Any = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise InvalidOptionError(f"unknown engine {self.engine!r}; choose one of: {', '.join(ENGINES)}")
+        if self.engine == "network" and not NetworkTranscriber.available(self.network_weights):
+            raise ModelError(
+                "the transcription network's weights are not installed (stemscribe/weights/transcriber.onnx "
+                "and its .sha256); use engine='basic-pitch'"
+            )
+
     # -- models, loaded on first use and kept ------------------------------------------------------
+    @property
+    def network(self) -> NetworkTranscriber | None:
+        """Our transcription network, or None (engine "basic-pitch", or "auto" without its weights)."""
+        with self._lock:
+            if self._network is None:
+                wanted = self.engine != "basic-pitch" and NetworkTranscriber.available(self.network_weights)
+                self._network = (
+                    NetworkTranscriber(self.network_weights, threads=self.threads or 0) if wanted else False
+                )
+            return self._network or None
+
+    def uses_network(self, stem: StemType) -> bool:
+        """Whether the network hears `stem` audio (a mix, or a stem type) with this engine."""
+        if self.engine == "basic-pitch" or stem is StemType.DRUMS:
+            return False
+        if self.engine == "auto" and stem not in AUTO_NETWORK_INPUTS:
+            return False
+        return self.network is not None
+
     @property
     def pitch_model(self) -> PitchModel:
         with self._lock:
@@ -216,12 +260,40 @@ class Transcriber:
     def _decode_stem(self, analysis: _Analysis, stem: StemType) -> list[NoteEvent]:
         if stem is StemType.DRUMS:
             return self.drum_model.transcribe(analysis.mono22, SAMPLE_RATE)
+        if self.uses_network(stem):
+            return self._network_stem(analysis)
         post, loud = analysis.pitched
         verifier = self.verifier
         if verifier is None:
             return self._events(post, stem_notes(post, loud, stem))
         strict, candidates = stem_decodings(post, loud, stem, (1.0, CANDIDATE_RELAX))
         return self._events(post, verifier.keep(post, loud, candidates, strict, stem.value))
+
+    def _network_stem(self, analysis: _Analysis) -> list[NoteEvent]:
+        """A stem's notes from the network, whoever it hears play them (the caller names the family)."""
+        network = self.network
+        assert network is not None
+        post, loud = analysis.pitched
+        fp = pitch_posteriors(network.posteriors(analysis.mono22, post))
+        onset, frame = network.thresholds()["pitch"]
+        return to_events(
+            family_notes(fp, 0, loud, DecodeOptions(onset_threshold=onset, frame_threshold=frame))
+        )
+
+    def _network_instruments(self, analysis: _Analysis) -> list[Instrument]:
+        """One instrument per family the network hears in (pitched) audio, from its own posteriors."""
+        network = self.network
+        assert network is not None
+        post, loud = analysis.pitched
+        fp = network.posteriors(analysis.mono22, post)
+        thresholds = network.thresholds()
+        instruments = []
+        for k, family in enumerate(TIMBRE_FAMILIES):
+            onset, frame = thresholds[family.value]
+            notes = family_notes(fp, k, loud, DecodeOptions(onset_threshold=onset, frame_threshold=frame))
+            if len(notes) >= MIN_FAMILY_NOTES:
+                instruments.append(_instrument(family, to_events(notes)))
+        return sorted(instruments, key=lambda i: list(Family).index(i.family))
 
     def _events(self, post: Posteriors, notes: NoteArrays) -> list[NoteEvent]:
         bends = pitch_bends(post, notes) if self.pitch_bends else None
@@ -248,6 +320,9 @@ class Transcriber:
 
         if stem is StemType.MIX:
             separator_name, instruments = self._transcribe_mix(audio, analysis, progress)
+        elif stem is StemType.OTHER and self.uses_network(stem):
+            report(progress, "transcribing", 0.1)
+            instruments = self._network_instruments(analysis)
         else:
             report(progress, "transcribing", 0.1)
             notes = self._decode_stem(analysis, stem)
@@ -290,6 +365,10 @@ class Transcriber:
         report(progress, "drums", 0.35)
         drums = self.drum_model.transcribe(stems["drums"].samples, SAMPLE_RATE)
         report(progress, "transcribing", 0.45)
+        if self.uses_network(StemType.MIX):
+            instruments = self._network_instruments(analysis)
+            report(progress, "assigning", 0.9)
+            return separator.name, [*instruments, _instrument(Family.DRUMS, drums)]
         # The pitch model hears the whole mix: on the benchmark it finds more of the right notes there
         # than in the harmonic part, whose masks also thin out plucked attacks.
         post, loud = analysis.pitched

@@ -181,7 +181,7 @@ def test_training_lowers_the_loss(shards: Path, tmp_path: Path) -> None:
 def test_exported_weights_load_run_in_chunks_and_match_torch(shards: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     net = NoteNet(4).eval()
-    thresholds = np.tile([0.45, 0.35], (9, 1))
+    thresholds = np.tile([0.45, 0.35], (10, 1))
     path = tmp_path / "transcriber.onnx"
     export_net(net, path, thresholds, {"step": "0"})
     model = nw.NetworkTranscriber(path)
@@ -211,7 +211,7 @@ def test_exported_weights_load_run_in_chunks_and_match_torch(shards: Path, tmp_p
 def test_damaged_or_foreign_weights_are_refused(tmp_path: Path) -> None:
     net = NoteNet(4).eval()
     path = tmp_path / "transcriber.onnx"
-    export_net(net, path, np.tile([0.5, 0.4], (9, 1)), {})
+    export_net(net, path, np.tile([0.5, 0.4], (10, 1)), {})
     data = bytearray(path.read_bytes())
     data[-10] ^= 0xFF
     path.write_bytes(bytes(data))

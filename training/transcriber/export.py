@@ -29,14 +29,20 @@ log = logging.getLogger(__name__)
 
 
 def export_net(net: NoteNet, out: Path, thresholds: np.ndarray, info: dict[str, str]) -> str:
-    """Write `out` and its sha256 for `net` with per-family `thresholds` (9, 2); returns the sha256."""
+    """Write `out` and its sha256 for `net` with `thresholds` (10, 2: the families', then "pitch");
+    returns the sha256."""
     meta = {
         "families": json.dumps([f.value for f in TIMBRE_FAMILIES]),
         "feature_version": str(FEATURE_VERSION),
         "n_channels": str(N_CHANNELS),
         "width": str(net.width),
         "thresholds": json.dumps(
-            {f.value: [float(a), float(b)] for f, (a, b) in zip(TIMBRE_FAMILIES, thresholds, strict=True)}
+            {
+                name: [float(a), float(b)]
+                for name, (a, b) in zip(
+                    [*(f.value for f in TIMBRE_FAMILIES), "pitch"], thresholds, strict=True
+                )
+            }
         ),
         **info,
     }

@@ -1,0 +1,97 @@
+"""The transcription network inside the pipeline: a tiny random-weight export through mixes, stems and the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stemscribe.errors import InvalidOptionError, ModelError
+from stemscribe.stems import Family, StemType
+from stemscribe.transcription.pipeline import Transcriber
+from tests.conftest import melody
+
+torch = pytest.importorskip("torch", reason="exporting the test network needs torch (the train extra)")
+
+from training.transcriber.export import export_net  # noqa: E402
+from training.transcriber.model import NoteNet  # noqa: E402
+
+SR = 22050
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random weights whose onset and frame heads fire everywhere, so every stage downstream runs."""
+    torch.manual_seed(0)
+    net = NoteNet(4).eval()
+    with torch.no_grad():
+        net.head.bias[0] = 2.0
+        net.head.bias[1] = 2.0
+    path = tmp_path_factory.mktemp("net") / "transcriber.onnx"
+    export_net(net, path, np.tile([0.05, 0.05], (10, 1)), {"step": "0"})
+    return path
+
+
+def _mix() -> np.ndarray:
+    audio = melody([(40, 0.2, 1.0), (64, 0.5, 1.5), (67, 1.0, 2.0), (72, 1.6, 2.6)], 3.0)
+    clicks = np.zeros_like(audio)
+    for t in (0.25, 0.75, 1.25, 1.75):
+        clicks[int(t * SR) : int(t * SR) + 200] += np.random.default_rng(0).standard_normal(200) * 0.3
+    return audio + clicks.astype(np.float32)
+
+
+def test_network_engine_writes_one_instrument_per_family_heard(weights: Path) -> None:
+    tr = Transcriber(engine="network", network_weights=weights)
+    result = tr.transcribe((_mix(), SR), stem="mix")
+    assert tr.uses_network(StemType.MIX) and tr.uses_network(StemType.BASS)
+    pitched = [i for i in result.instruments if not i.is_drum]
+    assert pitched, "heads that fire everywhere must give notes"
+    assert len({i.family for i in pitched}) == len(pitched)
+    for inst in pitched:
+        assert inst.family in set(Family) - {Family.DRUMS}
+        for n in inst.notes:
+            assert 21 <= n.pitch <= 108 and 0 <= n.start < n.end <= result.duration + 1e-6
+            assert 0 < n.velocity <= 1
+    assert result.to_json()
+
+
+def test_network_stem_is_written_as_the_stems_family(weights: Path) -> None:
+    tr = Transcriber(engine="network", network_weights=weights)
+    result = tr.transcribe((melody([(45, 0.2, 1.0), (47, 1.2, 2.0)], 2.5), SR), stem="bass")
+    assert [i.family for i in result.instruments] == [Family.BASS]
+
+
+def test_auto_engine_keeps_basic_pitch_for_stems_and_the_network_for_mixes(weights: Path) -> None:
+    tr = Transcriber(engine="auto", network_weights=weights)
+    assert tr.uses_network(StemType.MIX)
+    assert not tr.uses_network(StemType.VOCALS)
+    assert not tr.uses_network(StemType.DRUMS)
+
+
+def test_basic_pitch_engine_never_loads_the_network(weights: Path) -> None:
+    tr = Transcriber(engine="basic-pitch", network_weights=weights)
+    assert tr.network is None and not tr.uses_network(StemType.MIX)
+
+
+def test_engine_errors_are_clear(tmp_path: Path) -> None:
+    with pytest.raises(InvalidOptionError, match="unknown engine"):
+        Transcriber(engine="mt3")
+    with pytest.raises(ModelError, match="weights are not installed"):
+        Transcriber(engine="network", network_weights=tmp_path / "absent.onnx")
+    # auto without weights falls back to basic-pitch everywhere.
+    assert not Transcriber(network_weights=tmp_path / "absent.onnx").uses_network(StemType.MIX)
+
+
+def test_cli_refuses_an_unknown_engine_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from stemscribe.cli import app
+
+    wav = tmp_path / "a.wav"
+    import soundfile as sf
+
+    sf.write(wav, melody([(60, 0.1, 0.5)], 1.0), SR)
+    out = CliRunner().invoke(app, ["transcribe", str(wav), "--engine", "mt3", "-o", str(tmp_path)])
+    assert out.exit_code != 0
+    assert "unknown engine" in out.output and len(out.output.strip().splitlines()) == 1
