@@ -1,4 +1,4 @@
-"""The transcription network inside the pipeline: a tiny random-weight export through mixes, stems and the CLI."""
+"""The transcription network inside the pipeline: a tiny random-weight export through mixes, stems, CLI."""
 
 from __future__ import annotations
 
