@@ -67,9 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA_DIR)
     parser.add_argument("--out", type=Path, default=OUT_DIR)
+    parser.add_argument("--engine", default="auto", help="stemscribe's engine (auto, network, basic-pitch)")
     args = parser.parse_args(argv)
 
     from bench.systems import BasicPitch
+    from stemscribe.stems import StemType
     from stemscribe.transcription.pipeline import Transcriber
 
     rows: dict[str, dict[str, Any]] = {}
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         song10 = build_song(args.data, 600.0, Path(tmp) / "song10.flac")
         warmup = sorted(args.data.glob("*/mix.flac"))[0]
 
-        transcriber = Transcriber()
+        transcriber = Transcriber(engine=args.engine)
         transcriber.transcribe(warmup, stem="mix")
         t = time.perf_counter()
         result = transcriber.transcribe(song3, stem="mix")
@@ -91,7 +93,17 @@ def main(argv: list[str] | None = None) -> int:
         rows["warm, 3-min mix (x real time)"] = {"stemscribe": 180.0 / ours, "basic-pitch": 180.0 / theirs}
         rows["warm, 3-min mix (s)"] = {"stemscribe": ours, "basic-pitch": theirs}
 
-        cli = [sys.executable, "-m", "stemscribe", "transcribe", "--quiet", "-o", tmp]
+        cli = [
+            sys.executable,
+            "-m",
+            "stemscribe",
+            "transcribe",
+            "--quiet",
+            "--engine",
+            args.engine,
+            "-o",
+            tmp,
+        ]
         cold_ours, _ = _child([*cli, str(song3)])
         cold_theirs, _ = _child([sys.executable, "-c", PEER_SCRIPT, str(song3), str(Path(tmp) / "bp3.mid")])
         rows["cold CLI, 3-min song (s)"] = {"stemscribe": cold_ours, "basic-pitch": cold_theirs}
@@ -104,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         "cpus": os.cpu_count(),
         "load_average": os.getloadavg(),
         "drums": transcriber.drum_model.name,
+        "engine": args.engine,
+        "network_for_mixes": transcriber.uses_network(StemType.MIX),
         "instruments_in_3min_result": [i.name for i in result.instruments],
     }
     width = max(len(k) for k in rows)
@@ -111,7 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, vals in rows.items():
         lines.append(f"{name:<{width}}  {vals['stemscribe']:>12.1f}  {vals['basic-pitch']:>12.1f}")
     print("\n".join(lines))
-    print(f"({meta['cpus']} CPUs, load average {meta['load_average'][0]:.1f}; drum backend {meta['drums']})")
+    print(
+        f"({meta['cpus']} CPUs, load average {meta['load_average'][0]:.1f}; drum backend {meta['drums']}; "
+        f"engine {args.engine}, network for mixes: {meta['network_for_mixes']})"
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "speed.json").write_text(json.dumps({"rows": rows, "meta": meta}, indent=1))
     return 0
