@@ -6,13 +6,16 @@ from stemscribe.errors import (
     AudioTooLongError,
     CorruptAudioError,
     EmptyAudioError,
+    EngravingError,
     InvalidOptionError,
     ModelError,
     NotAudioError,
+    ScoreUnavailableError,
     SeparationUnavailableError,
     StemscribeError,
 )
 from stemscribe.result import Instrument, NoteEvent, Result
+from stemscribe.score.analysis import ScoreAnalysis
 from stemscribe.stems import Family, StemType
 from stemscribe.transcription.pipeline import Transcriber, transcribe
 
@@ -24,6 +27,7 @@ __all__ = [
     "AudioTooLongError",
     "CorruptAudioError",
     "EmptyAudioError",
+    "EngravingError",
     "Family",
     "Instrument",
     "InvalidOptionError",
@@ -31,6 +35,8 @@ __all__ = [
     "NotAudioError",
     "NoteEvent",
     "Result",
+    "ScoreAnalysis",
+    "ScoreUnavailableError",
     "SeparationUnavailableError",
     "StemType",
     "StemscribeError",

@@ -8,7 +8,9 @@ StemscribeError
 │   └── AudioTooLongError      longer than the configured cap
 ├── InvalidOptionError         an argument out of range (unknown stem type, ...)
 ├── ModelError                 a model's weights are missing, damaged or failed to run
-└── SeparationUnavailableError no separation backend can serve the request
+├── SeparationUnavailableError no separation backend can serve the request
+└── ScoreUnavailableError      sheet music needs a library that is not installed (the score extra)
+    └── EngravingError         the score of this result could not be written or laid out
 """
 
 from __future__ import annotations
@@ -48,3 +50,12 @@ class ModelError(StemscribeError):
 
 class SeparationUnavailableError(StemscribeError):
     """No separation backend can serve this request (for example, weights not fetched)."""
+
+
+class ScoreUnavailableError(StemscribeError):
+    """Sheet music needs a library that is not installed (music21, verovio, cairosvg, pypdf: the
+    `score` extra), or the engraver could not lay out the score."""
+
+
+class EngravingError(ScoreUnavailableError):
+    """The libraries are there, but the score of this result could not be written or laid out."""

@@ -1,8 +1,15 @@
-"""Write a Result as a Standard MIDI File: one track per instrument, GM programs, the tempo map."""
+"""Write a Result as a Standard MIDI File: one track per instrument, GM programs, the tempo map.
+
+The conductor track also carries what `ConductorMeta` holds: time signatures, the key signature and one
+marker per chord symbol (`stemscribe.score.midi_meta.conductor_meta` makes one from the score analysis;
+`Result.write_midi` passes it). In a compound metre the beat grid's beat is a dotted quarter, so each
+beat spans `TICKS_PER_BEAT * 3 // 2` ticks and a DAW shows bars of the right length.
+"""
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
@@ -20,29 +27,44 @@ DRUM_CHANNEL = 9
 BEND_RANGE = 2.0  # semitones, the General MIDI default
 
 
+@dataclass(frozen=True, slots=True)
+class ConductorMeta:
+    """The conductor track beyond the tempo map; times in seconds.
+
+    `time_signatures` are (time, numerator, denominator); `key` is mido's key name ("F#m", "Bb");
+    `markers` are (time, text); `beat_ticks` is the length of one beat of the grid in ticks (720 for
+    the dotted-quarter beat of 6/8, 12/8, ...).
+    """
+
+    time_signatures: tuple[tuple[float, int, int], ...] = ((0.0, 4, 4),)
+    key: str | None = None
+    markers: tuple[tuple[float, str], ...] = ()
+    beat_ticks: int = TICKS_PER_BEAT
+
+
 def tempo_knots(
-    beats: list[float], tempo: float, duration: float
+    beats: list[float], tempo: float, duration: float, *, beat_ticks: int = TICKS_PER_BEAT
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(times, ticks) knots of the piecewise-linear seconds-to-ticks map the tempo map encodes.
 
-    Every beat lands on a multiple of TICKS_PER_BEAT, so notes keep their true times while the
+    Every beat lands on a multiple of `beat_ticks`, so notes keep their true times while the
     DAW's grid follows the music. Without beats, a constant tempo.
     """
     b = np.asarray(beats, dtype=np.float64)
     if b.size < 2:
         period = 60.0 / (tempo if tempo > 0 else 120.0)
         end = max(duration, period)
-        return np.array([0.0, end]), np.array([0.0, end / period * TICKS_PER_BEAT])
+        return np.array([0.0, end]), np.array([0.0, end / period * beat_ticks])
     first_period = b[1] - b[0]
     lead = int(np.ceil(b[0] / first_period - 1e-9)) if b[0] > 1e-6 else 0
     times = b if lead == 0 else np.concatenate([[0.0], b])
-    ticks = (np.arange(b.size) + lead) * float(TICKS_PER_BEAT)
+    ticks = (np.arange(b.size) + lead) * float(beat_ticks)
     if lead:
         ticks = np.concatenate([[0.0], ticks])
     last_period = b[-1] - b[-2]
     tail = max(duration, b[-1]) + last_period
     times = np.concatenate([times, [tail]])
-    ticks = np.concatenate([ticks, [ticks[-1] + (tail - b[-1]) / last_period * TICKS_PER_BEAT]])
+    ticks = np.concatenate([ticks, [ticks[-1] + (tail - b[-1]) / last_period * beat_ticks]])
     return cast(npt.NDArray[np.float64], times), cast(npt.NDArray[np.float64], ticks)
 
 
@@ -58,28 +80,49 @@ def to_ticks(
     return np.rint(out).astype(np.int64)
 
 
-def build_midi(result: Result, *, quantize: bool = False) -> mido.MidiFile:
-    """A type-1 MidiFile: a conductor track with the tempo map, then one track per instrument."""
+def _conductor(
+    meta: ConductorMeta, knots: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]
+) -> mido.MidiTrack:
+    """The conductor track: its name, the tempo map, then `meta`'s events in time order."""
     import mido
 
-    knots = tempo_knots(result.beats, result.tempo, result.duration)
     times, ticks = knots
-    midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
-    conductor = mido.MidiTrack()
-    conductor.append(mido.MetaMessage("track_name", name="stemscribe", time=0))
-    conductor.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
-    tempo_events: list[tuple[int, int]] = []
+    events: list[tuple[int, int, mido.MetaMessage]] = []  # (tick, order, message)
     for i in range(len(times) - 1):
         dt, dk = times[i + 1] - times[i], ticks[i + 1] - ticks[i]
         if dk <= 0:
             continue
-        us_per_beat = int(round(dt / dk * TICKS_PER_BEAT * 1e6))
-        tempo_events.append((int(round(ticks[i])), min(max(us_per_beat, 1), 0xFFFFFF)))
-    last_tick = 0
-    for tick, us in tempo_events:
-        conductor.append(mido.MetaMessage("set_tempo", tempo=us, time=tick - last_tick))
-        last_tick = tick
-    midi.tracks.append(conductor)
+        us_per_quarter = min(max(int(round(dt / dk * TICKS_PER_BEAT * 1e6)), 1), 0xFFFFFF)
+        events.append((int(round(ticks[i])), 2, mido.MetaMessage("set_tempo", tempo=us_per_quarter)))
+    timed: list[tuple[float, int, mido.MetaMessage]] = [
+        (t, 0, mido.MetaMessage("time_signature", numerator=n, denominator=d))
+        for t, n, d in meta.time_signatures
+    ]
+    if meta.key is not None:
+        timed.append((0.0, 1, mido.MetaMessage("key_signature", key=meta.key)))
+    timed.extend((t, 3, mido.MetaMessage("marker", text=text)) for t, text in meta.markers)
+    if timed:
+        at = to_ticks([t for t, _, _ in timed], knots).tolist()
+        events.extend((max(int(k), 0), order, msg) for k, (_, order, msg) in zip(at, timed, strict=True))
+    events.sort(key=lambda e: (e[0], e[1]))
+    track = mido.MidiTrack()
+    track.append(mido.MetaMessage("track_name", name="stemscribe", time=0))
+    last = 0
+    for tick, _, msg in events:
+        track.append(msg.copy(time=tick - last))
+        last = tick
+    return track
+
+
+def build_midi(result: Result, *, quantize: bool = False, meta: ConductorMeta | None = None) -> mido.MidiFile:
+    """A type-1 MidiFile: a conductor track with the tempo map (and `meta`'s time and key signatures and
+    chord markers; without it 4/4), then one track per instrument."""
+    import mido
+
+    meta = meta or ConductorMeta()
+    knots = tempo_knots(result.beats, result.tempo, result.duration, beat_ticks=meta.beat_ticks)
+    midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
+    midi.tracks.append(_conductor(meta, knots))
 
     channels = [c for c in range(16) if c != DRUM_CHANNEL]
     melodic = 0
@@ -125,13 +168,15 @@ def build_midi(result: Result, *, quantize: bool = False) -> mido.MidiFile:
     return midi
 
 
-def midi_bytes(result: Result, *, quantize: bool = False) -> bytes:
+def midi_bytes(result: Result, *, quantize: bool = False, meta: ConductorMeta | None = None) -> bytes:
     buf = io.BytesIO()
-    build_midi(result, quantize=quantize).save(file=buf)
+    build_midi(result, quantize=quantize, meta=meta).save(file=buf)
     return buf.getvalue()
 
 
-def write_midi(result: Result, path: str | Path, *, quantize: bool = False) -> Path:
+def write_midi(
+    result: Result, path: str | Path, *, quantize: bool = False, meta: ConductorMeta | None = None
+) -> Path:
     path = Path(path)
-    path.write_bytes(midi_bytes(result, quantize=quantize))
+    path.write_bytes(midi_bytes(result, quantize=quantize, meta=meta))
     return path

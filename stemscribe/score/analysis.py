@@ -20,13 +20,16 @@ units, with array code only; a 10-minute song takes well under a second.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
-from stemscribe.result import Result
 from stemscribe.score.grid import BeatMap
 from stemscribe.stems import Family
+
+if TYPE_CHECKING:
+    from stemscribe.result import Result
 
 SHARP_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 FLAT_NAMES = ("C", "Db", "D", "Eb", "E", "F", "Gb", "G", "Ab", "A", "Bb", "B")

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stemscribe.score.errors import ScoreUnavailableError, missing
+from stemscribe.errors import EngravingError
+from stemscribe.score.errors import missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +34,9 @@ def _toolkit(options: PageOptions) -> Any:
         raise missing("verovio", "Engraving pages") from None
     verovio.enableLog(verovio.LOG_OFF)
     tk = verovio.toolkit()
+    # The package points Verovio at its fonts for the importing thread only; a toolkit made in another
+    # thread (a server's worker pool) would look in the build's path and read nothing.
+    tk.setResourcePath(str(Path(verovio.__file__).resolve().parent / "data"))
     tk.setOptions(
         {
             "pageWidth": options.page_width,
@@ -54,10 +58,10 @@ def render_svg(musicxml: bytes | str, options: PageOptions | None = None) -> lis
     tk = _toolkit(options or PageOptions())
     text = musicxml.decode("utf-8") if isinstance(musicxml, bytes) else musicxml
     if not tk.loadData(text):
-        raise ScoreUnavailableError("Verovio could not read the MusicXML")
+        raise EngravingError("Verovio could not read the MusicXML")
     pages = int(tk.getPageCount())
     if pages < 1:
-        raise ScoreUnavailableError("Verovio laid out no page for the MusicXML")
+        raise EngravingError("Verovio laid out no page for the MusicXML")
     return [str(tk.renderToSVG(page)) for page in range(1, pages + 1)]
 
 

@@ -1,12 +1,19 @@
-"""The error the score package raises when an optional library it needs is not installed."""
+"""How the score package says that an optional library it needs is not installed.
+
+The error itself, `ScoreUnavailableError`, lives in `stemscribe.errors` with the others.
+"""
 
 from __future__ import annotations
 
-from stemscribe.errors import StemscribeError
+import importlib
 
+from stemscribe.errors import ScoreUnavailableError
 
-class ScoreUnavailableError(StemscribeError):
-    """A library that sheet music needs (music21, verovio, cairosvg, pypdf) is not installed."""
+__all__ = ["ScoreUnavailableError", "missing", "require_libraries"]
+
+# What each part of the score package imports: MusicXML, the SVG pages, their PDF.
+LIBRARIES = {"music21": "MusicXML", "verovio": "Engraving pages", "cairosvg": "A PDF of the pages",
+             "pypdf": "A PDF of the pages"}  # fmt: skip
 
 
 def missing(library: str, purpose: str) -> ScoreUnavailableError:
@@ -14,3 +21,17 @@ def missing(library: str, purpose: str) -> ScoreUnavailableError:
         f"{purpose} needs {library}, which is not installed: pip install 'stemscribe[score]' "
         f"(or pip install {library})"
     )
+
+
+def require_libraries(*, pdf: bool = True) -> None:
+    """Raise ScoreUnavailableError, naming the first missing library, unless MusicXML and the pages (and
+    with `pdf` their PDF) can be made here; for a command to fail before it does the long work."""
+    for library, purpose in LIBRARIES.items():
+        if not pdf and library in ("cairosvg", "pypdf"):
+            continue
+        try:
+            importlib.import_module(library)
+        except ImportError:
+            raise missing(library, purpose) from None
+        except OSError as exc:  # cairosvg without the cairo library itself
+            raise missing(library, f"{purpose} ({exc})") from None

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 
 from stemscribe.midi import TICKS_PER_BEAT, tempo_knots, to_ticks
-from stemscribe.result import Result
+
+if TYPE_CHECKING:
+    from stemscribe.result import Result
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,18 +1,20 @@
 """The analysis as MIDI meta events: time signature (a partial first bar for a pickup), key, chord names.
 
-Two forms: `add_meta_events` for a pretty_midi.PrettyMIDI (times in seconds; chords as text events), and
-`add_meta_messages` for the mido.MidiFile that `stemscribe.midi.build_midi` makes (ticks through the same
-tempo map; chords as marker events on the conductor track).
+Three forms: `conductor_meta` for `stemscribe.midi.build_midi` (what `Result.write_midi` writes: the
+conductor track's time and key signatures and one marker per chord, with 720 ticks per beat in compound
+metres); `add_meta_events` for a pretty_midi.PrettyMIDI (times in seconds; chords as text events); and
+`add_meta_messages`, which puts them on the conductor track of a `build_midi` file made without them.
 
 In a compound metre the grid's beat is a dotted quarter; a .mid whose tempo map puts each beat on a
-quarter note (as `build_midi` does today) shows 6/8 bars of the wrong length in a DAW, so such a file
-wants TICKS_PER_BEAT * 3 // 2 ticks per beat.
+quarter note shows 6/8 bars of the wrong length in a DAW, so `conductor_meta` asks for
+TICKS_PER_BEAT * 3 // 2 ticks per beat (`add_meta_messages` cannot change a written file's tempo map).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from stemscribe.midi import TICKS_PER_BEAT, ConductorMeta
 from stemscribe.score.analysis import MAJOR_TONICS, MINOR_TONICS, ScoreAnalysis
 
 if TYPE_CHECKING:
@@ -42,6 +44,17 @@ def mido_key(analysis: ScoreAnalysis) -> str | None:
     if analysis.key.mode == "major":
         return MAJOR_TONICS[analysis.key.tonic]
     return MINOR_TONICS[analysis.key.tonic] + "m"
+
+
+def conductor_meta(analysis: ScoreAnalysis) -> ConductorMeta:
+    """What `build_midi` puts on the conductor track for this analysis."""
+    compound = analysis.time_signature.compound
+    return ConductorMeta(
+        time_signatures=tuple(_signatures(analysis)),
+        key=mido_key(analysis),
+        markers=tuple((float(c.start), c.symbol) for c in analysis.chords),
+        beat_ticks=TICKS_PER_BEAT * 3 // 2 if compound else TICKS_PER_BEAT,
+    )
 
 
 def add_meta_events(pm: pretty_midi.PrettyMIDI, analysis: ScoreAnalysis) -> None:

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stemscribe.result import Instrument, Result
 from stemscribe.score.analysis import QUALITY_BY_NAME, Key, ScoreAnalysis, _spell, analyze
 from stemscribe.score.errors import missing
 from stemscribe.score.grid import BeatMap
@@ -32,6 +31,8 @@ from stemscribe.stems import Family
 
 if TYPE_CHECKING:
     from music21 import stream
+
+    from stemscribe.result import Instrument, Result
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,15 @@ DRUM_DISPLAY: dict[int, tuple[str, str]] = {
     55: ("B5", "x"), 57: ("A5", "x"), 59: ("F5", "x"),
 }  # fmt: skip
 DRUM_OTHER = ("E5", "triangle")  # auxiliary percussion: tambourine, cowbell, shakers, congas...
+
+
+@dataclass(frozen=True, slots=True)
+class _PartHead:
+    """What a part's header needs from its instrument."""
+
+    name: str
+    program: int
+    is_drum: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +309,10 @@ def build_score(
     instruments = sorted(
         result.instruments, key=lambda i: order.get(Family.DRUMS if i.is_drum else i.family, len(order))
     )
-    staffs_of = [(inst, _staffs(inst, beat_map, shift, compound)) for inst in instruments]
+    staffs_of = [
+        (_PartHead(inst.name, inst.program, inst.is_drum), _staffs(inst, beat_map, shift, compound))
+        for inst in instruments
+    ]
     end_beat = Fraction(float(beat_map.to_beats([result.duration])[0])).limit_denominator(48) + shift
     for _, staffs in staffs_of:
         for staff in staffs:
@@ -315,7 +328,7 @@ def build_score(
     score.metadata.composer = "transcribed by stemscribe"
     top_done = False
     if not staffs_of:
-        staffs_of = [(Instrument("Empty", 0, False, Family.PIANO, []), [_Staff([], "treble", False)])]
+        staffs_of = [(_PartHead("Empty", 0, False), [_Staff([], "treble", False)])]
     for inst, staffs in staffs_of:
         parts = []
         for index, staff in enumerate(staffs):

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from stemscribe.errors import ScoreUnavailableError
 from stemscribe.result import Result
 from stemscribe.score import engrave
-from stemscribe.score.errors import ScoreUnavailableError
 from stemscribe.score.musicxml import musicxml_bytes
 
 pytest.importorskip("verovio")
@@ -52,3 +52,22 @@ def test_missing_verovio_names_the_package(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(ScoreUnavailableError, match=r"stemscribe\[score\]"):
         engrave.render_svg("<score-partwise/>")
+
+
+def test_renders_from_another_thread(waltz: Result) -> None:
+    """Verovio's font path is per thread; a server's worker threads must find the fonts too."""
+    import threading
+
+    xml = musicxml_bytes(waltz)
+    out: list[object] = []
+    thread = threading.Thread(target=lambda: out.append(_pages_or_error(xml)))
+    thread.start()
+    thread.join()
+    assert isinstance(out[0], list) and len(out[0]) >= 1
+
+
+def _pages_or_error(xml: bytes) -> object:
+    try:
+        return engrave.render_svg(xml)
+    except Exception as exc:  # noqa: BLE001 - handed back to the test's thread
+        return exc
