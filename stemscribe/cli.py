@@ -37,7 +37,7 @@ def transcribe(
         list[Path], typer.Argument(help="Audio files (WAV, FLAC, MP3, OGG/Opus, M4A/AAC, AIFF, ...).")
     ],
     outdir: Annotated[
-        Path, typer.Option("-o", "--outdir", help="Folder for <name>.json and <name>.mid.")
+        Path, typer.Option("-o", "--outdir", help="Folder for <name>.json and <name>.mid (and the score).")
     ] = Path("."),
     stem: Annotated[
         str,
@@ -88,6 +88,14 @@ def transcribe(
             "ship, basic-pitch for stems), network, basic-pitch.",
         ),
     ] = "auto",
+    score: Annotated[
+        bool,
+        typer.Option(
+            "--score",
+            help="Also write sheet music: <name>.musicxml, its pages <name>-1.svg, ... and <name>.pdf "
+            "(needs the score extra: pip install 'stemscribe[score]').",
+        ),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="No progress bar or summary.")] = False,
 ) -> None:
     """Transcribe audio files to per-instrument MIDI and JSON."""
@@ -102,6 +110,10 @@ def transcribe(
         _fail(ValueError("--json PATH takes exactly one input"))
     try:
         StemType.parse(stem)
+        if score:
+            from stemscribe.score.errors import require_libraries
+
+            require_libraries()  # before the long work, not after it
         outdir.mkdir(parents=True, exist_ok=True)
         transcriber = Transcriber(
             separator=separator,
@@ -137,6 +149,12 @@ def transcribe(
                 result.write_midi(outdir / f"{path.stem}.mid")
                 if quantize:
                     result.write_midi(outdir / f"{path.stem}.quantized.mid", quantize=True)
+                written = [target_json, outdir / f"{path.stem}.mid"]
+                if score:
+                    from stemscribe.score.engrave import write_pages
+
+                    sheet = result.write_musicxml(outdir / f"{path.stem}.musicxml", title=path.stem)
+                    written += [sheet, *write_pages(sheet.read_bytes(), outdir / path.stem)]
             except (StemscribeError, OSError) as exc:
                 failures += 1
                 typer.echo(f"{type(exc).__name__}: {exc}", err=True)
@@ -159,7 +177,16 @@ def transcribe(
                     f"{path.name}: {result.duration:.1f} s, {result.tempo:.0f} BPM, "
                     f"stem {result.stem}: {parts}"
                 )
-                typer.echo(f"  -> {target_json}, {outdir / (path.stem + '.mid')}")
+                if score:
+                    a = result.score_analysis()
+                    key = f", {a.key}" if a.key is not None else ""
+                    typer.echo(
+                        f"  score: {a.time_signature}{key}, {len(a.downbeats)} bars, {len(a.chords)} chords"
+                    )
+                shown = [str(w) for w in written]
+                if len(shown) > 5:  # a long score's pages
+                    shown[3:-2] = [f"... ({len(shown) - 5} more)"]
+                typer.echo(f"  -> {', '.join(shown)}")
     if failures:
         raise typer.Exit(1)
 

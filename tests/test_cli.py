@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]
 def test_help_explains_every_option() -> None:
     out = run("transcribe", "--help").stdout
     options = ("--outdir", "--stem", "--quantize", "--json", "--separator", "--drums", "--max-duration")
-    for option in (*options, "--no-verify"):
+    for option in (*options, "--no-verify", "--score"):
         assert option in out
 
 
@@ -36,6 +37,42 @@ def test_transcribe_writes_json_and_midi(tmp_path: Path, signals) -> None:
     assert [n.pitch for n in pm.instruments[0].notes] == [45, 48]
     assert (tmp_path / "out" / "line.quantized.mid").is_file()
     assert "line.wav" in proc.stdout
+
+
+def test_score_writes_musicxml_pages_and_pdf(tmp_path: Path, signals) -> None:
+    import music21
+
+    wav = tmp_path / "tune.wav"
+    melody = [(60 + p, 0.25 + 0.5 * i, 0.7 + 0.5 * i) for i, p in enumerate([0, 4, 7, 12, 7, 4, 0, 0])]
+    sf.write(wav, signals.melody(melody, 4.5), signals.sr)
+    out = tmp_path / "out"
+    proc = run("transcribe", str(wav), "-o", str(out), "--stem", "piano", "--score")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((out / "tune.json").read_text())
+    assert {"time_signature", "downbeats", "key", "chords"} <= set(data)
+    score = music21.converter.parse(str(out / "tune.musicxml"))
+    assert len(score.parts) == len(data["instruments"])
+    assert (out / "tune-1.svg").read_text().lstrip().startswith(("<svg", "<?xml"))
+    assert (out / "tune.pdf").read_bytes().startswith(b"%PDF")
+    assert "tune.musicxml" in proc.stdout and "score: " in proc.stdout
+
+
+def test_score_without_the_extra_fails_first_in_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "blocked" / "verovio"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('No module named verovio')\n")
+    wav = tmp_path / "x.wav"
+    sf.write(wav, np.zeros(22050, np.float32), 22050)
+    env = {**os.environ, "PYTHONPATH": str(blocker.parent)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "stemscribe", "transcribe", str(wav), "-o", str(tmp_path / "o"), "--score"],
+        capture_output=True, text=True, timeout=300, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("ScoreUnavailableError: ")
+    assert "verovio" in lines[0] and "stemscribe[score]" in lines[0]
+    assert not (tmp_path / "o").exists()  # failed before transcribing anything
 
 
 def test_no_verify_decodes_with_thresholds_alone(tmp_path: Path, signals) -> None:
