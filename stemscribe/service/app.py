@@ -22,7 +22,7 @@ from stemscribe.jobs.webhooks import WebhookSender
 from stemscribe.jobs.worker import TranscriberFactory, default_transcriber_factory
 from stemscribe.service.context import ServiceContext
 from stemscribe.service.errors import ApiError, install_error_handlers
-from stemscribe.service.routers import acedata, aimusicapi, kie, native, ops
+from stemscribe.service.routers import acedata, aimusicapi, kie, native, ops, score
 from stemscribe.service.shapes import DialectRenderer
 from stemscribe.settings import Settings
 
@@ -195,7 +195,7 @@ def create_app(
     app.state.ctx = ctx
     app.state.sender = sender
     install_error_handlers(app)
-    for module in (native, acedata, aimusicapi, kie, ops):
+    for module in (score, native, acedata, aimusicapi, kie, ops):  # score first: see its docstring
         app.include_router(module.router)
     _include_web(app)
     app.add_middleware(EdgeMiddleware, max_body=settings.max_upload_bytes + 64 * 1024, metrics=metrics)

@@ -22,6 +22,7 @@ import httpx
 
 from stemscribe.audio import load_audio
 from stemscribe.errors import AudioError, AudioTooLongError
+from stemscribe.jobs import score as score_files
 from stemscribe.jobs.models import AudioRecord, Principal, TaskKind, TaskRecord, TaskState, WebhookDelivery
 from stemscribe.jobs.netguard import BlockedAddressError, check_url, fetch_stream
 from stemscribe.jobs.runner import Runner
@@ -39,6 +40,8 @@ from stemscribe.service.errors import ApiError, not_found
 from stemscribe.settings import Settings
 
 _CHUNK = 1 << 20
+MUSICXML_TYPE = "application/vnd.recordare.musicxml+xml"
+SCORE_KINDS = frozenset({"musicxml", "pdf", "svg"})
 FINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.EXPIRED})
 
 
@@ -502,6 +505,35 @@ class ServiceContext:
         except StorageError:
             raise ApiError(410, "expired", f"task {task.id!r}: {name} is no longer stored") from None
 
+    # --- sheet music (made on first request, then stored; see jobs/score.py) --------------------------
+
+    @staticmethod
+    def score_title(task: TaskRecord) -> str:
+        return task.filename.rsplit(".", 1)[0] or "stemscribe"
+
+    def score_pages(self, task: TaskRecord) -> int:
+        """How many SVG pages a finished transcription's score has (engraving them the first time)."""
+        self.require_result(task)
+        return score_files.page_count(self.storage, task.id, title=self.score_title(task))
+
+    def score_file(self, task: TaskRecord, what: str, page: int = 1) -> tuple[Path | BinaryIO, str, str]:
+        """(file, media type, filename) of a finished transcription's score: "musicxml", "pdf", or SVG
+        page `page` ("svg")."""
+        self.require_result(task)
+        title = self.score_title(task)
+        if what == "musicxml":
+            score_files.musicxml(self.storage, task.id, title=title)
+            name, media, filename = score_files.MUSICXML, MUSICXML_TYPE, f"{title}.musicxml"
+        elif what == "pdf":
+            name = score_files.ensure_pdf(self.storage, task.id, title=title)
+            media, filename = "application/pdf", f"{title}.pdf"
+        else:
+            pages = self.score_pages(task)
+            if not 1 <= page <= pages:
+                raise ApiError(404, "not_found", f"the score of task {task.id!r} has pages 1 to {pages}")
+            name, media, filename = score_files.page_name(page), "image/svg+xml", f"{title}-{page}.svg"
+        return self.artifact(task, name), media, filename
+
     def forget(self, task_id: str) -> None:
         with self._lock:
             self._results.pop(task_id, None)
@@ -525,7 +557,14 @@ class ServiceContext:
             raise ApiError(410, "expired", "this download link expired")
 
     def download(self, kind: str, ident: str) -> tuple[Path | BinaryIO, str, str]:
-        """(file, media type, filename) behind a signed link: an audio, or a task's MIDI ("midi", "midiq")."""
+        """(file, media type, filename) behind a signed link: an audio, a task's MIDI ("midi", "midiq"),
+        or its score ("musicxml", "pdf", and "svg" with ident `<task id>.<page>`)."""
+        if kind in SCORE_KINDS:
+            task_id, _, page = ident.rpartition(".") if kind == "svg" else (ident, "", "1")
+            task = self.store.get_task(task_id, None)
+            if task is None or not page.isdigit():
+                raise not_found("task", ident)
+            return self.score_file(task, kind, int(page))
         if kind == "audio":
             audio = self.store.get_audio(ident, None)
             if audio is None:

@@ -26,8 +26,10 @@ from starlette.requests import ClientDisconnect
 from stemscribe.errors import (
     AudioError,
     AudioTooLongError,
+    EngravingError,
     InvalidOptionError,
     ModelError,
+    ScoreUnavailableError,
     SeparationUnavailableError,
     StemscribeError,
 )
@@ -113,6 +115,10 @@ def library_error(exc: StemscribeError) -> ApiError:
         return ApiError(400, "bad_request", str(exc))
     if isinstance(exc, SeparationUnavailableError):
         return ApiError(503, "separation_unavailable", str(exc))
+    if isinstance(exc, EngravingError):
+        return ApiError(422, "score_failed", str(exc))
+    if isinstance(exc, ScoreUnavailableError):
+        return ApiError(503, "score_unavailable", str(exc))
     if isinstance(exc, ModelError):
         return ApiError(500, "api_error", str(exc))
     return ApiError(500, "api_error", str(exc))

@@ -78,12 +78,43 @@ def native_task(ctx: ServiceContext, task: TaskRecord, *, with_result: bool = Tr
         "midi_url": f"{prefix}.mid" if done else None,
         "midi_quantized_url": f"{prefix}.mid?quantize=1" if done else None,
         "json_url": f"{prefix}.json" if done else None,
+        "musicxml_url": f"{prefix}.musicxml" if done else None,
+        "pdf_url": f"{prefix}.pdf" if done else None,
+        "score_url": f"{prefix}/score" if done else None,
         "audio_url": f"/v1/uploads/{task.audio_id}/audio",
         "callback_url": task.callback_url,
     }
     if task.kind is TaskKind.SEPARATE and task.output:
         body["stems"] = task.output.get("stems", [])
     return body
+
+
+def score_links(ctx: ServiceContext, task: TaskRecord, pages: int) -> dict[str, Any]:
+    """Signed links (no token needed until the task expires) to a finished task's score files."""
+    return {
+        "musicxml": ctx.link(task.base_url, "musicxml", task.id, task.expires_at),
+        "pdf": ctx.link(task.base_url, "pdf", task.id, task.expires_at),
+        "pages": [
+            ctx.link(task.base_url, "svg", f"{task.id}.{n}", task.expires_at) for n in range(1, pages + 1)
+        ],
+    }
+
+
+def native_score(ctx: ServiceContext, task: TaskRecord, pages: int) -> dict[str, Any]:
+    """`GET /v1/transcriptions/{id}/score`: the analysis, the page count, and where each file is."""
+    result = ctx.require_result(task)
+    prefix = f"/v1/transcriptions/{task.id}"
+    return {
+        "id": task.id,
+        "title": ctx.score_title(task),
+        "time_signature": result.get("time_signature"),
+        "key": result.get("key"),
+        "pages": pages,
+        "musicxml_url": f"{prefix}.musicxml",
+        "pdf_url": f"{prefix}.pdf",
+        "page_urls": [f"{prefix}/score/{n}.svg" for n in range(1, pages + 1)],
+        "links": score_links(ctx, task, pages),
+    }
 
 
 def with_deliveries(ctx: ServiceContext, task: TaskRecord, body: dict[str, Any]) -> dict[str, Any]:
@@ -247,6 +278,8 @@ def aimusic_task_item(ctx: ServiceContext, task: TaskRecord, audio: AudioRecord 
     }
     if task.state is TaskState.SUCCEEDED and not expired:
         item["midi_url"] = ctx.link(task.base_url, "midi", task.id, task.expires_at)
+        item["musicxml_url"] = ctx.link(task.base_url, "musicxml", task.id, task.expires_at)
+        item["pdf_url"] = ctx.link(task.base_url, "pdf", task.id, task.expires_at)
     return item
 
 
@@ -368,6 +401,12 @@ def kie_midi_data(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any] | Non
 
 def kie_midi_record(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any]:
     state = ctx.state_of(task)
+
+    def link(kind: str) -> str | None:
+        return (
+            ctx.link(task.base_url, kind, task.id, task.expires_at) if state is TaskState.SUCCEEDED else None
+        )
+
     return {
         "taskId": task.id,
         "recordTaskId": task.parent_task_id or task.audio_id,
@@ -378,9 +417,9 @@ def kie_midi_record(ctx: ServiceContext, task: TaskRecord) -> dict[str, Any]:
         "successFlag": KIE_MIDI_FLAGS.get(task.state, 0),
         "state": state,
         "midiData": kie_midi_data(ctx, task),
-        "midiUrl": ctx.link(task.base_url, "midi", task.id, task.expires_at)
-        if state is TaskState.SUCCEEDED
-        else None,
+        "midiUrl": link("midi"),
+        "musicxmlUrl": link("musicxml"),
+        "pdfUrl": link("pdf"),
         "errorCode": 501 if task.state is TaskState.FAILED else None,
         "errorMessage": task.error_message,
         "callback": delivery_state(ctx, task),
@@ -427,7 +466,7 @@ class DialectRenderer:
                 return {"type": "midi", "task_id": task.id, **aimusic_midi_answer(ctx, task)}
             return {"type": "midi", "task_id": task.id, "code": 500, "message": task.error_message}
         body = native_task(ctx, task)
-        for key in ("midi_url", "midi_quantized_url", "json_url"):
+        for key in ("midi_url", "midi_quantized_url", "json_url", "musicxml_url", "pdf_url", "score_url"):
             if body[key]:
                 body[key] = task.base_url + body[key]
         body["audio_url"] = ctx.link(task.base_url, "audio", task.audio_id, task.expires_at)

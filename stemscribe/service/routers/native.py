@@ -67,6 +67,9 @@ class Task(BaseModel):
     midi_url: str | None
     midi_quantized_url: str | None
     json_url: str | None
+    musicxml_url: str | None = None
+    pdf_url: str | None = None
+    score_url: str | None = None
     audio_url: str
     callback_url: str | None
     callback: dict[str, Any] | None = None

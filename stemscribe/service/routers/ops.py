@@ -8,7 +8,9 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from stemscribe.service.context import SCORE_KINDS
 from stemscribe.service.deps import Ctx
+from stemscribe.service.routers.score import send_score_file
 
 router = APIRouter(tags=["ops"])
 
@@ -24,14 +26,17 @@ router = APIRouter(tags=["ops"])
 )
 def download(
     ctx: Ctx,
-    kind: Literal["audio", "midi", "midiq"],
+    kind: Literal["audio", "midi", "midiq", "musicxml", "pdf", "svg"],
     ident: str,
     e: Annotated[int, Query(description="expiry, epoch seconds")],
     s: Annotated[str, Query(description="signature")],
 ) -> Response:
-    """A file behind a signed link (the `midi_url`/`audio_url` of the dialects); no token needed."""
+    """A file behind a signed link (the `midi_url`/`audio_url`/`musicxml_url`/`pdf_url` of the dialects,
+    the `links` of `/v1/transcriptions/{id}/score`); no token needed."""
     ctx.check_link(kind, ident, e, s)
     source, media, filename = ctx.download(kind, ident)
+    if kind in SCORE_KINDS:
+        return send_score_file(source, media, filename)
     if hasattr(source, "read"):
         return StreamingResponse(source, media_type=media)  # type: ignore[arg-type]
     return FileResponse(source, media_type=media, filename=filename)
