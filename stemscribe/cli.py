@@ -184,8 +184,8 @@ def transcribe(
                         f"  score: {a.time_signature}{key}, {len(a.downbeats)} bars, {len(a.chords)} chords"
                     )
                 shown = [str(w) for w in written]
-                if len(shown) > 5:  # a long score's pages
-                    shown[3:-2] = [f"... ({len(shown) - 5} more)"]
+                if len(shown) > 6:  # a long score's pages
+                    shown[4:-2] = [f"... ({len(shown) - 6} more)"]
                 typer.echo(f"  -> {', '.join(shown)}")
     if failures:
         raise typer.Exit(1)
