@@ -5,7 +5,8 @@ everything they share is here and reaches them as fixtures.
 
 The API double (`fake_api`) follows the native /v1 contract the page relies on (uploads, transcription
 tasks that move through the stages on each poll, recent jobs, .mid/.json written by the real MIDI
-writer), so that the page's error, key and rendering paths run in a browser without the model.
+writer, the score's index, SVG pages, MusicXML and PDF made by the real score package), so that the
+page's error, key and rendering paths run in a browser without the model.
 """
 
 from __future__ import annotations
@@ -169,6 +170,9 @@ class FakeState:
     uploads: dict[str, tuple[str, str, bytes]] = field(default_factory=dict)
     tasks: dict[str, FakeTask] = field(default_factory=dict)
     order: itertools.count = field(default_factory=itertools.count)
+    pages: list[str] | None = None
+    score_requests: int = 0
+    score_error: tuple[int, str, str] | None = None  # (status, code, message) answered by /score
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -214,6 +218,9 @@ def create_fake_app(*, api_key: str | None = None, result: dict[str, Any] | None
             "midi_url": f"{base}.mid",
             "midi_quantized_url": f"{base}.mid?quantize=1",
             "json_url": f"{base}.json",
+            "musicxml_url": f"{base}.musicxml",
+            "pdf_url": f"{base}.pdf",
+            "score_url": f"{base}/score",
             "audio_url": f"/v1/uploads/{task.audio_id}/audio" if task.audio_id else None,
         }
 
@@ -272,6 +279,57 @@ def create_fake_app(*, api_key: str | None = None, result: dict[str, Any] | None
         if task_id not in state.tasks:
             return _error(404, "not_found", "No such task.")
         return state.result
+
+    def score_pages() -> list[str]:
+        """The sample result's pages, engraved by the real library once per app."""
+        if state.pages is None:
+            from stemscribe.score.engrave import render_svg
+
+            state.pages = render_svg(Result.from_dict(state.result).to_musicxml(title="sample"))
+        return state.pages
+
+    @app.get("/v1/transcriptions/{task_id}/score")
+    def score_index(task_id: str) -> Any:
+        if task_id not in state.tasks:
+            return _error(404, "not_found", "No such task.")
+        state.score_requests += 1
+        if state.score_error is not None:
+            return _error(*state.score_error)
+        n = len(score_pages())
+        base = f"/v1/transcriptions/{task_id}"
+        data = Result.from_dict(state.result).to_dict()
+        return {
+            "id": task_id,
+            "title": "sample",
+            "time_signature": data["time_signature"],
+            "key": data["key"],
+            "pages": n,
+            "musicxml_url": f"{base}.musicxml",
+            "pdf_url": f"{base}.pdf",
+            "page_urls": [f"{base}/score/{i}.svg" for i in range(1, n + 1)],
+        }
+
+    @app.get("/v1/transcriptions/{task_id}/score/{page}.svg")
+    def score_page(task_id: str, page: int) -> Response:
+        pages = score_pages()
+        if task_id not in state.tasks or not 1 <= page <= len(pages):
+            return _error(404, "not_found", "No such page.")
+        return Response(pages[page - 1], media_type="image/svg+xml")
+
+    @app.get("/v1/transcriptions/{task_id}.musicxml")
+    def score_musicxml(task_id: str) -> Response:
+        if task_id not in state.tasks:
+            return _error(404, "not_found", "No such task.")
+        data = Result.from_dict(state.result).to_musicxml(title="sample")
+        return Response(data, media_type="application/vnd.recordare.musicxml+xml")
+
+    @app.get("/v1/transcriptions/{task_id}.pdf")
+    def score_pdf(task_id: str) -> Response:
+        if task_id not in state.tasks:
+            return _error(404, "not_found", "No such task.")
+        from stemscribe.score.engrave import render_pdf
+
+        return Response(render_pdf(score_pages()), media_type="application/pdf")
 
     @app.get("/v1/transcriptions/{task_id}")
     def get_task(task_id: str) -> Any:

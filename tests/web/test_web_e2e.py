@@ -6,6 +6,7 @@ loopback port with its data in a temporary folder. Screenshots go to test-artifa
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import re
@@ -145,6 +146,18 @@ def test_upload_watch_play_and_download(
         note_ons = sum(1 for track in midi.tracks for m in track if m.type == "note_on" and m.velocity > 0)
         assert note_ons == total, link
     assert json.loads(files["#dl-json"][1])["instruments"] == result["instruments"]
+
+    # The Score view: the server engraves the pages on first opening; the PDF downloads.
+    if importlib.util.find_spec("verovio") is not None:
+        page.click("#tab-score")
+        page.wait_for_selector("#score-pages[data-state=ready]", timeout=JOB_TIMEOUT_MS)
+        assert int(page.get_attribute("#score-pages", "data-pages") or 0) >= 1
+        assert result["time_signature"] in page.text_content("#score-status")
+        page.screenshot(path=str(artifacts / "score-e2e-1400.png"), full_page=True)
+        with page.expect_download() as info:
+            page.click("#score-dl-pdf")
+        assert Path(info.value.path()).read_bytes().startswith(b"%PDF")
+        page.click("#tab-roll")
 
     # The AceData request as copied from the page runs against this server for the same audio.
     page.click('[data-dialect="acedata"] .copy')

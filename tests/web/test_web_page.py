@@ -368,3 +368,72 @@ def test_every_synth_voice_sounds(page_on: Any, serve_app: Any, fake_api: Any) -
         assert 0.01 < level["peak"] < 1.0, (voice, level)
         assert level["rms"] > 0.001, (voice, level)
         assert level["tail"] < 0.01, (voice, level)  # a 0.5 s note has died away well before 1.6 s
+
+
+def test_the_score_view_shows_the_pages_and_downloads(
+    page_on: Any, serve_app: Any, fake_api: Any, tmp_path: Path, artifacts: Path
+) -> None:
+    pytest.importorskip("verovio", reason="the score extra is not installed")
+    fake = fake_api()
+    with serve_app(fake) as base:
+        page, watch = page_on(base)
+        page.fill("#url", "https://example.com/song.mp3")
+        page.click("#go")
+        page.wait_for_selector("#result:not([hidden])", timeout=TIMEOUT_MS)
+        assert page.is_visible("#roll-view") and page.is_hidden("#score-view")
+        assert fake.state.fake.score_requests == 0  # nothing is engraved until the view opens
+
+        page.click("#tab-score")
+        assert page.get_attribute("#tab-score", "aria-selected") == "true"
+        assert page.is_hidden("#roll-view") and page.is_visible("#score-view")
+        page.wait_for_selector("#score-pages[data-state=ready]", timeout=TIMEOUT_MS)
+        pages = int(page.get_attribute("#score-pages", "data-pages") or 0)
+        assert pages >= 1
+        loaded = page.eval_on_selector_all(
+            "#score-pages img", "imgs => imgs.map(i => i.complete && i.naturalWidth > 0)"
+        )
+        assert loaded == [True] * pages
+        assert "4/4" in page.text_content("#score-status")
+        page.screenshot(path=str(artifacts / "score-1400.png"), full_page=True)
+
+        with page.expect_download() as info:
+            page.click("#score-dl-pdf")
+        assert info.value.suggested_filename == "song.pdf"
+        saved = tmp_path / "song.pdf"
+        info.value.save_as(str(saved))
+        assert saved.read_bytes().startswith(b"%PDF")
+        with page.expect_download() as info:
+            page.click("#dl-musicxml")
+        assert info.value.suggested_filename == "song.musicxml"
+
+        # Back to the roll with the keyboard, and to the score again: the pages are not fetched twice.
+        page.focus("#tab-score")
+        page.keyboard.press("ArrowLeft")
+        assert page.is_visible("#roll-view") and page.evaluate("document.activeElement.id") == "tab-roll"
+        page.keyboard.press("ArrowRight")
+        page.wait_for_selector("#score-pages[data-state=ready]", timeout=TIMEOUT_MS)
+        assert fake.state.fake.score_requests == 1
+        assert watch.errors == []
+        assert watch.outside(base) == []
+
+
+def test_the_score_view_explains_a_server_without_the_score_extra(
+    page_on: Any, serve_app: Any, fake_api: Any
+) -> None:
+    fake = fake_api()
+    fake.state.fake.score_error = (
+        503,
+        "score_unavailable",
+        "Engraving pages needs verovio, which is not installed",
+    )
+    with serve_app(fake) as base:
+        page, watch = page_on(base, width=390, height=844)
+        page.fill("#url", "https://example.com/song.mp3")
+        page.click("#go")
+        page.wait_for_selector("#result:not([hidden])", timeout=TIMEOUT_MS)
+        page.click("#tab-score")
+        page.wait_for_selector("#score-pages[data-state=failed]", state="attached", timeout=TIMEOUT_MS)
+        status = page.text_content("#score-status") or ""
+        assert "Sheet music is not installed" in status and "verovio" in status
+        assert page.locator("#score-pages img").count() == 0
+        assert [e for e in watch.errors if "503" not in e] == []  # the browser logs the failed fetch

@@ -4,6 +4,7 @@ import { Api, ApiError } from "./api.js";
 import { STAGE_TEXT, STEM_TEXT, colourOf, describeError, formatAgo, formatBytes, formatTime } from "./format.js";
 import { Player } from "./player.js";
 import { PianoRoll } from "./roll.js";
+import { ScoreView } from "./score.js";
 import { dialectRequests } from "./snippets.js";
 
 const $ = (id) => document.getElementById(id);
@@ -23,6 +24,8 @@ const roll = new PianoRoll($("roll-scroll"), $("roll-spacer"), $("roll"), {
   },
 });
 
+const score = new ScoreView(api, $("score-status"), $("score-pages"));
+
 const state = {
   file: null,
   task: null,
@@ -33,6 +36,7 @@ const state = {
   jobToken: 0,
   revealOnDone: false,
   polls: 0,
+  view: "roll",
 };
 
 // ---------- small helpers ----------
@@ -347,6 +351,8 @@ function showResult(task) {
   renderInstruments(instruments, colours);
   renderDownloads(task);
   renderSnippets(task);
+  score.reset(task);
+  if (state.view === "score") score.show(task);
   loadOriginal(task);
   updateClock();
   renderPlayState();
@@ -391,6 +397,10 @@ const DOWNLOADS = [
   ["dl-midi", "midi_url", ".mid"],
   ["dl-midi-q", "midi_quantized_url", ".quantized.mid"],
   ["dl-json", "json_url", ".json"],
+  ["dl-musicxml", "musicxml_url", ".musicxml"],
+  ["dl-pdf", "pdf_url", ".pdf"],
+  ["score-dl-musicxml", "musicxml_url", ".musicxml"],
+  ["score-dl-pdf", "pdf_url", ".pdf"],
 ];
 
 function renderDownloads(task) {
@@ -513,6 +523,37 @@ player.addEventListener("original", (e) => {
   note.textContent = "This browser cannot play the original file's format; only the transcription can be played.";
   note.hidden = false;
 });
+
+// ---------- piano roll / score views ----------
+
+const VIEWS = { roll: ["tab-roll", "roll-view"], score: ["tab-score", "score-view"] };
+
+function selectView(view, { focus = false } = {}) {
+  state.view = view;
+  for (const [name, [tab, panel]] of Object.entries(VIEWS)) {
+    const on = name === view;
+    $(tab).setAttribute("aria-selected", String(on));
+    $(tab).tabIndex = on ? 0 : -1;
+    $(panel).hidden = !on;
+    if (on && focus) $(tab).focus();
+  }
+  if (view === "score") {
+    player.pause();
+    if (state.task && $("result").dataset.taskId === state.task.id) score.show(state.task);
+  }
+}
+
+$("tab-roll").addEventListener("click", () => selectView("roll"));
+$("tab-score").addEventListener("click", () => selectView("score"));
+for (const id of ["tab-roll", "tab-score"]) {
+  $(id).addEventListener("keydown", (e) => {
+    if (!["ArrowLeft", "ArrowRight", "Home", "End"].includes(e.key)) return;
+    e.preventDefault();
+    e.stopPropagation();
+    const next = e.key === "Home" ? "roll" : e.key === "End" ? "score" : state.view === "roll" ? "score" : "roll";
+    selectView(next, { focus: true });
+  });
+}
 
 // ---------- playback controls ----------
 
@@ -656,4 +697,4 @@ loadJobs();
 }
 
 // For people poking around in the console, and for the browser tests.
-window.stemscribe = { api, player, roll, state };
+window.stemscribe = { api, player, roll, score, state, selectView };

@@ -91,6 +91,8 @@ const CODE_TEXT = {
   timeout: "The job took too long and was stopped.",
   too_many_requests: "Too many requests at once. Wait a moment and try again.",
   unavailable: "The server is busy or starting up. Try again in a moment.",
+  score_unavailable: "Sheet music is not installed on this server (pip install 'stemscribe[score]').",
+  score_failed: "The score of this result could not be engraved.",
 };
 
 // The server answers most refusals of the input as `bad_request`; its message tells which one it was.
