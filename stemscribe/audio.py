@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, cast
@@ -23,6 +23,8 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from stemscribe.errors import (
+    AudioLimitError,
+    AudioTooLargeError,
     AudioTooLongError,
     CorruptAudioError,
     EmptyAudioError,
@@ -30,6 +32,10 @@ from stemscribe.errors import (
 )
 
 DEFAULT_MAX_DURATION = 20 * 60.0
+DEFAULT_MAX_SAMPLE_RATE = 192_000
+DEFAULT_MAX_CHANNELS = 8
+DEFAULT_MAX_SAMPLES = 1200 * 96_000 * 2
+"""Samples (channels x rate x duration) one decode may produce: 20 minutes of 96 kHz stereo."""
 AudioSource = str | Path | bytes | BinaryIO
 
 
@@ -70,6 +76,59 @@ def _name(source: AudioSource) -> str:
     return "<bytes>" if isinstance(source, (bytes, bytearray)) else "<stream>"
 
 
+@dataclass(frozen=True, slots=True)
+class DecodeLimits:
+    """What decoding one input may cost. Checked on the container's header before any sample is
+    decoded, and again on the samples as they stream, so a header that lies gains nothing.
+
+    `max_samples` bounds channels x rate x duration: the work of decoding, whatever the output rate.
+    """
+
+    max_duration: float = DEFAULT_MAX_DURATION
+    max_sample_rate: int = DEFAULT_MAX_SAMPLE_RATE
+    max_channels: int = DEFAULT_MAX_CHANNELS
+    max_samples: int = DEFAULT_MAX_SAMPLES
+
+    def check_format(self, sample_rate: int, channels: int) -> None:
+        """Raise AudioLimitError for a sample rate or channel count outside the limits."""
+        if sample_rate > self.max_sample_rate:
+            raise AudioLimitError(
+                f"sample rate {sample_rate} Hz is above the limit of {self.max_sample_rate} Hz",
+                limit="max_sample_rate",
+            )
+        if channels > self.max_channels:
+            raise AudioLimitError(
+                f"{channels} channels are above the limit of {self.max_channels}", limit="max_channels"
+            )
+
+    def check_size(self, sample_rate: int, channels: int, frames: int, *, declared: bool) -> None:
+        """Raise AudioTooLongError / AudioTooLargeError when `frames` per channel are over a limit."""
+        said = "the header declares" if declared else "decoding reached"
+        seconds = frames / sample_rate
+        if seconds > self.max_duration:
+            what = f"{seconds:.1f} s" if declared else f"more than {self.max_duration:.0f} s"
+            raise AudioTooLongError(f"audio is {what} long; the limit is {self.max_duration:.0f} s")
+        if frames * channels > self.max_samples:
+            raise AudioTooLargeError(
+                f"{said} {channels} channel(s) x {sample_rate} Hz x {seconds:.1f} s = "
+                f"{frames * channels:,} samples to decode; the limit is {self.max_samples:,}"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class AudioInfo:
+    """What `scan_audio` found: the file's own rate and channels, its frames and the decoder used."""
+
+    sample_rate: int
+    channels: int
+    frames: int
+    decoder: str
+
+    @property
+    def duration(self) -> float:
+        return self.frames / self.sample_rate
+
+
 class _Truncated(CorruptAudioError):
     """The container's own header proves data is missing: final, no other decoder may paper over it."""
 
@@ -79,40 +138,70 @@ def _clean(exc: BaseException) -> str:
     import re
 
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    text = re.sub(r"\s*<_io\.BytesIO object at 0x[0-9a-f]+>:?", "", text)
+    text = re.sub(r"^Error opening\s*(<[^>]*>|'[^']*')?:?\s*", "", text)  # libsndfile's prefix
+    text = re.sub(r"\s*<_io\.\w+ object at 0x[0-9a-f]+>:?", "", text)
     text = re.sub(r"^\[Errno -?\d+\]\s*", "", text)
     return text.replace(": '<none>'", "").strip()
 
 
-def _read_soundfile(
-    data: bytes | str, max_duration: float, mono: bool
-) -> tuple[npt.NDArray[np.float32], int]:
+_BLOCK = 1 << 16
+"""Frames decoded per block: decoding holds one block of every channel, then only its downmix."""
+
+Blocks = Iterator[npt.NDArray[np.float32]]
+
+
+def _open_handle(data: bytes | str) -> BinaryIO:
+    # libsndfile gets a file object, never a path: given a path it also guesses from the file name
+    # (a PNG named .mp3 goes to mpg123, which prints to stderr) and reports "File does not exist".
+    return io.BytesIO(data) if isinstance(data, bytes) else open(data, "rb")  # noqa: SIM115
+
+
+def _soundfile_blocks(data: bytes | str, limits: DecodeLimits, mono: bool) -> tuple[int, int, Blocks]:
     import soundfile as sf
 
-    handle = io.BytesIO(data) if isinstance(data, bytes) else data
+    handle = _open_handle(data)
     try:
         f = sf.SoundFile(handle)
     except Exception as exc:  # noqa: BLE001 - libsndfile reports every refusal as a RuntimeError
+        handle.close()
         raise NotAudioError(_clean(exc)) from None
-    with f:
-        sr = int(f.samplerate)
-        if f.frames > 0 and f.frames / sr > max_duration:
-            raise AudioTooLongError(f"audio is {f.frames / sr:.1f} s long; the limit is {max_duration:.0f} s")
-        declared = int(f.frames)
-        try:
-            frames = f.read(dtype="float32", always_2d=True)
-        except Exception as exc:  # noqa: BLE001
-            raise CorruptAudioError(f"decoding failed: {_clean(exc)}") from None
-    if declared > 0 and frames.shape[0] < declared * 0.99:
-        raise _Truncated(f"truncated: header declares {declared} frames, only {frames.shape[0]} present")
-    if isinstance(data, bytes):
-        _check_riff_complete(data[:65536], len(data))
-    else:
-        with open(data, "rb") as fh:
-            _check_riff_complete(fh.read(65536), os.path.getsize(data))
-    if mono:  # downmix before anything else: a long stereo file then costs one channel's memory
-        return frames.mean(axis=1, dtype=np.float32)[None, :], sr
-    return np.ascontiguousarray(frames.T), sr
+    sr, channels, declared = int(f.samplerate), int(f.channels), int(f.frames)
+    try:
+        if sr <= 0 or channels <= 0:
+            raise CorruptAudioError(f"header declares {sr} Hz and {channels} channel(s)")
+        limits.check_format(sr, channels)
+        if declared > 0:
+            limits.check_size(sr, channels, declared, declared=True)
+    except BaseException:
+        f.close()
+        handle.close()
+        raise
+
+    def blocks() -> Blocks:
+        total = 0
+        with handle, f:
+            while True:
+                try:
+                    block = f.read(_BLOCK, dtype="float32", always_2d=True)
+                except Exception as exc:  # noqa: BLE001
+                    raise CorruptAudioError(f"decoding failed: {_clean(exc)}") from None
+                if block.shape[0] == 0:
+                    break
+                total += block.shape[0]
+                limits.check_size(sr, channels, total, declared=False)
+                if mono:  # downmix as it streams: only one block of all channels is ever held
+                    yield block.mean(axis=1, dtype=np.float32)[None, :]
+                else:
+                    yield np.ascontiguousarray(block.T)
+        if declared > 0 and total < declared * 0.99:
+            raise _Truncated(f"truncated: header declares {declared} frames, only {total} present")
+        if isinstance(data, bytes):
+            _check_riff_complete(data[:65536], len(data))
+        else:
+            with open(data, "rb") as fh:
+                _check_riff_complete(fh.read(65536), os.path.getsize(data))
+
+    return sr, (1 if mono else channels), blocks()
 
 
 def _check_riff_complete(head: bytes, total: int) -> None:
@@ -135,47 +224,180 @@ def _check_riff_complete(head: bytes, total: int) -> None:
         pos += 8 + size + (size & 1)
 
 
-def _read_pyav(data: bytes | str, max_duration: float, mono: bool) -> tuple[npt.NDArray[np.float32], int]:
+def _pyav_blocks(data: bytes | str, limits: DecodeLimits, mono: bool) -> tuple[int, int, Blocks]:
     import av
 
-    handle = io.BytesIO(data) if isinstance(data, bytes) else data
+    handle = _open_handle(data)
     try:
-        opened = av.open(handle, mode="r")
+        container = av.open(handle, mode="r")
     except Exception as exc:  # noqa: BLE001 - FFmpeg's open errors all mean "not a format I know"
+        handle.close()
         raise NotAudioError(_clean(exc)) from None
-    with opened as container:
+    try:
         streams = container.streams.audio
         if not streams:
             raise NotAudioError("container has no audio stream")
         stream = streams[0]
-        if stream.duration is not None and stream.time_base is not None:
-            declared = float(stream.duration * stream.time_base)
-            if declared > max_duration:
-                raise AudioTooLongError(f"audio is {declared:.1f} s long; the limit is {max_duration:.0f} s")
-        sr = int(stream.codec_context.sample_rate or stream.rate or 0)
+        codec = stream.codec_context
+        if codec is None:  # FFmpeg found the stream but has no decoder for what its header says
+            raise CorruptAudioError("the audio stream's header names no codec FFmpeg can decode")
+        sr = int(codec.sample_rate or stream.rate or 0)
         if sr <= 0:
             raise CorruptAudioError("audio stream declares no sample rate")
-        channels = max(1, int(stream.codec_context.channels or 1))
-        layout = "mono" if mono or channels == 1 else "stereo"  # FFmpeg downmixes as it decodes
+        channels = max(1, int(codec.layout.nb_channels if codec.layout else 1))
+        limits.check_format(sr, channels)
+        if stream.duration is not None and stream.time_base is not None:
+            declared = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            declared = container.duration / 1_000_000
+        else:
+            declared = 0.0
+        if declared > 0:
+            limits.check_size(sr, channels, int(declared * sr), declared=True)
+    except BaseException:
+        container.close()
+        handle.close()
+        raise
+    out_channels = 1 if mono or channels == 1 else 2
+    layout = "mono" if out_channels == 1 else "stereo"  # FFmpeg downmixes as it decodes
+
+    def blocks() -> Blocks:
         resampler = av.AudioResampler(format="fltp", layout=layout, rate=sr)
-        chunks: list[npt.NDArray[np.float32]] = []
         total = 0
-        limit = int(max_duration * sr) + 1
+        with handle, container:
+            try:
+                for frame in container.decode(stream):
+                    total += frame.samples
+                    limits.check_size(sr, channels, total, declared=False)
+                    for out in resampler.resample(frame):
+                        yield out.to_ndarray().astype(np.float32, copy=False)
+                for out in resampler.resample(None):
+                    yield out.to_ndarray().astype(np.float32, copy=False)
+            except av.error.FFmpegError as exc:
+                raise CorruptAudioError(f"decoding failed after {total / sr:.2f} s: {_clean(exc)}") from None
+
+    return sr, out_channels, blocks()
+
+
+_DECODERS = (("soundfile", _soundfile_blocks), ("pyav/ffmpeg", _pyav_blocks))
+
+_MAGIC = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"\x7fELF", "an ELF executable"),
+    (b"<!DOCTYPE", "an HTML page"),
+    (b"<html", "an HTML page"),
+    (b"{", "JSON or text"),
+)
+
+
+def _sniff(data: bytes | str) -> str | None:
+    """What a known non-audio file is, from its first bytes (None: it may be audio)."""
+    if isinstance(data, bytes):
+        head = data[:16]
+    else:
+        with open(data, "rb") as fh:
+            head = fh.read(16)
+    for magic, what in _MAGIC:
+        if head.lstrip()[: len(magic)].lower() == magic.lower():
+            return what
+    return None
+
+
+def _read_source(source: AudioSource, name: str) -> bytes | str:
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise NotAudioError(f"{name}: no such file")
+        if path.stat().st_size == 0:
+            raise EmptyAudioError(f"{name}: the file is empty (0 bytes)")
+        return str(path)  # decoders read the file themselves: no copy of it in memory
+    data = bytes(source) if isinstance(source, (bytes, bytearray)) else source.read()
+    if len(data) == 0:
+        raise EmptyAudioError(f"{name}: the input is empty (0 bytes)")
+    return data
+
+
+def _decode(
+    source: AudioSource,
+    limits: DecodeLimits,
+    mono: bool,
+    sink: Callable[[npt.NDArray[np.float32] | None], None],
+) -> AudioInfo:
+    """Stream `source` through the first decoder that takes it, handing each (channels, k) block to
+    `sink`; `sink(None)` means a decoder failed midway: drop what it gave, the next one starts over.
+
+    Raises NotAudioError, EmptyAudioError, CorruptAudioError or an AudioLimitError, each naming the
+    decoders that were tried.
+    """
+    name = _name(source)
+    data = _read_source(source, name)
+    failures: list[str] = []
+    corrupt = False
+    for label, open_blocks in _DECODERS:
+        total = 0
         try:
-            for frame in container.decode(stream):
-                for out in resampler.resample(frame):
-                    arr = out.to_ndarray().astype(np.float32, copy=False)
-                    chunks.append(arr)
-                    total += arr.shape[1]
-                if total > limit:
-                    raise AudioTooLongError(f"audio is longer than the limit of {max_duration:.0f} s")
-        except av.error.FFmpegError as exc:
-            raise CorruptAudioError(f"decoding failed after {total / sr:.2f} s: {_clean(exc)}") from None
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().astype(np.float32, copy=False))
-    if not chunks:
-        return np.zeros((1, 0), dtype=np.float32), sr
-    return np.ascontiguousarray(np.concatenate(chunks, axis=1)), sr
+            sr, channels, blocks = open_blocks(data, limits, mono)
+            for block in blocks:
+                if not np.all(np.isfinite(block)):
+                    raise CorruptAudioError("decoded samples contain NaN or infinity")
+                total += block.shape[-1]
+                sink(block)
+        except AudioLimitError as exc:
+            raise type(exc)(f"{name}: {exc}", limit=exc.limit) from None
+        except _Truncated as exc:
+            raise CorruptAudioError(f"{name}: {exc} (decoder: {label})") from None
+        except CorruptAudioError as exc:
+            corrupt = True
+            failures.append(f"{label}: {exc}")
+            sink(None)
+            continue
+        except NotAudioError as exc:
+            failures.append(f"{label}: {exc}")
+            continue
+        if total == 0:
+            raise EmptyAudioError(f"{name}: decoded to zero samples")
+        return AudioInfo(sr, channels, total, label)
+    tried = "; ".join(failures)
+    if corrupt:
+        raise CorruptAudioError(f"{name}: audio is truncated or corrupt (tried {tried})")
+    what = _sniff(data)
+    if what is not None:
+        raise NotAudioError(f"{name}: not audio: the content is {what} (tried {tried})")
+    raise NotAudioError(f"{name}: not a recognised audio format (tried {tried})")
+
+
+def scan_audio(source: AudioSource, *, limits: DecodeLimits | None = None) -> AudioInfo:
+    """Decode `source` block by block without keeping the samples: proves it decodes within `limits`
+    and measures it, in memory that does not grow with the file (what the service checks uploads with).
+    """
+
+    def discard(_block: npt.NDArray[np.float32] | None) -> None:
+        return None
+
+    return _decode(source, limits or DecodeLimits(), True, discard)
+
+
+class _Enough(Exception):
+    """Ends `check_audio`'s decode after its first block."""
+
+
+def check_audio(source: AudioSource, *, limits: DecodeLimits | None = None) -> None:
+    """Raise what `load_audio` would for `source`'s header and first block, without decoding the rest
+    (the worker's guard before a task: the limits of the service, whatever the decoder's defaults)."""
+
+    def stop(block: npt.NDArray[np.float32] | None) -> None:
+        if block is not None:
+            raise _Enough
+
+    try:
+        _decode(source, limits or DecodeLimits(), True, stop)
+    except _Enough:
+        return
 
 
 def load_audio(
@@ -184,56 +406,31 @@ def load_audio(
     sr: int | None = 22050,
     mono: bool = True,
     max_duration: float = DEFAULT_MAX_DURATION,
+    limits: DecodeLimits | None = None,
 ) -> Audio:
     """Decode `source` (a path, bytes or a binary stream) to float32 at `sr` (None keeps the file's rate).
 
-    Raises NotAudioError, EmptyAudioError, CorruptAudioError or AudioTooLongError, each naming the
-    decoders that were tried.
+    `limits` bounds what decoding may cost (default `DecodeLimits(max_duration=max_duration)`); with
+    `mono` every block is downmixed as it is decoded. Raises NotAudioError, EmptyAudioError,
+    CorruptAudioError or an AudioLimitError (AudioTooLongError, ...), each naming what was tried.
     """
-    name = _name(source)
-    data: bytes | str
-    if isinstance(source, (str, Path)):
-        path = Path(source)
-        if not path.is_file():
-            raise NotAudioError(f"{name}: no such file")
-        if path.stat().st_size == 0:
-            raise EmptyAudioError(f"{name}: the file is empty (0 bytes)")
-        data = str(path)  # decoders read the file themselves: no copy of it in memory
-    elif isinstance(source, (bytes, bytearray)):
-        data = bytes(source)
-    else:
-        data = source.read()
-    if isinstance(data, bytes) and len(data) == 0:
-        raise EmptyAudioError(f"{name}: the input is empty (0 bytes)")
+    limits = limits or DecodeLimits(max_duration=max_duration)
+    chunks: list[npt.NDArray[np.float32]] = []
 
-    failures: list[str] = []
-    decoded: tuple[npt.NDArray[np.float32], int] | None = None
-    corrupt = False
-    for label, reader in (("soundfile", _read_soundfile), ("pyav/ffmpeg", _read_pyav)):
-        try:
-            decoded = reader(data, max_duration, mono)
-            break
-        except AudioTooLongError as exc:
-            raise AudioTooLongError(f"{name}: {exc}") from None
-        except _Truncated as exc:
-            raise CorruptAudioError(f"{name}: {exc} (decoder: {label})") from None
-        except CorruptAudioError as exc:
-            corrupt = True
-            failures.append(f"{label}: {exc}")
-        except NotAudioError as exc:
-            failures.append(f"{label}: {exc}")
-    if decoded is None:
-        tried = "; ".join(failures)
-        if corrupt:
-            raise CorruptAudioError(f"{name}: audio is truncated or corrupt (tried {tried})")
-        raise NotAudioError(f"{name}: not a recognised audio format (tried {tried})")
+    def keep(block: npt.NDArray[np.float32] | None) -> None:
+        if block is None:
+            chunks.clear()
+        else:
+            chunks.append(block)
 
-    samples, file_sr = decoded
-    if samples.shape[-1] == 0:
-        raise EmptyAudioError(f"{name}: decoded to zero samples")
-    if not np.all(np.isfinite(samples)):
-        raise CorruptAudioError(f"{name}: decoded samples contain NaN or infinity")
-    return from_array(samples, file_sr, sr=sr, mono=mono, max_duration=max_duration, name=name)
+    info = _decode(source, limits, mono, keep)
+    samples = np.concatenate(chunks, axis=1) if len(chunks) > 1 else chunks[0]
+    chunks.clear()
+    if samples.shape[0] == 1:
+        samples = samples[0]
+    return from_array(
+        samples, info.sample_rate, sr=sr, mono=mono, max_duration=limits.max_duration, name=_name(source)
+    )
 
 
 def from_array(

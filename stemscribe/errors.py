@@ -5,7 +5,9 @@ StemscribeError
 │   ├── NotAudioError          no decoder recognised the content
 │   ├── EmptyAudioError        decoded to zero samples
 │   ├── CorruptAudioError      recognised but truncated or damaged
-│   └── AudioTooLongError      longer than the configured cap
+│   └── AudioLimitError        outside a decoding limit (sample rate, channels), by its header
+│       ├── AudioTooLongError  longer than the configured cap
+│       └── AudioTooLargeError channels x rate x duration above the decoding budget
 ├── InvalidOptionError         an argument out of range (unknown stem type, ...)
 ├── ModelError                 a model's weights are missing, damaged or failed to run
 ├── SeparationUnavailableError no separation backend can serve the request
@@ -36,8 +38,26 @@ class CorruptAudioError(AudioError):
     """The input looks like audio but is truncated or damaged."""
 
 
-class AudioTooLongError(AudioError):
+class AudioLimitError(AudioError):
+    """The audio is outside one of the decoding limits (`audio.DecodeLimits`); `limit` names which."""
+
+    def __init__(self, message: str, *, limit: str = "") -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class AudioTooLongError(AudioLimitError):
     """The audio is longer than the configured maximum duration."""
+
+    def __init__(self, message: str, *, limit: str = "max_duration") -> None:
+        super().__init__(message, limit=limit)
+
+
+class AudioTooLargeError(AudioLimitError):
+    """Decoding the audio would produce more samples (channels x rate x duration) than allowed."""
+
+    def __init__(self, message: str, *, limit: str = "max_samples") -> None:
+        super().__init__(message, limit=limit)
 
 
 class InvalidOptionError(StemscribeError, ValueError):

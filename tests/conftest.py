@@ -103,3 +103,79 @@ def rendered_band(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, prett
     pm.write(str(mid))
     wav = render_midi(mid, folder / "band.wav")
     return wav, pm
+
+
+# --- a corpus of hostile and broken inputs (issue #14) ----------------------------------------------
+
+
+def wav_bytes(
+    *,
+    sr: int = 16000,
+    channels: int = 1,
+    bits: int = 16,
+    data: bytes = b"\0" * 3200,
+    declared: int | None = None,
+) -> bytes:
+    """A PCM WAV built by hand, so its header can say anything (0 bits, 2^31-1 Hz, a longer data chunk)."""
+    import struct
+
+    align = channels * bits // 8
+    size = len(data) if declared is None else declared
+    fmt = struct.pack("<IHHIIHH", 16, 1, channels, sr, sr * align, align, bits)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 36 + size)
+        + b"WAVE"
+        + b"fmt "
+        + fmt
+        + b"data"
+        + struct.pack("<I", size)
+        + data
+    )
+
+
+def silent_flac(path: Path, *, channels: int, sr: int, seconds: float) -> Path:
+    """Silence as FLAC, written block by block (a few KB on disk however long it is)."""
+    import soundfile as sf
+
+    block = np.zeros((65536, channels), dtype=np.int16)
+    left = int(seconds * sr)
+    with sf.SoundFile(path, "w", samplerate=sr, channels=channels, format="FLAC", subtype="PCM_16") as f:
+        while left > 0:
+            n = min(left, block.shape[0])
+            f.write(block[:n])
+            left -= n
+    return path
+
+
+def bad_corpus(tmp_path: Path) -> dict[str, bytes]:
+    """Inputs a hostile or careless user sends: each must end in a result or one clear refusal.
+
+    Names map to bytes; "ok_" files are valid audio, every other one must be refused.
+    """
+    import io
+
+    import soundfile as sf
+
+    t = np.arange(16000) / 16000
+    good = io.BytesIO()
+    sf.write(good, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000, format="WAV")
+    flac = silent_flac(tmp_path / "bomb.flac", channels=8, sr=655350, seconds=10.0).read_bytes()
+    png = b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(200)
+    rng = np.random.default_rng(14)
+    return {
+        "ok_tone.wav": good.getvalue(),
+        "empty.wav": b"",
+        "text.wav": b"not audio at all " * 40,
+        "random.bin": rng.integers(0, 256, 4096, dtype=np.uint8).tobytes(),
+        "picture.png.mp3": png,
+        "zero_bits.wav": wav_bytes(bits=0),
+        "huge_rate.wav": wav_bytes(sr=2**31 - 1),
+        "many_channels.wav": wav_bytes(channels=64, data=b"\0" * 64 * 2 * 100),
+        "header_only.wav": wav_bytes(data=b""),
+        "truncated.wav": good.getvalue()[:2000],
+        "lying_length.wav": wav_bytes(data=b"\0" * 3200, declared=0x7FFFFFF0),
+        "bomb_8ch_655khz.flac": flac,
+        "zip.mp3": b"PK\x03\x04" + bytes(300),
+        "id3_only.mp3": b"ID3\x04\0\0\0\0\0\x10" + bytes(16),
+    }

@@ -96,3 +96,99 @@ def test_arrays_any_layout() -> None:
         from_array(np.zeros(0), 22050)
     with pytest.raises(NotAudioError):
         from_array(np.zeros((2, 2, 2)), 22050)
+
+
+# --- issue #14: what decoding may cost is bounded before decoding -------------------------------------
+
+_PEAK = """
+import json, resource, sys
+from stemscribe.audio import DecodeLimits, load_audio, scan_audio
+import soundfile, av, soxr  # decoders loaded before the baseline
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+outcome = "ok"
+try:
+    {call}
+except Exception as exc:
+    outcome = type(exc).__name__ + ": " + str(exc)
+after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({{"grew_mb": (after - before) / 1024, "outcome": outcome}}))
+"""
+
+
+def _peak(call: str) -> dict:
+    """Run one decode in a fresh interpreter; how much its peak RSS grew and what it raised."""
+    import json
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _PEAK.format(call=call)], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_decode_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
+    """Row 1: 56 KB of 8-channel 655,350 Hz FLAC silence grew a decode by 230 MB; now refused unread."""
+    from .conftest import silent_flac
+
+    bomb = silent_flac(tmp_path / "bomb.flac", channels=8, sr=655350, seconds=10.0)
+    assert bomb.stat().st_size < 100_000
+    for call in (f"load_audio({str(bomb)!r}, sr=None)", f"scan_audio({str(bomb)!r})"):
+        got = _peak(call)
+        assert got["outcome"].startswith("AudioLimitError") and "655350 Hz" in got["outcome"], got
+        assert got["grew_mb"] < 30, got
+
+
+def test_decoding_streams_and_downmixes(tmp_path: Path) -> None:
+    """Row 1: a big file inside the limits is decoded block by block: scanning holds no samples, and
+    a mono load holds its mono samples (not every channel as float32, as a whole-file read did)."""
+    from .conftest import silent_flac
+
+    path = silent_flac(tmp_path / "wide.flac", channels=8, sr=96000, seconds=30.0)
+    scanned = _peak(f"info = scan_audio({str(path)!r}); assert info.frames == 96000 * 30")
+    assert scanned["outcome"] == "ok" and scanned["grew_mb"] < 40, scanned
+    mono_mb = 96000 * 30 * 4 / 2**20  # 11 MB; all eight channels as float32 would be 88 MB
+    loaded = _peak(f"a = load_audio({str(path)!r}, sr=None); assert a.samples.shape == (96000 * 30,)")
+    assert loaded["outcome"] == "ok" and loaded["grew_mb"] < mono_mb + 40, loaded
+
+
+def test_decode_limits_name_what_they_refuse(tmp_path: Path) -> None:
+    from stemscribe.audio import DecodeLimits, scan_audio
+    from stemscribe.errors import AudioLimitError, AudioTooLargeError
+
+    from .conftest import silent_flac
+
+    path = silent_flac(tmp_path / "quad.flac", channels=4, sr=48000, seconds=2.0)
+    with pytest.raises(AudioTooLargeError, match="4 channel.*48000 Hz.*384,000 samples") as info:
+        scan_audio(path, limits=DecodeLimits(max_samples=100_000))
+    assert info.value.limit == "max_samples"
+    with pytest.raises(AudioLimitError, match="4 channels are above the limit of 2") as info2:
+        load_audio(path, limits=DecodeLimits(max_channels=2))
+    assert info2.value.limit == "max_channels"
+    assert scan_audio(path).frames == 96000
+
+
+def test_broken_headers_are_refused_cleanly(tmp_path: Path) -> None:
+    """Row 2: a WAV saying 0 bits per sample raised AttributeError in the PyAV fallback; row 12: a
+    WAV at 2^31-1 Hz decoded to 2e-5 s."""
+    from stemscribe.errors import AudioLimitError
+
+    from .conftest import wav_bytes
+
+    with pytest.raises(CorruptAudioError, match="tried soundfile.*pyav"):
+        load_audio(wav_bytes(bits=0))
+    with pytest.raises(AudioLimitError, match="sample rate 2147483647 Hz is above the limit"):
+        load_audio(wav_bytes(sr=2**31 - 1))
+
+
+def test_a_picture_named_mp3_is_one_clear_error(tmp_path: Path) -> None:
+    """Row 15: no C-library noise on stderr, and no claim that an existing file does not exist."""
+    import sys
+
+    path = tmp_path / "picture.png.mp3"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR" + bytes(200))
+    code = f"from stemscribe.audio import load_audio\nload_audio({str(path)!r})"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "Illegal Audio-MPEG-Header" not in proc.stderr and "does not exist" not in proc.stderr
+    assert last.startswith("stemscribe.errors.NotAudioError:") and "a PNG image" in last and "tried" in last

@@ -121,3 +121,26 @@ def test_too_long_is_refused(tmp_path: Path) -> None:
     sf.write(wav, np.zeros(22050 * 3, np.float32), 22050)
     proc = run("transcribe", str(wav), "--max-duration", "2")
     assert proc.returncode == 1 and "AudioTooLongError" in proc.stderr
+
+
+def test_bad_input_corpus_gets_one_line_each(tmp_path: Path) -> None:
+    """Issue #14: every file of the corpus ends in a result or one `Type: message` line naming it;
+    no C-library noise, no traceback, no hang, exit 1 because some failed."""
+    from .conftest import bad_corpus
+
+    paths = []
+    for name, data in bad_corpus(tmp_path).items():
+        (tmp_path / "in").mkdir(exist_ok=True)
+        (path := tmp_path / "in" / name).write_bytes(data)
+        paths.append(path)
+    proc = run("transcribe", *map(str, paths), "-o", str(tmp_path / "o"), "--quiet")
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    bad = [p for p in paths if not p.name.startswith("ok_")]
+    assert len(lines) == len(bad), proc.stderr
+    for path in bad:
+        (line,) = [x for x in lines if str(path) in x]
+        assert line.split(":")[0].endswith("Error") and not line.startswith("InternalError"), line
+    assert "a PNG image" in next(x for x in lines if "picture.png.mp3" in x)
+    assert "does not exist" not in proc.stderr
+    assert (tmp_path / "o" / "ok_tone.json").is_file()
