@@ -32,11 +32,26 @@ class BlockedAddressError(StemscribeError):
     """The URL leads to an address the server refuses to contact."""
 
 
+SITE_LOCAL = ipaddress.ip_network("fec0::/10")
+
+
 def refusal_reason(address: str) -> str | None:
-    """Why `address` may not be contacted, or None when it is a public unicast address."""
+    """Why `address` may not be contacted, or None when it is a public unicast address.
+
+    IPv6 addresses that carry an IPv4 one (mapped, 6to4 2002::/16, Teredo's client) are judged by
+    the IPv4 address they lead to; deprecated site-local fec0::/10 counts as private.
+    """
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip in SITE_LOCAL:
+            return "a site-local address"
+        embedded = ip.ipv4_mapped or ip.sixtofour or (ip.teredo[1] if ip.teredo else None)
+        if embedded is not None:
+            inner = refusal_reason(str(embedded))
+            if inner is not None:
+                return f"{inner} (embedded in {ip})"
+        if ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
     if ip in METADATA_ADDRESSES:
         return "a cloud metadata address"
     if ip.is_loopback:
@@ -112,6 +127,32 @@ def check_url(url: str) -> httpx.URL:
         raise BlockedAddressError(f"invalid URL {url!r}: {exc}") from None
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise BlockedAddressError(f"URL {url!r} must be an absolute http:// or https:// URL")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise BlockedAddressError(f"URL {url!r} has port {parsed.port}, outside 1-65535")
+    return parsed
+
+
+_LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+
+
+def check_destination(url: str, *, allow_private: bool = False) -> httpx.URL:
+    """`check_url`, plus what can be refused before any DNS lookup: an address literal that is not
+    public, or a loopback name. Names are checked again on the address dialled (`GuardedBackend`).
+    """
+    parsed = check_url(url)
+    if allow_private:
+        return parsed
+    host = parsed.host.strip("[]").lower().rstrip(".")
+    if host in _LOCAL_NAMES or host.endswith(".localhost"):
+        raise BlockedAddressError(f"refusing to contact {host!r}: a loopback name")
+    try:
+        reason = refusal_reason(host)
+    except ValueError:
+        return parsed  # a name: resolved and checked when it is dialled
+    if reason is not None:
+        raise BlockedAddressError(
+            f"refusing to contact {host!r}: {reason} (set STEMSCRIBE_ALLOW_PRIVATE_URLS=1 to allow)"
+        )
     return parsed
 
 
