@@ -117,7 +117,7 @@ class LocalRunner:
     def _start_process(self) -> Any:
         p = self._ctx.Process(
             target=process_main,
-            args=(self.settings.model_dump_json(), self.factory, self._stop_procs),
+            args=(self.settings.model_dump_json(), self.factory, self._stop_procs, os.getpid()),
             name="stemscribe-worker",
             daemon=True,
         )

@@ -7,8 +7,11 @@ a heartbeat extends its lease, so a task whose worker died is queued again by th
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import signal
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from stemscribe.audio import check_audio
 from stemscribe.errors import (
     AudioError,
     InvalidOptionError,
@@ -181,12 +185,16 @@ class Worker:
         if audio is None or audio.purged_at is not None:
             raise AudioError(f"audio {audio_id} is gone (deleted or expired)")
         path = self.storage.local_path(audio.storage_key)
+        source: Path | bytes
         if path is not None and path.is_file():
-            return audio, path
-        try:
-            return audio, self.storage.get_bytes(audio.storage_key)
-        except StorageError as exc:
-            raise AudioError(f"audio {audio_id}: {exc}") from None
+            source = path
+        else:
+            try:
+                source = self.storage.get_bytes(audio.storage_key)
+            except StorageError as exc:
+                raise AudioError(f"audio {audio_id}: {exc}") from None
+        check_audio(source, limits=self.settings.decode_limits())  # what uploads were checked against
+        return audio, source
 
     def _transcribe(self, task: TaskRecord, progress: ProgressCallback) -> dict[str, Any]:
         ids = list(task.input_ids or [task.audio_id])
@@ -223,7 +231,7 @@ class Worker:
         mode = task.mode or "all_stems"
         plan = plan_separation(mode)
         progress("loading", 0.0)
-        audio = load_audio(source, sr=None, mono=False, max_duration=self.settings.max_duration_s)
+        audio = load_audio(source, sr=None, mono=False, limits=self.settings.decode_limits())
         separator = build_separator(plan)
         song = parent.title or Path(parent.filename).stem or "audio"
         items: list[dict[str, Any]] = []
@@ -281,14 +289,59 @@ def merge_results(results: list[Result]) -> Result:
 
 
 def open_worker(settings: Settings, factory: TranscriberFactory, worker_id: str | None = None) -> Worker:
-    store = SqlJobStore(settings.resolved_database_url, webhook_attempts=settings.webhook_attempts)
+    store = SqlJobStore(
+        settings.resolved_database_url,
+        webhook_attempts=settings.webhook_attempts,
+        busy_timeout_s=settings.db_busy_timeout_s,
+    )
     storage = LocalStorage(settings.resolved_storage_dir)
     return Worker(settings, store, storage, factory, worker_id=worker_id)
 
 
-def process_main(settings_json: str, factory: TranscriberFactory, stop: Any) -> None:
-    """Entry point of a worker process (spawned by `LocalRunner`)."""
+PR_SET_PDEATHSIG = 1
+
+
+def exit_with_parent(parent_pid: int, *, poll_s: float = 1.0) -> None:
+    """End this process as soon as the process that started it dies (even by `kill -9`).
+
+    On Linux the kernel sends SIGKILL when the parent goes (prctl PR_SET_PDEATHSIG); everywhere a
+    daemon thread also watches multiprocessing's parent sentinel (a pipe that closes with the parent)
+    and the parent pid, and exits. A task the worker held is then queued again by the next server
+    (its worker id names a pid that no longer exists).
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):
+            logger.warning("prctl(PR_SET_PDEATHSIG) unavailable; watching the parent instead")
+    if os.getppid() != parent_pid:  # it died before the signal was armed
+        os._exit(1)
+    parent = multiprocessing.parent_process()
+    sentinel = parent.sentinel if parent is not None else None
+
+    def watch() -> None:
+        from multiprocessing.connection import wait
+
+        while True:
+            if sentinel is not None and wait([sentinel], timeout=poll_s):
+                break
+            if sentinel is None:
+                time.sleep(poll_s)
+            if os.getppid() != parent_pid:
+                break
+        logger.warning("the server (pid %d) is gone; worker %d exits", parent_pid, os.getpid())
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def process_main(settings_json: str, factory: TranscriberFactory, stop: Any, parent_pid: int = 0) -> None:
+    """Entry point of a worker process (spawned by `LocalRunner`); it exits when its parent dies."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(process)d %(levelname)s %(message)s")
+    exit_with_parent(parent_pid or os.getppid())
     settings = Settings.model_validate_json(settings_json)
     worker = open_worker(settings, factory)
     try:
