@@ -14,6 +14,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stemscribe.audio import DEFAULT_MAX_CHANNELS, DEFAULT_MAX_SAMPLE_RATE, DEFAULT_MAX_SAMPLES, DecodeLimits
+
 
 def default_data_dir() -> Path:
     """`$XDG_DATA_HOME/stemscribe`, else `~/.local/share/stemscribe`."""
@@ -49,7 +51,17 @@ class Settings(BaseSettings):
     """How many times a job is started before it is failed for good (a worker dying counts)."""
 
     max_upload_bytes: int = 200 * 1024 * 1024
+    max_json_bytes: int = 64 * 1024
+    """Cap on any request body that is not a multipart upload (JSON and the like): 413 above it."""
     max_duration_s: float = 1200.0
+    max_sample_rate: int = DEFAULT_MAX_SAMPLE_RATE
+    """Audio whose header declares a higher sample rate is refused before decoding (400)."""
+    max_channels: int = DEFAULT_MAX_CHANNELS
+    max_decode_samples: int = DEFAULT_MAX_SAMPLES
+    """Channels x rate x duration one decode may produce (413 above it), checked on the header first."""
+    db_busy_timeout_s: float = 5.0
+    """How long a database write waits for a lock (SQLite busy timeout, PostgreSQL lock_timeout)
+    before the request answers 503 with Retry-After."""
     result_ttl_days: float = 14.0
     sync_wait_s: float = 600.0
     """How long AceData's synchronous `/suno/midi` and `/suno/audios` wait before answering 504."""
@@ -60,6 +72,11 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = 50.0
     """Sustained requests per second per key (0 disables the limit)."""
     rate_limit_burst: int = 200
+    auth_fail_rate_per_s: float = 1.0
+    """Requests with a missing or unknown key allowed per second per client address (0: no limit)."""
+    auth_fail_burst: int = 20
+    metrics_require_key: bool = False
+    """`GET /metrics` needs a valid API key (loopback token-less use still passes before any key)."""
     allow_private_urls: bool = False
     """Lift the refusal of loopback/private/link-local URLs (local testing only)."""
 
@@ -84,9 +101,22 @@ class Settings(BaseSettings):
     def binds_loopback(self) -> bool:
         return is_loopback_host(self.host)
 
+    def decode_limits(self) -> DecodeLimits:
+        """The limits every decode of the service's audio runs under (uploads, fetches, workers)."""
+        return DecodeLimits(
+            max_duration=self.max_duration_s,
+            max_sample_rate=self.max_sample_rate,
+            max_channels=self.max_channels,
+            max_samples=self.max_decode_samples,
+        )
+
     def ensure_dirs(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.resolved_storage_dir.mkdir(parents=True, exist_ok=True)
+        """Create the data and storage dirs, readable by this user only (0700)."""
+        for path in (self.data_dir, self.resolved_storage_dir):
+            created = not path.exists()
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if created:
+                path.chmod(0o700)
 
     def resolved_secret_key(self) -> bytes:
         """The link-signing key: the setting, else a random one created once under the data dir."""

@@ -179,3 +179,16 @@ def bad_corpus(tmp_path: Path) -> dict[str, bytes]:
         "zip.mp3": b"PK\x03\x04" + bytes(300),
         "id3_only.mp3": b"ID3\x04\0\0\0\0\0\x10" + bytes(16),
     }
+
+
+class Hostile:
+    """The hostile-input makers above, for tests in sub-packages (which cannot import this module)."""
+
+    wav_bytes = staticmethod(wav_bytes)
+    silent_flac = staticmethod(silent_flac)
+    corpus = staticmethod(bad_corpus)
+
+
+@pytest.fixture
+def hostile() -> type[Hostile]:
+    return Hostile

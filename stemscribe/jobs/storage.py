@@ -83,8 +83,8 @@ class LocalStorage:
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / ".tmp").mkdir(exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.root / ".tmp").mkdir(exist_ok=True, mode=0o700)
 
     def _path(self, key: str) -> Path:
         return self.root.joinpath(*_check_key(key).parts)
@@ -96,7 +96,8 @@ class LocalStorage:
 
     def put_file(self, key: str, path: Path) -> int:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(path, 0o600)  # objects are readable by the server's user only
         size = path.stat().st_size
         try:
             os.replace(path, target)

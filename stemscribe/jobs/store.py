@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 import time
 import uuid
@@ -21,7 +22,7 @@ from typing import Any, TypeVar, cast
 
 from sqlalchemy import JSON, Boolean, Engine, Table, create_engine, delete, event, func, select, update
 from sqlalchemy import Enum as SqlEnum
-from sqlalchemy.engine import CursorResult
+from sqlalchemy.engine import CursorResult, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from stemscribe.jobs.models import (
@@ -68,30 +69,79 @@ def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    cur = dbapi_connection.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+MAX_ID_LENGTH = 40
+"""Every id column is VARCHAR(40); longer ids (or ids with a NUL byte) name nothing."""
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for `url`; SQLite gets WAL mode and a busy timeout so several processes can share it."""
+def storable_id(ident: object) -> bool:
+    """Whether `ident` could be a stored id: a non-empty string of at most 40 characters, no NUL.
+
+    Lookups check this first, so a hostile id answers "not found" on SQLite and PostgreSQL alike
+    instead of reaching the database (where PostgreSQL refuses NUL bytes and over-long values).
+    """
+    return isinstance(ident, str) and 0 < len(ident) <= MAX_ID_LENGTH and "\x00" not in ident
+
+
+def _private_file(path: str) -> None:
+    """Create the SQLite file readable by this user only (its journal files inherit the mode)."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
+    for suffix in ("-wal", "-shm"):
+        if os.path.exists(path + suffix):
+            os.chmod(path + suffix, 0o600)
+
+
+def make_engine(url: str, *, busy_timeout_s: float = 5.0) -> Engine:
+    """An engine for `url`. SQLite gets WAL mode and a busy timeout so several processes can share it;
+    PostgreSQL a lock_timeout of the same length. A write that waits longer raises OperationalError,
+    which the API answers with 503 and Retry-After (`service.errors.store_busy`).
+    """
+    ms = max(1, int(busy_timeout_s * 1000))
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=8)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        _private_file(make_url(url).database or "")
+
+        def pragmas(dbapi_connection: Any, _record: Any) -> None:
+            cur = dbapi_connection.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA busy_timeout={ms}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": busy_timeout_s}, pool_size=8
+        )
+        event.listen(engine, "connect", pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+    if engine.dialect.name == "postgresql":
+
+        def lock_timeout(dbapi_connection: Any, _record: Any) -> None:
+            cur = dbapi_connection.cursor()
+            cur.execute(f"SET lock_timeout = {ms}")
+            cur.close()
+            dbapi_connection.commit()
+
+        event.listen(engine, "connect", lock_timeout)
+    return engine
 
 
 class SqlJobStore:
     """The job store on a SQLAlchemy engine. Run the migrations (`upgrade_database`) before use."""
 
-    def __init__(self, url_or_engine: str | Engine, *, webhook_attempts: int = 5) -> None:
+    def __init__(
+        self, url_or_engine: str | Engine, *, webhook_attempts: int = 5, busy_timeout_s: float = 5.0
+    ) -> None:
         self.webhook_attempts = max(1, webhook_attempts)
-        self.engine = make_engine(url_or_engine) if isinstance(url_or_engine, str) else url_or_engine
+        self.engine = (
+            make_engine(url_or_engine, busy_timeout_s=busy_timeout_s)
+            if isinstance(url_or_engine, str)
+            else url_or_engine
+        )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._peek_cache: dict[type[Base], _PeekPlan] = {}
 
@@ -111,6 +161,8 @@ class SqlJobStore:
 
     def _peek(self, model: type[M], ident: str) -> M | None:
         """A transient copy of one row by id, read without the ORM's session (the hot path of polls)."""
+        if not storable_id(ident):
+            return None
         plan = self._peek_cache.get(model) or self._peek_cache.setdefault(model, self._peek_sql(model))
         with self.engine.connect() as conn:
             cursor = conn.connection.cursor()  # the DBAPI cursor: no result metadata to build per call
@@ -194,8 +246,28 @@ class SqlJobStore:
             )
             if len(rows) != 1:
                 return None
-            rows[0].revoked_at = rows[0].revoked_at or time.time()
-            return rows[0]
+            now = time.time()
+            p = rows[0]
+            p.revoked_at = p.revoked_at or now
+            # Its queued work is cancelled (never runs, never calls back), its pending callbacks dropped.
+            s.execute(
+                update(TaskRecord)
+                .where(TaskRecord.owner_id == p.id, TaskRecord.state == TaskState.QUEUED)
+                .values(
+                    state=TaskState.FAILED,
+                    error_code="key_revoked",
+                    error_message="cancelled: the API key was revoked",
+                    finished_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            s.execute(
+                update(WebhookDelivery)
+                .where(WebhookDelivery.owner_id == p.id, WebhookDelivery.state == DeliveryState.PENDING)
+                .values(state=DeliveryState.FAILED, last_error="the API key was revoked")
+                .execution_options(synchronize_session=False)
+            )
+            return p
 
     def principal_for_key(self, key: str) -> Principal | None:
         with self.session() as s:
@@ -239,6 +311,8 @@ class SqlJobStore:
         return audio
 
     def get_audio(self, audio_id: str, owner_id: str | None) -> AudioRecord | None:
+        if not storable_id(audio_id):
+            return None
         with self.session() as s:
             a = s.get(AudioRecord, audio_id)
             if a is None or (owner_id is not None and a.owner_id != owner_id):
@@ -256,6 +330,8 @@ class SqlJobStore:
         return task
 
     def get_task(self, task_id: str, owner_id: str | None) -> TaskRecord | None:
+        if not storable_id(task_id):
+            return None
         with self.session() as s:
             t = s.get(TaskRecord, task_id)
             if t is None or (owner_id is not None and t.owner_id != owner_id):
@@ -263,6 +339,7 @@ class SqlJobStore:
             return t
 
     def get_tasks(self, task_ids: Sequence[str], owner_id: str) -> list[TaskRecord]:
+        task_ids = [i for i in task_ids if storable_id(i)]
         if not task_ids:
             return []
         with self.session() as s:
@@ -302,14 +379,35 @@ class SqlJobStore:
         with self.session() as s:
             return s.scalar(q)
 
-    def delete_task(self, task_id: str, owner_id: str) -> TaskRecord | None:
+    def delete_task(self, task_id: str, owner_id: str) -> tuple[TaskRecord, list[str]] | None:
+        """Delete a task, its deliveries and, for a separation, the stems it made: (task, stem ids)."""
+        if not storable_id(task_id):
+            return None
         with self.session() as s:
             t = s.get(TaskRecord, task_id)
             if t is None or t.owner_id != owner_id:
                 return None
+            stems = [str(x["audio_id"]) for x in (t.output or {}).get("stems", []) if x.get("audio_id")]
+            if t.kind is TaskKind.SEPARATE and stems:
+                s.execute(
+                    delete(AudioRecord).where(AudioRecord.id.in_(stems), AudioRecord.owner_id == owner_id)
+                )
+            else:
+                stems = []
             s.execute(delete(WebhookDelivery).where(WebhookDelivery.task_id == task_id))
             s.delete(t)
-            return t
+            return t, stems
+
+    def delete_audio(self, audio_id: str, owner_id: str) -> AudioRecord | None:
+        """Delete an audio's record (its files are the caller's to delete); None if not the owner's."""
+        if not storable_id(audio_id):
+            return None
+        with self.session() as s:
+            a = s.get(AudioRecord, audio_id)
+            if a is None or a.owner_id != owner_id:
+                return None
+            s.delete(a)
+            return a
 
     def claim_task(self, worker_id: str, lease_s: float) -> TaskRecord | None:
         """Take the oldest queued task for `worker_id`, or None when the queue is empty."""
@@ -418,9 +516,13 @@ class SqlJobStore:
                 t.state, t.error_code, t.error_message = TaskState.FAILED, error[0], error[1]
                 if output is not None:
                     t.output = output
-            if t.callback_url:
+            if t.callback_url and not self._revoked(s, t.owner_id):
                 s.add(self._delivery_for(t, now))
             return t
+
+    @staticmethod
+    def _revoked(s: Session, owner_id: str) -> bool:
+        return s.scalar(select(Principal.revoked_at).where(Principal.id == owner_id)) is not None
 
     def _delivery_for(self, t: TaskRecord, now: float) -> WebhookDelivery:
         return WebhookDelivery(
@@ -572,10 +674,14 @@ class SqlJobStore:
                 )
 
 
-def open_store(url: str, *, migrate: bool = True, webhook_attempts: int = 5) -> SqlJobStore:
+def open_store(
+    url: str, *, migrate: bool = True, webhook_attempts: int = 5, busy_timeout_s: float = 5.0
+) -> SqlJobStore:
     """A store on `url`, migrated to the newest schema first (unless `migrate=False`)."""
+    if url.startswith("sqlite"):
+        _private_file(make_url(url).database or "")
     if migrate:
         from stemscribe.jobs.migrations import upgrade_database
 
         upgrade_database(url)
-    return SqlJobStore(url, webhook_attempts=webhook_attempts)
+    return SqlJobStore(url, webhook_attempts=webhook_attempts, busy_timeout_s=busy_timeout_s)

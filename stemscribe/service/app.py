@@ -36,9 +36,15 @@ Four dialects of one service: stemscribe's own `/v1` API, and drop-in replacemen
 """
 
 
+def _too_large_message(limit: int, multipart: bool) -> str:
+    setting = "STEMSCRIBE_MAX_UPLOAD_BYTES" if multipart else "STEMSCRIBE_MAX_JSON_BYTES"
+    what = "request body" if multipart else "non-multipart request body"
+    return f"{what} exceeds the {limit} byte limit ({setting})"
+
+
 class BodyTooLarge(ApiError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, "too_large", f"request body exceeds the {limit} byte limit")
+    def __init__(self, message: str) -> None:
+        super().__init__(413, "too_large", message)
 
 
 class Metrics:
@@ -67,16 +73,21 @@ class Metrics:
 
 
 class EdgeMiddleware:
-    """Caps request bodies (413 while streaming, before the handler sees them) and records metrics."""
+    """Caps request bodies (413 while streaming, before the handler sees them) and records metrics.
 
-    def __init__(self, app: ASGIApp, *, max_body: int, metrics: Metrics) -> None:
-        self.app, self.max_body, self.metrics = app, max_body, metrics
+    Multipart bodies (uploads) may reach `max_body`; every other body (JSON) only `max_json`.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body: int, max_json: int, metrics: Metrics) -> None:
+        self.app, self.max_body, self.max_json, self.metrics = app, max_body, max_json, metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_body
+        headers = dict(scope.get("headers", ()))
+        multipart = headers.get(b"content-type", b"").lower().startswith(b"multipart/form-data")
+        limit = self.max_body if multipart else self.max_json
         for name, value in scope.get("headers", ()):
             if name == b"content-length" and value.isdigit() and int(value) > limit:
                 from starlette.requests import Request
@@ -84,7 +95,7 @@ class EdgeMiddleware:
                 from stemscribe.service.errors import render_error
 
                 response = render_error(
-                    Request(scope), 413, "too_large", f"request body exceeds the {limit} byte limit"
+                    Request(scope), 413, "too_large", _too_large_message(limit, multipart)
                 )
                 await response(scope, receive, send)
                 self.metrics.requests.labels(scope["method"], "unmatched", "413").inc()
@@ -97,7 +108,7 @@ class EdgeMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLarge(limit)
+                    raise BodyTooLarge(_too_large_message(limit, multipart))
             return message
 
         status = [500]
@@ -143,7 +154,11 @@ def create_app(
     """
     settings = settings or Settings()
     settings.ensure_dirs()
-    store = store or open_store(settings.resolved_database_url, webhook_attempts=settings.webhook_attempts)
+    store = store or open_store(
+        settings.resolved_database_url,
+        webhook_attempts=settings.webhook_attempts,
+        busy_timeout_s=settings.db_busy_timeout_s,
+    )
     storage = storage or LocalStorage(settings.resolved_storage_dir)
     ctx = ServiceContext(settings, store, storage, fetch_transport=fetch_transport)
     ctx.local()
@@ -198,5 +213,10 @@ def create_app(
     for module in (score, native, acedata, aimusicapi, kie, ops):  # score first: see its docstring
         app.include_router(module.router)
     _include_web(app)
-    app.add_middleware(EdgeMiddleware, max_body=settings.max_upload_bytes + 64 * 1024, metrics=metrics)
+    app.add_middleware(
+        EdgeMiddleware,
+        max_body=settings.max_upload_bytes + 64 * 1024,
+        max_json=settings.max_json_bytes,
+        metrics=metrics,
+    )
     return app

@@ -10,6 +10,7 @@ import asyncio
 import hashlib
 import hmac
 import mimetypes
+import re
 import threading
 import time
 import uuid
@@ -20,11 +21,11 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from stemscribe.audio import load_audio
+from stemscribe.audio import scan_audio
 from stemscribe.errors import AudioError, AudioTooLongError
 from stemscribe.jobs import score as score_files
 from stemscribe.jobs.models import AudioRecord, Principal, TaskKind, TaskRecord, TaskState, WebhookDelivery
-from stemscribe.jobs.netguard import BlockedAddressError, check_url, fetch_stream
+from stemscribe.jobs.netguard import BlockedAddressError, check_destination, fetch_stream
 from stemscribe.jobs.runner import Runner
 from stemscribe.jobs.separation import plan_separation
 from stemscribe.jobs.storage import (
@@ -36,12 +37,37 @@ from stemscribe.jobs.storage import (
     task_prefix,
 )
 from stemscribe.jobs.store import SqlJobStore, hash_key, new_id
-from stemscribe.service.errors import ApiError, not_found
+from stemscribe.service.errors import ApiError, library_error, not_found, show_id
 from stemscribe.settings import Settings
 
 _CHUNK = 1 << 20
 MUSICXML_TYPE = "application/vnd.recordare.musicxml+xml"
 SCORE_KINDS = frozenset({"musicxml", "pdf", "svg"})
+
+MAX_FILENAME = 200
+_CONTENT_TYPE = re.compile(r"^[A-Za-z0-9][\w.+-]*/[A-Za-z0-9][\w.+-]*$")
+
+
+def clean_filename(name: str | None) -> str:
+    """The base name of a caller's file name (no directories, no control characters), at most 200
+    characters with its extension kept; "audio" when nothing is left."""
+    base = re.split(r"[/\\]", name or "")[-1]
+    base = "".join(ch for ch in base if ch.isprintable()).strip().lstrip(".") or "audio"
+    if len(base) > MAX_FILENAME:
+        stem, dot, ext = base.rpartition(".")
+        ext = ext if dot and len(ext) <= 16 else ""
+        base = (stem if ext else base)[: MAX_FILENAME - len(ext) - 1].rstrip() + (f".{ext}" if ext else "")
+    return base
+
+
+def clean_content_type(value: str | None) -> str | None:
+    """A caller's `type/subtype` (parameters dropped) when it is well formed and short, else None."""
+    ctype = (value or "").split(";")[0].strip().lower()
+    if not ctype or ctype == "application/octet-stream" or len(ctype) > 100 or not _CONTENT_TYPE.match(ctype):
+        return None
+    return ctype
+
+
 FINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.EXPIRED})
 
 
@@ -67,6 +93,15 @@ class RateLimiter:
             self._buckets[key] = (tokens, now)
             return (1.0 - tokens) / self.rate
 
+    def waiting(self, key: str) -> float:
+        """Like `check` without taking a token: 0 when one is there, else the seconds until there is."""
+        if self.rate <= 0:
+            return 0.0
+        with self._lock:
+            tokens, last = self._buckets.get(key, (float(self.burst), time.monotonic()))
+        tokens = min(float(self.burst), tokens + (time.monotonic() - last) * self.rate)
+        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self.rate
+
 
 @dataclass
 class ServiceContext:
@@ -78,6 +113,8 @@ class ServiceContext:
     runner: Runner | None = None
     metrics: Any = None
     limiter: RateLimiter = field(init=False)
+    auth_failures: RateLimiter = field(init=False)
+    """Requests with a missing or unknown key, per client address."""
     _keys: dict[str, tuple[float, Principal | None]] = field(default_factory=dict, init=False)
     _keys_exist: tuple[float, bool] = field(default=(0.0, False), init=False)
     _results: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict, init=False)
@@ -86,10 +123,24 @@ class ServiceContext:
 
     def __post_init__(self) -> None:
         self.limiter = RateLimiter(self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
+        self.auth_failures = RateLimiter(self.settings.auth_fail_rate_per_s, self.settings.auth_fail_burst)
         if not self.secret:
             self.secret = self.settings.resolved_secret_key()
 
     # --- principals -------------------------------------------------------------------------------
+
+    def cached_principal(self, key: str) -> tuple[bool, Principal | None]:
+        """(True, the key's principal or None) when the cache knows the key, else (False, None):
+        lets the event loop answer from memory and leave the database to a thread."""
+        cached = self._keys.get(hash_key(key))
+        if cached is not None and time.monotonic() - cached[0] < 2.0:
+            return True, cached[1]
+        return False, None
+
+    def cached_keys_exist(self) -> bool | None:
+        if time.monotonic() - self._keys_exist[0] < 2.0:
+            return self._keys_exist[1]
+        return None
 
     def principal_for_key(self, key: str) -> Principal | None:
         """The key's principal (revoked ones too), cached for two seconds."""
@@ -130,22 +181,23 @@ class ServiceContext:
         source_url: str | None,
     ) -> AudioRecord:
         """Decode the file at `tmp`, then keep it as a new audio; the temp file is consumed either way."""
+        filename = clean_filename(filename)
         try:
             size = tmp.stat().st_size
             if size == 0:
                 raise ApiError(400, "bad_request", f"{filename}: the file is empty (0 bytes)")
             try:
-                audio = load_audio(tmp, sr=None, mono=True, max_duration=self.settings.max_duration_s)
+                audio = scan_audio(tmp, limits=self.settings.decode_limits())
             except AudioTooLongError as exc:
                 raise ApiError(413, "too_long", f"{filename}: {str(exc).split(': ', 1)[-1]}") from None
             except AudioError as exc:
-                message = str(exc).replace(str(tmp), filename)
-                raise ApiError(400, "bad_request", f"not usable as audio: {message}") from None
+                err = library_error(exc)
+                raise ApiError(err.status_code, err.code, err.message.replace(str(tmp), filename)) from None
             audio_id = new_id()
             self.storage.put_file(audio_key(audio_id), tmp)
         finally:
             tmp.unlink(missing_ok=True)
-        guessed = content_type if content_type and content_type != "application/octet-stream" else None
+        guessed = clean_content_type(content_type)
         guessed = guessed or mimetypes.guess_type(filename)[0] or "application/octet-stream"
         now = time.time()
         record = AudioRecord(
@@ -156,7 +208,7 @@ class ServiceContext:
             content_type=guessed,
             size=size,
             duration=round(audio.duration, 6),
-            sample_rate=audio.sr,
+            sample_rate=audio.sample_rate,
             channels=1,
             source=source,
             source_url=source_url,
@@ -190,7 +242,7 @@ class ServiceContext:
     def accept_url(self, principal: Principal, url: str) -> AudioRecord:
         """Download `url` (guarded, capped), decode it, record it."""
         try:
-            check_url(url)
+            check_destination(url, allow_private=self.settings.allow_private_urls)
         except BlockedAddressError as exc:
             raise ApiError(400, "bad_request", str(exc)) from None
         tmp = self.storage.temp_file()
@@ -238,15 +290,25 @@ class ServiceContext:
         if audio is None:
             raise not_found("audio", audio_id)
         if audio.purged_at is not None or audio.expires_at <= time.time():
-            raise ApiError(410, "expired", f"audio {audio_id!r} expired and was deleted")
+            raise ApiError(410, "expired", f"audio {show_id(audio_id)} expired and was deleted")
         return audio
 
-    def find_audio(self, principal: Principal, *ids: str | None) -> AudioRecord:
-        """The first of `ids` that names one of the caller's audios (kie takes an audioId or a taskId)."""
-        for ident in ids:
-            if ident and self.store.get_audio(ident, principal.id) is not None:
-                return self.get_audio(principal, ident)
-        raise ApiError(404, "not_found", f"no audio with id {next((i for i in ids if i), '')!r}")
+    def find_audio(self, principal: Principal, audio_id: str | None, task_id: str | None) -> AudioRecord:
+        """kie's audio: `audio_id` when given (404 unless it is the caller's), else the upload whose id
+        came as `task_id`."""
+        ident = audio_id or task_id
+        if not ident:
+            raise ApiError(404, "not_found", "no audio named: give audioId or taskId")
+        if self.store.get_audio(ident, principal.id) is None:
+            raise ApiError(404, "not_found", f"no audio with id {show_id(ident)}")
+        return self.get_audio(principal, ident)
+
+    def delete_audio(self, principal: Principal, audio_id: str) -> None:
+        """Delete an upload (or a stem) and its files; its signed links answer 404 from then on."""
+        audio = self.store.delete_audio(audio_id, principal.id)
+        if audio is None:
+            raise not_found("audio", audio_id)
+        self.storage.delete_prefix(audio_prefix(audio.id))
 
     def audio_file(self, audio: AudioRecord) -> Path | BinaryIO:
         path = self.storage.local_path(audio.storage_key)
@@ -255,7 +317,7 @@ class ServiceContext:
         try:
             return self.storage.open(audio.storage_key)
         except StorageError:
-            raise ApiError(410, "expired", f"audio {audio.id!r} is no longer stored") from None
+            raise ApiError(410, "expired", f"audio {show_id(audio.id)} is no longer stored") from None
 
     # --- tasks ------------------------------------------------------------------------------------
 
@@ -263,7 +325,7 @@ class ServiceContext:
         if url is None or url == "":
             return None
         try:
-            check_url(url)
+            check_destination(url, allow_private=self.settings.allow_private_urls)
         except BlockedAddressError as exc:
             raise ApiError(400, "bad_request", f"callback: {exc}") from None
         return url
@@ -388,7 +450,9 @@ class ServiceContext:
                 )
             stems = [s["audio_id"] for s in (parent.output or {}).get("stems", [])]
             if audio_id is not None and audio_id not in stems:
-                raise ApiError(404, "not_found", f"audioId {audio_id!r} is not a stem of task {parent.id!r}")
+                raise ApiError(
+                    404, "not_found", f"audioId {show_id(audio_id)} is not a stem of task {parent.id!r}"
+                )
             inputs = [audio_id] if audio_id else stems
             audio = self.get_audio(principal, inputs[0])
             parent_id = parent.id
@@ -410,7 +474,7 @@ class ServiceContext:
         if task is not None:
             return task, self.store.get_audio(task.audio_id, principal.id)
         if self.store.get_audio(ident, principal.id) is None:
-            raise ApiError(404, "not_found", f"task {ident!r} not found")
+            raise not_found("task", ident)
         return None, self.get_audio(principal, ident)
 
     def get_tasks(self, principal: Principal, task_ids: list[str]) -> list[TaskRecord]:
@@ -421,10 +485,13 @@ class ServiceContext:
 
     def delete_task(self, principal: Principal, task_id: str) -> None:
         """Delete a task and its files (a running task finishes, but its result is discarded)."""
-        task = self.store.delete_task(task_id, principal.id)
-        if task is None:
+        deleted = self.store.delete_task(task_id, principal.id)
+        if deleted is None:
             raise not_found("task", task_id)
+        task, stems = deleted
         self.forget(task.id)
+        for stem_id in stems:  # a separation's stems go with it (their links answer 404)
+            self.storage.delete_prefix(audio_prefix(stem_id))
 
     def deliveries(self, task: TaskRecord) -> list[WebhookDelivery]:
         return self.store.deliveries_for_task(task.id)
@@ -569,23 +636,33 @@ class ServiceContext:
             audio = self.store.get_audio(ident, None)
             if audio is None:
                 raise not_found("audio", ident)
+            self._check_owner_active(audio.owner_id)
             if audio.purged_at is not None:
-                raise ApiError(410, "expired", f"audio {ident!r} expired and was deleted")
-            return self.audio_file(audio), audio.content_type, audio.filename
+                raise ApiError(410, "expired", f"audio {show_id(ident)} expired and was deleted")
+            return self.audio_file(audio), audio.content_type, clean_filename(audio.filename)
         task = self.store.get_task(ident, None)
         if task is None:
             raise not_found("task", ident)
+        self._check_owner_active(task.owner_id)
         quantized = kind == "midiq"
         source = self.artifact(task, "result.quantized.mid" if quantized else "result.mid")
         filename = f"{task.filename.rsplit('.', 1)[0] or task.id}{'.quantized' if quantized else ''}.mid"
         return source, "audio/midi", filename
 
+    def _check_owner_active(self, owner_id: str) -> None:
+        """Signed links of a revoked key stop working (403), like the key itself."""
+        owner = self.store.get_principal(owner_id)
+        if owner is not None and owner.revoked_at is not None:
+            raise ApiError(403, "forbidden", "the API key that owns this file was revoked")
+
     def health(self) -> dict[str, Any]:
-        """Liveness plus the queue: `{"status": "ok", "workers", "tasks": {state: count}}`."""
+        """Liveness and queue depth, nothing per key: `{"status": "ok", "workers", "queue": {queued,
+        running}}`."""
+        counts = self.store.count_tasks()
         return {
             "status": "ok",
             "workers": self.runner.alive() if self.runner is not None else 0,
-            "tasks": self.store.count_tasks(),
+            "queue": {"queued": counts.get("queued", 0), "running": counts.get("running", 0)},
         }
 
     # --- expiry -----------------------------------------------------------------------------------

@@ -20,11 +20,14 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from stemscribe.errors import (
     AudioError,
+    AudioLimitError,
+    AudioTooLargeError,
     AudioTooLongError,
     EngravingError,
     InvalidOptionError,
@@ -74,8 +77,37 @@ class ApiError(HTTPException):
         self.task_id = task_id
 
 
+def show_id(ident: object, limit: int = 48) -> str:
+    """An id as error messages quote it: repr'd, and cut to `limit` characters (ids come from callers)."""
+    text = repr(ident)
+    return text if len(text) <= limit else text[: limit - 4] + "...'"
+
+
 def not_found(what: str, ident: str) -> ApiError:
-    return ApiError(404, "not_found", f"{what} {ident!r} not found")
+    return ApiError(404, "not_found", f"{what} {show_id(ident)} not found")
+
+
+RETRY_AFTER_S = 2
+LIMIT_SETTINGS = {
+    "max_duration": "STEMSCRIBE_MAX_DURATION_S",
+    "max_sample_rate": "STEMSCRIBE_MAX_SAMPLE_RATE",
+    "max_channels": "STEMSCRIBE_MAX_CHANNELS",
+    "max_samples": "STEMSCRIBE_MAX_DECODE_SAMPLES",
+}
+"""The setting behind each decoding limit (`audio.DecodeLimits`), named in the refusal."""
+
+
+def store_busy(exc: OperationalError) -> ApiError | None:
+    """503 with Retry-After when a database write timed out waiting for a lock (else None)."""
+    text = str(exc.orig or exc).lower()
+    if "locked" in text or "lock timeout" in text or "busy" in text or "lock_timeout" in text:
+        return ApiError(
+            503,
+            "busy",
+            "the database is busy (a write waited for its lock too long); retry shortly",
+            headers={"retry-after": str(RETRY_AFTER_S)},
+        )
+    return None
 
 
 _DEFAULT_CODES = {
@@ -109,6 +141,12 @@ def library_error(exc: StemscribeError) -> ApiError:
     """The answer for an error the core library raised on the caller's input."""
     if isinstance(exc, AudioTooLongError):
         return ApiError(413, "too_long", str(exc))
+    if isinstance(exc, AudioLimitError):
+        setting = LIMIT_SETTINGS.get(exc.limit)
+        message = f"{exc} ({setting})" if setting else str(exc)
+        if isinstance(exc, AudioTooLargeError):
+            return ApiError(413, "too_large", message)
+        return ApiError(400, "bad_request", f"not usable as audio: {message}")
     if isinstance(exc, AudioError):
         return ApiError(400, "bad_request", f"not usable as audio: {exc}")
     if isinstance(exc, (InvalidOptionError, BlockedAddressError)):
@@ -182,6 +220,22 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _library(request: Request, exc: StemscribeError) -> JSONResponse:
         err = library_error(exc)
         return render_error(request, err.status_code, err.code, err.message)
+
+    @app.exception_handler(OperationalError)
+    async def _store(request: Request, exc: OperationalError) -> JSONResponse:
+        err = store_busy(exc)
+        if err is None:
+            logger.exception("database error on %s %s", request.method, request.url.path)
+            err = ApiError(500, "api_error", "internal error: the database failed")
+        response = render_error(request, err.status_code, err.code, err.message)
+        response.headers.update(err.headers or {})
+        return response
+
+    @app.exception_handler(DataError)
+    async def _data(request: Request, exc: DataError) -> JSONResponse:
+        # Edge validation should have caught it; a value the database refuses is still the caller's.
+        logger.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc.orig)
+        return render_error(request, 400, "bad_request", "a value in the request is too long or invalid")
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, exc: ClientDisconnect) -> JSONResponse:

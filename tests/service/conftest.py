@@ -199,3 +199,38 @@ def wait_task(client: TestClient, task_id: str, headers: Any = None, timeout: fl
             return body
         time.sleep(0.05)
     raise AssertionError(f"task {task_id} still {body['state']}")
+
+
+@pytest.fixture
+def live_server(receiver: Receiver) -> Iterator[Callable[..., str]]:
+    """Start the app under a real uvicorn server in a thread (concurrent requests, as in production);
+    returns its base URL."""
+    import socket
+
+    import uvicorn
+
+    servers: list[tuple[Any, threading.Thread]] = []
+
+    def start(settings: Settings, transcriber: Any) -> str:
+        app = create_app(
+            settings,
+            transcriber_factory=lambda _s: transcriber,
+            webhook_transport=httpx.MockTransport(receiver),
+            fetch_transport=httpx.MockTransport(audio_server),
+        )
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 20
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert server.started, "uvicorn did not start"
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(15)

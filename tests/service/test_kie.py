@@ -172,7 +172,7 @@ def test_failure_callback_and_errors(make_client: Any, receiver: Receiver) -> No
         json={"taskId": audio_id, "callBackUrl": "http://169.254.169.254/x"},
         headers=headers,
     )
-    assert r.status_code == 200  # the address is checked when the callback is sent
+    assert r.status_code == 400 and "metadata" in r.json()["msg"]  # refused at submit (issue #14 row 9)
     r = client.post(
         "/api/v1/midi/generate", json={"taskId": audio_id, "callBackUrl": "ftp://cb.example"}, headers=headers
     )

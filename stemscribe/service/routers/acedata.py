@@ -45,25 +45,25 @@ DOCUMENTED_ACTIONS = (
 
 
 class MidiRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")  # unknown fields are dropped, never stored
     audio_id: str = Field(min_length=1)
     callback_url: str | None = None
 
 
 class TasksRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")  # unknown fields are dropped, never stored
     action: Literal["retrieve", "retrieve_batch"] = "retrieve"
     id: str | None = None
     ids: list[str] | None = Field(default=None, max_length=100)
 
 
 class UploadRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")  # unknown fields are dropped, never stored
     audio_url: str = Field(min_length=1)
 
 
 class AudiosRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")  # unknown fields are dropped, never stored
     action: str = "generate"
     audio_id: str | None = None
     callback_url: str | None = None
@@ -74,7 +74,7 @@ async def _answer(ctx: ServiceContext, task: TaskRecord, sync: bool, render: Any
         return {"task_id": task.id}
     task = await ctx.wait(task, ctx.settings.sync_wait_s)
     if task.state is TaskState.SUCCEEDED:
-        return render(task)
+        return await run_in_threadpool(render, task)
     if task.state is TaskState.FAILED:
         return JSONResponse(acedata_failure(task), status_code=failed_task_status(task))
     raise ApiError(
@@ -89,8 +89,9 @@ async def _answer(ctx: ServiceContext, task: TaskRecord, sync: bool, render: Any
 @router.post("/midi", responses=_ERRORS)
 async def suno_midi(request: Request, ctx: Ctx, caller: Caller, body: MidiRequest) -> Any:
     """MIDI of an audio: waits and answers the result, or with `callback_url` answers `{task_id}` at once."""
-    audio = ctx.get_audio(caller, body.audio_id)
-    task = ctx.create_task(
+    audio = await run_in_threadpool(ctx.get_audio, caller, body.audio_id)
+    task = await run_in_threadpool(
+        ctx.create_task,
         caller,
         kind=TaskKind.TRANSCRIBE,
         dialect="acedata",
@@ -152,7 +153,7 @@ async def suno_audios(request: Request, ctx: Ctx, caller: Caller, body: AudiosRe
         )
     if not body.audio_id:
         raise ApiError(400, "bad_request", f"audio_id is required when action is {body.action}")
-    audio = ctx.get_audio(caller, body.audio_id)
+    audio = await run_in_threadpool(ctx.get_audio, caller, body.audio_id)
     task = await run_in_threadpool(
         ctx.create_separation,
         caller,

@@ -26,12 +26,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 class MidiRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")  # unknown fields are dropped, never stored
     clip_id: str = Field(min_length=1)
 
 
 class UploadRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")  # unknown fields are dropped, never stored
     url: str = Field(min_length=1)
 
 
@@ -39,8 +39,9 @@ class UploadRequest(BaseModel):
 async def suno_midi(request: Request, ctx: Ctx, caller: Caller, body: MidiRequest) -> Any:
     """The MIDI of a clip. Waits up to `aimusic_wait_s`; before the result is ready it answers
     `{"code": 202, ...}` and the same request (same clip_id) can be repeated until `code` is 200."""
-    audio = ctx.get_audio(caller, body.clip_id)
-    task = ctx.find_or_create_transcription(
+    audio = await run_in_threadpool(ctx.get_audio, caller, body.clip_id)
+    task = await run_in_threadpool(
+        ctx.find_or_create_transcription,
         caller,
         dialect="aimusicapi",
         audio=audio,
@@ -49,7 +50,7 @@ async def suno_midi(request: Request, ctx: Ctx, caller: Caller, body: MidiReques
     )
     task = await ctx.wait(task, ctx.settings.aimusic_wait_s)
     if task.state is TaskState.SUCCEEDED:
-        return aimusic_midi_answer(ctx, task)
+        return await run_in_threadpool(aimusic_midi_answer, ctx, task)
     if task.state is TaskState.FAILED:
         status = failed_task_status(task)
         return JSONResponse(

@@ -27,7 +27,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 class SeparationRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")  # unknown fields are dropped, never stored
     taskId: str | None = None
     audioId: str | None = None
     type: Literal["separate_vocal", "split_stem"] = "separate_vocal"
@@ -35,14 +35,14 @@ class SeparationRequest(BaseModel):
 
 
 class MidiRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")  # unknown fields are dropped, never stored
     taskId: str = Field(min_length=1)
     callBackUrl: str = Field(min_length=1)
     audioId: str | None = None
 
 
 class FileUrlRequest(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="ignore")  # unknown fields are dropped, never stored
     fileUrl: str = Field(min_length=1)
     uploadPath: str = ""
     fileName: str | None = None
@@ -53,7 +53,7 @@ class FileUrlRequest(BaseModel):
 )
 async def vocal_removal(request: Request, ctx: Ctx, caller: Caller, body: SeparationRequest) -> Any:
     """Separate an uploaded audio (`audioId`, or its id as `taskId`) into stems."""
-    audio = ctx.find_audio(caller, body.audioId, body.taskId)
+    audio = await run_in_threadpool(ctx.find_audio, caller, body.audioId, body.taskId)
     task = await run_in_threadpool(
         ctx.create_separation,
         caller,
@@ -84,7 +84,7 @@ def vocal_removal_record(ctx: Ctx, caller: Caller, taskId: Annotated[str, Query(
 
 
 @router.post("/v1/midi/generate", responses=_ERRORS)
-async def midi_generate(request: Request, ctx: Ctx, caller: Caller, body: MidiRequest) -> Any:
+def midi_generate(request: Request, ctx: Ctx, caller: Caller, body: MidiRequest) -> Any:
     """MIDI of a finished separation (all its stems, or the one `audioId`), or of an uploaded audio."""
     task = ctx.create_stems_transcription(
         caller,

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stemscribe.errors import InvalidOptionError
 from stemscribe.jobs.models import TaskKind
+from stemscribe.service.context import clean_filename
 from stemscribe.service.deps import Caller, Ctx, base_url
 from stemscribe.service.errors import ApiError
 from stemscribe.service.shapes import native_task, native_upload, with_deliveries
@@ -124,6 +125,13 @@ def get_upload(ctx: Ctx, caller: Caller, audio_id: str) -> Any:
     return native_upload(ctx.get_audio(caller, audio_id))
 
 
+@router.delete("/uploads/{audio_id}", status_code=204, response_class=Response, responses=_ERRORS)
+def delete_upload(ctx: Ctx, caller: Caller, audio_id: str) -> Response:
+    """Delete an upload (or a stem) and its files; its links stop working. Tasks keep their results."""
+    ctx.delete_audio(caller, audio_id)
+    return Response(status_code=204)
+
+
 @router.get(
     "/uploads/{audio_id}/audio",
     response_class=Response,
@@ -138,7 +146,7 @@ def get_upload_audio(ctx: Ctx, caller: Caller, audio_id: str) -> Response:
     source = ctx.audio_file(audio)
     if hasattr(source, "read"):
         return StreamingResponse(source, media_type=audio.content_type)  # type: ignore[arg-type]
-    return FileResponse(source, media_type=audio.content_type, filename=audio.filename)
+    return FileResponse(source, media_type=audio.content_type, filename=clean_filename(audio.filename))
 
 
 _TRANSCRIBE_BODY = {
@@ -199,13 +207,14 @@ async def create_transcription(request: Request, ctx: Ctx, caller: Caller) -> An
             raise ApiError(400, "bad_request", "give exactly one of `audio_id` or `audio_url`")
         stem, quantize, callback = _stem(req.stem), req.quantize, req.callback_url
         if req.audio_id is not None:
-            audio = ctx.get_audio(caller, req.audio_id)
+            audio = await run_in_threadpool(ctx.get_audio, caller, req.audio_id)
         else:
             audio = await run_in_threadpool(ctx.accept_url, caller, req.audio_url or "")
         body = req.model_dump(exclude_none=True)
     else:
         raise ApiError(415, "unsupported_media_type", "send application/json or multipart/form-data")
-    task = ctx.create_task(
+    task = await run_in_threadpool(
+        ctx.create_task,
         caller,
         kind=TaskKind.TRANSCRIBE,
         dialect="native",
@@ -216,7 +225,8 @@ async def create_transcription(request: Request, ctx: Ctx, caller: Caller) -> An
         quantize=quantize,
         callback_url=callback,
     )
-    return JSONResponse(with_deliveries(ctx, task, native_task(ctx, task)), status_code=202)
+    answer = await run_in_threadpool(lambda: with_deliveries(ctx, task, native_task(ctx, task)))
+    return JSONResponse(answer, status_code=202)
 
 
 @router.get("/transcriptions", response_model=TaskList, responses=_ERRORS)
@@ -260,7 +270,7 @@ def get_transcription_json(ctx: Ctx, caller: Caller, task_id: str) -> dict[str, 
 
 
 @router.get("/transcriptions/{task_id}", response_model=Task, responses=_ERRORS)
-async def get_transcription(ctx: Ctx, caller: Caller, task_id: str) -> Any:
+def get_transcription(ctx: Ctx, caller: Caller, task_id: str) -> Any:
     """A task: state, stage, progress, and the result once it succeeded (the endpoint to poll)."""
     task = ctx.get_task(caller, task_id)
     return JSONResponse(with_deliveries(ctx, task, native_task(ctx, task)))

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import FileResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stemscribe.service.context import SCORE_KINDS
-from stemscribe.service.deps import Ctx
+from stemscribe.service.deps import Ctx, metrics_access
 from stemscribe.service.routers.score import send_score_file
 
 router = APIRouter(tags=["ops"])
@@ -44,11 +44,17 @@ def download(
 
 @router.get("/health")
 def health(ctx: Ctx) -> dict[str, Any]:
-    """Liveness plus the queue: `{"status": "ok", "workers", "tasks": {state: count}}`."""
+    """Liveness and queue depth (no key needed, nothing per key): `{"status": "ok", "workers",
+    "queue": {"queued", "running"}}`."""
     return ctx.health()
 
 
-@router.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(metrics_access)],
+    responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+)
 def metrics(ctx: Ctx) -> Response:
     """Prometheus metrics: requests by route and status, latency, tasks by state, webhook deliveries."""
     registry = ctx.metrics.registry  # type: ignore[attr-defined]
