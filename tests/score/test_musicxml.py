@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -136,7 +135,5 @@ def test_ten_minute_score(waltz: Result) -> None:
         ]
         insts.append(Instrument(inst.name, inst.program, inst.is_drum, inst.family, notes))
     song = Result(insts, 600.0, "mix", 150.0, [i * 0.4 for i in range(1500)])
-    t0 = time.perf_counter()
     xml = musicxml_bytes(song)
-    assert time.perf_counter() - t0 < 120
     assert xml.count(b"<measure ") >= 3 * 496
