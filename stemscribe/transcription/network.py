@@ -217,6 +217,19 @@ def pitch_posteriors(fp: FamilyPosteriors) -> FamilyPosteriors:
     return FamilyPosteriors(onset.astype(np.float32), frame.astype(np.float32), velocity)
 
 
+def note_family_shares(fp: FamilyPosteriors, notes: NoteArrays) -> npt.NDArray[np.float32]:
+    """(n_notes, 9) how the network shares each note among the families: its frame posterior per
+    family summed over the note's frames, normalised."""
+    out = np.full((len(notes), N_FAMILIES), 1.0 / N_FAMILIES, np.float32)
+    for i, (s, e, p) in enumerate(zip(notes.start, notes.end, notes.pitch, strict=True)):
+        a = int(np.clip(s, 0, fp.n_frames - 1))
+        b = int(np.clip(e, a + 1, fp.n_frames))
+        total = fp.frame[a:b, :, int(p) - MIDI_OFFSET].sum(axis=0)
+        if total.sum() > 0:
+            out[i] = total / total.sum()
+    return out
+
+
 def family_notes(
     fp: FamilyPosteriors,
     family: int,

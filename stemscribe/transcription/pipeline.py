@@ -26,7 +26,12 @@ from stemscribe.transcription.decoding import (
     stem_notes,
 )
 from stemscribe.transcription.drums import DrumTranscriber, get_drum_backend
-from stemscribe.transcription.network import NetworkTranscriber, family_notes, pitch_posteriors
+from stemscribe.transcription.network import (
+    NetworkTranscriber,
+    family_notes,
+    note_family_shares,
+    pitch_posteriors,
+)
 from stemscribe.transcription.notes import (
     DecodeOptions,
     NoteArrays,
@@ -46,6 +51,11 @@ ENGINES = ("auto", "network", "basic-pitch")
 # split (README "Transcription network"); the other inputs keep basic-pitch's decoders and verifier.
 AUTO_NETWORK_INPUTS = frozenset({StemType.MIX, StemType.OTHER})
 MIN_FAMILY_NOTES = 3  # a family the network hears fewer notes of is not written as an instrument
+# How a mix's network notes get their family: "blend" decodes the notes whoever plays them, then weighs
+# the network's family head (FAMILY_BLEND) against the timbre classifier; "split" decodes each
+# family's own posteriors. Chosen on the dev split's mixes (README "Transcription network").
+MIX_DECODE = "blend"
+FAMILY_BLEND = 0.5
 
 # Separation backends name their stems after demucs' sources.
 _SOURCE_STEM: dict[str, StemType] = {
@@ -281,18 +291,43 @@ class Transcriber:
         )
 
     def _network_instruments(self, analysis: _Analysis) -> list[Instrument]:
-        """One instrument per family the network hears in (pitched) audio, from its own posteriors."""
+        """One instrument per family heard in (pitched) audio: the network's notes, whoever plays them,
+        each given the family that the network's family head and the timbre classifier agree on
+        (`FAMILY_BLEND`), or with `MIX_DECODE == "split"` each family decoded from its own posteriors."""
         network = self.network
         assert network is not None
         post, loud = analysis.pitched
         fp = network.posteriors(analysis.mono22, post)
         thresholds = network.thresholds()
-        instruments = []
-        for k, family in enumerate(TIMBRE_FAMILIES):
-            onset, frame = thresholds[family.value]
-            notes = family_notes(fp, k, loud, DecodeOptions(onset_threshold=onset, frame_threshold=frame))
-            if len(notes) >= MIN_FAMILY_NOTES:
-                instruments.append(_instrument(family, to_events(notes)))
+        by_family: dict[Family, NoteArrays] = {}
+        if MIX_DECODE == "split":
+            for k, family in enumerate(TIMBRE_FAMILIES):
+                onset, frame = thresholds[family.value]
+                by_family[family] = family_notes(
+                    fp, k, loud, DecodeOptions(onset_threshold=onset, frame_threshold=frame)
+                )
+        else:
+            onset, frame = thresholds["pitch"]
+            notes = family_notes(
+                pitch_posteriors(fp), 0, loud, DecodeOptions(onset_threshold=onset, frame_threshold=frame)
+            )
+            probs = note_family_shares(fp, notes)  # (n, 9) the family head's, over each note's frames
+            classifier = self.family_model
+            if classifier is not None and len(notes) and FAMILY_BLEND < 1.0:
+                heard = smooth_family_probs(
+                    classifier.classify(analysis.mono22, to_events(notes)), notes.start, _FAMILY_WINDOW
+                )
+                probs = np.exp(
+                    FAMILY_BLEND * np.log(probs + 1e-4) + (1.0 - FAMILY_BLEND) * np.log(heard + 1e-4)
+                )
+            who = probs.argmax(axis=1) if len(notes) else np.zeros(0, np.int64)
+            for k, family in enumerate(TIMBRE_FAMILIES):
+                by_family[family] = notes.select(who == k)
+        instruments = [
+            _instrument(family, to_events(notes))
+            for family, notes in by_family.items()
+            if len(notes) >= MIN_FAMILY_NOTES
+        ]
         return sorted(instruments, key=lambda i: list(Family).index(i.family))
 
     def _events(self, post: Posteriors, notes: NoteArrays) -> list[NoteEvent]:
