@@ -195,7 +195,7 @@ def evaluate(
         loud = frame_loudness(clip["samples"], n)
         notes = clip["notes"]
         _, frame_t, _ = targets(notes, n, 0, n)
-        f_est_mask = fp.frame >= th[:, 1][None, :, None]
+        f_est_mask = fp.frame >= th[:N_FAMILIES, 1][None, :, None]
         f_tp += float((f_est_mask & (frame_t > 0)).sum())
         f_ref += float(frame_t.sum())
         f_est += float(f_est_mask.sum())
