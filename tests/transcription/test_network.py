@@ -264,3 +264,13 @@ def test_generated_clip_labels_match_what_is_rendered() -> None:
             on[s:e, p] = True
         off = np.roll(on, 1, axis=1) & ~on
         assert mags[on].mean() > 2 * mags[off].mean()
+
+
+def test_evaluate_and_tune_on_a_few_clips(shards: Path) -> None:
+    net = NoteNet(4).eval()
+    clips = ttrain.prepare(tdata.load_shard(shards / "valid.npz"))[:2]
+    th = ttrain.tune_thresholds(net, clips)
+    assert th.shape == (10, 2)
+    scores = ttrain.evaluate(net, clips, th)
+    assert set(scores) >= {"note_f1", "pitch_note_f1", "any_note_f1", "frame_f1"}
+    assert all(0.0 <= v <= 1.0 for v in scores.values())
