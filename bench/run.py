@@ -209,8 +209,8 @@ def headers(systems: Sequence[str]) -> list[str]:
 
 
 def drum_class_rows(table: dict[str, dict[str, Any]], system: str) -> list[list[str]]:
-    """Per drum class present (kit classes first, then keys that are their own class), then the kit and
-    auxiliary totals: reference onsets and F1 on the drum stems and on the mixes."""
+    """Per drum class present (kit classes first, then the auxiliary ones and keys of no class), then the
+    kit and auxiliary totals: reference onsets and F1 on the drum stems and on the mixes."""
     aggs = [table.get(row, {}).get(system, {}).get("aggregate") for row in (Family.DRUMS.value, MIXES_ROW)]
     present = sorted(
         {k for a in aggs if a is not None for k in a.drum_classes}, key=lambda k: (not is_kit_class(k), k)
@@ -341,7 +341,7 @@ def markdown(table: dict[str, dict[str, Any]], systems: Sequence[str], meta: dic
         "",
         _md(headers(systems), table_rows(table, systems, mean=True)),
         "",
-        f"{systems[0]} drum onsets by class (keys without a kit class are their own class):",
+        f"{systems[0]} drum onsets by class (the class table's; keys of no class are their own):",
         "",
         _md(
             ["class", "drum stems: onsets", "drum stems: F1", "mixes: onsets", "mixes: F1"],
@@ -354,7 +354,8 @@ def markdown(table: dict[str, dict[str, Any]], systems: Sequence[str], meta: dic
         _md(["rows", *systems], deviation_rows(table, systems)),
         "",
         "Pitched metrics count non-drum notes regardless of instrument; "
-        "drum F1 folds GM keys onto the kit classes and scores every other key as its own class; "
+        "drum F1 folds GM keys onto the class table's classes (kit and auxiliary) and scores any key of no "
+        "class as its own; "
         "instrument-aware F1 matches non-drum notes within their instrument family (basic-pitch's notes "
         "count as piano). RTF = audio seconds / wall seconds, models loaded once (warm).",
     ]

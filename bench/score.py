@@ -6,9 +6,10 @@ reports for the same notes (the tests check it).
 
 - pitched onset F1 and onset+offset F1: all non-drum notes, instruments ignored (mir_eval defaults: onsets
   within 50 ms, pitch within 50 cents, offsets within 20 % of the note or 50 ms, whichever is larger);
-- drum onset F1: every drum note scored, none dropped: `drum_class` folds a GM key onto its kit class
-  (`stemscribe.transcription.drums.GM_TO_CLASS`) and leaves any other key (tambourine, cowbell,
-  congas...) its own class, onsets matched per class, counts summed over classes;
+- drum onset F1: every drum note scored, none dropped: `drum_class` folds a GM key onto its class in the
+  library's class table (`stemscribe.transcription.drums.DRUM_CLASS_TABLE`: the nine kit classes and the
+  auxiliary percussion, every key 35-81 and the GS keys that sound like one) and leaves any other key its
+  own class, onsets matched per class, counts summed over classes;
 - instrument-aware onset F1: non-drum notes matched per instrument family, counts summed over families.
 
 Exact unisons (same pitch, onsets within 1 ms) collapse to one note inside each matching group: two parts
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from stemscribe.transcription.drums import DRUM_CLASS_NAMES, GM_TO_CLASS
+from stemscribe.transcription.drums import DRUM_CLASS_NAMES, KEY_TO_CLASS, KIT_CLASSES
 
 ONSET_TOLERANCE = 0.05
 OFFSET_RATIO = 0.2
@@ -189,17 +190,18 @@ def match_onsets(ref_times: Sequence[float], est_times: Sequence[float]) -> Coun
     return Counts(tp, len(est_times) - tp, len(ref_times) - tp)
 
 
-# The drum class table: GM key -> class key (the class's own GM key), and the classes' names. Issue #16 will
-# give every GM percussion key a class in the library; pointing these two names at its table is the change.
-DRUM_CLASS_TABLE: dict[int, int] = GM_TO_CLASS
-KIT_CLASS_NAMES: dict[int, str] = DRUM_CLASS_NAMES
+# The drum class table: GM key -> class key (the class's own GM key), the library's (training, inference
+# and scoring share it); the kit classes' names, and every class's.
+DRUM_CLASS_TABLE: dict[int, int] = KEY_TO_CLASS
+KIT_CLASS_NAMES: dict[int, str] = {k: DRUM_CLASS_NAMES[k] for k in KIT_CLASSES}
+CLASS_NAMES: dict[int, str] = DRUM_CLASS_NAMES
 
 
 def drum_class(key: int) -> int:
     """The class a drum key is scored as: its class in DRUM_CLASS_TABLE, or the key itself (its own class).
 
-    A reference key with a class matches estimates of that class (35 and 36 are both the kick); any other
-    key (tambourine 54, cabasa 69, GS/XG keys past 81...) is matched only by an estimate with the same key.
+    A reference key with a class matches estimates of that class (35 and 36 are both the kick, 69 and 70
+    both the shaker); a key of no class (GS keys such as 28, slap) is matched only by the same key.
     """
     return DRUM_CLASS_TABLE.get(key, key)
 
@@ -210,9 +212,9 @@ def is_kit_class(cls: int) -> bool:
 
 
 def drum_class_name(cls: int) -> str:
-    """A class's name: the kit class's, else the key's General MIDI percussion name ("key N" past 35-81)."""
-    if cls in KIT_CLASS_NAMES:
-        return KIT_CLASS_NAMES[cls]
+    """A class's name from the class table, else the key's GM percussion name ("key N" past 35-81)."""
+    if cls in CLASS_NAMES:
+        return CLASS_NAMES[cls]
     import pretty_midi
 
     name = str(pretty_midi.note_number_to_drum_name(cls)) if 0 <= cls <= 127 else ""

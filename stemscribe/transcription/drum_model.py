@@ -3,9 +3,10 @@
 The network is trained by `training/drums` on synthetic drums (MMA grooves and generated patterns
 rendered through several SoundFont kits, with accompaniment mixed under them). Its input is a log-mel
 spectrogram computed here in numpy (22.05 kHz, hop 220 samples: ~100 frames/s, 80 bands); its outputs
-are, per frame and per class of `DRUM_CLASSES`, an onset probability and a velocity. Peak picking
-with per-class thresholds (tuned on validation data and stored in the ONNX file's metadata) turns
-them into General MIDI drum notes.
+are, per frame and per class of `DRUM_CLASSES` (the kit and the auxiliary percussion of
+`DRUM_CLASS_TABLE`), an onset probability and a velocity. Peak picking with per-class thresholds
+(tuned on validation data and stored in the ONNX file's metadata beside the classes' GM keys) turns
+them into General MIDI drum notes, each class written as its own key.
 """
 
 from __future__ import annotations
@@ -135,6 +136,7 @@ def weights_available(path: Path | None = None) -> bool:
 class _Loaded:
     session: object  # onnxruntime.InferenceSession
     thresholds: tuple[float, ...]
+    classes: tuple[int, ...]  # the GM key each output column is written as
 
 
 _load_lock = threading.Lock()
@@ -143,12 +145,18 @@ _load_lock = threading.Lock()
 @lru_cache(maxsize=4)
 def _load(path: Path, threads: int) -> _Loaded:
     session, meta = open_session(path, threads, "drum model")
+    classes = tuple(int(k) for k in json.loads(meta.get("classes", "null")) or DRUM_CLASSES)
+    unknown = sorted(set(classes) - set(DRUM_CLASSES))
+    if unknown or len(set(classes)) != len(classes):
+        raise ModelError(
+            f"drum model {path} names classes {list(classes)}: not distinct classes of the table"
+        )
     thresholds = tuple(
-        float(t) for t in json.loads(meta.get("thresholds", "null")) or [DEFAULT_THRESHOLD] * N_CLASSES
+        float(t) for t in json.loads(meta.get("thresholds", "null")) or [DEFAULT_THRESHOLD] * len(classes)
     )
-    if len(thresholds) != N_CLASSES:
-        raise ModelError(f"drum model {path} has {len(thresholds)} thresholds, expected {N_CLASSES}")
-    return _Loaded(session, thresholds)
+    if len(thresholds) != len(classes):
+        raise ModelError(f"drum model {path} has {len(thresholds)} thresholds for {len(classes)} classes")
+    return _Loaded(session, thresholds, classes)
 
 
 class DrumModel:
@@ -172,16 +180,18 @@ class DrumModel:
         with _load_lock:
             loaded = _load(path.resolve(), int(threads))
         self._session = loaded.session
+        self.classes: tuple[int, ...] = loaded.classes
         self.thresholds: tuple[float, ...] = (
             tuple(thresholds) if thresholds is not None else loaded.thresholds
         )
-        if len(self.thresholds) != N_CLASSES:
-            raise ModelError(f"need {N_CLASSES} thresholds, got {len(self.thresholds)}")
+        if len(self.thresholds) != len(self.classes):
+            raise ModelError(f"need {len(self.classes)} thresholds, got {len(self.thresholds)}")
 
     def activations(
         self, samples: npt.NDArray[np.float32], sr: int
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-        """Onset probabilities and velocities, each (n_frames, N_CLASSES), of (n,) mono audio."""
+        """Onset probabilities and velocities, each (n_frames, n_classes), of (n,) mono audio; column c
+        is class `self.classes[c]`."""
         x = np.asarray(samples, dtype=np.float32)
         if x.ndim != 1:
             raise ValueError(f"drum transcription wants (n,) mono samples, got shape {x.shape}")
@@ -197,8 +207,8 @@ class DrumModel:
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """Network outputs for a (n_frames, N_MELS) log-mel, run in overlapping chunks."""
         total = mel.shape[0]
-        onset = np.zeros((total, N_CLASSES), np.float32)
-        velocity = np.zeros((total, N_CLASSES), np.float32)
+        onset = np.zeros((total, len(self.classes)), np.float32)
+        velocity = np.zeros((total, len(self.classes)), np.float32)
         for start in range(0, total, CHUNK_FRAMES):
             stop = min(total, start + CHUNK_FRAMES)
             lo, hi = max(0, start - CONTEXT_FRAMES), min(total, stop + CONTEXT_FRAMES)
@@ -213,9 +223,9 @@ class DrumModel:
     def notes_from_activations(
         self, onset: npt.NDArray[np.float32], velocity: npt.NDArray[np.float32]
     ) -> list[NoteEvent]:
-        """General MIDI drum notes from (n_frames, N_CLASSES) outputs, sorted by start."""
+        """General MIDI drum notes from (n_frames, n_classes) outputs, sorted by start."""
         notes: list[NoteEvent] = []
-        for c, pitch in enumerate(DRUM_CLASSES):
+        for c, pitch in enumerate(self.classes):
             for pos in pick_peaks(onset[:, c], self.thresholds[c]):
                 frame = int(round(pos))
                 vel = float(np.clip(velocity[frame, c], 1.0 / 127, 1.0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
 
 import numpy as np
@@ -11,7 +12,7 @@ import numpy.typing as npt
 from stemscribe.errors import InvalidOptionError
 from stemscribe.result import NoteEvent
 
-# General MIDI drum keys stemscribe writes.
+# General MIDI drum keys of the kit classes.
 KICK, SNARE, CLOSED_HAT, OPEN_HAT, LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE = (
     36,
     38,
@@ -23,26 +24,57 @@ KICK, SNARE, CLOSED_HAT, OPEN_HAT, LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE = (
     49,
     51,
 )
-DRUM_CLASSES: tuple[int, ...] = (KICK, SNARE, CLOSED_HAT, OPEN_HAT, LOW_TOM, MID_TOM, HIGH_TOM, CRASH, RIDE)
-DRUM_CLASS_NAMES: dict[int, str] = dict(
-    zip(
-        DRUM_CLASSES,
-        ("kick", "snare", "closed hat", "open hat", "low tom", "mid tom", "high tom", "crash", "ride"),
-        strict=True,
-    )
-)
 
-# Every GM drum key (35..81) folded onto the classes above; the scoring and the training use it.
-GM_TO_CLASS: dict[int, int] = {
-    35: KICK, 36: KICK,
-    37: SNARE, 38: SNARE, 39: SNARE, 40: SNARE,  # side stick, snare, clap, electric snare
-    # pedal hat counts as open, as the issue asks
-    42: CLOSED_HAT, 44: OPEN_HAT, 46: OPEN_HAT,
-    # each class keeps its own key
-    41: LOW_TOM, 43: LOW_TOM, 45: LOW_TOM, 47: MID_TOM, 48: MID_TOM, 50: HIGH_TOM,
-    49: CRASH, 52: CRASH, 55: CRASH, 57: CRASH,  # crash, china, splash
-    51: RIDE, 53: RIDE, 59: RIDE,  # ride, ride bell
-}  # fmt: skip
+
+@dataclass(frozen=True, slots=True)
+class DrumClass:
+    """One class the drum backends predict: written back as `key`, scored as any of `members`."""
+
+    key: int
+    name: str
+    members: tuple[int, ...]  # General MIDI percussion keys 35..81 folded onto this class
+    kit: bool  # one of the nine drum-kit classes (the rest is auxiliary percussion)
+    extra: tuple[int, ...] = ()  # GS / GM2 keys outside 35..81 that sound like this class
+
+
+# The class table: every General MIDI percussion key 35..81 in exactly one class. Training labels,
+# the model's outputs (written back as each class's key) and the benchmark's scoring all read it.
+DRUM_CLASS_TABLE: tuple[DrumClass, ...] = (
+    DrumClass(KICK, "kick", (35, 36), True),
+    DrumClass(SNARE, "snare", (37, 38, 39, 40), True),  # side stick, snare, hand clap, electric snare
+    DrumClass(CLOSED_HAT, "closed hat", (42,), True),
+    DrumClass(OPEN_HAT, "open hat", (44, 46), True),  # the pedal hat counts as open
+    DrumClass(LOW_TOM, "low tom", (41, 43, 45), True),
+    DrumClass(MID_TOM, "mid tom", (47, 48), True),
+    DrumClass(HIGH_TOM, "high tom", (50,), True),
+    DrumClass(CRASH, "crash", (49, 52, 55, 57), True),  # crash 1 and 2, china, splash
+    DrumClass(RIDE, "ride", (51, 53, 59), True),  # ride 1 and 2, ride bell
+    DrumClass(54, "tambourine", (54,), False, (83,)),  # GS jingle bell
+    DrumClass(56, "cowbell", (56,), False),
+    DrumClass(58, "vibraslap", (58,), False),
+    DrumClass(63, "high conga/bongo", (60, 62, 63), False),  # high bongo, mute and open high conga
+    DrumClass(64, "low conga/bongo", (61, 64), False),  # low bongo, low conga
+    DrumClass(65, "timbales", (65, 66), False),
+    DrumClass(67, "agogo", (67, 68), False),
+    DrumClass(70, "shaker", (69, 70), False, (82,)),  # cabasa, maracas; GS shaker
+    DrumClass(71, "whistle", (71, 72), False),
+    DrumClass(73, "guiro", (73, 74), False),
+    DrumClass(75, "claves/woodblock", (75, 76, 77), False, (85,)),  # GS castanets
+    DrumClass(78, "cuica", (78, 79), False),
+    DrumClass(81, "triangle", (80, 81), False),
+)
+DRUM_CLASSES: tuple[int, ...] = tuple(c.key for c in DRUM_CLASS_TABLE)
+KIT_CLASSES: tuple[int, ...] = tuple(c.key for c in DRUM_CLASS_TABLE if c.kit)
+DRUM_CLASS_NAMES: dict[int, str] = {c.key: c.name for c in DRUM_CLASS_TABLE}
+GM_TO_CLASS: dict[int, int] = {k: c.key for c in DRUM_CLASS_TABLE for k in c.members}
+"""Every General MIDI percussion key 35..81 -> the key of its class."""
+KEY_TO_CLASS: dict[int, int] = {**GM_TO_CLASS, **{k: c.key for c in DRUM_CLASS_TABLE for k in c.extra}}
+"""GM_TO_CLASS plus the GS / GM2 keys outside 35..81 that sound like a class (82 shaker, ...)."""
+
+
+def drum_class_of(key: int) -> int | None:
+    """The class (its GM key) a percussion key is labelled and scored as; None for keys of no class."""
+    return KEY_TO_CLASS.get(key)
 
 
 @runtime_checkable

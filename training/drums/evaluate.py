@@ -5,7 +5,7 @@
 The test splits (`test_stems`, `test_mixes`) are held-out MMA grooves and generated patterns rendered
 through FluidR3_GM's kits, a SoundFont never used for training; the mixes carry the same drum parts
 with accompaniment at -3..+6 dB relative to the drums. Scoring: mir_eval onset matching with a
-50 ms window per class of `DRUM_CLASSES` (any GM key folded with `GM_TO_CLASS`), micro over classes.
+50 ms window per class of `DRUM_CLASSES` (any key folded with the class table), micro over classes.
 Speed is audio seconds per second of `transcribe` wall time, in the process's current CPU conditions.
 """
 
@@ -80,19 +80,15 @@ def format_table(results: dict) -> str:
             figures = f"{r['f1']:6.3f} {r['precision']:6.3f} {r['recall']:6.3f} {r['x_real_time']:12.0f}"
             lines.append(f"{name:<8} {cond:<11} {figures}")
     lines.append("")
-    header = f"{'per-class F1':<22}" + "".join(f"{n:>11}" for n in CLASS_NAMES.values())
-    lines.append(header)
-    for name, by_cond in results.items():
-        for cond, r in by_cond.items():
-            lines.append(
-                f"{name + ' ' + cond:<22}"
-                + "".join(f"{r['per_class_f1'][n]:11.3f}" for n in CLASS_NAMES.values())
-            )
-    any_r = next(iter(next(iter(results.values())).values()))
-    lines.append(
-        f"{'reference onsets':<22}"
-        + "".join(f"{any_r['per_class_count'][n]:11d}" for n in CLASS_NAMES.values())
-    )
+    conds = [(name, cond, r) for name, by_cond in results.items() for cond, r in by_cond.items()]
+    lines.append(f"{'per-class F1':<18}" + "".join(f"{name + ' ' + cond:>22}" for name, cond, _ in conds))
+    any_r = conds[0][2]
+    for n in CLASS_NAMES.values():
+        lines.append(
+            f"{n:<18}"
+            + "".join(f"{r['per_class_f1'][n]:22.3f}" for _, _, r in conds)
+            + f"   ({any_r['per_class_count'][n]} onsets)"
+        )
     return "\n".join(lines)
 
 

@@ -2,7 +2,8 @@
 
     python -m training.drums.export --run build/drums-run --out stemscribe/weights/drums.onnx
 
-The per-class peak thresholds tuned on validation travel in the ONNX metadata ("thresholds");
+The per-class peak thresholds tuned on validation travel in the ONNX metadata ("thresholds"), beside
+the classes' GM keys ("classes", the order of the outputs), names ("class_names") and member keys;
 the export is checked against torch on random input before anything is written.
 """
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from stemscribe.transcription import drum_model
+from stemscribe.transcription.drums import DRUM_CLASS_NAMES, DRUM_CLASS_TABLE, DRUM_CLASSES
 from training.drums.model import DrumNet, ExportWrapper
 from training.onnx_export import export_checked
 
@@ -31,7 +33,9 @@ def export(run: Path, out: Path) -> str:
     net.load_state_dict(ckpt["state"])
     meta = {
         "thresholds": json.dumps([float(t) for t in thresholds]),
-        "classes": json.dumps(list(drum_model.DRUM_CLASSES)),
+        "classes": json.dumps(list(DRUM_CLASSES)),
+        "class_names": json.dumps([DRUM_CLASS_NAMES[k] for k in DRUM_CLASSES]),
+        "class_members": json.dumps({str(c.key): list(c.members + c.extra) for c in DRUM_CLASS_TABLE}),
         "sample_rate": str(drum_model.SAMPLE_RATE),
         "hop": str(drum_model.HOP),
         "n_fft": str(drum_model.N_FFT),

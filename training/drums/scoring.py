@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from stemscribe.result import NoteEvent
-from stemscribe.transcription.drums import DRUM_CLASSES, GM_TO_CLASS
+from stemscribe.transcription.drums import DRUM_CLASSES, KEY_TO_CLASS
 
 WINDOW = 0.05
 
@@ -64,13 +64,13 @@ def score_onsets(reference: Sequence[Sequence[float]], estimate: Sequence[Sequen
 
 
 def onsets_by_class(notes: Iterable[NoteEvent]) -> list[list[float]]:
-    """Onset times per class of DRUM_CLASSES, every GM drum key folded with GM_TO_CLASS (which maps each
-    class's own key to itself)."""
+    """Onset times per class of DRUM_CLASSES, every drum key folded with KEY_TO_CLASS (which maps each
+    class's own key to itself); keys of no class are dropped."""
     index = {pitch: i for i, pitch in enumerate(DRUM_CLASSES)}
     out: list[list[float]] = [[] for _ in DRUM_CLASSES]
     for n in notes:
         pitch = int(n.pitch)
-        cls = GM_TO_CLASS.get(pitch)
+        cls = KEY_TO_CLASS.get(pitch)
         if cls is not None:
             out[index[cls]].append(float(n.start))
     return out
