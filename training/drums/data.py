@@ -1,15 +1,24 @@
 """Synthetic drum transcription data: grooves and generated patterns rendered through SoundFont kits.
 
-Sources of drum parts:
-- MMA's standard-library grooves: `mma` renders an 8-bar song per groove (drums plus its own bass,
-  chord and arpeggio tracks); every 5th groove file is held out for validation and test.
+Every hit of a key in the class table (`stemscribe.transcription.drums.DRUM_CLASS_TABLE`: the kit and
+the auxiliary percussion, GM keys 35..81 and the GS keys that sound like a class) is labelled with its
+class; only keys of no class (GS 27..34, 84, 86, 87) play as unlabelled distractors.
+
+Sources read here, and only these:
+- MMA's `stdlib`, `pflib` and `alexis` grooves (`TRAIN_MMA_LIBS`): `mma` renders an 8-bar song per
+  groove, its drum and percussion tracks plus its own bass, chord and arpeggio tracks; every 5th
+  groove file is held out for validation and test. MMA's `casio`, `kara`, `yamaha` and `zoom`
+  libraries are evaluation-only and never read.
 - Generated patterns: kick/snare/hat or ride grooves with ghost notes, fills over the toms, flams,
-  cymbal swells, alternative GM keys, extra percussion that must be ignored, and free random hits.
+  cymbal swells and alternative GM keys, with Latin, funk, pop, samba and orchestral percussion parts
+  (`PERC_PATTERNS`: congas, bongos, timbales, claves, cowbell, guiro, shakers, tambourine, triangle,
+  woodblocks, agogo, whistle, cuica, vibraslap, claps) at the densities they are played at, and free
+  random hits of every class.
 
 Rendering uses tinysoundfont. The training kits come from MuseScore_General.sf3 and TimGM6mb.sf2
-and, with `--extra-fonts` where their Debian packages are installed, from csound's sf_GMbank.sf2,
-the OPL-3 FM bank and the two acoustic kits of avldrums (Black Pearl, Red Zeppelin: multi-layer
-recordings of real kits); FluidR3_GM.sf2 is never used for training and renders the test set only.
+and, with `--extra-fonts` where their Debian packages are installed, the OPL-3 FM bank and the two
+acoustic kits of avldrums (Black Pearl, Red Zeppelin). `HELD_OUT_SOUNDFONTS` (FluidR3 GM/GS/Mono and
+csound's sf_GMbank.sf2) are never used for training or validation; FluidR3_GM renders the test split.
 Training clips get accompaniment at random levels and random gain, EQ, compression, reverb, noise
 and MP3 round-trips.
 
@@ -34,6 +43,7 @@ import re
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,11 +52,12 @@ import numpy.typing as npt
 from scipy import signal
 
 from stemscribe.transcription.drum_model import SAMPLE_RATE, log_mel
-from stemscribe.transcription.drums import DRUM_CLASSES, GM_TO_CLASS
+from stemscribe.transcription.drums import DRUM_CLASSES, KEY_TO_CLASS, KIT_CLASSES
 
 log = logging.getLogger(__name__)
 
 MMA_LIB = Path("/usr/share/mma/lib/stdlib")
+TRAIN_MMA_LIBS = (MMA_LIB, MMA_LIB.parent / "pflib", MMA_LIB.parent / "alexis")
 TRAIN_SOUNDFONTS = (
     Path("/usr/share/sounds/sf3/MuseScore_General.sf3"),
     Path("/usr/share/sounds/sf2/TimGM6mb.sf2"),
@@ -54,20 +65,27 @@ TRAIN_SOUNDFONTS = (
 # More timbres (Debian: csound-soundfont, opl3-soundfont, avldrums.lv2-soundfont), added to the
 # training fonts on request where installed; the data's meta.json names the fonts a split used.
 EXTRA_TRAIN_SOUNDFONTS = (
-    Path("/usr/share/sounds/sf2/sf_GMbank.sf2"),
     Path("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2"),
     Path("/usr/share/sounds/sf2/Black_Pearl_4_LV2.sf2"),
     Path("/usr/share/sounds/sf2/Red_Zeppelin_4_LV2.sf2"),
 )
 HELD_OUT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+# Evaluation only, never read for training or validation (bench's held-out split renders with them).
+HELD_OUT_SOUNDFONTS = (
+    HELD_OUT_SOUNDFONT,
+    Path("/usr/share/sounds/sf2/FluidR3_GS.sf2"),
+    Path("/usr/share/sounds/sf3/FluidR3Mono_GM.sf3"),
+    Path("/usr/share/sounds/sf2/sf_GMbank.sf2"),
+)
 KIT_PRESETS = range(
     0, 49
 )  # bank-128 presets below 49: standard, room, power, electronic, 808, jazz, brush, orchestra
 CLASS_INDEX = {pitch: i for i, pitch in enumerate(DRUM_CLASSES)}
-KEY_TO_INDEX = {key: CLASS_INDEX[cls] for key, cls in GM_TO_CLASS.items()}
+KEY_TO_INDEX = {key: CLASS_INDEX[cls] for key, cls in KEY_TO_CLASS.items()}
 DRUM_CHANNEL = 9
+KIT_KEYS = frozenset(k for k, c in KEY_TO_CLASS.items() if c in KIT_CLASSES)
 
-# Keys a generated pattern may use for each class (alternatives the scorer folds together).
+# Keys a generated pattern may use for each role (alternatives of one class, the scorer folds them).
 KEY_CHOICES = {
     "kick": (36, 36, 36, 35),
     "snare": (38, 38, 38, 40, 37, 39),
@@ -80,7 +98,9 @@ KEY_CHOICES = {
     "ride": (51, 51, 59, 53),
 }
 TOMS = ((41, 43), (45, 47), (48, 50))
-UNLABELLED_PERCUSSION = (54, 56, 58, 60, 61, 62, 63, 64, 65, 66, 67, 68, 69, 70, 75, 76, 77, 80, 81)
+# GS / GM2 keys of no class (high Q, slap, scratches, sticks, clicks, bell tree, surdos): played as
+# unlabelled distractors.
+UNLABELLED_PERCUSSION = (27, 28, 29, 30, 31, 32, 33, 34, 84, 86, 87)
 
 
 @dataclass
@@ -153,7 +173,7 @@ def _render_groove_midi(groove: str, seed: int, workdir: Path) -> Part | None:
     return Part(drums, tracks, float(pm.get_end_time()))
 
 
-def build_groove_cache(cache: Path, libs: tuple[Path, ...] = (MMA_LIB,)) -> list[dict]:
+def build_groove_cache(cache: Path, libs: tuple[Path, ...] = TRAIN_MMA_LIBS) -> list[dict]:
     """Render every MMA groove of `libs` once (cached in `cache`, a JSON file) and return the records.
 
     Only training libraries belong here (stdlib, pflib, alexis): casio, kara, yamaha and zoom are
@@ -240,7 +260,7 @@ def generate_pattern(rng: np.random.Generator, *, bars: int = 8) -> Part:
         if timekeeper == "closed"
         else None
     )
-    perc = rng.random() < 0.3
+    perc = rng.random() < 0.15  # an unlabelled key of no class
     perc_key = int(rng.choice(UNLABELLED_PERCUSSION))
     perc_tpl = rng.random(steps) < 0.35
     hits: list[tuple[float, int, int, bool]] = []  # time, key, velocity, labelled
@@ -306,6 +326,15 @@ def generate_pattern(rng: np.random.Generator, *, bars: int = 8) -> Part:
             for i in range(n):
                 hits.append((end - (n - i) * dt, key, int(20 + 90 * i / n), True))
             hits.append((end, _key(rng, "crash"), 120, True))
+    if rng.random() < 0.6:
+        hits.extend(
+            percussion_part(
+                rng,
+                bars=bars,
+                beats_per_bar=beats_per_bar,
+                time_of=lambda bar, beat: at(bar, beat * steps_per_beat),
+            )
+        )
     drums = []
     for t, k, v, labelled in hits:
         t = max(0.0, t + rng.normal(0, 0.004))
@@ -314,6 +343,124 @@ def generate_pattern(rng: np.random.Generator, *, bars: int = 8) -> Part:
     drums.sort()
     duration = bars * steps * step + 1.0
     return Part(drums, generate_accompaniment(rng, duration, 60.0 / tempo * beats_per_bar), duration)
+
+
+# Percussion parts: (style, instrument) -> patterns on a 16-step bar (two bars for the claves).
+# A pattern letter names a key ('.' rests); upper case is accented, lower case normal, and the
+# density of each instrument follows how it is played (shakers in 8ths or 16ths, a clave's five
+# strokes in two bars, a triangle's few, a vibraslap's one per phrase).
+PERC_KEYS = {
+    "t": 54,  # tambourine
+    "j": 83,  # jingle bell
+    "c": 56,  # cowbell
+    "v": 58,  # vibraslap
+    "b": 60,  # high bongo
+    "n": 61,  # low bongo
+    "m": 62,  # mute high conga
+    "h": 63,  # open high conga
+    "l": 64,  # low conga
+    "p": 65,  # high timbale
+    "q": 66,  # low timbale
+    "a": 67,  # high agogo
+    "o": 68,  # low agogo
+    "k": 69,  # cabasa
+    "s": 70,  # maracas
+    "z": 82,  # shaker
+    "w": 71,  # short whistle
+    "y": 72,  # long whistle
+    "g": 73,  # short guiro
+    "r": 74,  # long guiro
+    "x": 75,  # claves
+    "e": 76,  # high wood block
+    "f": 77,  # low wood block
+    "u": 78,  # mute cuica
+    "i": 79,  # open cuica
+    "d": 80,  # mute triangle
+    "D": 81,  # open triangle (accented, as every upper-case letter)
+    "+": 39,  # hand clap
+}
+PERC_PATTERNS: dict[str, dict[str, tuple[str, ...]]] = {
+    "latin": {
+        "clave": (
+            "X..x..x.....x.x.|....x...x.......",  # son 3-2
+            "....x...x.......|X..x..x.....x.x.",  # son 2-3
+            "X..x...x....x.x.|....x...x.......",  # rumba 3-2
+        ),
+        "congas": ("m.m.M.hhm.m.M.ll", "m...M.h.m...M.ll", "l.m.h.m.l.m.hhm."),
+        "bongos": ("bnbnbnbNbnbnbnbN", "b.b.b.b.b.b.b.n.", "b.n.b.bnb.n.b.bn"),
+        "cowbell": ("C...c...C...c...", "C.c.C.ccc.C.c.Cc", "c...c...c...c..."),
+        "guiro": ("r...g.g.r...g.g.", "r.g.r.g.r.g.r.g."),
+        "maracas": ("S.s.S.s.S.s.S.s.", "SssSSssSSssSSssS"),
+        "timbales": ("P.pP.pP.P.pP.P.p", "....p.......pqq.", "P..p..p...p.p..."),
+        "agogo": ("A.o.Aao.A.o.Aao.", "a.a.o.o.a.a.o.o."),
+        "cabasa": ("KkkkKkkkKkkkKkkk", "K.k.K.k.K.k.K.k."),
+    },
+    "funk": {
+        "tambourine": ("....T.......T...", "T.t.T.t.T.t.T.t.", "tttTtttTtttTtttT", "....T..t....T..t"),
+        "shaker": ("ZzzzZzzzZzzzZzzz", "Z.z.Z.z.Z.z.Z.z.", "zzZzzzZzzzZzzzZz"),
+        "cowbell": ("C...C...C...C...", "C.c.C.c.C.c.C.c.", "C..c..c...c.c..."),
+        "clap": ("....+.......+...", "+...+...+...+...", "....+.......+.+."),
+        "woodblock": ("E..e..e.E..e..e.", "e.......e.e....."),
+        "congas": ("m...h.h.m...l.l.", "....h.hh....l.ll"),
+    },
+    "pop": {
+        "tambourine": ("....T.......T...", "T.t.T.t.T.t.T.t.", "jjJjjjJjjjJjjjJj"),
+        "shaker": ("Z.z.Z.z.Z.z.Z.z.", "ZzzzZzzzZzzzZzzz", "S.s.S.s.S.s.S.s."),
+        "clap": ("....+.......+...",),
+        "triangle": ("D.......D.......", "d.d.D.d.d.d.D.d."),
+        "cowbell": ("c...c...c...c...",),
+    },
+    "samba": {
+        "whistle": ("w...w...w.w.y...", "y.......w.w.w..."),
+        "cuica": ("u.i.u.i.u.iiu.i.", "i...u.i.i...u.i."),
+        "agogo": ("A.a.o.A.a.o.A.o.", "a.ao.a.ao.a.o.o."),
+        "tambourine": ("TtTtTtTtTtTtTtTt", "T.tTT.tTT.tTT.tT"),
+        "shaker": ("ZzzzZzzzZzzzZzzz",),
+    },
+    "orchestral": {
+        "triangle": ("D...............", "D.......D.......", "D...d...D...d...", "dddDdddDdddDdddD"),
+        "tambourine": ("T...............", "T.......T.t.t.t.", "tttttttttttttttT"),
+        "woodblock": ("E...F...E...F...", "e.e.f...e.e.f..."),
+        "vibraslap": ("V...............",),
+        "claves": ("X...x...X...x...",),
+    },
+}
+PERC_STYLES = ("latin", "funk", "pop", "samba", "orchestral")
+PERC_STYLE_P = (0.3, 0.25, 0.25, 0.08, 0.12)
+SPARSE_INSTRUMENTS = {"vibraslap": 4, "whistle": 2}  # plays in one bar of this many
+
+
+def percussion_part(
+    rng: np.random.Generator, *, bars: int, beats_per_bar: int, time_of: Callable[[int, float], float]
+) -> list[tuple[float, int, int, bool]]:
+    """Hits (time, key, velocity, labelled) of one to four percussion instruments in one style.
+
+    `time_of(bar, beat)` places a (fractional) beat of a bar in seconds, swing included.
+    """
+    style = str(rng.choice(PERC_STYLES, p=PERC_STYLE_P))
+    table = PERC_PATTERNS[style]
+    names = list(table)
+    chosen = rng.choice(names, size=min(len(names), int(rng.integers(1, 5))), replace=False)
+    hits: list[tuple[float, int, int, bool]] = []
+    for name in chosen:
+        pattern = str(rng.choice(table[str(name)])).split("|")
+        level = float(rng.uniform(0.45, 1.0))
+        every = SPARSE_INSTRUMENTS.get(str(name), 1)
+        dropout = float(rng.uniform(0.0, 0.08))
+        start_bar = int(rng.integers(0, 2))  # some parts come in late
+        for bar in range(start_bar, bars):
+            if every > 1 and bar % every != every - 1:
+                continue
+            bar_pattern = pattern[bar % len(pattern)]
+            for i, ch in enumerate(bar_pattern):
+                beat = i / 4.0
+                if ch == "." or beat >= beats_per_bar or rng.random() < dropout:
+                    continue
+                key = PERC_KEYS[ch] if ch in PERC_KEYS else PERC_KEYS[ch.lower()]
+                accent = ch.isupper() or ch == "+"
+                base = rng.integers(90, 127) if accent else rng.integers(45, 100)
+                hits.append((time_of(bar, beat), key, max(1, int(base * level)), True))
+    return hits
 
 
 def _fill_step(rng: np.random.Generator, hits: list, t: float, spb: int, i: int, n: int) -> None:
@@ -350,6 +497,12 @@ def generate_random_hits(rng: np.random.Generator, *, seconds: float) -> Part:
         n = rng.poisson(rate * seconds * rng.uniform(0.3, 1.5))
         for t in np.sort(rng.uniform(0, seconds, n)):
             hits.append((float(t), _key(rng, role), int(rng.integers(10, 128)), 1))
+    # A few auxiliary instruments too, each at its own rate.
+    aux = sorted(set(PERC_KEYS.values()) - set(KIT_KEYS))
+    for key in rng.choice(aux, size=int(rng.integers(1, 5)), replace=False):
+        n = rng.poisson(float(rng.uniform(0.3, 2.5)) * seconds)
+        for t in np.sort(rng.uniform(0, seconds, n)):
+            hits.append((float(t), int(key), int(rng.integers(20, 128)), 1))
     # Enforce a minimum spacing per key so hits do not merge into one.
     hits.sort()
     last: dict[int, float] = {}
@@ -672,21 +825,9 @@ def make_clip(
     total = spec.seconds + pre
 
     kit = renderer.pick_kit(rng)
-    sounding = renderer.sounding_keys(kit)
-    drum_events: list[tuple[float, int, int, int, int]] = []
-    labels: list[tuple[float, int, float]] = []
-    for t, k, v, lab in drums:
-        rt = t - t0
-        if rt < 0 or rt >= total:
-            continue
-        if k in KEY_TO_INDEX and k not in sounding:  # an empty key: play a sounding one of its class
-            alternatives = sorted(a for a in _alternatives(k) if a in sounding)
-            if not alternatives:
-                continue
-            k = alternatives[0]
-        drum_events.append((rt, 1, DRUM_CHANNEL, k, v))  # no note-off: kits ring out as in GM players
-        if lab and k in KEY_TO_INDEX and rt >= pre:
-            labels.append((rt - pre, KEY_TO_INDEX[k], v / 127.0))
+    drum_events, labels = place_drums(
+        drums, t0=t0, total=total, pre=pre, sounding=renderer.sounding_keys(kit)
+    )
     drum_audio = renderer.render(drum_events, total, {DRUM_CHANNEL: kit})
 
     mode = spec.accompaniment
@@ -737,17 +878,63 @@ def make_clip(
         audio = mp3_roundtrip(audio, int(rng.choice([64000, 96000, 128000, 192000])))
     cut = int(round(pre * SAMPLE_RATE))
     audio = np.asarray(audio[cut : cut + int(round(spec.seconds * SAMPLE_RATE))], dtype=np.float32)
-    labels.sort()
-    return audio, labels
+    return audio, merge_unisons(labels)
+
+
+def place_drums(
+    drums: list[tuple[float, int, int, int]], *, t0: float, total: float, pre: float, sounding: frozenset[int]
+) -> tuple[list[tuple[float, int, int, int, int]], list[tuple[float, int, float]]]:
+    """The note-on events a kit plays and the labels they earn, from a part's (time, key, velocity,
+    labelled) hits: the window `t0 .. t0 + total` is rendered, labels count from `pre` seconds in.
+
+    Every labelled hit of a key with a class is labelled with that class, at the time it is played; a
+    key the kit leaves silent is played as a sounding key of its class (or dropped, when none sounds).
+    Events are (time, 1, channel, key, velocity); labels (time, class index, velocity 0..1), unmerged.
+    """
+    events: list[tuple[float, int, int, int, int]] = []
+    labels: list[tuple[float, int, float]] = []
+    for t, k, v, lab in drums:
+        rt = t - t0
+        if rt < 0 or rt >= total:
+            continue
+        if k in KEY_TO_INDEX and k not in sounding:  # an empty key: play a sounding one of its class
+            alternatives = [a for a in _alternatives(k) if a in sounding]
+            if not alternatives:
+                continue
+            k = alternatives[0]
+        events.append((rt, 1, DRUM_CHANNEL, k, v))  # no note-off: kits ring out as in GM players
+        if lab and k in KEY_TO_INDEX and rt >= pre:
+            labels.append((rt - pre, KEY_TO_INDEX[k], v / 127.0))
+    return events, labels
 
 
 def _alternatives(key: int) -> tuple[int, ...]:
-    if key not in KEY_TO_INDEX:
-        return (key,)
-    for keys in KEY_CHOICES.values():
-        if key in keys:
-            return tuple(set(keys))
-    return (key,)
+    """The keys of `key`'s class (itself alone for a key of no class), in order."""
+    cls = KEY_TO_CLASS.get(key)
+    return (key,) if cls is None else CLASS_KEYS[cls]
+
+
+CLASS_KEYS: dict[int, tuple[int, ...]] = {
+    cls: tuple(sorted(k for k, c in KEY_TO_CLASS.items() if c == cls)) for cls in DRUM_CLASSES
+}
+
+
+UNISON_SECONDS = 0.025
+
+
+def merge_unisons(labels: list[tuple[float, int, float]]) -> list[tuple[float, int, float]]:
+    """Sorted labels with a class's hits closer than UNISON_SECONDS merged (first time, loudest
+    velocity): snare and clap together, or two tracks' cabasas, are one onset of their class."""
+    out: list[tuple[float, int, float]] = []
+    last: dict[int, int] = {}
+    for t, c, v in sorted(labels):
+        j = last.get(c)
+        if j is not None and t - out[j][0] < UNISON_SECONDS:
+            out[j] = (out[j][0], c, max(out[j][2], v))
+            continue
+        last[c] = len(out)
+        out.append((t, c, v))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -759,7 +946,14 @@ def split_soundfonts(split: str, *, extra_fonts: bool = False) -> tuple[Path, ..
     installed `EXTRA_TRAIN_SOUNDFONTS` when `extra_fonts`)."""
     if split == "test":
         return (HELD_OUT_SOUNDFONT,)
-    return TRAIN_SOUNDFONTS + (tuple(p for p in EXTRA_TRAIN_SOUNDFONTS if p.is_file()) if extra_fonts else ())
+    fonts = TRAIN_SOUNDFONTS + (
+        tuple(p for p in EXTRA_TRAIN_SOUNDFONTS if p.is_file()) if extra_fonts else ()
+    )
+    if set(fonts) & set(HELD_OUT_SOUNDFONTS):
+        raise ValueError(
+            f"held-out SoundFonts among the training fonts: {set(fonts) & set(HELD_OUT_SOUNDFONTS)}"
+        )
+    return fonts
 
 
 _worker: dict = {}
@@ -884,8 +1078,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--extra-fonts",
         action="store_true",
-        help="train and validate on the installed EXTRA_TRAIN_SOUNDFONTS too (csound GM bank, OPL-3 FM, "
-        "avldrums' acoustic kits); off for the shipped weights: with them the held-out FluidR3 F1 fell",
+        help="train and validate on the installed EXTRA_TRAIN_SOUNDFONTS too (OPL-3 FM, avldrums' acoustic "
+        "kits); off for the shipped weights",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

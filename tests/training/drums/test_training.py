@@ -10,7 +10,7 @@ import pytest
 
 from stemscribe.result import NoteEvent
 from stemscribe.transcription.drum_model import FPS, N_CLASSES, SAMPLE_RATE, DrumModel
-from stemscribe.transcription.drums import DRUM_CLASSES
+from stemscribe.transcription.drums import DRUM_CLASS_NAMES, DRUM_CLASSES, KEY_TO_CLASS
 from training.drums.scoring import onsets_by_class, score_onsets
 
 TIMGM = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
@@ -38,7 +38,8 @@ def test_onsets_fold_gm_keys_onto_classes() -> None:
     assert by_class[DRUM_CLASSES.index(36)] == [0.1]
     assert by_class[DRUM_CLASSES.index(38)] == [0.2]
     assert by_class[DRUM_CLASSES.index(46)] == [0.3]  # pedal hat counts as open
-    assert sum(len(c) for c in by_class) == 3  # the cowbell is not scored
+    assert by_class[DRUM_CLASSES.index(56)] == [0.4]  # the cowbell is its own class
+    assert onsets_by_class([NoteEvent(28, 0.1, 0.2, 0.5)]) == [[] for _ in DRUM_CLASSES]  # no class
 
 
 def test_frame_targets() -> None:
@@ -141,13 +142,21 @@ def test_export_round_trip(tmp_path: Path) -> None:
         {"state": net.state_dict(), "config": {"width": 16, "hidden": 8}, "step": 1},
         tmp_path / "checkpoint.pt",
     )
-    thresholds = [0.3 + 0.05 * i for i in range(N_CLASSES)]
+    thresholds = [0.3 + 0.02 * i for i in range(N_CLASSES)]
     (tmp_path / "thresholds.json").write_text(json.dumps({"thresholds": thresholds}))
     out = tmp_path / "weights" / "drums.onnx"
     digest = export(tmp_path, out)
     assert (out.parent / "drums.onnx.sha256").read_text().split()[0] == digest
     model = DrumModel(out)
     assert model.thresholds == pytest.approx(thresholds)
+    assert model.classes == DRUM_CLASSES
+    import onnx
+
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert json.loads(meta["classes"]) == list(DRUM_CLASSES)
+    assert json.loads(meta["class_names"]) == [DRUM_CLASS_NAMES[k] for k in DRUM_CLASSES]
+    members = json.loads(meta["class_members"])
+    assert sorted(k for keys in members.values() for k in keys if 35 <= k <= 81) == list(range(35, 82))
     x = np.random.default_rng(0).standard_normal(SAMPLE_RATE * 2).astype(np.float32) * 0.1
     onset, velocity = model.activations(x, SAMPLE_RATE)
     assert onset.shape == velocity.shape == (1 + x.size // 220, N_CLASSES)
@@ -159,3 +168,54 @@ def test_export_round_trip(tmp_path: Path) -> None:
     with torch.no_grad():
         logits, _ = net(torch.from_numpy(log_mel(x))[None])
     np.testing.assert_allclose(onset, torch.sigmoid(logits)[0].numpy(), atol=1e-4)
+
+
+def test_labels_are_the_played_notes_classes() -> None:
+    """Every labelled hit of a key with a class becomes a label of that class at the time it sounds;
+    distractors (keys of no class, or hits marked unlabelled) are played and not labelled."""
+    from training.drums.data import DRUM_CHANNEL, place_drums
+
+    keys = list(range(27, 88))
+    drums = [(0.5 + 0.1 * i, k, 100, 1) for i, k in enumerate(keys)] + [(9.0, 38, 30, 0)]  # a flam
+    sounding = frozenset(keys) - {37}  # this kit has no side stick
+    events, labels = place_drums(drums, t0=0.3, total=10.0, pre=1.0, sounding=sounding)
+    played = {(round(t, 6), k) for t, _, _, k, _ in events}
+    assert all(ch == DRUM_CHANNEL and on == 1 for _, on, ch, _, _ in events)
+    assert (round(9.0 - 0.3, 6), 38) in played  # the unlabelled flam sounds
+    expected = []
+    for t, k, _, lab in drums:
+        rt = t - 0.3
+        if k == 37:
+            k = 38  # the side stick is played as the first sounding key of its class (snare)
+            assert (round(rt, 6), 38) in played
+        if lab and k in KEY_TO_CLASS and rt >= 1.0:
+            assert (round(rt, 6), k) in played
+            expected.append((round(rt - 1.0, 6), DRUM_CLASSES.index(KEY_TO_CLASS[k])))
+    assert sorted((round(t, 6), c) for t, c, _ in labels) == sorted(expected)
+    classes = {DRUM_CLASSES[c] for _, c, _ in labels}
+    assert {54, 56, 63, 64, 65, 70, 75, 81} <= classes  # the auxiliary percussion is labelled
+
+
+def test_unisons_of_a_class_merge() -> None:
+    from training.drums.data import merge_unisons
+
+    labels = [(1.0, 1, 0.5), (1.01, 1, 0.9), (1.0, 2, 0.4), (1.1, 1, 0.3)]
+    assert merge_unisons(labels) == [(1.0, 1, 0.9), (1.0, 2, 0.4), (1.1, 1, 0.3)]
+
+
+def test_generated_patterns_play_labelled_percussion_parts() -> None:
+    from training.drums.data import PERC_KEYS, generate_pattern
+
+    seen: set[int] = set()
+    for seed in range(60):
+        part = generate_pattern(np.random.default_rng(seed))
+        for key in set(PERC_KEYS.values()) - {39}:
+            n = sum(1 for _, k, _, lab in part.drums if k == key and lab)
+            assert n <= 13 * part.duration  # never denser than 16ths at 190 BPM
+            if n:
+                seen.add(KEY_TO_CLASS[key])
+        for t, k, v, lab in part.drums:
+            assert 0 <= t and 1 <= v <= 127
+            assert lab or k not in KEY_TO_CLASS or v < 80  # unlabelled: no class, or a flam's grace note
+    aux = set(DRUM_CLASSES[9:])
+    assert len(seen & aux) >= 10, sorted(aux - seen)
