@@ -219,3 +219,37 @@ def test_generated_patterns_play_labelled_percussion_parts() -> None:
             assert lab or k not in KEY_TO_CLASS or v < 80  # unlabelled: no class, or a flam's grace note
     aux = set(DRUM_CLASSES[9:])
     assert len(seen & aux) >= 10, sorted(aux - seen)
+
+
+def test_warm_start_reproduces_the_exported_network(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch", reason="training needs torch (the separation extra)")
+    pytest.importorskip("onnx", reason="the export needs the onnx package")
+    from training.drums.export import export
+    from training.drums.model import DrumNet
+    from training.drums.warm_start import net_from_onnx
+
+    torch.manual_seed(1)
+    net = DrumNet(width=16, hidden=8)
+    with torch.no_grad():  # batch norms that are not the identity, as after training
+        for bn in (net.bn1, net.bn2):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+            bn.weight.uniform_(0.5, 1.5)
+            bn.bias.uniform_(-0.2, 0.2)
+    torch.save(
+        {"state": net.state_dict(), "config": {"width": 16, "hidden": 8}, "step": 1},
+        tmp_path / "checkpoint.pt",
+    )
+    (tmp_path / "thresholds.json").write_text(json.dumps({"thresholds": [0.5] * N_CLASSES}))
+    export(tmp_path, tmp_path / "drums.onnx")
+    rng = np.random.default_rng(0)
+    mel = (rng.standard_normal((600, 80)) * 2 - 6).astype(np.float32)
+    warm, kept = net_from_onnx(tmp_path / "drums.onnx", mel)
+    assert kept == list(DRUM_CLASSES)
+    net.eval()
+    warm.eval()
+    with torch.no_grad():
+        a, va = net(torch.from_numpy(mel[None]))
+        b, vb = warm(torch.from_numpy(mel[None]))
+    np.testing.assert_allclose(torch.sigmoid(a).numpy(), torch.sigmoid(b).numpy(), atol=1e-4)
+    np.testing.assert_allclose(va.numpy(), vb.numpy(), atol=1e-4)
