@@ -209,3 +209,57 @@ def test_no_model_backend_without_weights(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert get_drum_backend("auto").name == "dsp"
     with pytest.raises(InvalidOptionError, match="unknown drum backend 'model'"):
         get_drum_backend("model")
+
+
+def _percussion_band_midi(path: Path) -> None:
+    """Eight bars of bass, piano and a kit with a tambourine on the off-beats and congas."""
+    import pretty_midi
+
+    pm = pretty_midi.PrettyMIDI(initial_tempo=100)
+    bass, piano = pretty_midi.Instrument(33), pretty_midi.Instrument(0)
+    drums = pretty_midi.Instrument(0, is_drum=True)
+    beat = 0.6
+    for bar in range(8):
+        t0 = 0.2 + bar * 4 * beat
+        root = (40, 45, 43, 38)[bar % 4]
+        bass.notes.append(pretty_midi.Note(100, root, t0, t0 + 4 * beat - 0.05))
+        for p in (root + 24, root + 28, root + 31):
+            piano.notes.append(pretty_midi.Note(70, p, t0, t0 + 2 * beat))
+        for eighth in range(8):
+            t = t0 + eighth * beat / 2
+            drums.notes.append(pretty_midi.Note(80, 42, t, t + 0.05))
+            if eighth in (0, 4):
+                drums.notes.append(pretty_midi.Note(110, 36, t, t + 0.05))
+            if eighth in (2, 6):
+                drums.notes.append(pretty_midi.Note(105, 38, t, t + 0.05))
+            if eighth % 2 == 1:
+                drums.notes.append(pretty_midi.Note(110, 54, t, t + 0.05))  # tambourine
+        for sixteenth, key in ((3, 63), (7, 63), (11, 64), (14, 64), (15, 64)):  # congas
+            t = t0 + sixteenth * beat / 4
+            drums.notes.append(pretty_midi.Note(115, key, t, t + 0.05))
+    pm.instruments.extend([bass, piano, drums])
+    pm.write(str(path))
+
+
+@needs_weights
+def test_a_mix_with_tambourine_and_congas_writes_them(signals, tmp_path: Path) -> None:
+    """The auxiliary classes come out of a full mix, in the JSON and in the .mid, as their GM keys."""
+    import json
+
+    import pretty_midi
+
+    import stemscribe
+
+    _percussion_band_midi(tmp_path / "band.mid")
+    wav = signals.render_midi(tmp_path / "band.mid", tmp_path / "band.wav", sr=44100)
+    result = stemscribe.transcribe(wav, stem="mix", drums="model")
+    doc = json.loads(result.to_json())
+    drum_parts = [i for i in doc["instruments"] if i["is_drum"]]
+    assert drum_parts
+    pitches = [n["pitch"] for i in drum_parts for n in i["notes"]]
+    for key, least in ((54, 16), (63, 6), (64, 8)):  # of 32 tambourine hits, 16 high and 24 low congas
+        assert pitches.count(key) >= least, (key, sorted(set(pitches)))
+    midi = pretty_midi.PrettyMIDI(str(result.write_midi(tmp_path / "out.mid")))
+    written = [n.pitch for i in midi.instruments if i.is_drum for n in i.notes]
+    assert sorted(written) == sorted(pitches)
+    assert set(written) <= set(DRUM_CLASSES)
