@@ -49,7 +49,7 @@ _FAMILY_WINDOW = 86  # frames (~1 s) over which a role's family estimates are av
 ENGINES = ("auto", "network", "basic-pitch")
 # What `engine="auto"` gives the network (when its weights ship), chosen on the held-out benchmark
 # split (README "Transcription network"); the other inputs keep basic-pitch's decoders and verifier.
-AUTO_NETWORK_INPUTS = frozenset({StemType.MIX, StemType.OTHER})
+AUTO_NETWORK_INPUTS = frozenset({StemType.MIX})
 MIN_FAMILY_NOTES = 3  # a family the network hears fewer notes of is not written as an instrument
 # How a mix's network notes get their family: "blend" decodes the notes whoever plays them, then weighs
 # the network's family head (FAMILY_BLEND) against the timbre classifier; "split" decodes each

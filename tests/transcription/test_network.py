@@ -200,8 +200,8 @@ def test_exported_weights_load_run_in_chunks_and_match_torch(shards: Path, tmp_p
     finally:
         nw.CHUNK_FRAMES = old
     assert got.onset.shape == (n, 9, 88)
-    assert np.abs(got.frame - ref.frame).max() < 1e-4
-    assert np.abs(got.velocity - ref.velocity).max() < 1e-4
+    assert np.abs(got.frame - ref.frame).max() < 2e-3  # stored as float16
+    assert np.abs(got.velocity - ref.velocity).max() < 2e-3
     loud = frame_loudness(clip["samples"], n)
     for f in range(9):
         notes = nw.family_notes(got, f, loud, DecodeOptions())

@@ -366,14 +366,14 @@ MELODY = [(60, 0.3, 0.8), (64, 0.8, 1.3), (67, 1.3, 1.8), (72, 1.8, 2.5)]
 def plain():  # type: ignore[no-untyped-def]
     from stemscribe import Transcriber
 
-    return Transcriber(verify=False, drums="dsp")
+    return Transcriber(verify=False, drums="dsp", engine="basic-pitch")
 
 
 @pytest.fixture(scope="module")
 def verified():  # type: ignore[no-untyped-def]
     from stemscribe import Transcriber
 
-    return Transcriber(verify=True, drums="dsp")
+    return Transcriber(verify=True, drums="dsp", engine="basic-pitch")
 
 
 def _melody_with_pad(signals) -> np.ndarray:  # type: ignore[no-untyped-def]
