@@ -34,7 +34,7 @@ from stemscribe.transcription.network import (
     reference_level,
     spectrum_magnitudes,
 )
-from stemscribe.transcription.notes import DecodeOptions, frame_loudness
+from stemscribe.transcription.notes import DecodeOptions, NoteArrays, frame_loudness
 from stemscribe.transcription.pitch_model import MIDI_OFFSET, N_PITCHES, Posteriors, frame_times
 from stemscribe.transcription.timbre import TIMBRE_FAMILIES
 from training.transcriber.data import load_shard
@@ -177,6 +177,16 @@ def _match_count(ref: np.ndarray, est: np.ndarray) -> int:
     return len(pairs)
 
 
+def _counts(decoded: NoteArrays, n_frames: int, ref: np.ndarray) -> tuple[int, int, int]:
+    """(matches, reference notes, estimated notes) of decoded notes against (n, >=3) [start, end, pitch]."""
+    est = np.stack(
+        [_TIMES[decoded.start], _TIMES[np.minimum(decoded.end, n_frames)], decoded.pitch.astype(np.float64)],
+        axis=1,
+    )
+    ref = ref[:, :3].astype(np.float64)
+    return _match_count(ref, est), len(ref), len(est)
+
+
 def evaluate(
     net: nn.Module, clips: list[dict[str, np.ndarray]], thresholds: np.ndarray | None = None
 ) -> dict[str, float]:
@@ -219,9 +229,9 @@ def evaluate(
         n_est_pitch += len(est)
         on, fr = th[N_FAMILIES] if len(th) > N_FAMILIES else (0.5, 0.4)
         d = family_notes(pitch_posteriors(fp), 0, loud, DecodeOptions(onset_threshold=on, frame_threshold=fr))
-        est = np.stack([_TIMES[d.start], _TIMES[np.minimum(d.end, n)], d.pitch.astype(np.float64)], axis=1)
-        tp_any += _match_count(ref, est)
-        n_est_any += len(est)
+        matched, _, estimated = _counts(d, n, notes)
+        tp_any += matched
+        n_est_any += estimated
 
     def f1(t: float, r: float, e: float) -> float:
         return 2 * t / max(r + e, 1)
@@ -254,14 +264,12 @@ def tune_thresholds(net: nn.Module, clips: list[dict[str, np.ndarray]]) -> np.nd
                         if f < N_FAMILIES
                         else (family_notes(pitch_posteriors(fp), 0, loud, opts))
                     )
-                    n = fp.n_frames
-                    est = np.stack(
-                        [_TIMES[d.start], _TIMES[np.minimum(d.end, n)], d.pitch.astype(np.float64)], axis=1
+                    matched, referenced, estimated = _counts(
+                        d, fp.n_frames, notes[notes[:, 4] == f] if f < N_FAMILIES else notes
                     )
-                    ref = (notes[notes[:, 4] == f] if f < N_FAMILIES else notes)[:, :3].astype(np.float64)
-                    tp += _match_count(ref, est)
-                    n_ref += len(ref)
-                    n_est += len(est)
+                    tp += matched
+                    n_ref += referenced
+                    n_est += estimated
                 scores[(on, fr)] = 2 * tp / max(n_ref + n_est, 1)
         best[f] = max(scores, key=scores.__getitem__)
         name = TIMBRE_FAMILIES[f].value if f < N_FAMILIES else "pitch"
