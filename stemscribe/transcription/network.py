@@ -98,9 +98,10 @@ def spectrum_magnitudes(
     return out.reshape(len(frames), -1, N_PITCHES)
 
 
-def reference_level(mags: npt.NDArray[np.float32]) -> float:
-    """The log level features are measured against: a high percentile of the fundamentals' magnitudes."""
-    fundamental = mags[:, 1, :] if mags.shape[1] == len(HARMONICS) else mags[:, 0, :]
+def song_reference(samples: npt.NDArray[np.float32], n_frames: int) -> float:
+    """The log level a song's (or training clip's) features are measured against: a high percentile
+    of the fundamentals' magnitudes over all its frames."""
+    fundamental = spectrum_magnitudes(samples, np.arange(n_frames), fundamentals_only=True)
     if fundamental.size == 0:
         return float(np.log(_EPS))
     return float(np.log(np.percentile(fundamental, 99.5) + _EPS))
@@ -197,7 +198,7 @@ class NetworkTranscriber:
         if n == 0:
             return FamilyPosteriors(onset, frame, velocity)
         # One reference level for the whole song, as for a training clip.
-        reference = reference_level(spectrum_magnitudes(samples, np.arange(n), fundamentals_only=True))
+        reference = song_reference(samples, n)
         for a in range(0, n, CHUNK_FRAMES):
             b = min(n, a + CHUNK_FRAMES)
             lo, hi = max(0, a - CONTEXT_FRAMES), min(n, b + CONTEXT_FRAMES)

@@ -60,14 +60,14 @@ def test_network_input_channels_and_range() -> None:
         np.full((n, 88), 0.25, np.float32), np.zeros((n, 88), np.float32), np.zeros((n, 0), np.float32)
     )
     mags = nw.spectrum_magnitudes(x, np.arange(n))
-    inp = nw.network_input(post, mags, nw.reference_level(mags))
+    inp = nw.network_input(post, mags, nw.song_reference(x, n))
     assert inp.shape == (nw.N_CHANNELS, n, N_PITCHES) and inp.dtype == np.float32
     assert np.all(inp[0] == 0.25) and np.all(inp[1] == 0.0)
     assert inp[2:].max() <= nw._CEIL / nw._SCALE + 1e-6
     assert inp[2:].min() >= nw._FLOOR / nw._SCALE - 1e-6
     # Level-invariant: the same audio 20 dB quieter gives the same input.
     mags_q = nw.spectrum_magnitudes(x * 0.1, np.arange(n))
-    inp_q = nw.network_input(post, mags_q, nw.reference_level(mags_q))
+    inp_q = nw.network_input(post, mags_q, nw.song_reference(x * 0.1, n))
     assert np.abs(inp_q - inp).max() < 0.01
 
 

@@ -31,7 +31,7 @@ from stemscribe.transcription.network import (
     family_notes,
     network_input,
     pitch_posteriors,
-    reference_level,
+    song_reference,
     spectrum_magnitudes,
 )
 from stemscribe.transcription.notes import DecodeOptions, NoteArrays, frame_loudness
@@ -100,9 +100,7 @@ def prepare(clips: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
         audio = clip["audio"].astype(np.float32) / 32767.0
         clip["samples"] = audio
         n = len(clip["note"])
-        clip["reference"] = np.float64(
-            reference_level(spectrum_magnitudes(audio, np.arange(n), fundamentals_only=True))
-        )
+        clip["reference"] = np.float64(song_reference(audio, n))
     return clips
 
 
