@@ -62,7 +62,7 @@ TRAIN_SOUNDFONTS = (
     Path("/usr/share/sounds/sf3/MuseScore_General.sf3"),
     Path("/usr/share/sounds/sf2/TimGM6mb.sf2"),
 )
-# More timbres (Debian: csound-soundfont, opl3-soundfont, avldrums.lv2-soundfont), added to the
+# More timbres (Debian: opl3-soundfont, avldrums.lv2-soundfont), added to the
 # training fonts on request where installed; the data's meta.json names the fonts a split used.
 EXTRA_TRAIN_SOUNDFONTS = (
     Path("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2"),

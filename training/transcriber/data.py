@@ -33,7 +33,13 @@ import numpy.typing as npt
 
 from stemscribe.stems import Family
 from stemscribe.transcription.timbre import TIMBRE_FAMILIES
-from training.drums.data import MMA_LIB, Renderer, build_groove_cache, mp3_roundtrip
+from training.drums.data import (
+    HELD_OUT_SOUNDFONTS,
+    TRAIN_MMA_LIBS,
+    Renderer,
+    build_groove_cache,
+    mp3_roundtrip,
+)
 from training.timbre.data import BENCH_GROOVE_FILES, FAMILY_INDEX
 from training.timbre.data import make_clip as make_mix
 from training.verify.data import _family_grooves, make_stem
@@ -45,8 +51,7 @@ TRAIN_FONTS = (
     Path("/usr/share/sounds/sf2/TimGM6mb.sf2"),
     Path("/usr/share/sounds/sf2/OPL-3_FM_128M.sf2"),
 )
-HELD_OUT_FONT_NAMES = ("FluidR3_GM.sf2", "FluidR3_GS.sf2", "FluidR3Mono_GM.sf3", "sf_GMbank.sf2")
-TRAIN_MMA_LIBS = (MMA_LIB, MMA_LIB.parent / "pflib", MMA_LIB.parent / "alexis")
+HELD_OUT_FONT_NAMES = tuple(p.name for p in HELD_OUT_SOUNDFONTS)
 SHARD_CLIPS = 200
 VALID_CLIPS = 120
 MIX_SHARE = 0.45
