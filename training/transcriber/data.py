@@ -6,12 +6,16 @@ Each clip is one of
 - a dense mix: two mini-mixes summed (4-9 parts);
 - a stem (`training.verify.data.make_stem`): 1-4 parts of one family (sections, voices in bands);
 all rendered with tinysoundfont at 22.05 kHz, with random EQ, compression, reverb, noise and level, and
-sometimes an MP3 round trip.
+sometimes an MP3 round trip. From shard `VARIED_FROM_SHARD` on, every melodic part also gets a timbre
+of its own (`training.transcriber.voices.VariedRenderer`: treated SoundFont presets, our own
+synthesis, LMMS's recorded one-shot samples); the first shards and `valid.npz` keep the SoundFonts'
+presets as they are, as the first runs of the network were trained and validated on.
 
 Sources read here, and only these: MMA's `stdlib`, `pflib` and `alexis` grooves (minus the development
 benchmark's groove files) and generated parts; SoundFonts MuseScore_General, TimGM6mb and the OPL-3 FM
-bank (`TRAIN_FONTS`). Evaluation-only material is never read: FluidR3 (GM, GS, Mono), csound's GM
-bank, the casio/kara/yamaha/zoom MMA libraries, Planet Blupi, Bach's chorales.
+bank (`TRAIN_FONTS`); LMMS's instrument samples (`voices.LMMS_SAMPLES`). Evaluation-only material is
+never read: FluidR3 (GM, GS, Mono), csound's GM bank, the casio/kara/yamaha/zoom MMA libraries,
+Planet Blupi, Bach's chorales.
 
     python -m training.transcriber.data --out build/transcriber-data --shards 0-11 --workers 1
 
@@ -42,6 +46,7 @@ from training.drums.data import (
 )
 from training.timbre.data import BENCH_GROOVE_FILES, FAMILY_INDEX
 from training.timbre.data import make_clip as make_mix
+from training.transcriber.voices import VariedRenderer
 from training.verify.data import _family_grooves, make_stem
 
 log = logging.getLogger(__name__)
@@ -58,6 +63,8 @@ MIX_SHARE = 0.45
 DENSE_SHARE = 0.15  # the rest are stems
 MP3_SHARE = 0.12
 KINDS = ("mix", "dense", "stem")
+VARIED_FROM_SHARD = 4
+VALID_SHARD = 10**6
 
 
 def train_fonts() -> tuple[Path, ...]:
@@ -112,7 +119,7 @@ def _init_worker(grooves: list[dict]) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from stemscribe.transcription.pitch_model import PitchModel
 
-    _worker["renderer"] = Renderer(train_fonts())
+    _worker["renderer"] = VariedRenderer(train_fonts())
     _worker["grooves"] = grooves
     _worker["by_family"] = _family_grooves(grooves)
     _worker["pitch"] = PitchModel(threads=1)
@@ -122,6 +129,9 @@ def _work(job: tuple[int, int, int]) -> dict[str, np.ndarray]:
     seed, shard, index = job
     rng = np.random.default_rng([seed, shard, index, 15])
     renderer, grooves, by_family = _worker["renderer"], _worker["grooves"], _worker["by_family"]
+    assert isinstance(renderer, VariedRenderer)
+    varied = VARIED_FROM_SHARD <= shard < VALID_SHARD
+    renderer.rng = np.random.default_rng([seed, shard, index, 16]) if varied else None
     audio, notes, kind = make_clip(rng, renderer, grooves, by_family)  # type: ignore[arg-type]
     post = _worker["pitch"].run(audio, contour=False)  # type: ignore[attr-defined]
     return {
@@ -186,7 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=Path("build/transcriber-data"))
     parser.add_argument("--shards", default="0-9", help="shard indices, e.g. 0-19")
     parser.add_argument("--clips", type=int, default=SHARD_CLIPS)
-    parser.add_argument("--valid", action="store_true", help="also write valid.npz (shard index 10**6)")
+    parser.add_argument("--valid", action="store_true", help="also write valid.npz (shard VALID_SHARD)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--grooves", type=Path, default=Path("build/transcriber-data/grooves.json"))
     args = parser.parse_args(argv)
@@ -201,7 +211,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     with mp.get_context("fork").Pool(args.workers, initializer=_init_worker, initargs=(grooves,)) as pool:
         if args.valid and not (args.out / "valid.npz").is_file():
-            write_shard(args.out / "valid.npz", args.seed, 10**6, VALID_CLIPS, pool)
+            write_shard(args.out / "valid.npz", args.seed, VALID_SHARD, VALID_CLIPS, pool)
         for shard in _shard_range(args.shards):
             path = args.out / f"shard-{shard:05d}.npz"
             if not path.is_file():

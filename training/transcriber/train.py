@@ -114,16 +114,17 @@ def clip_input(clip: dict[str, np.ndarray], lo: int, hi: int) -> npt.NDArray[np.
     return network_input(post, mags, float(clip["reference"]))
 
 
-def shards_for_step(step: int, total_shards: int, steps_per_shard: int) -> int:
-    """How many shards (0..n-1) step `step` draws from."""
-    return min(total_shards, FIRST_SHARDS + step // steps_per_shard)
+def shards_for_step(step: int, total_shards: int, steps_per_shard: int, base_step: int = 0) -> int:
+    """How many shards (0..n-1) step `step` draws from; the schedule starts at `base_step` (a run
+    continued on new shards restarts it at its resume step, so it need not wait for all of them)."""
+    return min(total_shards, FIRST_SHARDS + max(0, step - base_step) // steps_per_shard)
 
 
 def batch(
     clips: Clips, step: int, args: argparse.Namespace
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     rng = np.random.default_rng([args.seed, step])
-    n_shards = shards_for_step(step, args.shards, args.steps_per_shard)
+    n_shards = shards_for_step(step, args.shards, args.steps_per_shard, args.shard_base_step)
     xs, ons, frs, vels = [], [], [], []
     for _ in range(args.batch):
         shard = clips.shard(int(rng.integers(n_shards)))
@@ -355,7 +356,7 @@ def train(args: argparse.Namespace) -> None:
                 "train_frame_loss": round(float(tr[1]), 5),
                 "train_velocity_loss": round(float(tr[2]), 5),
                 "train_family_loss": round(float(tr[3]), 5),
-                "shards": shards_for_step(step, args.shards, args.steps_per_shard),
+                "shards": shards_for_step(step, args.shards, args.steps_per_shard, args.shard_base_step),
                 **{f"valid_{k}": v for k, v in scores.items()},
             }
             curve.append(point)
@@ -384,6 +385,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--shards", type=int, default=24, help="shards the run draws from in the end")
     parser.add_argument("--steps-per-shard", type=int, default=150)
+    parser.add_argument("--shard-base-step", type=int, default=0, help="where the shard schedule starts")
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="torch device (cuda on a GPU machine)")

@@ -1,0 +1,84 @@
+"""training.transcriber.voices: every new timbre sounds at the pitch its label says."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stemscribe.transcription.pitch_model import MIDI_OFFSET, PitchModel
+from stemscribe.transcription.timbre import TIMBRE_FAMILIES
+from training.transcriber.voices import (
+    LMMS_DIR,
+    VariedRenderer,
+    draw_voice,
+    load_samples,
+    notes_of,
+    synth_part,
+)
+
+TIMGM = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
+
+
+@pytest.fixture(scope="module")
+def pitch() -> PitchModel:
+    return PitchModel(threads=1)
+
+
+def heard(pitch: PitchModel, audio: np.ndarray) -> int:
+    """The MIDI pitch basic-pitch hears most in `audio`."""
+    audio = np.concatenate([np.zeros(2205), audio, np.zeros(11025)])
+    post = pitch.run((audio / max(float(np.abs(audio).max()), 1e-9) * 0.8).astype(np.float32), contour=False)
+    return int(np.argmax(post.note.sum(axis=0))) + MIDI_OFFSET
+
+
+@pytest.mark.parametrize("family", TIMBRE_FAMILIES, ids=lambda f: f.value)
+def test_synthetic_voices_sound_at_the_labelled_pitch(pitch: PitchModel, family) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng([3, TIMBRE_FAMILIES.index(family)])
+    for _ in range(3):
+        voice = draw_voice(rng, family)
+        note = int(rng.integers(31, 52)) if family.value == "bass" else int(rng.integers(45, 82))
+        audio = synth_part(rng, voice, [(0.0, 1.0, note, 100)], 22050 * 2, 1.0)
+        assert np.isfinite(audio).all() and np.abs(audio).max() > 0
+        assert heard(pitch, audio) == note, voice
+
+
+def test_lmms_samples_sound_at_the_labelled_pitch(pitch: PitchModel) -> None:
+    if not LMMS_DIR.is_dir():
+        pytest.skip(f"{LMMS_DIR} absent (Debian package lmms-common)")
+    bank = load_samples()
+    assert bank, "lmms-common is installed but none of its samples loaded"
+    rng = np.random.default_rng(5)
+    for voices in bank.values():
+        for voice in voices:
+            note = voice.root + int(rng.integers(-4, 5))
+            audio = voice.note(note, 100, held=1.2, release=0.1)
+            assert heard(pitch, audio) == note, (voice.family, voice.root)
+            long = voice.note(voice.root, 90, held=20.0, release=0.2)
+            if voice.sustains:  # looped: it lasts as long as the note is held
+                assert len(long) > 20 * 22050 and np.abs(long[-30000:-10000]).max() > 0.01
+
+
+def test_notes_of_pairs_events() -> None:
+    events = [(0.0, 1, 0, 60, 90), (0.5, 1, 0, 60, 80), (0.6, 0, 0, 60, 0), (1.0, 0, 0, 60, 0)]
+    assert notes_of(events) == [(0.0, 0.6, 60, 90), (0.5, 1.0, 60, 80)]
+
+
+def test_varied_renderer_is_plain_without_rng_and_deterministic_with_one() -> None:
+    pytest.importorskip("tinysoundfont")
+    if not TIMGM.is_file():
+        pytest.skip(f"{TIMGM} absent (Debian package timgm6mb-soundfont)")
+    from training.drums.data import Renderer
+
+    events = [(0.1, 1, 0, 60, 100), (0.9, 0, 0, 60, 0), (0.2, 1, 1, 43, 90), (1.0, 0, 1, 43, 0)]
+    programs = {0: (0, 0, 0), 1: (0, 0, 33)}
+    varied = VariedRenderer((TIMGM,), samples={})
+    plain = Renderer((TIMGM,)).render(events, 1.5, programs)
+    np.testing.assert_allclose(varied.render(events, 1.5, programs), plain, atol=1e-6)
+    takes = []
+    for _ in range(2):
+        varied.rng = np.random.default_rng(11)
+        takes.append(varied.render(events, 1.5, programs))
+    np.testing.assert_array_equal(takes[0], takes[1])
+    assert takes[0].shape == plain.shape and np.abs(takes[0]).max() > 0
