@@ -9,8 +9,9 @@ Every note's features (`stemscribe.transcription.timbre.note_features`) are take
 classifier learns to hear a note's family among other instruments.
 
 Training renders use MuseScore_General.sf3 and TimGM6mb.sf2 (with `--extra-fonts`, also the
-installed csound GM bank and OPL-3 FM bank); FluidR3_GM.sf2 (the benchmark's SoundFont) renders the
-test split only. Training clips get random EQ, compression, reverb and noise, and their notes'
+installed `training.drums.data.EXTRA_TRAIN_SOUNDFONTS`: the OPL-3 FM bank and avldrums' kits);
+FluidR3_GM.sf2 renders the test split only, and no held-out font (FluidR3 GM/GS/Mono, csound's GM
+bank) is ever a training font. Training clips get random EQ, compression, reverb and noise, and their notes'
 onsets are jittered as a transcriber's would be.
 
     python -m training.timbre.data --seed 0 --out build/timbre-data --grooves build/drums-data/grooves.json
@@ -383,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--extra-fonts",
         action="store_true",
-        help="train and validate on the installed EXTRA_TRAIN_SOUNDFONTS too (csound GM bank, OPL-3 FM)",
+        help="train and validate on the installed EXTRA_TRAIN_SOUNDFONTS too (OPL-3 FM, avldrums' kits)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
