@@ -29,6 +29,7 @@ from stemscribe.transcription.drums import DrumTranscriber, get_drum_backend
 from stemscribe.transcription.network import (
     NetworkTranscriber,
     family_notes,
+    note_families,
     note_family_shares,
     pitch_posteriors,
 )
@@ -44,7 +45,7 @@ from stemscribe.transcription.roles import assign_roles, smooth_family_probs
 from stemscribe.transcription.tempo import track_beats
 from stemscribe.transcription.timbre import TIMBRE_FAMILIES
 
-_FAMILY_WINDOW = 86  # frames (~1 s) over which a role's family estimates are averaged
+FAMILY_WINDOW = 86  # frames (~1 s) over which a role's family estimates are averaged
 
 ENGINES = ("auto", "network", "basic-pitch")
 # What `engine="auto"` gives the network (when its weights ship), chosen on the held-out benchmark
@@ -56,6 +57,7 @@ MIN_FAMILY_NOTES = 3  # a family the network hears fewer notes of is not written
 # family's own posteriors. Chosen on the dev split's mixes (README "Transcription network").
 MIX_DECODE = "blend"
 FAMILY_BLEND = 0.5
+SONG_PRIOR = 0.0  # `network.note_families`: how much a song's own mix of families steers each note
 
 # Separation backends name their stems after demucs' sources.
 _SOURCE_STEM: dict[str, StemType] = {
@@ -311,15 +313,14 @@ class Transcriber:
             notes = family_notes(
                 pitch_posteriors(fp), 0, loud, DecodeOptions(onset_threshold=onset, frame_threshold=frame)
             )
-            probs = note_family_shares(fp, notes)  # (n, 9) the family head's, over each note's frames
+            shares = note_family_shares(fp, notes)  # (n, 9) the family head's, over each note's frames
             classifier = self.family_model
+            heard = None
             if classifier is not None and len(notes) and FAMILY_BLEND < 1.0:
                 heard = smooth_family_probs(
-                    classifier.classify(analysis.mono22, to_events(notes)), notes.start, _FAMILY_WINDOW
+                    classifier.classify(analysis.mono22, to_events(notes)), notes.start, FAMILY_WINDOW
                 )
-                probs = np.exp(
-                    FAMILY_BLEND * np.log(probs + 1e-4) + (1.0 - FAMILY_BLEND) * np.log(heard + 1e-4)
-                )
+            probs = note_families(shares, heard, blend=FAMILY_BLEND, song_prior=SONG_PRIOR)
             who = probs.argmax(axis=1) if len(notes) else np.zeros(0, np.int64)
             for k, family in enumerate(TIMBRE_FAMILIES):
                 by_family[family] = notes.select(who == k)
@@ -427,7 +428,7 @@ class Transcriber:
                 continue
             # Who plays each note: the timbre classifier, steadied over the role's neighbouring notes.
             probs = smooth_family_probs(
-                classifier.classify(analysis.mono22, events), role_notes.start, _FAMILY_WINDOW
+                classifier.classify(analysis.mono22, events), role_notes.start, FAMILY_WINDOW
             )
             if default is not Family.BASS:  # the bass line is the bass role's; others may not claim it
                 probs[:, TIMBRE_FAMILIES.index(Family.BASS)] = 0.0
