@@ -255,30 +255,14 @@ def family_notes(
 
 
 def note_families(
-    shares: npt.NDArray[np.float32],
-    heard: npt.NDArray[np.float32] | None,
-    *,
-    blend: float,
-    song_prior: float,
+    shares: npt.NDArray[np.float32], heard: npt.NDArray[np.float32] | None, *, blend: float
 ) -> npt.NDArray[np.float32]:
-    """(n_notes, 9) each note's family probabilities in a mix.
-
-    `shares` are the network's (`note_family_shares`), `heard` the timbre classifier's (None without
-    one): a geometric blend, `blend` weighing the network. With `song_prior` > 0 each note is then
-    weighed by how much of the whole song each family plays (the blend's mean over its notes, to the
-    power `song_prior`, twice over): a song has a few instruments, and a note that could be either of
-    two families is more likely the one the song is full of.
-    """
+    """(n_notes, 9) each note's family probabilities in a mix: a geometric blend of the network's
+    `shares` (`note_family_shares`) and the timbre classifier's `heard` (None without one), `blend`
+    weighing the network."""
     logp = np.log(shares.astype(np.float64) + 1e-4)
     if heard is not None and blend < 1.0:
         logp = blend * logp + (1.0 - blend) * np.log(heard.astype(np.float64) + 1e-4)
     probs = np.exp(logp - logp.max(axis=1, keepdims=True, initial=0.0))
     probs /= np.maximum(probs.sum(axis=1, keepdims=True), 1e-12)
-    if song_prior > 0 and len(probs):
-        weighted = probs
-        for _ in range(2):
-            prior = weighted.mean(axis=0) ** song_prior
-            weighted = probs * prior
-            weighted /= np.maximum(weighted.sum(axis=1, keepdims=True), 1e-12)
-        probs = weighted
     return probs.astype(np.float32)

@@ -51,13 +51,16 @@ ENGINES = ("auto", "network", "basic-pitch")
 # What `engine="auto"` gives the network (when its weights ship), chosen on the held-out benchmark
 # split (README "Transcription network"); the other inputs keep basic-pitch's decoders and verifier.
 AUTO_NETWORK_INPUTS = frozenset({StemType.MIX})
-MIN_FAMILY_NOTES = 3  # a family the network hears fewer notes of is not written as an instrument
+MIN_FAMILY_NOTES = 8  # a family the network hears fewer notes of is not written as an instrument
 # How a mix's network notes get their family: "blend" decodes the notes whoever plays them, then weighs
 # the network's family head (FAMILY_BLEND) against the timbre classifier; "split" decodes each
 # family's own posteriors. Chosen on the dev split's mixes (README "Transcription network").
 MIX_DECODE = "blend"
-FAMILY_BLEND = 0.5
-SONG_PRIOR = 0.0  # `network.note_families`: how much a song's own mix of families steers each note
+FAMILY_BLEND = 0.3
+# The classifier's per-note estimates in a mix are averaged over the notes within FAMILY_WINDOW frames
+# and this many semitones (one player's neighbourhood); chosen with FAMILY_BLEND and MIN_FAMILY_NOTES
+# by `training.transcriber.tune_mix` on the dev mixes.
+FAMILY_PITCH_WINDOW = 4
 
 # Separation backends name their stems after demucs' sources.
 _SOURCE_STEM: dict[str, StemType] = {
@@ -318,9 +321,13 @@ class Transcriber:
             heard = None
             if classifier is not None and len(notes) and FAMILY_BLEND < 1.0:
                 heard = smooth_family_probs(
-                    classifier.classify(analysis.mono22, to_events(notes)), notes.start, FAMILY_WINDOW
+                    classifier.classify(analysis.mono22, to_events(notes)),
+                    notes.start,
+                    FAMILY_WINDOW,
+                    notes.pitch.astype(np.int64),
+                    FAMILY_PITCH_WINDOW,
                 )
-            probs = note_families(shares, heard, blend=FAMILY_BLEND, song_prior=SONG_PRIOR)
+            probs = note_families(shares, heard, blend=FAMILY_BLEND)
             who = probs.argmax(axis=1) if len(notes) else np.zeros(0, np.int64)
             for k, family in enumerate(TIMBRE_FAMILIES):
                 by_family[family] = notes.select(who == k)

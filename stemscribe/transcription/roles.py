@@ -45,16 +45,25 @@ def assign_roles(poly: NoteArrays, bass_line: NoteArrays, lead_line: NoteArrays)
 
 
 def smooth_family_probs(
-    probs: npt.NDArray[np.float32], starts: npt.NDArray[np.int64], window: int
+    probs: npt.NDArray[np.float32],
+    starts: npt.NDArray[np.int64],
+    window: int,
+    pitches: npt.NDArray[np.int64] | None = None,
+    pitch_window: int = 0,
 ) -> npt.NDArray[np.float32]:
     """(n, n_families) each note's family probabilities averaged with its role's neighbours.
 
     Notes of one role within `window` frames of each other are usually one player: averaging their
-    per-note estimates steadies the label without flattening a change of instrument.
+    per-note estimates steadies the label without flattening a change of instrument. With `pitches`,
+    only notes within `pitch_window` semitones count as neighbours (in a whole mix, the notes near
+    a note in time and register are the ones its player plays).
     """
     if window <= 0 or starts.size == 0:
         return probs
     i, j = pairs_within(starts, starts, window)
+    if pitches is not None:
+        near = np.abs(pitches[i] - pitches[j]) <= pitch_window
+        i, j = i[near], j[near]
     total = np.zeros_like(probs)
     np.add.at(total, i, probs[j])
     counts = np.bincount(i, minlength=starts.size)[:, None].astype(np.float32)

@@ -5,9 +5,11 @@ split's figures of every setting are printed beside them and never used to choos
 
 Each benchmark mix (`bench/data`, `bench/data-heldout/*`, built by `python -m bench.build`) goes once
 through the pitch model, the network and the timbre classifier, as `Transcriber(engine="network")`
-runs them; then every (`FAMILY_BLEND`, `SONG_PRIOR`, `MIN_FAMILY_NOTES`) of the grid reassigns the
-cached notes (`network.note_families`) and is scored by the benchmark's instrument-aware onset F1
-(micro, drums left to the drum model and not scored here). Prints one row per setting, best dev first.
+runs them; then every setting of the grid reassigns the cached notes and is scored by the
+benchmark's instrument-aware onset F1 (micro; drums are the drum model's and not scored here):
+`FAMILY_BLEND` (`network.note_families`), the neighbourhood the classifier's per-note estimates are
+averaged over (`roles.smooth_family_probs`: `FAMILY_WINDOW` frames, and with a pitch window only notes
+that near in register), and `MIN_FAMILY_NOTES`. One row per setting, best dev first.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from stemscribe.transcription.pitch_model import SAMPLE_RATE, PitchModel
 from stemscribe.transcription.roles import smooth_family_probs
 from stemscribe.transcription.timbre import TIMBRE_FAMILIES, FamilyClassifier
 
-BLENDS = (0.3, 0.4, 0.5, 0.6, 0.7)
-PRIORS = (0.0, 0.5, 1.0, 1.5, 2.0)
+BLENDS = (0.2, 0.3, 0.4, 0.5)
+WINDOWS = (0, FAMILY_WINDOW // 2, FAMILY_WINDOW, 2 * FAMILY_WINDOW)  # frames; 0: no averaging
+PITCH_WINDOWS = (None, 2, 3, 4, 6, 9)  # semitones; None: every note in the time window
 MIN_NOTES = (3, 8, 16)
 
 
@@ -46,40 +49,54 @@ MIN_NOTES = (3, 8, 16)
 class Cached:
     group: str
     pitch: npt.NDArray[np.int64]
+    start_frame: npt.NDArray[np.int64]
     start: npt.NDArray[np.float64]
     end: npt.NDArray[np.float64]
     shares: npt.NDArray[np.float32]
-    heard: npt.NDArray[np.float32]
+    heard: npt.NDArray[np.float32]  # the classifier's, per note, not averaged
     reference: list[ScoredNote]
 
 
 def cache_mix(
-    path: Path, pitch: PitchModel, network: NetworkTranscriber, classifier: FamilyClassifier
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64], np.ndarray, np.ndarray]:
+    group: str,
+    path: Path,
+    reference: list[ScoredNote],
+    models: tuple[PitchModel, NetworkTranscriber, FamilyClassifier],
+) -> Cached:
+    pitch, network, classifier = models
     mono = load_audio(path, sr=SAMPLE_RATE, mono=True).samples
     post = pitch.run(mono, contour=False)
     loud = frame_loudness(mono, post.n_frames)
     fp = network.posteriors(mono, post)
     onset, frame = network.thresholds()["pitch"]
-    notes = family_notes(
-        pitch_posteriors(fp), 0, loud, DecodeOptions(onset_threshold=onset, frame_threshold=frame)
-    )
+    options = DecodeOptions(onset_threshold=onset, frame_threshold=frame)
+    notes = family_notes(pitch_posteriors(fp), 0, loud, options)
     events = to_events(notes)
-    shares = note_family_shares(fp, notes)
-    heard = smooth_family_probs(classifier.classify(mono, events), notes.start, FAMILY_WINDOW)
-    return (
-        np.array([e.pitch for e in events], np.int64),
+    return Cached(
+        group,
+        notes.pitch.astype(np.int64),
+        notes.start.astype(np.int64),
         np.array([e.start for e in events]),
         np.array([e.end for e in events]),
-        shares,
-        heard,
+        note_family_shares(fp, notes),
+        classifier.classify(mono, events),
+        reference,
     )
 
 
-def score(items: list[Cached], blend: float, prior: float, min_notes: int) -> dict[str, Counts]:
+def score(
+    items: list[Cached], blend: float, window: int, pitch_window: int | None, min_notes: int
+) -> dict[str, Counts]:
     by_group: dict[str, list[Counts]] = {}
     for item in items:
-        who = note_families(item.shares, item.heard, blend=blend, song_prior=prior).argmax(axis=1)
+        heard = smooth_family_probs(
+            item.heard,
+            item.start_frame,
+            window,
+            None if pitch_window is None else item.pitch,
+            pitch_window or 0,
+        )
+        who = note_families(item.shares, heard, blend=blend).argmax(axis=1)
         counts = np.bincount(who, minlength=len(TIMBRE_FAMILIES))
         est = [
             ScoredNote(int(p), float(s), float(e), TIMBRE_FAMILIES[k].value)
@@ -97,29 +114,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    pitch = PitchModel(threads=args.threads)
-    network = NetworkTranscriber(args.weights, threads=args.threads)
-    classifier = FamilyClassifier(threads=args.threads)
+    models = (
+        PitchModel(threads=args.threads),
+        NetworkTranscriber(args.weights, threads=args.threads),
+        FamilyClassifier(threads=args.threads),
+    )
     folders = {
         "dev": DATA_DIR,
         **{f"heldout-{p.name}": p for p in sorted(HELDOUT_DIR.iterdir()) if p.is_dir()},
     }
-    items: list[Cached] = []
-    for group, folder in folders.items():
-        for item in load_items(folder):
-            if item.is_mix:
-                cached = cache_mix(item.audio, pitch, network, classifier)
-                items.append(Cached(group, *cached, item.reference()))
-        print(f"{group}: {sum(i.group == group for i in items)} mixes", flush=True)
+    items = [
+        cache_mix(group, item.audio, item.reference(), models)
+        for group, folder in folders.items()
+        for item in load_items(folder)
+        if item.is_mix
+    ]
     rows = []
-    for blend, prior, min_notes in itertools.product(BLENDS, PRIORS, MIN_NOTES):
-        f1 = {g: c.f1 for g, c in score(items, blend, prior, min_notes).items()}
-        rows.append((f1["dev"], blend, prior, min_notes, f1))
-    rows.sort(key=lambda r: -r[0])
+    for setting in itertools.product(BLENDS, WINDOWS, PITCH_WINDOWS, MIN_NOTES):
+        if setting[1] == 0 and setting[2] is not None:
+            continue
+        f1 = {g: c.f1 for g, c in score(items, *setting).items()}
+        rows.append((setting, f1))
+    rows.sort(key=lambda r: -r[1]["dev"])
     groups = list(folders)
-    print("blend prior min_notes " + " ".join(groups))
-    for _, blend, prior, min_notes, f1 in rows:
-        print(f"{blend:5.2f} {prior:5.2f} {min_notes:9d} " + " ".join(f"{f1[g]:.3f}" for g in groups))
+    print("blend window pitch_window min_notes " + " ".join(groups))
+    for (blend, window, pitch_window, min_notes), f1 in rows:
+        pw = "-" if pitch_window is None else str(pitch_window)
+        print(f"{blend:5.2f} {window:6d} {pw:>12} {min_notes:9d} " + " ".join(f"{f1[g]:.3f}" for g in groups))
 
 
 if __name__ == "__main__":
