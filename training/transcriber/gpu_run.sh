@@ -8,6 +8,7 @@
 # of the training fonts; OPL-3 and MuseScore_General are too large to carry):
 #   echo /.gpu/ >> .git/info/exclude; echo /.whl/ >> .git/info/exclude; mkdir -p .gpu .whl
 #   cp /usr/share/sounds/sf2/TimGM6mb.sf2 build/transcriber-data/grooves.json .gpu/
+#   (cd /usr/share/lmms/samples && cp --parents instruments/*.ogg basses/*.ogg stringsnpads/*.ogg "$OLDPWD/.gpu/lmms/")  # 0.8 MB used
 #   cp "$(.venv/bin/python -c 'from stemscribe.transcription.pitch_model import default_model_path as p; print(p())')" .gpu/nmp.onnx
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
@@ -17,6 +18,7 @@ set -euo pipefail
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
 export STEMSCRIBE_BASIC_PITCH_MODEL="$PWD/.gpu/nmp.onnx" STEMSCRIBE_TRAIN_FONTS="$PWD/.gpu/TimGM6mb.sf2"
+export STEMSCRIBE_LMMS_SAMPLES="$PWD/.gpu/lmms"
 data=/tmp/data
 mkdir -p "$data" "$OUT"
 cp .gpu/grooves.json "$data/"

@@ -19,6 +19,7 @@ named in `LMMS_SAMPLES` (none is a held-out sample set).
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ log = logging.getLogger(__name__)
 Event = tuple[float, int, int, int, int]  # time s, on 1 / off 0, channel, key, velocity
 Note = tuple[float, float, int, int]  # start s, end s, MIDI pitch, velocity
 
-LMMS_DIR = Path("/usr/share/lmms/samples")
+LMMS_DIR = Path(os.environ.get("STEMSCRIBE_LMMS_SAMPLES", "/usr/share/lmms/samples"))
 # One-note LMMS samples: file, family, MIDI pitch, whether it sustains (loops while held) or decays.
 # Pitches are basic-pitch's dominant note of each file, which an autocorrelation estimate matched in
 # pitch class; files that hold a chord or a phrase (e-piano chords, steel guitars, heaven strings,
