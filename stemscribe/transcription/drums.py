@@ -42,8 +42,8 @@ class DrumClass:
 DRUM_CLASS_TABLE: tuple[DrumClass, ...] = (
     DrumClass(KICK, "kick", (35, 36), True),
     DrumClass(SNARE, "snare", (37, 38, 39, 40), True),  # side stick, snare, hand clap, electric snare
-    DrumClass(CLOSED_HAT, "closed hat", (42,), True),
-    DrumClass(OPEN_HAT, "open hat", (44, 46), True),  # the pedal hat counts as open
+    DrumClass(CLOSED_HAT, "closed hat", (42, 44), True),  # the pedal hat's short "chick" is closed
+    DrumClass(OPEN_HAT, "open hat", (46,), True),
     DrumClass(LOW_TOM, "low tom", (41, 43, 45), True),
     DrumClass(MID_TOM, "mid tom", (47, 48), True),
     DrumClass(HIGH_TOM, "high tom", (50,), True),

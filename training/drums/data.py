@@ -17,12 +17,15 @@ Sources read here, and only these:
 
 Rendering uses tinysoundfont. The training kits come from MuseScore_General.sf3 and TimGM6mb.sf2
 and, with `--extra-fonts` where their Debian packages are installed, the OPL-3 FM bank and the two
-acoustic kits of avldrums (Black Pearl, Red Zeppelin). `HELD_OUT_SOUNDFONTS` (FluidR3 GM/GS/Mono and
+acoustic kits of avldrums (Black Pearl, Red Zeppelin). With `--sample-kits`, half the training and
+validation clips also play one of the recorded kits of `training.drums.samples` (Debian
+`hydrogen-drumkits`: 14 kits with velocity layers; `lmms-common`: its one-shot drums as one kit; its
+docstring lists them), the SoundFont kit playing the keys that kit lacks. `HELD_OUT_SOUNDFONTS` (FluidR3 GM/GS/Mono and
 csound's sf_GMbank.sf2) are never used for training or validation; FluidR3_GM renders the test split.
 Training clips get accompaniment at random levels and random gain, EQ, compression, reverb, noise
 and MP3 round-trips.
 
-    python -m training.drums.data --seed 0 --out build/drums-data
+    python -m training.drums.data --seed 0 --out build/drums-data [--extra-fonts --sample-kits]
 
 writes, per split, `features.npy` (all clips' log-mels, float16, concatenated), `clips.npy`
 (clip offsets and lengths in frames) and `labels.npy` (clip, time s, class index, velocity 0..1);
@@ -53,6 +56,7 @@ from scipy import signal
 
 from stemscribe.transcription.drum_model import SAMPLE_RATE, log_mel
 from stemscribe.transcription.drums import DRUM_CLASSES, KEY_TO_CLASS, KIT_CLASSES
+from training.drums.samples import SampleRenderer, installed_sample_kits
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +87,7 @@ KIT_PRESETS = range(
 CLASS_INDEX = {pitch: i for i, pitch in enumerate(DRUM_CLASSES)}
 KEY_TO_INDEX = {key: CLASS_INDEX[cls] for key, cls in KEY_TO_CLASS.items()}
 DRUM_CHANNEL = 9
+SAMPLE_KIT_SHARE = 0.5  # of the clips rendered with `--sample-kits`: a recorded kit beside the font's
 KIT_KEYS = frozenset(k for k, c in KEY_TO_CLASS.items() if c in KIT_CLASSES)
 
 # Keys a generated pattern may use for each role (alternatives of one class, the scorer folds them).
@@ -90,7 +95,8 @@ KEY_CHOICES = {
     "kick": (36, 36, 36, 35),
     "snare": (38, 38, 38, 40, 37, 39),
     "closed": (42,),
-    "open": (46, 46, 44),
+    "pedal": (44,),
+    "open": (46,),
     "low_tom": (45, 41, 43),
     "mid_tom": (47, 45),
     "high_tom": (50, 48),
@@ -256,9 +262,15 @@ def generate_pattern(rng: np.random.Generator, *, bars: int = 8) -> Part:
         snare_tpl[b * steps_per_beat] = True
     snare_tpl |= rng.random(steps) < 0.04
     open_tpl = (
-        (rng.random(steps) < 0.12) & (np.arange(steps) % steps_per_beat != 0)
+        (rng.random(steps) < rng.uniform(0.04, 0.3)) & (np.arange(steps) % steps_per_beat != 0)
         if timekeeper == "closed"
         else None
+    )
+    # The hi-hat foot: a pedal "chick" on the backbeats (or every beat) under a ride or open hat.
+    pedal_beats = (
+        (backbeats if rng.random() < 0.6 else list(range(beats_per_bar)))
+        if timekeeper in ("ride", "open", "none") and rng.random() < 0.7
+        else []
     )
     perc = rng.random() < 0.15  # an unlabelled key of no class
     perc_key = int(rng.choice(UNLABELLED_PERCUSSION))
@@ -306,14 +318,8 @@ def generate_pattern(rng: np.random.Generator, *, bars: int = 8) -> Part:
                     if open_tpl is not None and open_tpl[s]:
                         key = _key(rng, "open")
                     hits.append((at(bar, s), key, max(1, int(rng.integers(70, 120) * accent)), True))
-                if (
-                    timekeeper == "ride"
-                    and s % steps_per_beat == 0
-                    and backbeats
-                    and (s // steps_per_beat) in backbeats
-                    and rng.random() < 0.7
-                ):
-                    hits.append((at(bar, s), 44, int(rng.integers(40, 90)), True))
+                if s % steps_per_beat == 0 and (s // steps_per_beat) in pedal_beats and rng.random() < 0.9:
+                    hits.append((at(bar, s), 44, int(rng.integers(40, 100)), True))
                 if perc and perc_tpl[s]:
                     hits.append((at(bar, s), perc_key, int(rng.integers(40, 110)), False))
             else:
@@ -326,6 +332,7 @@ def generate_pattern(rng: np.random.Generator, *, bars: int = 8) -> Part:
             for i in range(n):
                 hits.append((end - (n - i) * dt, key, int(20 + 90 * i / n), True))
             hits.append((end, _key(rng, "crash"), 120, True))
+    hats = timekeeper in ("closed", "open")
     if rng.random() < 0.6:
         hits.extend(
             percussion_part(
@@ -333,6 +340,8 @@ def generate_pattern(rng: np.random.Generator, *, bars: int = 8) -> Part:
                 bars=bars,
                 beats_per_bar=beats_per_bar,
                 time_of=lambda bar, beat: at(bar, beat * steps_per_beat),
+                # Shakers and tambourines beside the hats, which their noise is easily taken for.
+                include=str(rng.choice(["shaker", "tambourine"])) if hats and rng.random() < 0.5 else None,
             )
         )
     drums = []
@@ -431,16 +440,26 @@ SPARSE_INSTRUMENTS = {"vibraslap": 4, "whistle": 2}  # plays in one bar of this 
 
 
 def percussion_part(
-    rng: np.random.Generator, *, bars: int, beats_per_bar: int, time_of: Callable[[int, float], float]
+    rng: np.random.Generator,
+    *,
+    bars: int,
+    beats_per_bar: int,
+    time_of: Callable[[int, float], float],
+    include: str | None = None,
 ) -> list[tuple[float, int, int, bool]]:
     """Hits (time, key, velocity, labelled) of one to four percussion instruments in one style.
 
-    `time_of(bar, beat)` places a (fractional) beat of a bar in seconds, swing included.
+    `time_of(bar, beat)` places a (fractional) beat of a bar in seconds, swing included; `include`
+    names an instrument the part must have (its style drawn among those that play it).
     """
-    style = str(rng.choice(PERC_STYLES, p=PERC_STYLE_P))
+    styles = [s for s in PERC_STYLES if include is None or include in PERC_PATTERNS[s]]
+    p = np.array([PERC_STYLE_P[PERC_STYLES.index(s)] for s in styles])
+    style = str(rng.choice(styles, p=p / p.sum()))
     table = PERC_PATTERNS[style]
     names = list(table)
-    chosen = rng.choice(names, size=min(len(names), int(rng.integers(1, 5))), replace=False)
+    chosen = list(rng.choice(names, size=min(len(names), int(rng.integers(1, 5))), replace=False))
+    if include is not None and include not in chosen:
+        chosen[0] = include
     hits: list[tuple[float, int, int, bool]] = []
     for name in chosen:
         pattern = str(rng.choice(table[str(name)])).split("|")
@@ -487,6 +506,7 @@ def generate_random_hits(rng: np.random.Generator, *, seconds: float) -> Part:
         ("kick", 2.0),
         ("snare", 1.5),
         ("closed", 2.5),
+        ("pedal", 0.5),
         ("open", 0.7),
         ("low_tom", 0.6),
         ("mid_tom", 0.6),
@@ -587,6 +607,7 @@ class Renderer:
         self.kits: list[tuple[int, int, int]] = []
         self.melodic: dict[int, set[int]] = {}
         self._sounding: dict[tuple[int, int, int], frozenset[int]] = {}
+        self._reference: dict[tuple[int, int, int], float] = {}
         for path in soundfonts:
             sfid = self.synth.sfload(str(path), max_voices=256)
             melodic = {p for p in range(128) if self.synth.sfpreset_name(sfid, 0, p)}
@@ -607,6 +628,12 @@ class Renderer:
         kits = [k for k in self.kits if k[0] == sfid]
         return kits[int(rng.integers(len(kits)))]
 
+    def reference_peak(self, kit: tuple[int, int, int]) -> float:
+        """The peak of `kit`'s kick or snare (the louder) at velocity 100: a sample kit plays at that
+        level beside it."""
+        self.sounding_keys(kit)
+        return self._reference[kit]
+
     def sounding_keys(self, kit: tuple[int, int, int]) -> frozenset[int]:
         """The labelled GM keys that make a sound in `kit` (some kits leave keys empty), cached."""
         if kit not in self._sounding:
@@ -616,6 +643,7 @@ class Renderer:
             synth.generate(SAMPLE_RATE // 5)
             synth.program_select(DRUM_CHANNEL, sfid, bank, preset, is_drums=True)
             keys = set()
+            peaks = [0.0]
             for key in sorted(KEY_TO_INDEX):
                 synth.noteon(DRUM_CHANNEL, key, 100)
                 hit = np.frombuffer(synth.generate(SAMPLE_RATE // 10), np.float32)
@@ -623,7 +651,10 @@ class Renderer:
                 synth.generate(SAMPLE_RATE // 10)
                 if np.sqrt(np.mean(hit**2)) > 1e-4:
                     keys.add(key)
+                    if key in (36, 38):
+                        peaks.append(float(np.abs(hit).max()))
             self._sounding[kit] = frozenset(keys)
+            self._reference[kit] = max(peaks) if max(peaks) > 0 else 0.3
         return self._sounding[kit]
 
     def render(
@@ -790,9 +821,13 @@ def _clip_rng(spec: ClipSpec) -> np.random.Generator:
 
 
 def make_clip(
-    spec: ClipSpec, renderer: Renderer, grooves: list[dict]
+    spec: ClipSpec, renderer: Renderer, grooves: list[dict], samples: SampleRenderer | None = None
 ) -> tuple[npt.NDArray[np.float32], list[tuple[float, int, float]]]:
-    """Audio (n,) and labels (time, class index, velocity 0..1) of one clip."""
+    """Audio (n,) and labels (time, class index, velocity 0..1) of one clip.
+
+    With `samples`, SAMPLE_KIT_SHARE of the clips play a recorded sample kit (training splits only)
+    beside the SoundFont kit, which plays the keys the sample kit lacks.
+    """
     rng = _clip_rng(spec)
     use_groove = grooves and rng.random() < (0.6 if spec.split == "train" else 0.75)
     if use_groove:
@@ -825,10 +860,24 @@ def make_clip(
     total = spec.seconds + pre
 
     kit = renderer.pick_kit(rng)
-    drum_events, labels = place_drums(
-        drums, t0=t0, total=total, pre=pre, sounding=renderer.sounding_keys(kit)
-    )
-    drum_audio = renderer.render(drum_events, total, {DRUM_CHANNEL: kit})
+    sample_kit = samples.pick_kit(rng) if samples and rng.random() < SAMPLE_KIT_SHARE else None
+    sounding = renderer.sounding_keys(kit)
+    if sample_kit is None:
+        drum_events, labels = place_drums(drums, t0=t0, total=total, pre=pre, sounding=sounding)
+        drum_audio = renderer.render(drum_events, total, {DRUM_CHANNEL: kit})
+    else:
+        assert samples is not None
+        if sample_kit.distractors() and rng.random() < 0.3:  # the kit's own odd sounds, unlabelled
+            drums = drums + distractor_hits(rng, total + t0)
+        own = sample_kit.keys()
+        drum_events, labels = place_drums(drums, t0=t0, total=total, pre=pre, sounding=sounding | own)
+        by_samples, by_font = [], []
+        for e in drum_events:
+            mine = e[3] in own or (e[3] not in KEY_TO_INDEX and bool(sample_kit.distractors()))
+            (by_samples if mine else by_font).append(e)
+        played = samples.render(sample_kit, [(e[0], e[3], e[4]) for e in by_samples], total, rng)
+        level = renderer.reference_peak(kit) * float(10 ** (rng.normal(0, 3) / 20))
+        drum_audio = renderer.render(by_font, total, {DRUM_CHANNEL: kit}) + played * np.float32(level)
 
     mode = spec.accompaniment
     if mode == "random":
@@ -879,6 +928,16 @@ def make_clip(
     cut = int(round(pre * SAMPLE_RATE))
     audio = np.asarray(audio[cut : cut + int(round(spec.seconds * SAMPLE_RATE))], dtype=np.float32)
     return audio, merge_unisons(labels)
+
+
+def distractor_hits(rng: np.random.Generator, seconds: float) -> list[tuple[float, int, int, int]]:
+    """Sparse unlabelled hits (time, key, velocity, 0) of one or two keys of no class, which a sample
+    kit plays with its distractor instruments."""
+    hits = []
+    for key in rng.choice(UNLABELLED_PERCUSSION, size=int(rng.integers(1, 3)), replace=False):
+        n = rng.poisson(float(rng.uniform(0.3, 2.0)) * seconds)
+        hits.extend((float(t), int(key), int(rng.integers(30, 120)), 0) for t in rng.uniform(0, seconds, n))
+    return sorted(hits)
 
 
 def place_drums(
@@ -959,14 +1018,15 @@ def split_soundfonts(split: str, *, extra_fonts: bool = False) -> tuple[Path, ..
 _worker: dict = {}
 
 
-def _init_worker(soundfonts: tuple[Path, ...], grooves: list[dict]) -> None:
+def _init_worker(soundfonts: tuple[Path, ...], grooves: list[dict], sample_kits: bool) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     _worker["renderer"] = Renderer(soundfonts)
     _worker["grooves"] = grooves
+    _worker["samples"] = SampleRenderer() if sample_kits else None
 
 
 def _work(spec: ClipSpec) -> tuple[ClipSpec, np.ndarray, np.ndarray | None, list]:
-    audio, labels = make_clip(spec, _worker["renderer"], _worker["grooves"])
+    audio, labels = make_clip(spec, _worker["renderer"], _worker["grooves"], _worker["samples"])
     return spec, log_mel(audio).astype(np.float16), audio if spec.split != "train" else None, labels
 
 
@@ -978,15 +1038,21 @@ def generate_split(
     workers: int,
     *,
     extra_fonts: bool = False,
+    sample_kits: bool = False,
 ) -> None:
-    """Render `specs` and write the split's arrays under `out / split` (the folder's name may differ)."""
+    """Render `specs` and write the split's arrays under `out / split` (the folder's name may differ).
+
+    `sample_kits` adds the installed recorded kits (`training.drums.samples`) to a training or
+    validation split; the test split never plays them."""
     soundfonts = split_soundfonts(split, extra_fonts=extra_fonts)
+    sample_kits = sample_kits and split != "test"
+    kit_names = [k.name for k in installed_sample_kits()] if sample_kits else []
     out.mkdir(parents=True, exist_ok=True)
     feats, audios, clips, labels = [], [], [], []
     offset = 0
     t0 = time.time()
     with mp.get_context("fork").Pool(
-        workers, initializer=_init_worker, initargs=(soundfonts, grooves)
+        workers, initializer=_init_worker, initargs=(soundfonts, grooves, sample_kits)
     ) as pool:
         for i, (spec, mel, audio, lab) in enumerate(pool.imap(_work, specs, chunksize=4)):
             feats.append(mel)
@@ -1009,6 +1075,7 @@ def generate_split(
                 "clips": len(specs),
                 "seconds": specs[0].seconds,
                 "soundfonts": [str(p) for p in soundfonts],
+                "sample_kits": kit_names,
             }
         )
     )
@@ -1025,6 +1092,7 @@ def generate(
     seconds: float = 8.0,
     workers: int = 2,
     extra_fonts: bool = False,
+    sample_kits: bool = False,
 ) -> None:
     """Write the train, valid, test_stems and test_mixes splits under `out`."""
     records = build_groove_cache(out / "grooves.json")
@@ -1061,7 +1129,9 @@ def generate(
         if (out / name / "meta.json").is_file():
             log.info("%s exists, kept", name)
             continue
-        generate_split(out / name, split, specs, grooves, workers, extra_fonts=extra_fonts)
+        generate_split(
+            out / name, split, specs, grooves, workers, extra_fonts=extra_fonts, sample_kits=sample_kits
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1081,6 +1151,12 @@ def main(argv: list[str] | None = None) -> None:
         help="train and validate on the installed EXTRA_TRAIN_SOUNDFONTS too (OPL-3 FM, avldrums' acoustic "
         "kits); off for the shipped weights",
     )
+    parser.add_argument(
+        "--sample-kits",
+        action="store_true",
+        help="train and validate on the installed recorded kits too (Debian hydrogen-drumkits, lmms-common; "
+        "training.drums.samples), each beside a SoundFont kit",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     generate(
@@ -1092,6 +1168,7 @@ def main(argv: list[str] | None = None) -> None:
         seconds=args.seconds,
         workers=args.workers,
         extra_fonts=args.extra_fonts,
+        sample_kits=args.sample_kits,
     )
 
 

@@ -37,7 +37,7 @@ def test_onsets_fold_gm_keys_onto_classes() -> None:
     by_class = onsets_by_class(notes)
     assert by_class[DRUM_CLASSES.index(36)] == [0.1]
     assert by_class[DRUM_CLASSES.index(38)] == [0.2]
-    assert by_class[DRUM_CLASSES.index(46)] == [0.3]  # pedal hat counts as open
+    assert by_class[DRUM_CLASSES.index(42)] == [0.3]  # the pedal hat counts as closed
     assert by_class[DRUM_CLASSES.index(56)] == [0.4]  # the cowbell is its own class
     assert onsets_by_class([NoteEvent(28, 0.1, 0.2, 0.5)]) == [[] for _ in DRUM_CLASSES]  # no class
 
