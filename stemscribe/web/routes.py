@@ -9,7 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import APIRouter, HTTPException
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse
+
+from stemscribe.transcription.drums import DRUM_CLASS_TABLE
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -70,3 +72,15 @@ def static_asset(relative: str) -> FileResponse:
     """One of the page's assets (modules, styles, icons)."""
     path = resolve_asset(relative)
     return FileResponse(path, media_type=_MEDIA_TYPES[path.suffix], headers=_ASSET_HEADERS)
+
+
+@router.get("/drum-classes.json", response_class=JSONResponse)
+def drum_classes() -> JSONResponse:
+    """The drum class table the library writes and scores with (`DRUM_CLASS_TABLE`), for the piano
+    roll's drum lane: each class's key, name, GM (and GS) keys folded onto it, and whether it is a kit
+    piece."""
+    classes = [
+        {"key": c.key, "name": c.name, "members": list(c.members + c.extra), "kit": c.kit}
+        for c in DRUM_CLASS_TABLE
+    ]
+    return JSONResponse({"classes": classes}, headers=_ASSET_HEADERS)

@@ -154,6 +154,7 @@ def test_page_helpers(page_on: Any, serve_app: Any, fake_api: Any) -> None:
               const f = await import('./static/js/format.js');
               const r = await import('./static/js/roll.js');
               const y = await import('./static/js/synth.js');
+              await y.loadDrumClasses();
               const a = await import('./static/js/api.js');
               return {
                 snippets: s.dialectRequests('http://host:8000/', "it's-1"),
@@ -161,7 +162,9 @@ def test_page_helpers(page_on: Any, serve_app: Any, fake_api: Any) -> None:
                 times: [f.formatTime(0), f.formatTime(65.34), f.formatTime(59.99)],
                 labels: [r.rulerLabel(65, 5), r.rulerLabel(1.25, 0.25), r.rulerLabel(0.5, 0.5)],
                 names: [r.noteName(60), r.noteName(21), r.noteName(61)],
-                drums: [36, 35, 44, 48, 57, 81].map(y.drumClass),
+                drums: [36, 35, 44, 48, 57, 81, 54, 62, 28].map(y.drumClass),
+                drumNames: [42, 63].map(c => y.DRUM_CLASS_NAMES[c]),
+                lane: [y.DRUM_ORDER[0], ...y.DRUM_ORDER.slice(-3)],
                 err401: f.describeError({status: 401, code: 'http_401', message: ''}),
                 errCode: f.describeError({status: 400, code: 'bad_audio', message: 'not usable as audio: x'}),
                 errOther: f.describeError({status: 418, code: 'teapot', message: 'short and stout'}),
@@ -190,7 +193,9 @@ def test_page_helpers(page_on: Any, serve_app: Any, fake_api: Any) -> None:
     assert got["times"] == ["0:00.0", "1:05.3", "0:59.9"]
     assert got["labels"] == ["1:05", "0:01.25", "0:00.5"]
     assert got["names"] == ["C4", "A0", "C♯4"]
-    assert got["drums"] == [36, 36, 46, 50, 49, 0]
+    assert got["drums"] == [36, 36, 42, 47, 49, 81, 54, 63, 0]  # the library's 22-class table
+    assert got["drumNames"] == ["Closed hat", "High conga/bongo"]
+    assert got["lane"] == [81, 38, 36, 0]  # auxiliary percussion on top, kick at the bottom, then Perc
     assert "needs an API key" in got["err401"]["headline"]
     assert got["errCode"] == {
         "headline": "That file could not be read as audio.",

@@ -196,3 +196,17 @@ def test_piano_roll_colours_are_readable() -> None:
     for colour in palette:  # notes are graphics: WCAG asks 3:1 against what surrounds them
         assert contrast(colour, roll["bg"]) >= 3, colour
         assert contrast(colour, roll["blackRow"]) >= 3, colour
+
+
+def test_the_drum_lane_reads_the_library_class_table(client: TestClient) -> None:
+    """The page's drum classes are served from DRUM_CLASS_TABLE, not a copy in the JavaScript."""
+    from stemscribe.transcription.drums import DRUM_CLASS_TABLE, KEY_TO_CLASS
+
+    r = client.get("/drum-classes.json")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    classes = r.json()["classes"]
+    assert [c["key"] for c in classes] == [c.key for c in DRUM_CLASS_TABLE]
+    assert {k: c["key"] for c in classes for k in c["members"]} == KEY_TO_CLASS
+    assert sum(c["kit"] for c in classes) == 9 and len(classes) == 22
+    synth = (STATIC_DIR / "js" / "synth.js").read_text(encoding="utf-8")
+    assert "drum-classes.json" in synth and "44: 46" not in synth

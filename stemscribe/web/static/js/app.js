@@ -4,6 +4,7 @@ import { Api, ApiError } from "./api.js";
 import { STAGE_TEXT, STEM_TEXT, colourOf, describeError, formatAgo, formatBytes, formatTime } from "./format.js";
 import { Player } from "./player.js";
 import { PianoRoll } from "./roll.js";
+import { loadDrumClasses } from "./synth.js";
 import { ScoreView } from "./score.js";
 import { dialectRequests } from "./snippets.js";
 
@@ -306,6 +307,7 @@ async function openJob(id, { scroll = true } = {}) {
   stopPolling();
   const token = ++state.jobToken;
   clearError();
+  await loadDrumClasses(); // the drum lane's rows come from the library's class table
   state.seenStages = new Set();
   state.revealOnDone = scroll;
   state.polls = 0;
@@ -691,6 +693,7 @@ $("jobs-refresh").addEventListener("click", loadJobs);
 
 renderKeyState();
 loadJobs();
+loadDrumClasses();
 {
   const m = /^#job=(.+)$/.exec(location.hash);
   if (m) openJob(decodeURIComponent(m[1]), { scroll: false });

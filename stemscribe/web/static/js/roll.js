@@ -1,8 +1,9 @@
 // The piano roll: a canvas that stays put inside a horizontally scrolling strip as wide as the song.
 //
-// Pitched notes share one pitch axis; drums get their own lane at the bottom, one row per kit piece.
+// Pitched notes share one pitch axis; drums get their own lane at the bottom, one row per drum class
+// played (the library's class table, synth.js' loadDrumClasses).
 
-import { DRUM_CLASS_NAMES, drumClass } from "./synth.js";
+import { DRUM_CLASS_NAMES, DRUM_ORDER, drumClass } from "./synth.js";
 import { formatTime } from "./format.js";
 
 const GUTTER = 46; // px: note names on the left
@@ -11,7 +12,6 @@ const DRUM_ROW = 13; // px per drum row
 const MAX_PPS = 600; // px per second at the closest zoom
 const NOTE_NAMES = ["C", "C♯", "D", "D♯", "E", "F", "F♯", "G", "G♯", "A", "A♯", "B"];
 const BLACK = new Set([1, 3, 6, 8, 10]);
-const DRUM_ORDER = [49, 51, 46, 42, 50, 47, 45, 38, 36, 0];
 const STEPS = [0.1, 0.25, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300];
 
 const C = {
@@ -137,7 +137,7 @@ export class PianoRoll {
     this.lowPitch = lo;
     this.highPitch = hi;
     const used = new Set(this.tracks.filter((t) => t.isDrum).flatMap((t) => t.notes.map((n) => drumClass(n.pitch))));
-    this.drumRows = DRUM_ORDER.filter((c) => used.has(c));
+    this.drumRows = (DRUM_ORDER.length ? DRUM_ORDER : [0]).filter((c) => used.has(c));
     this.playhead = 0;
     this.scroller.scrollLeft = 0;
     this.fit();

@@ -1,29 +1,34 @@
 // A small Web Audio synth: one simple voice per instrument family, noise and click voices for drums.
 
-/** General MIDI drum keys folded onto the drum classes stemscribe writes (as stemscribe/drums.py). */
-export const GM_TO_CLASS = {
-  35: 36, 36: 36,
-  37: 38, 38: 38, 39: 38, 40: 38,
-  42: 42, 44: 46, 46: 46,
-  41: 45, 43: 45, 45: 47, 47: 47, 48: 50, 50: 50,
-  49: 49, 52: 49, 55: 49, 57: 49,
-  51: 51, 53: 51, 59: 51,
-};
+/**
+ * The drum classes stemscribe writes, from the library's own table (stemscribe.transcription.drums'
+ * DRUM_CLASS_TABLE, served at /drum-classes.json): GM key -> class key, class key -> name, and the
+ * drum lane's rows top to bottom (the table reversed: auxiliary percussion, cymbals, ..., kick), then
+ * "Perc" (class 0) for keys of no class. Empty until `loadDrumClasses()` has run.
+ */
+export const GM_TO_CLASS = {};
+export const DRUM_CLASS_NAMES = { 0: "Perc" };
+export const DRUM_ORDER = [];
 
-export const DRUM_CLASS_NAMES = {
-  36: "Kick",
-  38: "Snare",
-  42: "Hi-hat",
-  46: "Open hat",
-  45: "Low tom",
-  47: "Mid tom",
-  50: "High tom",
-  49: "Crash",
-  51: "Ride",
-  0: "Perc",
-};
+let loading = null;
 
-/** The drum class of a GM drum key; 0 for percussion that is none of the kit pieces. */
+/** Fetch the class table once (later calls share the first); on failure every drum shows as "Perc". */
+export function loadDrumClasses() {
+  loading ??= fetch(new URL("../../drum-classes.json", import.meta.url))
+    .then((r) => (r.ok ? r.json() : { classes: [] }))
+    .catch(() => ({ classes: [] }))
+    .then(({ classes }) => {
+      for (const c of classes) {
+        for (const k of c.members) GM_TO_CLASS[k] = c.key;
+        DRUM_CLASS_NAMES[c.key] = c.name.charAt(0).toUpperCase() + c.name.slice(1);
+      }
+      DRUM_ORDER.splice(0, DRUM_ORDER.length, ...classes.map((c) => c.key).reverse(), 0);
+      return classes;
+    });
+  return loading;
+}
+
+/** The drum class of a GM drum key; 0 for percussion of no class. */
 export function drumClass(pitch) {
   return GM_TO_CLASS[pitch] ?? 0;
 }
