@@ -20,8 +20,9 @@ and, with `--extra-fonts` where their Debian packages are installed, the OPL-3 F
 acoustic kits of avldrums (Black Pearl, Red Zeppelin). With `--sample-kits`, half the training and
 validation clips also play one of the recorded kits of `training.drums.samples` (Debian
 `hydrogen-drumkits`: 14 kits with velocity layers; `lmms-common`: its one-shot drums as one kit; its
-docstring lists them), the SoundFont kit playing the keys that kit lacks. `HELD_OUT_SOUNDFONTS` (FluidR3 GM/GS/Mono and
-csound's sf_GMbank.sf2) are never used for training or validation; FluidR3_GM renders the test split.
+docstring lists them), the SoundFont kit playing the keys that kit lacks; the test split never plays
+them. `HELD_OUT_SOUNDFONTS` (FluidR3 GM/GS/Mono and csound's sf_GMbank.sf2) are never used for
+training or validation; FluidR3_GM renders the test split.
 Training clips get accompaniment at random levels and random gain, EQ, compression, reverb, noise
 and MP3 round-trips.
 

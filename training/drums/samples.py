@@ -226,11 +226,9 @@ class _Voice:
     layers: list[tuple[float, float, float, npt.NDArray[np.float32]]]  # lo, hi, gain, audio
 
     def hit(self, velocity: float, rng: np.random.Generator) -> npt.NDArray[np.float32]:
-        for lo, hi, gain, audio in self.layers:
-            if lo <= velocity <= hi + 1e-6:
-                break
-        else:
-            lo, hi, gain, audio = min(self.layers, key=lambda la: abs((la[0] + la[1]) / 2 - velocity))
+        fits = [la for la in self.layers if la[0] <= velocity <= la[1] + 1e-6]
+        nearest = min(self.layers, key=lambda la: abs(la[0] + la[1] - 2 * velocity))
+        _, _, gain, audio = fits[0] if fits else nearest
         amp = gain * (0.15 + 0.85 * velocity**1.6) * float(10 ** (rng.normal(0, 0.7) / 20))
         return audio * np.float32(amp)
 
@@ -258,9 +256,7 @@ class SampleRenderer:
         for inst in kit.instruments:
             if inst.key is not None:
                 by_key.setdefault(inst.key, []).append(inst)
-        voices = {
-            k: self._voice(insts[int(rng.integers(len(insts)))], rng, _level(k)) for k, insts in by_key.items()
-        }
+        voices = {k: self._voice(v[int(rng.integers(len(v)))], rng, _level(k)) for k, v in by_key.items()}
         return voices, [self._voice(i, rng, AUX_LEVEL) for i in kit.distractors()]
 
     def _voice(self, inst: Instrument, rng: np.random.Generator, level: float) -> _Voice:

@@ -41,8 +41,8 @@ TIMGM = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
         ("Tom Hi", 50),
         ("Paiste Bell", 53),
         ("Ride Jazz", 51),
-        ("Crash/Ride Bow (Paiste Rude Crash/Ride 18\")", 51),
-        ("China (Paiste Alpha 18\")", 52),
+        ('Crash/Ride Bow (Paiste Rude Crash/Ride 18")', 51),
+        ('China (Paiste Alpha 18")', 52),
         ("Zildjian Splash", 55),
         ("Sabian Crash", 49),
         ("Tambourine Pedal (Pearl PTM-10GH)", 54),
@@ -132,7 +132,10 @@ def test_an_open_hat_is_choked_by_the_next_closed_hat() -> None:
     ring = np.ones(SAMPLE_RATE, np.float32)  # one second of open hat
     kit = SampleKit(
         "hats",
-        (Instrument("open", 46, (Layer(0, 1, 1, Path("open")),)), Instrument("c", 42, (Layer(0, 1, 1, Path("c")),))),
+        (
+            Instrument("open", 46, (Layer(0, 1, 1, Path("open")),)),
+            Instrument("closed", 42, (Layer(0, 1, 1, Path("c")),)),
+        ),
     )
     renderer = SampleRenderer([kit])
     renderer._audio = {Path("open"): ring, Path("c"): np.zeros(10, np.float32)}
