@@ -137,8 +137,19 @@ def _float(text: str | None, default: float) -> float:
         return default
 
 
+def _readable(path: Path) -> bool:
+    """Whether `path` exists and its header decodes (LMMS ships a kick whose header is malformed)."""
+    import soundfile as sf
+
+    try:
+        sf.info(str(path))
+    except (OSError, RuntimeError, sf.LibsndfileError):
+        return False
+    return True
+
+
 def parse_hydrogen_kit(folder: Path) -> SampleKit:
-    """The kit that `folder/drumkit.xml` describes (instruments without an existing file left out)."""
+    """The kit that `folder/drumkit.xml` describes (instruments without a readable file left out)."""
     root = ET.parse(folder / "drumkit.xml").getroot()
     instruments = []
     for elem in root.iter():
@@ -152,7 +163,7 @@ def parse_hydrogen_kit(folder: Path) -> SampleKit:
         for sub in elem.iter():
             if _strip(sub.tag) == "layer":
                 fn = _child(sub, "filename")
-                if fn and (folder / fn).is_file():
+                if fn and _readable(folder / fn):
                     layers.append(
                         Layer(
                             _float(_child(sub, "min"), 0.0),
@@ -162,7 +173,7 @@ def parse_hydrogen_kit(folder: Path) -> SampleKit:
                         )
                     )
         direct = _child(elem, "filename")  # the old format: one file, no layers
-        if not layers and direct and (folder / direct).is_file():
+        if not layers and direct and _readable(folder / direct):
             layers.append(Layer(0.0, 1.0, 1.0, folder / direct))
         if layers:
             gain = _float(_child(elem, "gain"), 1.0) * _float(_child(elem, "volume"), 1.0)
@@ -175,7 +186,7 @@ def lmms_kit(folder: Path = LMMS_DRUMS) -> SampleKit:
     instruments = []
     for path in sorted(folder.glob("*.ogg")):
         key = key_of_name(path.stem)
-        if key == SKIP or re.fullmatch(r"tom\d+", path.stem):  # toms of unknown pitch: not played
+        if key == SKIP or re.fullmatch(r"tom\d+", path.stem) or not _readable(path):  # toms of unknown pitch
             continue
         instruments.append(Instrument(path.stem, key, (Layer(0.0, 1.0, 1.0, path),)))
     return SampleKit("lmms", tuple(instruments))

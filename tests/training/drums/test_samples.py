@@ -73,6 +73,7 @@ def _write_kit(folder: Path) -> Path:
     folder.mkdir()
     for name, freq in (("kick-soft", 150), ("kick-hard", 400), ("hat", 5000), ("snap", 1200)):
         sf.write(folder / f"{name}.wav", _tone(freq), 44100)
+    (folder / "broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEfmt \x02\x00\x00\x00")  # a bad header
     (folder / "drumkit.xml").write_text(
         """<?xml version="1.0" encoding="UTF-8"?>
 <drumkit_info xmlns="http://www.hydrogen-music.org/drumkit"><name>Test</name><instrumentList>
@@ -85,6 +86,7 @@ def _write_kit(folder: Path) -> Path:
  <gain>1</gain></layer></instrument>
 <instrument><id>3</id><name>Snare Roll</name><layer><filename>snap.wav</filename></layer></instrument>
 <instrument><id>4</id><name>Tom Low</name><layer><filename>missing.wav</filename></layer></instrument>
+<instrument><id>5</id><name>Cowbell</name><layer><filename>broken.wav</filename></layer></instrument>
 </instrumentList></drumkit_info>"""
     )
     return folder
@@ -97,7 +99,7 @@ def test_a_hydrogen_kit_parses_into_keys_layers_and_distractors(tmp_path: Path) 
         ("Kick", 36, 2),
         ("Closed HH", 42, 1),  # the old format: one file, no layers
         ("Finger Snaps", None, 1),
-    ]  # the roll is never played, and the tom without its file is left out
+    ]  # the roll is never played; the tom without its file and the unreadable cowbell are left out
     assert kit.keys() == {36, 42} and [i.name for i in kit.distractors()] == ["Finger Snaps"]
     assert [(la.lo, la.hi) for la in kit.instruments[0].layers] == [(0.0, 0.5), (0.5, 1.0)]
 
