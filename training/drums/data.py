@@ -44,6 +44,7 @@ import logging
 import multiprocessing as mp
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import time
@@ -1044,31 +1045,33 @@ def generate_split(
     """Render `specs` and write the split's arrays under `out / split` (the folder's name may differ).
 
     `sample_kits` adds the installed recorded kits (`training.drums.samples`) to a training or
-    validation split; the test split never plays them."""
+    validation split; the test split never plays them. Clips are rendered in parts of PART_CLIPS,
+    each saved under `out/parts/` as it completes, so an interrupted run picks up where it stopped;
+    the parts are joined into the split's arrays at the end and removed."""
     soundfonts = split_soundfonts(split, extra_fonts=extra_fonts)
     sample_kits = sample_kits and split != "test"
     kit_names = [k.name for k in installed_sample_kits()] if sample_kits else []
     out.mkdir(parents=True, exist_ok=True)
+    parts = render_parts(out / "parts", specs, workers, (soundfonts, grooves, sample_kits))
     feats, audios, clips, labels = [], [], [], []
     offset = 0
-    t0 = time.time()
-    with mp.get_context("fork").Pool(
-        workers, initializer=_init_worker, initargs=(soundfonts, grooves, sample_kits)
-    ) as pool:
-        for i, (spec, mel, audio, lab) in enumerate(pool.imap(_work, specs, chunksize=4)):
-            feats.append(mel)
-            if audio is not None:
-                audios.append(audio)
-            clips.append((offset, mel.shape[0], 1 if spec.accompaniment == "mix" else 0))
-            labels.extend((i, t, c, v) for t, c, v in lab)
-            offset += mel.shape[0]
-            if (i + 1) % 200 == 0:
-                log.info("%s: %d/%d clips, %.0f s", out.name, i + 1, len(specs), time.time() - t0)
+    for path in parts:
+        with np.load(path) as part:
+            base = len(clips)
+            for n, mix in zip(part["frames"].tolist(), part["mix"].tolist(), strict=True):
+                clips.append((offset, n, mix))
+                offset += n
+            feats.append(part["features"])
+            lab = part["labels"].copy()
+            lab[:, 0] += base
+            labels.extend(lab.tolist())
+            if part["audio"].size:
+                audios.append(part["audio"])
     np.save(out / "features.npy", np.concatenate(feats))
     np.save(out / "clips.npy", np.array(clips, dtype=np.int64))
     np.save(out / "labels.npy", np.array(labels, dtype=np.float64).reshape(-1, 4))
     if audios:
-        np.save(out / "audio.npy", np.stack(audios))
+        np.save(out / "audio.npy", np.concatenate(audios))
     (out / "meta.json").write_text(
         json.dumps(
             {
@@ -1080,7 +1083,55 @@ def generate_split(
             }
         )
     )
-    log.info("%s: %d clips, %d labels in %.0f s", out.name, len(specs), len(labels), time.time() - t0)
+    log.info("%s: %d clips, %d labels", out.name, len(specs), len(labels))
+    shutil.rmtree(out / "parts")
+
+
+PART_CLIPS = 100
+
+
+def render_parts(
+    folder: Path, specs: list[ClipSpec], workers: int, initargs: tuple[tuple[Path, ...], list[dict], bool]
+) -> list[Path]:
+    """Render `specs` PART_CLIPS at a time into `folder/part-*.npz` (features float16, frames, mix,
+    labels (clip within the part, time, class, velocity), audio), skipping parts already there; returns
+    the parts' paths in order. A part's name holds its first clip's split, seed and index and its size."""
+    folder.mkdir(parents=True, exist_ok=True)
+    chunks = [specs[i : i + PART_CLIPS] for i in range(0, len(specs), PART_CLIPS)]
+    paths = [
+        folder / f"part-{c[0].split}-s{c[0].seed}-{c[0].index:06d}-{len(c)}-{c[0].seconds:g}s.npz"
+        for c in chunks
+    ]
+    todo = [j for j, p in enumerate(paths) if not p.is_file()]
+    if todo:
+        t0 = time.time()
+        done = 0
+        with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
+            for j in todo:
+                mels, frames, mix, labels, audios = [], [], [], [], []
+                for i, (spec, mel, audio, lab) in enumerate(pool.imap(_work, chunks[j], chunksize=4)):
+                    mels.append(mel)
+                    frames.append(mel.shape[0])
+                    mix.append(1 if spec.accompaniment == "mix" else 0)
+                    labels.extend((i, t, c, v) for t, c, v in lab)
+                    if audio is not None:
+                        audios.append(audio)
+                tmp = paths[j].with_suffix(".tmp")
+                with tmp.open("wb") as f:
+                    np.savez(
+                        f,
+                        features=np.concatenate(mels),
+                        frames=np.array(frames, np.int64),
+                        mix=np.array(mix, np.int64),
+                        labels=np.array(labels, np.float64).reshape(-1, 4),
+                        audio=np.stack(audios) if audios else np.zeros((0,), np.float32),
+                    )
+                tmp.replace(paths[j])
+                done += len(chunks[j])
+                log.info(
+                    "%s: %d/%d clips rendered, %.0f s", folder.parent.name, done, len(specs), time.time() - t0
+                )
+    return paths
 
 
 def generate(

@@ -253,3 +253,33 @@ def test_warm_start_reproduces_the_exported_network(tmp_path: Path) -> None:
         b, vb = warm(torch.from_numpy(mel[None]))
     np.testing.assert_allclose(torch.sigmoid(a).numpy(), torch.sigmoid(b).numpy(), atol=1e-4)
     np.testing.assert_allclose(va.numpy(), vb.numpy(), atol=1e-4)
+
+
+def test_a_split_renders_in_parts_and_an_interrupted_run_resumes(tmp_path: Path, monkeypatch) -> None:
+    """Parts saved as they complete; a rerun renders only the missing ones, and the joined split is the
+    same as one rendered in a single part."""
+    pytest.importorskip("tinysoundfont", reason="the data generator needs tinysoundfont")
+    if not TIMGM.is_file():
+        pytest.skip("TimGM6mb.sf2 missing (Debian: timgm6mb-soundfont)")
+    from training.drums import data
+
+    monkeypatch.setattr(data, "split_soundfonts", lambda split, extra_fonts=False: (TIMGM,))
+    specs = [data.ClipSpec("valid", i, 5, 2.0, "none" if i % 2 else "mix") for i in range(5)]
+    data.generate_split(tmp_path / "whole", "valid", specs, [], 1)
+    monkeypatch.setattr(data, "PART_CLIPS", 2)
+    parts = data.render_parts(tmp_path / "parts", specs, 1, ((TIMGM,), [], False))
+    assert len(parts) == 3 and all(p.is_file() for p in parts)
+    stamp = parts[0].stat().st_mtime_ns
+    parts[1].unlink()  # interrupted before the second part was saved
+    data.render_parts(tmp_path / "parts", specs, 1, ((TIMGM,), [], False))
+    assert parts[1].is_file() and parts[0].stat().st_mtime_ns == stamp  # only the missing part rendered
+    (tmp_path / "split").mkdir()
+    (tmp_path / "parts").rename(tmp_path / "split" / "parts")
+    data.generate_split(tmp_path / "split", "valid", specs, [], 1)
+    assert not (tmp_path / "split" / "parts").exists()
+    for name in ("features.npy", "clips.npy", "labels.npy", "audio.npy"):
+        np.testing.assert_array_equal(np.load(tmp_path / "split" / name), np.load(tmp_path / "whole" / name))
+    clips = np.load(tmp_path / "whole" / "clips.npy")
+    assert clips[:, 2].tolist() == [1, 0, 1, 0, 1] and (np.diff(clips[:, 0]) == clips[:-1, 1]).all()
+    labels = np.load(tmp_path / "whole" / "labels.npy")
+    assert set(labels[:, 0].astype(int)) <= set(range(5)) and len(labels)
