@@ -17,6 +17,10 @@ mir_eval.beat.f_measure of the downbeats (70 ms, nothing trimmed), mir_eval.chor
 (duration-weighted over each song, then averaged over songs). Usage:
 
     python -m bench.sheet [--data bench/data] [--heldout bench/data-heldout] [--no-mixes]
+                          [--engine NAME] [--cache DIR] [--json FILE]
+
+`--cache DIR` keeps each mix's transcription as a Result JSON under DIR/ENGINE/SPLIT-FONT/ and reads it back
+on the next run, so that the analysis can be measured again without transcribing again.
 """
 
 from __future__ import annotations
@@ -274,6 +278,18 @@ def _folders(data: Path, heldout: Path) -> list[tuple[str, str, Path]]:
     return out
 
 
+def _transcription(transcriber: Any, mix: Path, cache: Path | None, song: str) -> Result:
+    """The mix's transcription, read from `cache` when it holds one (and written there when not)."""
+    stored = None if cache is None else cache / f"{song}.json"
+    if stored is not None and stored.exists():
+        return Result.from_dict(json.loads(stored.read_text(encoding="utf-8")))
+    result: Result = transcriber.transcribe(mix, stem="mix")
+    if stored is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        result.write_json(stored)
+    return result
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sheet", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA_DIR, help="dev split folder (bench/data)")
@@ -282,6 +298,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-mixes", action="store_true", help="only the reference notes, no transcription")
     parser.add_argument("--json", type=Path, default=None, help="also write every song's row here")
+    parser.add_argument(
+        "--engine",
+        default=None,
+        help="stemscribe's engine, passed as Transcriber(engine=NAME) (default: the library's own)",
+    )
+    parser.add_argument(
+        "--cache", type=Path, default=None, help="keep and reuse the mixes' transcriptions in this folder"
+    )
     args = parser.parse_args(argv)
     folders = _folders(args.data, args.heldout)
     if not folders:
@@ -291,9 +315,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     transcriber = None
     if not args.no_mixes:
+        from bench.systems import transcriber_options
         from stemscribe import Transcriber
 
-        transcriber = Transcriber()
+        transcriber = Transcriber(**transcriber_options(engine=args.engine))
     refs_by_split: dict[str, dict[str, Reference]] = {}
     table: list[list[str]] = []
     rows: list[dict[str, Any]] = []
@@ -312,8 +337,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if transcriber is None:
             continue
         mix_scores = Scores()
+        cache = None if args.cache is None else args.cache / (args.engine or "default") / f"{split}-{font}"
         for song, ref in refs_by_split[split].items():
-            result = transcriber.transcribe(folder / song / "mix.flac", stem="mix")
+            result = _transcription(transcriber, folder / song / "mix.flac", cache, song)
             t0 = time.perf_counter()
             est = analyze(result)
             mix_scores.seconds.append(time.perf_counter() - t0)

@@ -56,7 +56,10 @@ def tempo_knots(
         end = max(duration, period)
         return np.array([0.0, end]), np.array([0.0, end / period * beat_ticks])
     first_period = b[1] - b[0]
-    lead = int(np.ceil(b[0] / first_period - 1e-9)) if b[0] > 1e-6 else 0
+    # Beats in the lead-in before the first tracked one: a lead-in a little longer than a whole number
+    # of beats is that many slightly slow beats (a tracker that misses the beat at 0 s leaves one just
+    # over a beat long), not one more very fast one.
+    lead = max(1, int(np.ceil(b[0] / first_period - 0.25))) if b[0] > 1e-6 else 0
     times = b if lead == 0 else np.concatenate([[0.0], b])
     ticks = (np.arange(b.size) + lead) * float(beat_ticks)
     if lead:

@@ -47,9 +47,47 @@ PROFILES: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
         (6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88),
         (6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17),
     ),
-    "temperley": (
+    "temperley": (  # Temperley (2001), from the Kostka-Payne harmony textbook's excerpts
         (0.748, 0.060, 0.488, 0.082, 0.670, 0.460, 0.096, 0.715, 0.104, 0.366, 0.057, 0.400),
         (0.712, 0.084, 0.474, 0.618, 0.049, 0.460, 0.105, 0.747, 0.404, 0.067, 0.133, 0.330),
+    ),
+    "aarden": (  # Aarden (2003), from the Essen folk-song collection
+        (
+            17.7661,
+            0.145624,
+            14.9265,
+            0.160186,
+            19.8049,
+            11.3587,
+            0.291248,
+            22.062,
+            0.145624,
+            8.15494,
+            0.232998,
+            4.95122,
+        ),
+        (
+            18.2648,
+            0.737619,
+            14.0499,
+            16.8599,
+            0.702494,
+            14.4362,
+            0.702494,
+            18.6161,
+            4.56621,
+            1.93186,
+            7.37619,
+            1.75623,
+        ),
+    ),  # fmt: skip
+    "albrecht": (  # Albrecht and Shanahan (2013), from 982 pieces of the common-practice repertoire
+        (0.238, 0.006, 0.111, 0.006, 0.137, 0.094, 0.016, 0.214, 0.009, 0.080, 0.008, 0.081),
+        (0.220, 0.006, 0.104, 0.123, 0.019, 0.103, 0.012, 0.214, 0.062, 0.022, 0.061, 0.052),
+    ),
+    "bellman": (  # Bellman and Budge (2005), from chords of the common-practice repertoire
+        (16.80, 0.86, 12.95, 1.41, 13.49, 11.93, 1.25, 20.28, 1.80, 8.04, 0.62, 10.57),
+        (18.16, 0.69, 12.99, 13.34, 1.07, 11.15, 1.38, 21.07, 7.49, 1.53, 0.92, 10.21),
     ),
 }
 
@@ -194,14 +232,31 @@ class ScoreAnalysis:
 
 @dataclass(frozen=True, slots=True)
 class AnalysisOptions:
-    profile: str = "temperley"
     chord_bass_weight: float = 0.15
-    # How much the share of time spent on a key's tonic triad adds to its correlation, and how much more
-    # the first and last chords count (0: an excerpt need not start or end on the tonic). Chosen on the
-    # dev split's reference notes (bench/sheet.py): larger values lose keys to the dominant.
-    chord_key_weight: float = 0.15
+    # Key (`_key`): the profile and how it is fitted, how much more bass notes count in the histogram and
+    # how much metrical accent weighs the notes (`_metrical_weights`), and how much the harmony's
+    # evidence adds to the fit (shares of the tonic triad's time, of the chord changes that are V-I
+    # cadences into it, of the bar lines' bass on the tonic, and the first and last chords; 0: an excerpt
+    # need not start or end on the tonic). Chosen on the dev split (bench/sheet.py): Aarden's profile
+    # read as a likelihood gets the most keys right on the reference notes and on both engines' mixes;
+    # the harmony only breaks near-ties (at 0.15 it hands I-IV-V songs to IV, whose triad they dwell on).
+    profile: str = "aarden"
+    key_method: str = "likelihood"
+    key_bass_weight: float = 1.5
+    metrical_weight: float = 0.5
+    chord_key_weight: float = 0.05
+    cadence_weight: float = 0.05
+    bass_key_weight: float = 0.05
     edge_weight: float = 0.0
     change_penalty: tuple[float, float, float] = (0.05, 0.15, 0.3)  # at bar lines, half bars, other beats
+    # Metre (`_metre`): how much bar-period repetition counts beside the accent template fit (both in
+    # standard deviations), and by how much 3/4 and 2/4 (6/8 when the beat divides in three) must beat 4/4.
+    harmony_span: int = 2
+    harmony_weight: float = 1.5
+    repetition_weight: float = 1.0
+    triple_margin: float = 0.1
+    duple_margin: float = 0.3
+    compound_margin: float = 0.1
 
 
 # ------------------------------------------------------------------------------------------------ notes
@@ -305,6 +360,9 @@ def _accents(
     drum_pos: npt.NDArray[np.float64],
     chroma: npt.NDArray[np.float64],
     n_beats: int,
+    *,
+    span: int = 2,
+    harmony_weight: float = 1.5,
 ) -> list[tuple[float, npt.NDArray[np.float64]]]:
     """(weight, (n_beats,) feature) pairs; a positive weight marks a feature that is strong on bar lines."""
     length = np.minimum(notes.end - notes.start, 4.0)
@@ -316,32 +374,70 @@ def _accents(
     for group, weight in ((KICKS, 1.0), (CRASHES, 0.5), (SNARES, -0.7)):
         pos = drum_pos[np.isin(drum_pitch, list(group))]
         features.append((weight, _near_beats(pos, np.ones(pos.size), n_beats)))
-    # Harmonic change: pitch classes of the two beats from here against the two before.
+    # Harmonic change: pitch classes of the `span` beats from here against the `span` before.
     if n_beats >= 2:
-        padded = np.vstack([np.zeros((2, 12)), chroma, np.zeros((2, 12))])
-        after = padded[2:-2] + padded[3:-1]
-        before = padded[1:-3] + padded[:-4]
+        padded = np.vstack([np.zeros((span, 12)), chroma, np.zeros((span, 12))])
+        after = sum(padded[span + k : span + k + n_beats] for k in range(span))
+        before = sum(padded[span - 1 - k : span - 1 - k + n_beats] for k in range(span))
         norm = np.linalg.norm(after, axis=1) * np.linalg.norm(before, axis=1)
         cos = np.where(norm > 0, (after * before).sum(axis=1) / np.maximum(norm, 1e-12), 1.0)
         sounding = chroma.sum(axis=1) > 0
-        features.append((1.5, np.where(sounding, 1.0 - cos, 0.0)))
+        features.append((harmony_weight, np.where(sounding, 1.0 - cos, 0.0)))
     return features
 
 
-def _contrast(
-    features: list[tuple[float, npt.NDArray[np.float64]]], m: int, n_beats: int
-) -> npt.NDArray[np.float64]:
-    """(m,) how much the beats of each phase stand out over the others, summed over the features."""
-    phase = np.arange(n_beats) % m
+# Accent expected on each beat of a bar, downbeat first (the metrical grid of Lerdahl and Jackendoff: in
+# 4/4 the half bar is the next strongest beat).
+METRE_TEMPLATES: dict[int, tuple[float, ...]] = {
+    2: (1.0, 0.3),
+    3: (1.0, 0.3, 0.3),
+    4: (1.0, 0.3, 0.65, 0.3),
+}
+
+
+def _fit(features: list[tuple[float, npt.NDArray[np.float64]]], m: int) -> npt.NDArray[np.float64]:
+    """(m,) how well the accents match the m-beat template with the bar line on each phase.
+
+    Each feature is standardised, averaged per beat of the bar (phase p = beats p, p + m, ...) and the
+    profile projected on the zero-mean, unit-length template rolled to each phase; divided by sqrt(m),
+    a feature that follows the template exactly scores its weight whatever the bar length.
+    """
+    template = np.asarray(METRE_TEMPLATES[m]) - np.mean(METRE_TEMPLATES[m])
+    template /= np.linalg.norm(template)
     out = np.zeros(m)
     for weight, f in features:
         spread = float(f.std())
-        if spread <= 1e-9:
+        if spread <= 1e-9 or f.size < m:
             continue
-        for p in range(m):
-            inside = phase == p
-            out[p] += weight * (float(f[inside].mean()) - float(f[~inside].mean())) / spread
-    return out
+        z = (f - f.mean()) / spread
+        folded = np.bincount(np.arange(z.size) % m, weights=z, minlength=m) / np.bincount(
+            np.arange(z.size) % m, minlength=m
+        )
+        out += weight * np.array([np.roll(folded, -p) @ template for p in range(m)])
+    return out / np.sqrt(m)
+
+
+def _repetition(descriptors: npt.NDArray[np.float64]) -> dict[int, float]:
+    """How much more alike beats a whole number of m-beat bars apart are than beats at other lags.
+
+    `descriptors` is (n_beats, d), the rhythm of each beat (`_descriptors`). Grooves, riffs and drum
+    patterns repeat every bar, so the lags 3, 6, 9, 12 stand out in 3/4 and 4, 8, 12 in 4/4.
+    """
+    norm = np.linalg.norm(descriptors, axis=1, keepdims=True)
+    unit = np.divide(descriptors, norm, out=np.zeros_like(descriptors), where=norm > 0)
+    n = unit.shape[0]
+    sim = {}
+    for lag in range(1, 13):
+        if n - lag < 8:
+            break
+        both = (norm[:-lag, 0] > 0) & (norm[lag:, 0] > 0)
+        if both.sum() < 4:
+            break
+        sim[lag] = float(((unit[:-lag] * unit[lag:]).sum(axis=1))[both].mean())
+    if len(sim) < 12:
+        return {}
+    base = float(np.mean([sim[lag] for lag in range(2, 13)]))
+    return {m: float(np.mean([sim[lag] for lag in range(m, 13, m)])) - base for m in (2, 3, 4)}
 
 
 def _ternary(notes: _Notes, drum_pos: npt.NDArray[np.float64]) -> bool:
@@ -356,29 +452,59 @@ def _ternary(notes: _Notes, drum_pos: npt.NDArray[np.float64]) -> bool:
     return bool(thirds > 2 * halves and thirds >= 0.3 * off.size)
 
 
+def _descriptors(
+    notes: _Notes, drum_pitch: npt.NDArray[np.int64], drum_pos: npt.NDArray[np.float64], n_beats: int
+) -> npt.NDArray[np.float64]:
+    """(n_beats, 20) the rhythm of each beat, for `_repetition`: onsets of the pitched notes, the bass,
+    kicks, snares and other drums on each quarter of the beat, each block scaled to unit length.
+
+    Rhythm only: the pitches change with the chords, which in most songs change every bar, so they
+    would make a bar unlike the next.
+    """
+    groups = [
+        notes.start,
+        notes.start[notes.bass],
+        drum_pos[np.isin(drum_pitch, list(KICKS))],
+        drum_pos[np.isin(drum_pitch, list(SNARES))],
+        drum_pos[~np.isin(drum_pitch, list(KICKS | SNARES))],
+    ]
+    blocks = []
+    for pos in groups:
+        block = np.zeros((n_beats, 4))
+        slot = np.rint(pos * 4).astype(np.int64)
+        inside = (slot >= 0) & (slot < 4 * n_beats)
+        np.add.at(block, (slot[inside] // 4, slot[inside] % 4), 1.0)
+        norm = np.linalg.norm(block, axis=1, keepdims=True)
+        blocks.append(np.divide(block, norm, out=np.zeros_like(block), where=norm > 0))
+    return np.hstack(blocks)
+
+
 def _metre(
-    features: list[tuple[float, npt.NDArray[np.float64]]],
-    n_beats: int,
+    fits: dict[int, npt.NDArray[np.float64]],
+    repetition: dict[int, float],
     ternary: bool,
     first_onset: int,
+    options: AnalysisOptions,
 ) -> tuple[TimeSignature, int]:
-    """The time signature and the beat index of the first bar line (< beats per bar)."""
-    if n_beats < 6:
-        return TimeSignature(4, 4), first_onset % 4 if first_onset >= 0 else 0
-    contrast = {m: _contrast(features, m, n_beats) for m in (2, 3, 4) if n_beats >= 2 * m}
-    best = {m: float(c.max()) for m, c in contrast.items()}
-    if max(best.values()) < 0.15:  # no accent pattern: 4/4 from the first note
+    """The time signature and the beat index of the first bar line (< beats per bar).
+
+    A bar length scores its best phase's template fit plus how much the music repeats at that period;
+    4/4 is the default that 3/4 and 2/4 must beat by a margin (a 4/4 with an even harmonic rhythm fits
+    the two-beat template nearly as well). The bar lines go where the chosen template fits best.
+    """
+    if 4 not in fits:
         return TimeSignature(4, 4), max(first_onset, 0) % 4
-    d2, d3, d4 = best.get(2, 0.0), best.get(3, -np.inf), best.get(4, -np.inf)
-    duple_ratio = 1.15 if ternary else 1.4
-    duple = max(d4, d2 / duple_ratio) if 4 in best else d2
-    if d3 > 1.1 * duple:
+    if max(float(f.max()) for f in fits.values()) < 0.15:  # no accent pattern: 4/4 from the first note
+        return TimeSignature(4, 4), max(first_onset, 0) % 4
+    score = {m: float(f.max()) + options.repetition_weight * repetition.get(m, 0.0) for m, f in fits.items()}
+    duple_margin = options.compound_margin if ternary else options.duple_margin
+    if score[3] > score[4] + options.triple_margin and score[3] > score[2]:
         m = 3
-    elif 4 in best and d2 <= duple_ratio * d4:
-        m = 4
-    else:
+    elif score[2] > score[4] + duple_margin:
         m = 2
-    phase = int(np.argmax(contrast[m]))
+    else:
+        m = 4
+    phase = int(np.argmax(fits[m]))
     if m == 2:
         return (TimeSignature(6, 8) if ternary else TimeSignature(2, 4)), phase
     return TimeSignature(m, 4), phase
@@ -387,42 +513,119 @@ def _metre(
 # ------------------------------------------------------------------------------------------------ key
 
 
-def _key_scores(histogram: npt.NDArray[np.float64], profile: str) -> npt.NDArray[np.float64]:
-    """(24,) Pearson correlation of the histogram with the profile on each tonic: 12 major, then 12 minor."""
-    major, minor = (np.asarray(p) for p in PROFILES[profile])
+def _key_scores(histogram: npt.NDArray[np.float64], profile: str, method: str) -> npt.NDArray[np.float64]:
+    """(24,) how well the histogram fits the profile on each tonic: 12 major, then 12 minor.
+
+    "correlation" is Krumhansl and Schmuckler's Pearson correlation; "likelihood" is Temperley's
+    probabilistic reading, the mean log probability of the sounding pitch classes under the key's
+    profile taken as a distribution, which punishes tones outside the scale much harder.
+    """
+    major, minor = (np.asarray(p, dtype=np.float64) for p in PROFILES[profile])
     out = np.zeros(24)
     h = histogram - histogram.mean()
+    share = histogram / histogram.sum()
     for mode, prof in enumerate((major, minor)):
+        dist = np.maximum(prof / prof.sum(), 0.005)
         for tonic in range(12):
+            if method == "likelihood":
+                out[mode * 12 + tonic] = float(share @ np.log(np.roll(dist, tonic)))
+                continue
             p = np.roll(prof, tonic) - prof.mean()
             denom = float(np.linalg.norm(h) * np.linalg.norm(p))
             out[mode * 12 + tonic] = float(h @ p) / denom if denom > 0 else 0.0
     return out
 
 
-def _key(
-    notes: _Notes,
-    chord_time: npt.NDArray[np.float64],
-    profile: str,
-    chord_weight: float,
-) -> Key | None:
-    """The key from the duration-weighted histogram (bass notes counted 1.5 times) and the chords.
+@dataclass(frozen=True, slots=True)
+class _Harmony:
+    """What the chords and the bass say about each of the 24 keys (12 major, then 12 minor), each (24,)
+    and each a share in [0, 1]: time on the tonic triad, cadences into it, the bass on its tonic at bar
+    lines, and whether the first and last chords are the tonic."""
 
-    `chord_time` is (24,): beats spent on each major (0-11) and minor (12-23) triad root, any quality of
-    that family.
-    """
+    tonic_time: npt.NDArray[np.float64]
+    cadences: npt.NDArray[np.float64]
+    bass_tonic: npt.NDArray[np.float64]
+    edges: npt.NDArray[np.float64]
+
+
+def _family(quality: int) -> int:
+    """0 for a major-family chord (maj, 7, maj7), 1 for a minor-family one (min, min7), -1 otherwise."""
+    name = QUALITIES[quality].name if quality >= 0 else ""
+    return 0 if name in ("maj", "7", "maj7") else (1 if name in ("min", "min7") else -1)
+
+
+def _harmony(
+    segments: list[_Segment], bass: npt.NDArray[np.float64], downbeat: npt.NDArray[np.bool_]
+) -> _Harmony:
+    """The chord and bass evidence for each key (see `_Harmony`); `bass` is (n_beats, 12), `downbeat`
+    (n_beats,) marks the bar lines."""
+    tonic_time, cadences, edges = np.zeros(24), np.zeros(24), np.zeros(24)
+    chords = [seg for seg in segments if seg.quality >= 0 and _family(seg.quality) >= 0]
+    for seg in chords:
+        tonic_time[seg.root + 12 * _family(seg.quality)] += seg.last - seg.first
+    if tonic_time.sum() > 0:
+        tonic_time /= tonic_time.sum()
+    # An authentic cadence: a major or dominant-seventh chord whose root falls a fifth to the tonic
+    # triad (in minor also the natural minor's v, at half weight).
+    changes = 0
+    for prev, nxt in zip(chords, chords[1:], strict=False):
+        if (prev.root, prev.quality) == (nxt.root, nxt.quality):
+            continue
+        changes += 1
+        if (prev.root - nxt.root) % 12 != 7:
+            continue
+        mode, prev_mode = _family(nxt.quality), _family(prev.quality)
+        if prev_mode == 0:
+            cadences[nxt.root + 12 * mode] += 1.0
+        elif mode == 1:
+            cadences[nxt.root + 12] += 0.5
+    if changes:
+        cadences /= changes
+    if chords:
+        for seg in (chords[0], chords[-1]):
+            edges[seg.root + 12 * _family(seg.quality)] += 0.5
+    on_bar = bass[downbeat].sum(axis=0)
+    bass_share = on_bar / on_bar.sum() if on_bar.sum() > 0 else np.zeros(12)
+    return _Harmony(tonic_time, cadences, np.concatenate([bass_share, bass_share]), edges)
+
+
+def _key(
+    notes: _Notes, accent: npt.NDArray[np.float64], harmony: _Harmony, options: AnalysisOptions
+) -> Key | None:
+    """The key: a profile's fit to the pitch classes, weighted by duration, metrical accent and bass, plus
+    the harmony's evidence for each tonic (which separates keys a fifth apart, whose scales share six of
+    their seven notes). `accent` is (n,) each note's metrical weight (`_metrical_weights`)."""
     if notes.pitch.size == 0:
         return None
-    weight = np.minimum(notes.end - notes.start, 8.0) * np.where(notes.bass, 1.5, 1.0)
+    weight = (
+        np.minimum(notes.end - notes.start, 4.0) * accent * np.where(notes.bass, options.key_bass_weight, 1.0)
+    )
     histogram = np.bincount(notes.pitch % 12, weights=weight, minlength=12).astype(np.float64)
     if histogram.sum() <= 0:
         return None
-    scores = _key_scores(histogram, profile)
-    total = float(chord_time.sum())
-    if total > 0:
-        scores = scores + chord_weight * chord_time / total
+    scores = _key_scores(histogram, options.profile, options.key_method)
+    scores = scores + (
+        options.chord_key_weight * harmony.tonic_time
+        + options.cadence_weight * harmony.cadences
+        + options.bass_key_weight * harmony.bass_tonic
+        + options.edge_weight * harmony.edges
+    )
     best = int(np.argmax(scores))
     return Key(best % 12, "major" if best < 12 else "minor")
+
+
+def _metrical_weights(
+    start: npt.NDArray[np.float64], signature: TimeSignature, first_downbeat: int, strength: float
+) -> npt.NDArray[np.float64]:
+    """(n,) a weight per note from where it starts in the bar: the metre template's accent for notes on a
+    beat, 0.2 off the beat, blended with 1 (`strength` 0: every note counts the same)."""
+    per_bar = signature.beats_per_bar
+    template = np.asarray(METRE_TEMPLATES.get(per_bar, METRE_TEMPLATES[4]))
+    nearest = np.rint(start)
+    on_beat = np.abs(start - nearest) < ONSET_RADIUS
+    position = ((nearest.astype(np.int64) - first_downbeat) % per_bar) % template.size
+    accent = np.where(on_beat, template[position], 0.2)
+    return (1.0 - strength) + strength * accent
 
 
 # ------------------------------------------------------------------------------------------------ chords
@@ -553,19 +756,6 @@ def _segments(
     return merged
 
 
-def _chord_time(segments: list[_Segment], edge_weight: float) -> npt.NDArray[np.float64]:
-    """(24,) beats spent on major-family (0-11) and minor-family (12-23) chords of each root, the first
-    and last chords counted `edge_weight` times their length more (songs start and end on the tonic)."""
-    out = np.zeros(24)
-    chords = [s for s in segments if s.quality >= 0]
-    for i, seg in enumerate(chords):
-        third = QUALITIES[seg.quality].intervals[1]
-        if third in (3, 4) and QUALITIES[seg.quality].name not in ("dim", "hdim7", "dim7", "aug"):
-            edge = edge_weight * ((i == 0) + (i == len(chords) - 1))
-            out[seg.root + (12 if third == 3 else 0)] += (seg.last - seg.first) * (1.0 + edge)
-    return out
-
-
 # ------------------------------------------------------------------------------------------------ entry
 
 
@@ -580,14 +770,26 @@ def analyze(result: Result, options: AnalysisOptions | None = None) -> ScoreAnal
 
     onsets = np.concatenate([notes.start, drum_pos])
     first_onset = int(np.rint(onsets.min())) if onsets.size else -1
-    features = _accents(notes, drum_pitch, drum_pos, chroma, n_beats)
-    signature, first_downbeat = _metre(features, n_beats, _ternary(notes, drum_pos), first_onset)
+    features = _accents(
+        notes,
+        drum_pitch,
+        drum_pos,
+        chroma,
+        n_beats,
+        span=options.harmony_span,
+        harmony_weight=options.harmony_weight,
+    )
+    fits = {m: _fit(features, m) for m in (2, 3, 4) if n_beats >= 6 and n_beats >= 2 * m}
+    repetition = _repetition(_descriptors(notes, drum_pitch, drum_pos, n_beats))
+    signature, first_downbeat = _metre(fits, repetition, _ternary(notes, drum_pos), first_onset, options)
 
     per_bar = signature.beats_per_bar
     phase = (np.arange(n_beats) - first_downbeat) % per_bar
     strength = np.where(phase == 0, 0, np.where((per_bar == 4) & (phase == 2), 1, 2)).astype(np.int64)
     segments = _segments(chroma, bass, strength, options)
-    key = _key(notes, _chord_time(segments, options.edge_weight), options.profile, options.chord_key_weight)
+    downbeat = phase == 0
+    accent = _metrical_weights(notes.start, signature, first_downbeat, options.metrical_weight)
+    key = _key(notes, accent, _harmony(segments, bass, downbeat), options)
 
     beat_times = beat_map.to_seconds(np.arange(n_beats + 1))
     downbeats = tuple(float(t) for t in beat_times[first_downbeat::per_bar] if t < result.duration - 1e-6)
