@@ -249,8 +249,10 @@ class AnalysisOptions:
     bass_key_weight: float = 0.05
     edge_weight: float = 0.0
     change_penalty: tuple[float, float, float] = (0.05, 0.15, 0.3)  # at bar lines, half bars, other beats
-    # Metre (`_metre`): how much bar-period repetition counts beside the accent template fit (both in
-    # standard deviations), and by how much 3/4 and 2/4 (6/8 when the beat divides in three) must beat 4/4.
+    # Metre (`_metre`): the harmonic-change accent (pitch classes of `harmony_span` beats against the
+    # span before) and its weight; how much bar-period repetition counts beside the accent template fit;
+    # by how much 3/4 and 2/4 (6/8 when the beat divides in three) must beat 4/4. On the dev split a
+    # one-beat span reads the reference notes' chorales better and the mixes' swing worse.
     harmony_span: int = 2
     harmony_weight: float = 1.5
     repetition_weight: float = 1.0

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 
 from stemscribe.result import Instrument, NoteEvent, Result
 from stemscribe.score.analysis import Key, TimeSignature, analyze, chord_symbol
 from stemscribe.stems import Family
+from tests.score.conftest import C, F, G, grid, instrument, progression_song
 
 
 def shifted(n: NoteEvent, dt: float) -> NoteEvent:
@@ -113,3 +116,105 @@ def test_names_and_json_fields() -> None:
     assert chord_symbol(10, "min7", 10, Key(3, "major")) == "Bbm7"
     assert chord_symbol(6, "maj", 6, Key(4, "major")) == "F#"
     assert str(TimeSignature(6, 8)) == "6/8"
+
+
+# Triads and dominant sevenths for the G-versus-D pieces, bass an octave or two below.
+G_MAJ, D_MAJ, D7, C_MAJ, E_MIN = (67, 71, 74), (62, 66, 69), (62, 66, 69, 72), (60, 64, 67), (64, 67, 71)
+
+
+def block_chords(
+    bars: Sequence[Sequence[tuple[tuple[int, ...], int, float]]],
+    *,
+    period: float = 0.5,
+    beats_per_bar: int = 4,
+) -> Result:
+    """Chords and a bass from bars of (chord pitches, bass pitch, length in beats), no drums."""
+    upper, low = [], []
+    t = 0.0
+    for bar in bars:
+        assert sum(length for _, _, length in bar) == beats_per_bar
+        for chord, bass, length in bar:
+            end = t + length * period * 0.95
+            upper += [(p, t, end) for p in chord]
+            low.append((bass, t, end))
+            t += length * period
+    n_beats = round(t / period)
+    insts = [instrument("Strings", 48, upper), instrument("Bass", 32, low)]
+    return Result(insts, t, "mix", 60.0 / period, grid(n_beats + 1, period))
+
+
+def test_cadences_into_g_make_g_major_even_where_d_sounds_longest() -> None:
+    """D and D7 fill most bars, but the sevenths' C natural and the cadences resolve to G: G major (a
+    profile fit on the durations alone, or the time spent on each triad, names the dominant)."""
+    bar_a = [(D_MAJ, 50, 2.0), (D7, 50, 2.0)]
+    bar_b = [(G_MAJ, 43, 4.0)]
+    bar_c = [(D_MAJ, 50, 2.0), (E_MIN, 40, 1.0), (D_MAJ, 50, 1.0)]
+    result = block_chords([bar_a, bar_c, bar_a, bar_b] * 3)
+    a = analyze(result)
+    assert str(a.key) == "G major"
+
+
+def test_the_g_chords_with_c_sharp_and_cadences_into_d_make_d_major() -> None:
+    """Nearly as much G as D, but C sharp in the A7s and the A7-D cadences: D major, not G (whose IV-I
+    the G-D steps would also be)."""
+    a7 = (57, 61, 64, 67)
+    bars = [
+        [(D_MAJ, 50, 2.0), (G_MAJ, 43, 2.0)],
+        [(E_MIN, 40, 2.0), (a7, 45, 2.0)],
+        [(G_MAJ, 43, 2.0), (a7, 45, 2.0)],
+        [(D_MAJ, 50, 4.0)],
+    ]
+    a = analyze(block_chords(bars * 3))
+    assert str(a.key) == "D major"
+
+
+def chorale_phrase(
+    chords: Sequence[tuple[tuple[int, ...], int]],
+) -> list[list[tuple[tuple[int, ...], int, float]]]:
+    """Two 4/4 bars of a chorale-like phrase: a chord on every beat, the last one a half note on beat 3."""
+    first = [(c, b, 1.0) for c, b in chords[:4]]
+    second = [(c, b, 1.0) for c, b in chords[4:6]] + [(chords[6][0], chords[6][1], 2.0)]
+    return [first, second]
+
+
+def test_chorale_like_texture_is_four_four() -> None:
+    """Block chords on every beat, the harmony changing on almost every beat and each two-bar phrase
+    ending on a half note on beat 3: 4/4, not 3/4, with the bar lines on even beats (whether the phrase's
+    first beat or its long note is beat 1 the texture alone does not say)."""
+    c, f, g, am, dm, em = (
+        ((60, 64, 67), 48),
+        ((60, 65, 69), 41),
+        ((59, 62, 67), 43),
+        ((57, 60, 64), 45),
+        ((57, 62, 65), 50),
+        ((59, 64, 67), 52),
+    )
+    phrases = [
+        chorale_phrase([c, f, g, c, am, dm, g]),
+        chorale_phrase([c, em, am, f, dm, g, c]),
+        chorale_phrase([am, dm, g, c, f, g, c]),
+        chorale_phrase([c, g, am, em, f, dm, g]),
+    ]
+    result = block_chords([bar for phrase in phrases for bar in phrase] * 2)
+    a = analyze(result)
+    assert str(a.time_signature) == "4/4"
+    assert a.first_downbeat % 2 == 0
+    assert str(a.key) == "C major"
+
+
+def test_four_four_pickup_puts_the_bar_line_after_it() -> None:
+    """A 4/4 song whose melody starts one beat early (an anacrusis): the first bar line is beat 1, where
+    the bass, the kick and the first chord change are, not the first note."""
+    melody = [72, 67, 64, 67, 69, 65, 69, 72, 71, 67, 62, 67, 72, 67, 64, 60]
+    song = progression_song([C, F, G, C], [48, 53, 43, 48], beats_per_bar=4, bars=8, melody=melody)
+    insts = [
+        Instrument(i.name, i.program, i.is_drum, i.family, [shifted(n, 0.5) for n in i.notes])
+        for i in song.instruments
+    ]
+    insts[0].notes.insert(0, NoteEvent(67, 0.0, 0.45, 0.8))
+    result = Result(insts, song.duration + 0.5, "mix", 120.0, [i * 0.5 for i in range(len(song.beats) + 1)])
+    a = analyze(result)
+    assert str(a.time_signature) == "4/4"
+    assert a.first_downbeat == 1
+    assert a.downbeats[:3] == pytest.approx([0.5, 2.5, 4.5])
+    assert a.bar_number(0.2) == 0 and a.bar_number(0.6) == 1
