@@ -379,8 +379,8 @@ def _accents(
     # Harmonic change: pitch classes of the `span` beats from here against the `span` before.
     if n_beats >= 2:
         padded = np.vstack([np.zeros((span, 12)), chroma, np.zeros((span, 12))])
-        after = sum(padded[span + k : span + k + n_beats] for k in range(span))
-        before = sum(padded[span - 1 - k : span - 1 - k + n_beats] for k in range(span))
+        after = np.sum([padded[span + k : span + k + n_beats] for k in range(span)], axis=0)
+        before = np.sum([padded[span - 1 - k : span - 1 - k + n_beats] for k in range(span)], axis=0)
         norm = np.linalg.norm(after, axis=1) * np.linalg.norm(before, axis=1)
         cos = np.where(norm > 0, (after * before).sum(axis=1) / np.maximum(norm, 1e-12), 1.0)
         sounding = chroma.sum(axis=1) > 0
