@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 install: $(BIN)/python
-	$(BIN)/pip install -q -e '.[dev,bench,separation,score]'
+	$(BIN)/pip install -q -e '.[dev,bench,separation,score,scale]'
 	$(BIN)/pip install -q --no-deps 'basic-pitch==0.4.0'
 	# the training packages' tests: onnx for export checks, tinysoundfont for rendering (its pyaudio
 	# dependency is only for live playback, so --no-deps)

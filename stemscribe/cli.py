@@ -192,12 +192,14 @@ def transcribe(
 
 
 def register_commands() -> None:
-    """Add the subcommands that live beside their own modules (service, separation)."""
+    """Add the subcommands that live beside their own modules (service, separation, cluster)."""
+    from stemscribe.cluster.cli import register as register_cluster
     from stemscribe.separation.cli import register as register_separation
     from stemscribe.service.cli import register as register_service
 
     register_separation(app)
     register_service(app)
+    register_cluster(app)
 
 
 def main() -> None:

@@ -11,8 +11,9 @@ StemscribeError
 ├── InvalidOptionError         an argument out of range (unknown stem type, ...)
 ├── ModelError                 a model's weights are missing, damaged or failed to run
 ├── SeparationUnavailableError no separation backend can serve the request
-└── ScoreUnavailableError      sheet music needs a library that is not installed (the score extra)
-    └── EngravingError         the score of this result could not be written or laid out
+├── ScoreUnavailableError      sheet music needs a library that is not installed (the score extra)
+│   └── EngravingError         the score of this result could not be written or laid out
+└── ConfigurationError         the settings cannot work together (scale-out without a shared secret)
 """
 
 from __future__ import annotations
@@ -79,3 +80,7 @@ class ScoreUnavailableError(StemscribeError):
 
 class EngravingError(ScoreUnavailableError):
     """The libraries are there, but the score of this result could not be written or laid out."""
+
+
+class ConfigurationError(StemscribeError):
+    """The settings cannot work together (for example scale-out without a shared signing key)."""

@@ -30,9 +30,19 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=default_data_dir)
     database_url: str | None = None
-    """SQLAlchemy URL; default `sqlite:///<data_dir>/stemscribe.db`."""
+    """SQLAlchemy URL; default `sqlite:///<data_dir>/stemscribe.db` (scale-out: `postgresql+psycopg://...`)."""
     storage_dir: Path | None = None
     """Artifact directory; default `<data_dir>/files`."""
+    storage_url: str | None = None
+    """`s3://bucket/prefix`: artifacts in S3-compatible storage instead of `storage_dir` (endpoint and
+    credentials from the standard AWS variables, `AWS_ENDPOINT_URL` included)."""
+    broker_url: str | None = None
+    """Celery broker (`amqp://...` RabbitMQ, or `redis://...`): jobs and callbacks run in
+    `stemscribe worker` processes instead of the server's own workers."""
+    queue_prefix: str = "stemscribe"
+    """Celery queues are `<prefix>.transcribe`, `<prefix>.separate` and `<prefix>.callbacks`."""
+    redis_url: str | None = None
+    """Redis holding the rate limits every API node shares; default the broker's when it is Redis."""
     secret_key: str | None = None
     """Signs download links; default a random key kept in `<data_dir>/secret.key`."""
 
@@ -88,6 +98,19 @@ class Settings(BaseSettings):
     webhook_poll_s: float = 0.5
     """How often the sender looks for due deliveries."""
     purge_interval_s: float = 3600.0
+
+    @property
+    def scale_out(self) -> bool:
+        """Jobs go through a Celery broker to `stemscribe worker` processes."""
+        return bool(self.broker_url)
+
+    @property
+    def resolved_redis_url(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url and self.broker_url.startswith(("redis://", "rediss://")):
+            return self.broker_url
+        return None
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,6 +1,7 @@
 """Runners start and watch the workers. `LocalRunner` runs them as child processes (or threads).
 
-The interface is small (`start`, `stop`, `alive`) so a Celery-backed runner can replace it later.
+The interface is small (`start`, `stop`, `alive`, `submit`); `jobs.broker.CeleryRunner` is the
+scale-out one, sending each task to Celery workers on other machines.
 The supervisor also queues again any task whose worker died (its process is gone, or its lease ran
 out), including tasks left running by a previous server that crashed.
 """
@@ -14,6 +15,7 @@ import socket
 import threading
 from typing import Any, Protocol
 
+from stemscribe.jobs.models import TaskRecord
 from stemscribe.jobs.storage import ArtifactStorage
 from stemscribe.jobs.store import SqlJobStore
 from stemscribe.jobs.worker import (
@@ -36,6 +38,10 @@ class Runner(Protocol):
 
     def alive(self) -> int:
         """How many workers are running now."""
+        ...
+
+    def submit(self, task: TaskRecord) -> None:
+        """Tell the workers of a task just added to the store (raises when it cannot be sent)."""
         ...
 
 
@@ -152,6 +158,9 @@ class LocalRunner:
 
     def alive(self) -> int:
         return sum(p.is_alive() for p in self._procs) + sum(t.is_alive() for t in self._threads)
+
+    def submit(self, task: TaskRecord) -> None:
+        """Nothing to send: the workers poll the store."""
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop_threads.set()

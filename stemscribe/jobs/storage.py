@@ -1,17 +1,21 @@
 """Artifact storage: where uploads, stems, MIDI and JSON results live, behind a small interface.
 
 Keys are relative POSIX paths such as `audio/<id>/original`. `LocalStorage` keeps them under a
-directory; an S3-compatible backend can implement the same Protocol later.
+directory; `stemscribe.jobs.s3.S3Storage` in an S3-compatible bucket (`open_storage("s3://...")`).
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from stemscribe.settings import Settings
 
 
 def audio_prefix(audio_id: str) -> str:
@@ -71,7 +75,7 @@ class ArtifactStorage(Protocol):
         ...
 
 
-def _check_key(key: str) -> PurePosixPath:
+def check_key(key: str) -> PurePosixPath:
     p = PurePosixPath(key)
     if not key or p.is_absolute() or any(part in ("", ".", "..") for part in p.parts):
         raise StorageError(f"invalid storage key {key!r}")
@@ -87,7 +91,7 @@ class LocalStorage:
         (self.root / ".tmp").mkdir(exist_ok=True, mode=0o700)
 
     def _path(self, key: str) -> Path:
-        return self.root.joinpath(*_check_key(key).parts)
+        return self.root.joinpath(*check_key(key).parts)
 
     def put_bytes(self, key: str, data: bytes) -> int:
         tmp = self.temp_file()
@@ -152,6 +156,27 @@ class LocalStorage:
                 yield p.relative_to(self.root).as_posix()
 
 
-def open_storage(root: str | Path) -> ArtifactStorage:
-    """The storage backend for a location (a local directory today)."""
-    return LocalStorage(root)
+STORAGE_BACKENDS = {"s3": "stemscribe.jobs.s3:S3Storage"}
+"""URL scheme -> backend class (imported only when chosen); anything else is a local directory."""
+
+
+def open_storage(location: str | Path, *, temp_dir: Path | None = None) -> ArtifactStorage:
+    """The storage backend for a location: `s3://bucket/prefix`, else a local directory.
+
+    `temp_dir` is where a remote backend spools uploads before sending them (default: the system's).
+    """
+    scheme = str(location).split("://", 1)[0] if "://" in str(location) else ""
+    if scheme in STORAGE_BACKENDS:
+        module, _, name = STORAGE_BACKENDS[scheme].partition(":")
+        backend = getattr(importlib.import_module(module), name)
+        return backend.from_url(str(location), temp_dir=temp_dir)  # type: ignore[no-any-return]
+    if scheme:
+        raise StorageError(f"unknown storage URL scheme {scheme!r} (known: {', '.join(STORAGE_BACKENDS)})")
+    return LocalStorage(location)
+
+
+def storage_for(settings: Settings) -> ArtifactStorage:
+    """The settings' storage: `STEMSCRIBE_STORAGE_URL` when set, else `<data_dir>/files`."""
+    if settings.storage_url:
+        return open_storage(settings.storage_url, temp_dir=settings.data_dir / "tmp")
+    return LocalStorage(settings.resolved_storage_dir)

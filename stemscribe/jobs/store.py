@@ -2,8 +2,8 @@
 
 `SqlJobStore` is what the HTTP layer, the workers and the webhook sender use, with SQLAlchemy 2 on
 SQLite (default) or PostgreSQL. Every change of a task's state happens here (`claim_task`,
-`finish_task`, `fail_queued`, `requeue_stale`, `mark_purged`). Records come back detached: read
-their attributes freely, change them only through the store.
+`claim_task_by_id`, `finish_task`, `fail_queued`, `requeue_stale`, `mark_purged`). Records come back
+detached: read their attributes freely, change them only through the store.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import secrets
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -128,6 +128,21 @@ def make_engine(url: str, *, busy_timeout_s: float = 5.0) -> Engine:
 
         event.listen(engine, "connect", lock_timeout)
     return engine
+
+
+class Claim(str, Enum):
+    """What `claim_task_by_id` found (a queue message names a task; the database decides its fate)."""
+
+    CLAIMED = "claimed"
+    """The task is now this worker's to run."""
+    BUSY = "busy"
+    """Another worker holds the task and its lease is live: try again once it may have run out."""
+    GAVE_UP = "gave_up"
+    """Its workers died `max_attempts` times: it was failed (and its failure callback queued)."""
+    FINISHED = "finished"
+    """Already succeeded, failed or expired (a redelivered message): nothing to do."""
+    MISSING = "missing"
+    """No such task (deleted)."""
 
 
 class SqlJobStore:
@@ -310,6 +325,12 @@ class SqlJobStore:
             s.add(audio)
         return audio
 
+    def put_audio(self, audio: AudioRecord) -> AudioRecord:
+        """Insert or replace an audio by id (a separation run again writes the same stems)."""
+        with self.session() as s:
+            s.merge(audio)
+        return audio
+
     def get_audio(self, audio_id: str, owner_id: str | None) -> AudioRecord | None:
         if not storable_id(audio_id):
             return None
@@ -442,6 +463,46 @@ class SqlJobStore:
                     return s.get(TaskRecord, candidate, populate_existing=True)
         return None
 
+    def claim_task_by_id(
+        self,
+        task_id: str,
+        worker_id: str,
+        lease_s: float,
+        *,
+        max_attempts: int,
+        dead_workers: Callable[[list[str]], list[str]] = lambda _ids: [],
+    ) -> tuple[Claim, TaskRecord | None]:
+        """Take the task a queue message names, for `worker_id`: a queued task, or a running one whose
+        worker is gone (its lease ran out, or `dead_workers` names it). Each start counts an attempt;
+        a task already started `max_attempts` times fails instead (`Claim.GAVE_UP`)."""
+        if not storable_id(task_id):
+            return Claim.MISSING, None
+        with self.session() as s:
+            t = s.get(TaskRecord, task_id, with_for_update=True)
+            if t is None:
+                return Claim.MISSING, None
+            now = time.time()
+            if t.state not in (TaskState.QUEUED, TaskState.RUNNING):
+                return Claim.FINISHED, t
+            if t.state is TaskState.RUNNING:
+                holder = t.worker_id or ""
+                stale = (t.lease_until or 0.0) < now or (holder and holder in dead_workers([holder]))
+                if not stale:
+                    return Claim.BUSY, t
+                if t.attempts >= max_attempts:
+                    t.state, t.finished_at = TaskState.FAILED, now
+                    t.worker_id, t.lease_until = None, None
+                    t.error_code = "worker_died"
+                    t.error_message = f"the worker running this task stopped {t.attempts} times; giving up"
+                    if t.callback_url and not self._revoked(s, t.owner_id):
+                        s.add(self._delivery_for(t, now))
+                    return Claim.GAVE_UP, t
+            t.state, t.stage = TaskState.RUNNING, "starting"
+            t.worker_id, t.lease_until = worker_id, now + lease_s
+            t.started_at = t.started_at or now
+            t.attempts = (t.attempts or 0) + 1
+            return Claim.CLAIMED, t
+
     def report_progress(
         self, task_id: str, worker_id: str, stage: str, progress: float, lease_s: float
     ) -> bool:
@@ -556,9 +617,17 @@ class SqlJobStore:
 
         Tasks already started `max_attempts` times fail instead. Returns (requeued, failed).
         """
+        requeued, failed = self.requeue_stale_ids(max_attempts=max_attempts, dead_workers=dead_workers)
+        return len(requeued), len(failed)
+
+    def requeue_stale_ids(
+        self, *, max_attempts: int, dead_workers: Sequence[str] = ()
+    ) -> tuple[list[TaskRecord], list[TaskRecord]]:
+        """`requeue_stale`, answering the tasks themselves: (queued again, failed)."""
         now = time.time()
         cond = (TaskRecord.lease_until < now) | (TaskRecord.worker_id.in_(list(dead_workers)))
-        requeued = failed = 0
+        requeued: list[TaskRecord] = []
+        failed: list[TaskRecord] = []
         with self.session() as s:
             rows = list(s.scalars(select(TaskRecord).where(TaskRecord.state == TaskState.RUNNING, cond)))
             for t in rows:
@@ -569,10 +638,10 @@ class SqlJobStore:
                     t.error_message = f"the worker running this task stopped {t.attempts} times; giving up"
                     if t.callback_url:
                         s.add(self._delivery_for(t, now))
-                    failed += 1
+                    failed.append(t)
                 else:
                     t.state, t.stage = TaskState.QUEUED, "queued"
-                    requeued += 1
+                    requeued.append(t)
         return requeued, failed
 
     def count_tasks(self) -> dict[str, int]:
@@ -621,6 +690,46 @@ class SqlJobStore:
             else:
                 d.next_attempt_at = now + retry_in
             return d
+
+    def claim_delivery(
+        self, delivery_id: str, *, hold_s: float, early_s: float = 1.0
+    ) -> WebhookDelivery | None:
+        """Take a pending delivery that is due (within `early_s`) for one attempt, holding it for
+        `hold_s` so no other sender starts it meanwhile; None when it is not pending or not due."""
+        if not storable_id(delivery_id):
+            return None
+        now = time.time()
+        with self.session() as s:
+            taken = cast(
+                CursorResult[Any],
+                s.execute(
+                    update(WebhookDelivery)
+                    .where(
+                        WebhookDelivery.id == delivery_id,
+                        WebhookDelivery.state == DeliveryState.PENDING,
+                        WebhookDelivery.next_attempt_at <= now + early_s,
+                    )
+                    .values(next_attempt_at=now + hold_s)
+                    .execution_options(synchronize_session=False)
+                ),
+            ).rowcount
+            if taken != 1:
+                return None
+            return s.get(WebhookDelivery, delivery_id, populate_existing=True)
+
+    def overdue_deliveries(self, older_than_s: float, *, limit: int = 100) -> list[WebhookDelivery]:
+        """Pending deliveries due more than `older_than_s` ago (their queue message was lost)."""
+        with self.session() as s:
+            q = (
+                select(WebhookDelivery)
+                .where(
+                    WebhookDelivery.state == DeliveryState.PENDING,
+                    WebhookDelivery.next_attempt_at <= time.time() - older_than_s,
+                )
+                .order_by(WebhookDelivery.next_attempt_at)
+                .limit(limit)
+            )
+            return list(s.scalars(q))
 
     def deliveries_for_task(self, task_id: str) -> list[WebhookDelivery]:
         with self.session() as s:

@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,13 +32,13 @@ from stemscribe.jobs.models import AudioRecord, TaskKind, TaskRecord
 from stemscribe.jobs.separation import build_separator, plan_separation, stem_set_of, stem_title
 from stemscribe.jobs.storage import (
     ArtifactStorage,
-    LocalStorage,
     StorageError,
     audio_key,
     result_key,
+    storage_for,
     task_prefix,
 )
-from stemscribe.jobs.store import SqlJobStore, new_id
+from stemscribe.jobs.store import SqlJobStore
 from stemscribe.progress import ProgressCallback
 from stemscribe.result import Result
 from stemscribe.separation.files import write_stems
@@ -248,10 +249,10 @@ class Worker:
             for name, path in written.items():
                 info = sf.info(str(path))
                 duration = info.frames / info.samplerate
-                stem_id = new_id()
+                stem_id = stem_audio_id(task.id, name)
                 size = self.storage.put_file(audio_key(stem_id), path)
                 title = stem_title(song, name, mode)
-                self.store.add_audio(
+                self.store.put_audio(
                     AudioRecord(
                         id=stem_id,
                         owner_id=task.owner_id,
@@ -275,6 +276,15 @@ class Worker:
         return {"separator": plan.separator, "mode": mode, "stems": items}
 
 
+STEM_IDS = uuid.UUID("4f0c2a57-6b1e-4f43-9d0e-8a7c5e1b2d30")
+
+
+def stem_audio_id(task_id: str, stem: str) -> str:
+    """The audio id of one stem of a separation: the same on every run of the task, so a task run
+    again (its worker died) overwrites its stems instead of adding a second set."""
+    return str(uuid.uuid5(STEM_IDS, f"{task_id}/{stem}"))
+
+
 def merge_results(results: list[Result]) -> Result:
     """One result holding every input's instruments (kie's MIDI of all separated tracks)."""
     first = results[0]
@@ -294,7 +304,7 @@ def open_worker(settings: Settings, factory: TranscriberFactory, worker_id: str 
         webhook_attempts=settings.webhook_attempts,
         busy_timeout_s=settings.db_busy_timeout_s,
     )
-    storage = LocalStorage(settings.resolved_storage_dir)
+    storage = storage_for(settings)
     return Worker(settings, store, storage, factory, worker_id=worker_id)
 
 

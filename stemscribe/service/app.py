@@ -15,8 +15,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from stemscribe.errors import ConfigurationError
 from stemscribe.jobs.runner import LocalRunner, Runner
-from stemscribe.jobs.storage import ArtifactStorage, LocalStorage
+from stemscribe.jobs.storage import ArtifactStorage, storage_for
 from stemscribe.jobs.store import SqlJobStore, open_store
 from stemscribe.jobs.webhooks import WebhookSender
 from stemscribe.jobs.worker import TranscriberFactory, default_transcriber_factory
@@ -159,12 +160,21 @@ def create_app(
         webhook_attempts=settings.webhook_attempts,
         busy_timeout_s=settings.db_busy_timeout_s,
     )
-    storage = storage or LocalStorage(settings.resolved_storage_dir)
+    if settings.scale_out and not settings.secret_key:
+        raise ConfigurationError(
+            "scale-out needs STEMSCRIBE_SECRET_KEY, the same on every node: signed links made on one "
+            "node must verify on the others"
+        )
+    storage = storage or storage_for(settings)
     ctx = ServiceContext(settings, store, storage, fetch_transport=fetch_transport)
     ctx.local()
     metrics = Metrics(store)
     ctx.metrics = metrics
-    if runner is None and start_workers and settings.workers > 0:
+    if runner is None and settings.scale_out:
+        from stemscribe.jobs.broker import CeleryRunner
+
+        runner = CeleryRunner(settings, store)  # the jobs and callbacks run in `stemscribe worker`s
+    elif runner is None and start_workers and settings.workers > 0:
         runner = LocalRunner(settings, store, storage, transcriber_factory=transcriber_factory)
     ctx.runner = runner
     sender = WebhookSender(
@@ -181,10 +191,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        threads = [
-            threading.Thread(target=sender.run, args=(stop,), name="webhook-sender", daemon=True),
-            threading.Thread(target=purge_loop, name="purge", daemon=True),
-        ]
+        threads = [threading.Thread(target=purge_loop, name="purge", daemon=True)]
+        if not settings.scale_out:  # scale-out: callbacks are Celery tasks (stemscribe.cluster)
+            threads.append(
+                threading.Thread(target=sender.run, args=(stop,), name="webhook-sender", daemon=True)
+            )
         if runner is not None:
             runner.start()
         for t in threads:

@@ -41,7 +41,8 @@ def serve(
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
 ) -> None:
-    """Start the API server (FastAPI under uvicorn) with its workers, on the embedded defaults."""
+    """Start the API server (FastAPI under uvicorn) with its workers, on the embedded defaults; with
+    STEMSCRIBE_BROKER_URL set, an API node whose jobs run in `stemscribe worker` processes."""
     import uvicorn
 
     from stemscribe.errors import StemscribeError
@@ -58,7 +59,12 @@ def serve(
         if settings.require_auth or not settings.binds_loopback or app.state.ctx.keys_exist()
         else "no key yet: loopback requests without a token act as 'local'"
     )
-    typer.echo(f"stemscribe: data in {settings.data_dir}; {settings.workers} worker(s); {auth}", err=True)
+    where = (
+        "jobs to Celery at STEMSCRIBE_BROKER_URL (run `stemscribe worker`)"
+        if settings.scale_out
+        else f"{settings.workers} worker(s)"
+    )
+    typer.echo(f"stemscribe: data in {settings.data_dir}; {where}; {auth}", err=True)
     uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False)
 
 
@@ -97,7 +103,7 @@ def keys_revoke(ident: Annotated[str, typer.Argument(help="The key's id, name or
 
 def purge() -> None:
     """Delete the files of expired results and uploads (the server also does this every hour)."""
-    from stemscribe.jobs.storage import LocalStorage
+    from stemscribe.jobs.storage import storage_for
     from stemscribe.service.context import ServiceContext
 
     settings = _settings()
@@ -105,7 +111,7 @@ def purge() -> None:
     from stemscribe.jobs.store import open_store
 
     store = open_store(settings.resolved_database_url)
-    ctx = ServiceContext(settings, store, LocalStorage(settings.resolved_storage_dir))
+    ctx = ServiceContext(settings, store, storage_for(settings))
     tasks, audios = ctx.purge()
     typer.echo(f"purged {tasks} expired task(s) and {audios} audio file(s)")
 

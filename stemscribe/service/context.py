@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import mimetypes
 import re
 import threading
@@ -38,7 +39,10 @@ from stemscribe.jobs.storage import (
 )
 from stemscribe.jobs.store import SqlJobStore, hash_key, new_id
 from stemscribe.service.errors import ApiError, library_error, not_found, show_id
+from stemscribe.service.limits import RedisRateLimiter
 from stemscribe.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 MUSICXML_TYPE = "application/vnd.recordare.musicxml+xml"
@@ -112,8 +116,8 @@ class ServiceContext:
     secret: bytes = b""
     runner: Runner | None = None
     metrics: Any = None
-    limiter: RateLimiter = field(init=False)
-    auth_failures: RateLimiter = field(init=False)
+    limiter: RateLimiter | RedisRateLimiter = field(init=False)
+    auth_failures: RateLimiter | RedisRateLimiter = field(init=False)
     """Requests with a missing or unknown key, per client address."""
     _keys: dict[str, tuple[float, Principal | None]] = field(default_factory=dict, init=False)
     _keys_exist: tuple[float, bool] = field(default=(0.0, False), init=False)
@@ -122,8 +126,16 @@ class ServiceContext:
     local_principal: Principal | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.limiter = RateLimiter(self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
-        self.auth_failures = RateLimiter(self.settings.auth_fail_rate_per_s, self.settings.auth_fail_burst)
+        s = self.settings
+        shared = s.resolved_redis_url
+        if shared:  # every API node counts in the same buckets
+            self.limiter = RedisRateLimiter(shared, s.rate_limit_per_s, s.rate_limit_burst, name="key")
+            self.auth_failures = RedisRateLimiter(
+                shared, s.auth_fail_rate_per_s, s.auth_fail_burst, name="auth-fail"
+            )
+        else:
+            self.limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)
+            self.auth_failures = RateLimiter(s.auth_fail_rate_per_s, s.auth_fail_burst)
         if not self.secret:
             self.secret = self.settings.resolved_secret_key()
 
@@ -372,7 +384,20 @@ class ServiceContext:
             expires_at=now + self.settings.result_ttl_days * 86400,
             attempts=0,
         )
-        return self.store.add_task(task)
+        self.store.add_task(task)
+        if self.runner is not None:
+            try:
+                self.runner.submit(task)
+            except Exception as exc:  # noqa: BLE001 - any broker failure: the task is withdrawn, 503
+                logger.warning("could not queue task %s: %s", task.id, exc)
+                self.store.delete_task(task.id, principal.id)
+                raise ApiError(
+                    503,
+                    "busy",
+                    f"the job queue is unavailable ({type(exc).__name__}); retry shortly",
+                    headers={"retry-after": "5"},
+                ) from None
+        return task
 
     def create_separation(
         self,

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from alembic import context
-from sqlalchemy import create_engine, pool
+from sqlalchemy import create_engine, pool, text
 
 from stemscribe.jobs.models import Base
+
+MIGRATION_LOCK = 0x5732_6D69
+"""PostgreSQL advisory lock taken while migrating, so API nodes and workers starting together
+migrate one after another instead of racing to create the same tables."""
 
 config = context.config
 target_metadata = Base.metadata
@@ -26,6 +30,8 @@ def run_migrations_online() -> None:
             render_as_batch=connection.dialect.name == "sqlite",
         )
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
             context.run_migrations()
     engine.dispose()
 

@@ -1,0 +1,72 @@
+"""Rate limits that every API node shares: the same token bucket as `context.RateLimiter`, kept in
+Redis and updated by one Lua script (atomic, on the server's clock), so a key's limit is the same
+with one node or five.
+
+When Redis cannot be reached the limiter lets requests through and logs it (at most once a minute):
+a limit is protection, not a reason to refuse paying callers while Redis restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+# KEYS[1] the bucket; ARGV: rate/s, burst, take (1 or 0). Returns the wait in microseconds (0: go).
+_BUCKET = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local rate, burst, take = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'last')
+local tokens, last = tonumber(state[1]), tonumber(state[2])
+if tokens == nil then tokens, last = burst, now end
+tokens = math.min(burst, tokens + math.max(0, now - last) * rate)
+local wait = 0
+if tokens >= 1 then
+  if take == 1 then tokens = tokens - 1 end
+else
+  wait = (1 - tokens) / rate
+end
+if take == 1 then
+  redis.call('HSET', KEYS[1], 'tokens', tokens, 'last', now)
+  redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 60)
+end
+return math.ceil(wait * 1e6)
+"""
+
+
+class RedisRateLimiter:
+    """A token bucket per key in Redis: `rate` per second sustained, `burst` at once."""
+
+    def __init__(self, url: str, rate: float, burst: int, *, name: str, client: Any = None) -> None:
+        import redis
+
+        self.rate, self.burst = rate, max(1, burst)
+        self.prefix = f"stemscribe:rate:{name}:"
+        self.client = client or redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._script = self.client.register_script(_BUCKET)
+        self._warned = 0.0
+
+    def _run(self, key: str, take: int) -> float:
+        if self.rate <= 0:
+            return 0.0
+        import redis
+
+        try:
+            micros = self._script(keys=[self.prefix + key], args=[self.rate, self.burst, take])
+        except redis.RedisError as exc:
+            if time.monotonic() - self._warned > 60:
+                self._warned = time.monotonic()
+                logger.warning("rate limiter: Redis unavailable (%s); not limiting meanwhile", exc)
+            return 0.0
+        return int(micros) / 1e6
+
+    def check(self, key: str) -> float:
+        """0 when the request may go ahead (a token is taken), else the seconds to wait."""
+        return self._run(key, 1)
+
+    def waiting(self, key: str) -> float:
+        """Like `check` without taking a token."""
+        return self._run(key, 0)
