@@ -40,7 +40,8 @@ class Settings(BaseSettings):
     """Celery broker (`amqp://...` RabbitMQ, or `redis://...`): jobs and callbacks run in
     `stemscribe worker` processes instead of the server's own workers."""
     queue_prefix: str = "stemscribe"
-    """Celery queues are `<prefix>.transcribe`, `<prefix>.separate` and `<prefix>.callbacks`."""
+    """Celery queues are `<prefix>.transcribe`, `<prefix>.separate` and `<prefix>.callbacks`; Redis
+    rate-limit keys start with `<prefix>:rate:` (several deployments may share one broker)."""
     redis_url: str | None = None
     """Redis holding the rate limits every API node shares; default the broker's when it is Redis."""
     secret_key: str | None = None

@@ -86,7 +86,6 @@ def make_celery(settings: Settings) -> Celery:
         # A worker that loses the broker finishes its running task (the store records the outcome;
         # the redelivered message then finds the task finished) instead of throwing the work away.
         worker_cancel_long_running_tasks_on_connection_loss=False,
-        worker_hijack_root_logger=False,
         worker_send_task_events=False,
         task_send_sent_event=False,
     )

@@ -129,9 +129,12 @@ class ServiceContext:
         s = self.settings
         shared = s.resolved_redis_url
         if shared:  # every API node counts in the same buckets
-            self.limiter = RedisRateLimiter(shared, s.rate_limit_per_s, s.rate_limit_burst, name="key")
+            ns = s.queue_prefix
+            self.limiter = RedisRateLimiter(
+                shared, s.rate_limit_per_s, s.rate_limit_burst, name="key", namespace=ns
+            )
             self.auth_failures = RedisRateLimiter(
-                shared, s.auth_fail_rate_per_s, s.auth_fail_burst, name="auth-fail"
+                shared, s.auth_fail_rate_per_s, s.auth_fail_burst, name="auth-fail", namespace=ns
             )
         else:
             self.limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)

@@ -40,11 +40,20 @@ return math.ceil(wait * 1e6)
 class RedisRateLimiter:
     """A token bucket per key in Redis: `rate` per second sustained, `burst` at once."""
 
-    def __init__(self, url: str, rate: float, burst: int, *, name: str, client: Any = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        rate: float,
+        burst: int,
+        *,
+        name: str,
+        namespace: str = "stemscribe",
+        client: Any = None,
+    ) -> None:
         import redis
 
         self.rate, self.burst = rate, max(1, burst)
-        self.prefix = f"stemscribe:rate:{name}:"
+        self.prefix = f"{namespace}:rate:{name}:"
         self.client = client or redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._script = self.client.register_script(_BUCKET)
         self._warned = 0.0
