@@ -44,13 +44,13 @@ def require_server(what: str, url: str, default_port: int) -> None:
         pytest.skip(f"{what} is not reachable at {host}:{port} ({exc}); `.ci/run` starts it")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def prefix() -> str:
     """Queue names and Redis keys of this test only."""
     return f"sstest{secrets.token_hex(4)}"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
     psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
     try:
@@ -71,7 +71,7 @@ def pg_url() -> Iterator[str]:
         admin.close()
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def amqp_url(prefix: str) -> Iterator[str]:
     pytest.importorskip("celery", reason="the scale extra (celery) is not installed")
     require_server("RabbitMQ", AMQP_URL, 5672)
@@ -128,16 +128,17 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
-@pytest.fixture
-def bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+@pytest.fixture(scope="module")
+def bucket(s3_endpoint: str) -> Iterator[str]:
     """A fresh bucket; the AWS variables point this process's boto3 at moto's server."""
     import boto3
 
-    for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL": s3_endpoint}.items():
-        monkeypatch.setenv(name, value)
-    name = f"stemscribe-{secrets.token_hex(4)}"
-    boto3.client("s3").create_bucket(Bucket=name)
-    return name
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL": s3_endpoint}.items():
+            mp.setenv(name, value)
+        name = f"stemscribe-{secrets.token_hex(4)}"
+        boto3.client("s3").create_bucket(Bucket=name)
+        yield name
 
 
 class Receiver(http.server.ThreadingHTTPServer):
@@ -198,12 +199,15 @@ class Cluster:
         self.root = root
         self.env = env
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.logs: list[Any] = []
+        self.workers: list[subprocess.Popen[bytes]] = []
 
     def _spawn(self, name: str, args: list[str], extra: dict[str, str]) -> subprocess.Popen[bytes]:
         data = self.root / name
         data.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env, "STEMSCRIBE_DATA_DIR": str(data), **extra}
         log = (self.root / f"{name}.log").open("wb")
+        self.logs.append(log)
         proc = subprocess.Popen(
             [sys.executable, *args], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -220,12 +224,12 @@ class Cluster:
             name, ["-m", "stemscribe", "serve", "--port", str(port), "--log-level", "warning"], {}
         )
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise AssertionError(f"API node {name} exited: {self.log(name)}")
             try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                if httpx.get(url + "/health", timeout=10).status_code == 200:
                     return url
             except httpx.HTTPError:
                 time.sleep(0.2)
@@ -240,7 +244,7 @@ class Cluster:
             [str(HERE / "worker_main.py"), "1"],
             {"STEMSCRIBE_TEST_DELAY": str(delay), "STEMSCRIBE_TEST_READY": str(ready)},
         )
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 180
         while not ready.exists():
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"worker {name} did not start: {self.log(name)}")
@@ -279,6 +283,8 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+        for log in self.logs:
+            log.close()
 
 
 def holder_of(pid: int, procs: list[subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
@@ -290,10 +296,17 @@ def holder_of(pid: int, procs: list[subprocess.Popen[bytes]]) -> subprocess.Pope
     raise AssertionError(f"process {pid} belongs to none of the workers")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def cluster(
-    tmp_path: Path, pg_url: str, amqp_url: str, bucket: str, s3_endpoint: str, prefix: str
+    tmp_path_factory: pytest.TempPathFactory,
+    pg_url: str,
+    amqp_url: str,
+    bucket: str,
+    s3_endpoint: str,
+    prefix: str,
 ) -> Iterator[Cluster]:
+    """One deployment for a module's tests (starting processes is slow on a busy machine): start its
+    API nodes and workers once, with `Cluster.api`/`Cluster.worker`, in a module-scoped fixture."""
     env = {
         **AWS_ENV,
         "AWS_ENDPOINT_URL": s3_endpoint,
@@ -305,11 +318,11 @@ def cluster(
         "STEMSCRIBE_ALLOW_PRIVATE_URLS": "1",
         "STEMSCRIBE_RATE_LIMIT_PER_S": "0",
         "STEMSCRIBE_WEBHOOK_BACKOFF_S": "0.3",
-        "STEMSCRIBE_WORKER_LEASE_S": "6",
+        "STEMSCRIBE_WORKER_LEASE_S": "30",
         "STEMSCRIBE_AIMUSIC_WAIT_S": "30",
         "STEMSCRIBE_SYNC_WAIT_S": "60",
     }
-    c = Cluster(tmp_path, env)
+    c = Cluster(tmp_path_factory.mktemp("cluster"), env)
     yield c
     c.close()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,21 @@ from .conftest import s3_keys
 
 
 @pytest.fixture
-def s3(bucket: str, tmp_path: Path) -> ArtifactStorage:
-    return open_storage(f"s3://{bucket}/pre/fix", temp_dir=tmp_path / "spool")
+def fresh(bucket: str) -> str:
+    """A bucket of this test alone (`bucket` points boto3 at moto's server)."""
+    import boto3
+
+    name = f"{bucket}-{secrets.token_hex(3)}"
+    boto3.client("s3").create_bucket(Bucket=name)
+    return name
 
 
-def test_objects_round_trip_under_the_prefix(s3: ArtifactStorage, bucket: str) -> None:
+@pytest.fixture
+def s3(fresh: str, tmp_path: Path) -> ArtifactStorage:
+    return open_storage(f"s3://{fresh}/pre/fix", temp_dir=tmp_path / "spool")
+
+
+def test_objects_round_trip_under_the_prefix(s3: ArtifactStorage, fresh: str) -> None:
     assert isinstance(s3, ArtifactStorage) and type(s3).__name__ == "S3Storage"
     assert s3.put_bytes("tasks/t1/result.json", b'{"a": 1}') == 8
     s3.put_bytes("tasks/t1/result.mid", b"MThd" + bytes(100))
@@ -29,13 +40,13 @@ def test_objects_round_trip_under_the_prefix(s3: ArtifactStorage, bucket: str) -
         assert b"".join(f) == b"MThd" + bytes(100)
     s3.put_bytes("tasks/t1/result.json", b"{}")  # a re-run overwrites
     assert s3.get_bytes("tasks/t1/result.json") == b"{}"
-    assert s3_keys(bucket, "") == [
+    assert s3_keys(fresh, "") == [
         "pre/fix/tasks/t1/result.json",
         "pre/fix/tasks/t1/result.mid",
         "pre/fix/tasks/t10/result.mid",
     ]
     assert s3.delete_prefix("tasks/t1") == 2  # not t10
-    assert s3_keys(bucket, "") == ["pre/fix/tasks/t10/result.mid"]
+    assert s3_keys(fresh, "") == ["pre/fix/tasks/t10/result.mid"]
     for missing in (lambda: s3.get_bytes("tasks/t1/result.json"), lambda: s3.size("tasks/t1/x")):
         with pytest.raises(StorageError):
             missing()
@@ -44,7 +55,7 @@ def test_objects_round_trip_under_the_prefix(s3: ArtifactStorage, bucket: str) -
 
 
 def test_a_large_upload_goes_in_parts_and_its_spool_file_is_consumed(
-    s3: ArtifactStorage, bucket: str
+    s3: ArtifactStorage, fresh: str
 ) -> None:
     import boto3
 
@@ -53,16 +64,16 @@ def test_a_large_upload_goes_in_parts_and_its_spool_file_is_consumed(
     tmp.write_bytes(data)
     assert s3.put_file("audio/a1/original", tmp) == len(data)
     assert not tmp.exists()
-    head = boto3.client("s3").head_object(Bucket=bucket, Key="pre/fix/audio/a1/original")
+    head = boto3.client("s3").head_object(Bucket=fresh, Key="pre/fix/audio/a1/original")
     assert head["ETag"].strip('"').endswith("-3")  # a multipart object's ETag counts its parts
     assert s3.get_bytes("audio/a1/original") == data
 
 
-def test_storage_comes_from_the_settings(bucket: str, tmp_path: Path) -> None:
+def test_storage_comes_from_the_settings(fresh: str, tmp_path: Path) -> None:
     local = storage_for(Settings(data_dir=tmp_path))
     assert type(local).__name__ == "LocalStorage"
-    remote = storage_for(Settings(data_dir=tmp_path, storage_url=f"s3://{bucket}"))
+    remote = storage_for(Settings(data_dir=tmp_path, storage_url=f"s3://{fresh}"))
     remote.put_bytes("k", b"v")
-    assert s3_keys(bucket, "") == ["k"]
+    assert s3_keys(fresh, "") == ["k"]
     with pytest.raises(StorageError, match="unknown storage URL scheme"):
         open_storage("gs://bucket/x")

@@ -1,6 +1,6 @@
 """`stemscribe worker` with a fake transcriber, for the scale-out tests: one note per second of audio,
-after `STEMSCRIBE_TEST_DELAY` seconds of "transcribing" (reported as progress). Touches
-`STEMSCRIBE_TEST_READY` once the worker consumes."""
+after `STEMSCRIBE_TEST_DELAY` seconds of "transcribing" (reported as progress) for audio longer than
+3 s. Touches `STEMSCRIBE_TEST_READY` once the worker consumes."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from stemscribe.stems import Family
 class SlowFake:
     def transcribe(self, source: Any, *, stem: str = "auto", progress: Any = None) -> Result:
         audio = load_audio(source, sr=None)
-        delay = float(os.environ.get("STEMSCRIBE_TEST_DELAY", "0"))
+        delay = float(os.environ.get("STEMSCRIBE_TEST_DELAY", "0")) if audio.duration > 3 else 0.0
         steps = max(1, int(delay / 0.2))
         for i in range(steps):
             if progress:
