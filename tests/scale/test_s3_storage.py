@@ -54,9 +54,7 @@ def test_objects_round_trip_under_the_prefix(s3: ArtifactStorage, fresh: str) ->
         s3.put_bytes("../escape", b"x")
 
 
-def test_a_large_upload_goes_in_parts_and_its_spool_file_is_consumed(
-    s3: ArtifactStorage, fresh: str
-) -> None:
+def test_a_large_upload_goes_in_parts_and_its_spool_file_is_consumed(s3: ArtifactStorage, fresh: str) -> None:
     import boto3
 
     tmp = s3.temp_file()
