@@ -18,6 +18,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import InterfaceError, OperationalError
+
 from stemscribe.jobs.broker import DELIVER, RUN_TASK, make_celery, queue_name
 from stemscribe.jobs.models import DeliveryState
 from stemscribe.jobs.runner import dead_local_workers
@@ -39,6 +41,11 @@ if TYPE_CHECKING:
     from celery import Celery
 
 logger = logging.getLogger(__name__)
+
+DATABASE_DOWN = (OperationalError, InterfaceError)
+"""Errors of a database that is restarting or unreachable: the message is sent again, not dropped
+(a task left running by such an error is queued again once its lease runs out)."""
+DATABASE_RETRY_S = 3.0
 
 
 class WorkerProcess:
@@ -126,13 +133,21 @@ def create_worker_app(
 
     @app.task(name=RUN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
     def run_task(self: Any, task_id: str) -> None:
-        wait = process().run(task_id)
+        try:
+            wait = process().run(task_id)
+        except DATABASE_DOWN as exc:  # the message goes back to the queue; the store decides again
+            logger.warning("task %s: the database is unavailable (%s); retrying", task_id, exc)
+            raise self.retry(countdown=DATABASE_RETRY_S, max_retries=None) from None
         if wait is not None:
             raise self.retry(countdown=wait, max_retries=None)
 
-    @app.task(name=DELIVER, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-    def deliver(delivery_id: str) -> None:
-        process().deliver(delivery_id)
+    @app.task(name=DELIVER, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+    def deliver(self: Any, delivery_id: str) -> None:
+        try:
+            process().deliver(delivery_id)
+        except DATABASE_DOWN as exc:
+            logger.warning("delivery %s: the database is unavailable (%s); retrying", delivery_id, exc)
+            raise self.retry(countdown=DATABASE_RETRY_S, max_retries=None) from None
 
     def start_process(**_kwargs: Any) -> None:
         exit_with_parent(os.getppid())  # a child whose worker is killed -9 dies with it

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from stemscribe.audio import check_audio
 from stemscribe.errors import (
     AudioError,
@@ -142,8 +144,11 @@ class Worker:
             if now - last[0] < 0.25 and fraction < 1.0:
                 return
             last[0] = now
-            if not self.store.report_progress(task.id, self.worker_id, stage, round(fraction, 4), lease):
-                lost.set()
+            try:
+                if not self.store.report_progress(task.id, self.worker_id, stage, round(fraction, 4), lease):
+                    lost.set()
+            except SQLAlchemyError:  # a database restarting: the work goes on, the next report retries
+                logger.warning("progress of %s not stored", task.id, exc_info=True)
 
         stop_beat = threading.Event()
 
