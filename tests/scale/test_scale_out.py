@@ -206,7 +206,7 @@ def test_the_rate_limit_is_shared_by_api_nodes(tmp_path: Any, redis_url: str, pr
             secret_key="s",
             redis_url=redis_url,
             queue_prefix=prefix,
-            rate_limit_per_s=0.5,
+            rate_limit_per_s=0.05,  # one token per 20 s: none comes back during the test
             rate_limit_burst=3,
         )
         client = TestClient(create_app(settings), client=("127.0.0.1", 50000))
