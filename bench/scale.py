@@ -43,6 +43,7 @@ class Deployment:
 
     def __init__(self, root: Path, env: dict[str, str]) -> None:
         self.root, self.env = root, {**os.environ, **env}
+        root.mkdir(parents=True, exist_ok=True)
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def spawn(self, name: str, *args: str, **extra: str) -> subprocess.Popen[bytes]:
@@ -82,10 +83,11 @@ class Deployment:
                 raise RuntimeError(f"fewer than {count} workers answered within 240 s")
             time.sleep(1)
 
-    def key(self) -> str:
+    def key(self, data_dir: str = "cli") -> str:
+        """A new key, in the database of the process whose data dir is `data_dir` (embedded: the API's)."""
         out = subprocess.run(
             [STEMSCRIBE, "keys", "create", "--name", "bench"],
-            env={**self.env, "STEMSCRIBE_DATA_DIR": str(self.root / "cli")},
+            env={**self.env, "STEMSCRIBE_DATA_DIR": str(self.root / data_dir)},
             capture_output=True,
             check=True,
             cwd=ROOT,
@@ -191,7 +193,7 @@ def embedded(root: Path, workers: int, args: argparse.Namespace) -> dict[str, fl
     d = Deployment(root / f"embedded-{workers}", {"STEMSCRIBE_RATE_LIMIT_PER_S": "0"})
     try:
         url, pid = d.api("api", workers=workers)
-        key = d.key()
+        key = d.key("api")
         figures = {"jobs/min": jobs_per_minute(url, key, args.jobs)}
         if workers == 1:
             figures.update(api_rates([url], [pid], key, args))
