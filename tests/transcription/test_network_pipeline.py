@@ -62,11 +62,12 @@ def test_network_stem_is_written_as_the_stems_family(weights: Path) -> None:
     assert [i.family for i in result.instruments] == [Family.BASS]
 
 
-def test_auto_engine_keeps_basic_pitch_for_stems_and_the_network_for_mixes(weights: Path) -> None:
+def test_auto_engine_uses_the_network_where_the_dev_split_chose_it(weights: Path) -> None:
     tr = Transcriber(engine="auto", network_weights=weights)
-    assert tr.uses_network(StemType.MIX)
-    assert not tr.uses_network(StemType.VOCALS)
-    assert not tr.uses_network(StemType.DRUMS)
+    for stem in (StemType.MIX, StemType.STRINGS, StemType.SYNTH):
+        assert tr.uses_network(stem)
+    for stem in (StemType.VOCALS, StemType.BASS, StemType.PIANO, StemType.DRUMS):
+        assert not tr.uses_network(stem)
 
 
 def test_basic_pitch_engine_never_loads_the_network(weights: Path) -> None:
