@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import secrets
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +196,30 @@ class Hostile:
 @pytest.fixture
 def hostile() -> type[Hostile]:
     return Hostile
+
+
+# The local PostgreSQL the `services` tests use (`.ci/run` starts it when it stopped).
+PG_DSN = os.environ.get("STEMSCRIBE_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+
+
+@contextlib.contextmanager
+def postgres_schema(prefix: str) -> Iterator[str]:
+    """A SQLAlchemy URL whose search path is a fresh schema, dropped afterwards; skips the test, saying
+    why, when psycopg or the server is missing."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
+    try:
+        admin = psycopg.connect(PG_DSN, connect_timeout=3, autocommit=True)
+    except psycopg.OperationalError as exc:
+        pytest.skip(f"PostgreSQL is not reachable ({PG_DSN}): {exc}")
+    schema = f"{prefix}{secrets.token_hex(4)}"
+    admin.execute(f'CREATE SCHEMA "{schema}"')
+    params = dict(p.split("=", 1) for p in PG_DSN.split())
+    url = (
+        f"postgresql+psycopg://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}:"
+        f"{params.get('port', '5432')}/{params.get('dbname', 'test')}?options=-csearch_path%3D{schema}"
+    )
+    try:
+        yield url
+    finally:
+        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        admin.close()

@@ -22,7 +22,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-PG_DSN = os.environ.get("STEMSCRIBE_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+from tests.conftest import postgres_schema
+
 AMQP_URL = os.environ.get("STEMSCRIBE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
 REDIS_URL = os.environ.get("STEMSCRIBE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 HERE = Path(__file__).resolve().parent
@@ -52,23 +53,8 @@ def prefix() -> str:
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
-    try:
-        admin = psycopg.connect(PG_DSN, connect_timeout=3, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable ({PG_DSN}): {exc}")
-    schema = f"stemscribe_scale_{secrets.token_hex(4)}"
-    admin.execute(f'CREATE SCHEMA "{schema}"')
-    params = dict(p.split("=", 1) for p in PG_DSN.split())
-    url = (
-        f"postgresql+psycopg://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}:"
-        f"{params.get('port', '5432')}/{params.get('dbname', 'test')}?options=-csearch_path%3D{schema}"
-    )
-    try:
+    with postgres_schema("stemscribe_scale_") as url:
         yield url
-    finally:
-        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.close()
 
 
 @pytest.fixture(scope="module")

@@ -2,37 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.services
+from tests.conftest import PG_DSN, postgres_schema
 
-PG_DSN = os.environ.get("STEMSCRIBE_TEST_PG", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+pytestmark = pytest.mark.services
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg", reason="psycopg is not installed")
-    try:
-        admin = psycopg.connect(PG_DSN, connect_timeout=3, autocommit=True)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable ({PG_DSN}): {exc}")
-    schema = f"stemscribe_test_{secrets.token_hex(4)}"
-    admin.execute(f'CREATE SCHEMA "{schema}"')
-    params = dict(p.split("=", 1) for p in PG_DSN.split())
-    url = (
-        f"postgresql+psycopg://{params.get('user', 'postgres')}@{params.get('host', '127.0.0.1')}:"
-        f"{params.get('port', '5432')}/{params.get('dbname', 'test')}?options=-csearch_path%3D{schema}"
-    )
-    try:
+    with postgres_schema("stemscribe_test_") as url:
         yield url
-    finally:
-        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.close()
 
 
 def test_service_on_postgres(pg_url: str, make_client: Any, settings: Any) -> None:
