@@ -664,10 +664,15 @@ class Renderer:
         events: list[tuple[float, int, int, int, int]],
         seconds: float,
         programs: dict[int, tuple[int, int, int]],
+        *,
+        tuning: dict[int, float] | None = None,
+        bends: list[tuple[float, int, int]] | None = None,
     ) -> npt.NDArray[np.float32]:
         """Mono audio of note events (time, on 1/off 0, channel, key, velocity), `seconds` long.
 
-        `programs` maps channel to (sfid, bank, preset).
+        `programs` maps channel to (sfid, bank, preset); `tuning` channel to semitones off concert
+        pitch; `bends` are pitch-wheel moves (time, channel, 0..16383; 8192 is centre, range 2
+        semitones). Tuning and wheel are back at rest afterwards.
         """
         synth = self.synth
         synth.sounds_off()  # a quick release, not a cut: render it away so nothing leaks into this clip
@@ -676,21 +681,33 @@ class Renderer:
             synth.control_change(ch, 121, 0)  # reset controllers
         for ch, (sfid, bank, preset) in programs.items():
             synth.program_select(ch, sfid, bank, preset, is_drums=bank == 128 or ch == DRUM_CHANNEL)
+        moved = set(tuning or {}) | {ch for _, ch, _ in bends or ()}
+        for ch in moved:
+            synth.set_tuning(ch, (tuning or {}).get(ch, 0.0))
+            synth.pitchbend_range(ch, 2.0)
+            synth.pitchbend(ch, 8192)
+        # A wheel move is an event of kind 2 (after the note events of its instant).
+        timeline = [*events, *((t, 2, ch, value, 0) for t, ch, value in bends or ())]
         n = int(round(seconds * SAMPLE_RATE))
         out = np.zeros((n, 2), np.float32)
         pos = 0
-        for t, on, ch, key, vel in sorted(events, key=lambda e: (e[0], e[1])):
+        for t, kind, ch, key, vel in sorted(timeline, key=lambda e: (e[0], e[1])):
             s = min(n, max(0, int(round(t * SAMPLE_RATE))))
             if s > pos:
                 out[pos:s] = np.frombuffer(synth.generate(s - pos), np.float32).reshape(-1, 2)
                 pos = s
-            if on:
+            if kind == 1:
                 synth.noteon(ch, key, vel)
-            else:
+            elif kind == 0:
                 synth.noteoff(ch, key)
+            else:
+                synth.pitchbend(ch, key)
         if n > pos:
             out[pos:] = np.frombuffer(synth.generate(n - pos), np.float32).reshape(-1, 2)
         synth.sounds_off()
+        for ch in moved:
+            synth.set_tuning(ch, 0.0)
+            synth.pitchbend(ch, 8192)
         return out.mean(axis=1)
 
 

@@ -445,40 +445,12 @@ class VariedRenderer(Renderer):
         vibrato: tuple[float, float] | None,
     ) -> npt.NDArray[np.float32]:
         """One channel's notes on one preset, tuned by `tuning` semitones, with pitch-wheel vibrato."""
-        synth = self.synth
-        synth.sounds_off()
-        synth.generate(SAMPLE_RATE // 5)
-        synth.control_change(ch, 121, 0)
-        synth.program_select(ch, *program, is_drums=False)
-        synth.set_tuning(ch, tuning)
-        synth.pitchbend_range(ch, 2.0)
-        synth.pitchbend(ch, 8192)
-        n = int(round(seconds * SAMPLE_RATE))
-        marks: list[tuple[float, int, int, int]] = [(t, on, key, vel) for t, on, _, key, vel in part]
+        bends = []
         if vibrato is not None:
             rate, cents = vibrato
             for t in np.arange(0.0, seconds, 0.01):
-                bend = 8192 + int(cents / 200 * 8191 * np.sin(2 * np.pi * rate * t))
-                marks.append((float(t), 2, bend, 0))
-        out = np.zeros((n, 2), np.float32)
-        pos = 0
-        for t, kind, key, vel in sorted(marks, key=lambda m: (m[0], m[1] == 1)):
-            s = min(n, max(0, int(round(t * SAMPLE_RATE))))
-            if s > pos:
-                out[pos:s] = np.frombuffer(synth.generate(s - pos), np.float32).reshape(-1, 2)
-                pos = s
-            if kind == 1:
-                synth.noteon(ch, key, vel)
-            elif kind == 0:
-                synth.noteoff(ch, key)
-            else:
-                synth.pitchbend(ch, key)
-        if n > pos:
-            out[pos:] = np.frombuffer(synth.generate(n - pos), np.float32).reshape(-1, 2)
-        synth.sounds_off()
-        synth.set_tuning(ch, 0.0)
-        synth.pitchbend(ch, 8192)
-        return out.mean(axis=1)
+                bends.append((float(t), ch, 8192 + int(cents / 200 * 8191 * np.sin(2 * np.pi * rate * t))))
+        return Renderer.render(self, part, seconds, {ch: program}, tuning={ch: tuning}, bends=bends)
 
     @staticmethod
     def _treat(rng: np.random.Generator, sound: np.ndarray) -> npt.NDArray[np.float32]:
