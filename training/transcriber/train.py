@@ -7,7 +7,9 @@ Every step draws its batch from a random generator seeded by (seed, step), from 
 may use (`shards_for_step`: a few at first, one more every `--steps-per-shard` steps, so training can
 start while the generator still writes shards; a step waits for a shard it needs). A run is therefore
 a pure function of its seed and data: resuming from `last.pt` (weights, optimizer, step) gives the
-same next steps as an uninterrupted run. Every `--eval-every` steps the whole validation file is
+same next steps as an uninterrupted run. The learning rate is `--lr` until `--decay-from`, then a
+cosine down to `--lr-end` at `--steps` (a function of the step alone, so a resumed run follows the
+same schedule). Every `--eval-every` steps the whole validation file is
 scored (family-aware note onset F1 with fixed thresholds, and frame F1) into `curve.json`;
 `best.pt` keeps the best. `--export` writes the ONNX weights with thresholds tuned on validation.
 """
@@ -118,6 +120,14 @@ def shards_for_step(step: int, total_shards: int, steps_per_shard: int, base_ste
     """How many shards (0..n-1) step `step` draws from; the schedule starts at `base_step` (a run
     continued on new shards restarts it at its resume step, so it need not wait for all of them)."""
     return min(total_shards, FIRST_SHARDS + max(0, step - base_step) // steps_per_shard)
+
+
+def learning_rate(step: int, lr: float, decay_from: int, steps: int, lr_end: float) -> float:
+    """`lr` up to `decay_from`, then half a cosine from `lr` to `lr_end` at `steps` (and after)."""
+    if decay_from <= 0 or step <= decay_from or steps <= decay_from:
+        return lr
+    done = min(1.0, (step - decay_from) / (steps - decay_from))
+    return lr_end + (lr - lr_end) * 0.5 * (1.0 + float(np.cos(np.pi * done)))
 
 
 def batch(
@@ -321,6 +331,9 @@ def train(args: argparse.Namespace) -> None:
         )
 
     for step in range(start + 1, args.steps + 1):
+        lr = learning_rate(step, args.lr, args.decay_from, args.steps, args.lr_end)
+        for group in opt.param_groups:
+            group["lr"] = lr
         net.train()
         x, onset, frame, velocity = (t.to(device) for t in batch(clips, step, args))
         raw = net(x)
@@ -356,6 +369,7 @@ def train(args: argparse.Namespace) -> None:
                 "train_frame_loss": round(float(tr[1]), 5),
                 "train_velocity_loss": round(float(tr[2]), 5),
                 "train_family_loss": round(float(tr[3]), 5),
+                "lr": round(lr, 7),
                 "shards": shards_for_step(step, args.shards, args.steps_per_shard, args.shard_base_step),
                 **{f"valid_{k}": v for k, v in scores.items()},
             }
@@ -387,6 +401,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps-per-shard", type=int, default=150)
     parser.add_argument("--shard-base-step", type=int, default=0, help="where the shard schedule starts")
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument(
+        "--decay-from", type=int, default=0, help="step where the cosine decay starts (0: constant lr)"
+    )
+    parser.add_argument("--lr-end", type=float, default=4e-5, help="lr at --steps when decaying")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="torch device (cuda on a GPU machine)")
     parser.add_argument("--eval-every", type=int, default=250)
