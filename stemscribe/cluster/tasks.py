@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import InterfaceError, OperationalError
-
-from stemscribe.jobs.broker import DELIVER, RUN_TASK, make_celery, queue_name
+from stemscribe.jobs.broker import DELIVER, RUN_TASK, make_celery, queue_name, worker_hostname
 from stemscribe.jobs.models import DeliveryState
 from stemscribe.jobs.runner import dead_local_workers
 from stemscribe.jobs.storage import storage_for
-from stemscribe.jobs.store import Claim, SqlJobStore
+from stemscribe.jobs.store import DATABASE_DOWN, Claim, SqlJobStore
 from stemscribe.jobs.webhooks import WebhookSender
 from stemscribe.jobs.worker import (
     TranscriberFactory,
@@ -38,21 +38,28 @@ from stemscribe.service.shapes import DialectRenderer
 from stemscribe.settings import Settings
 
 if TYPE_CHECKING:
+    import httpx
     from celery import Celery
 
 logger = logging.getLogger(__name__)
 
-DATABASE_DOWN = (OperationalError, InterfaceError)
-"""Errors of a database that is restarting or unreachable: the message is sent again, not dropped
-(a task left running by such an error is queued again once its lease runs out)."""
 DATABASE_RETRY_S = 3.0
+"""While the database is down (`DATABASE_DOWN`), a message is sent again after this long, not
+dropped; a task the outage interrupted is taken up again by the same worker when it comes back."""
 
 
 class WorkerProcess:
     """What one worker process holds: the store, the storage, a `Worker` (models loaded once), the
     callback sender, and the Celery app it sends follow-up messages with."""
 
-    def __init__(self, settings: Settings, factory: TranscriberFactory, app: Celery) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        factory: TranscriberFactory,
+        app: Celery,
+        *,
+        webhook_transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.settings = settings
         self.app = app
         self.store = SqlJobStore(
@@ -61,12 +68,31 @@ class WorkerProcess:
             busy_timeout_s=settings.db_busy_timeout_s,
         )
         self.storage = storage_for(settings)
+        # host:pid/celery.<random>: one id per worker process, even for several Celery workers
+        # embedded in one process
         self.worker = Worker(
-            settings, self.store, self.storage, factory, worker_id=worker_identity("/celery")
+            settings,
+            self.store,
+            self.storage,
+            factory,
+            worker_id=worker_identity(f"/celery.{secrets.token_hex(3)}"),
         )
         self.sender = WebhookSender(
-            settings, self.store, DialectRenderer(ServiceContext(settings, self.store, self.storage))
+            settings,
+            self.store,
+            DialectRenderer(ServiceContext(settings, self.store, self.storage)),
+            transport=webhook_transport,
         )
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+
+    def _gone(self, task_id: str, holders: list[str]) -> list[str]:
+        """Which holders of `task_id` no longer run it: dead processes of this host, and this worker
+        itself when it is not running the task (an outage of the database interrupted it here)."""
+        with self._lock:
+            idle_here = task_id not in self._running
+        own = [h for h in holders if h == self.worker.worker_id and idle_here]
+        return own + dead_local_workers([h for h in holders if h not in own])
 
     def run(self, task_id: str) -> float | None:
         """Run the task if it is this worker's to run; the seconds to wait before trying again when
@@ -77,25 +103,37 @@ class WorkerProcess:
             self.worker.worker_id,
             lease,
             max_attempts=self.settings.job_attempts,
-            dead_workers=dead_local_workers,
+            dead_workers=lambda holders: self._gone(task_id, holders),
         )
         if claim is Claim.BUSY and task is not None:
             return max(0.5, (task.lease_until or time.time()) - time.time() + 0.5)
         if claim is Claim.CLAIMED and task is not None:
             if task.attempts > 1:
                 logger.warning("task %s: attempt %d (its previous worker stopped)", task_id, task.attempts)
-            self.worker.run_task(task)
+            with self._lock:
+                self._running.add(task_id)
+            try:
+                self.worker.run_task(task)
+            finally:
+                with self._lock:
+                    self._running.discard(task_id)
         elif claim is Claim.GAVE_UP:
             logger.error("task %s failed: its workers stopped %d times", task_id, self.settings.job_attempts)
         self.send_new_deliveries(task_id)
         return None
 
     def send_new_deliveries(self, task_id: str) -> None:
-        """Queue the first attempt of the task's callbacks not yet tried (the sweeper of the API nodes
-        queues them again should this message be lost)."""
+        """Queue the first attempt of the task's callbacks not yet tried. A broker that is down
+        loses nothing: the delivery stays pending in the store, where the sweeper of the API nodes
+        finds it and queues it again."""
+        from kombu.exceptions import OperationalError as BrokerDown
+
         for d in self.store.deliveries_for_task(task_id):
             if d.state is DeliveryState.PENDING and d.attempts == 0:
-                self.send_delivery(d.id)
+                try:
+                    self.send_delivery(d.id)
+                except BrokerDown as exc:
+                    logger.warning("callback %s of task %s not queued (%s); swept later", d.id, task_id, exc)
 
     def send_delivery(self, delivery_id: str, countdown: float = 0.0) -> None:
         self.app.send_task(
@@ -104,6 +142,10 @@ class WorkerProcess:
             queue=queue_name(self.settings, "callbacks"),
             countdown=countdown if countdown > 0 else None,
         )
+
+    def close(self) -> None:
+        self.sender.close()
+        self.store.close()
 
     def deliver(self, delivery_id: str) -> None:
         d = self.store.claim_delivery(delivery_id, hold_s=self.settings.webhook_timeout_s + 30.0)
@@ -114,47 +156,83 @@ class WorkerProcess:
             self.send_delivery(after.id, after.next_attempt_at - time.time())
 
 
-def create_worker_app(
-    settings: Settings, factory: TranscriberFactory = default_transcriber_factory
-) -> Celery:
-    """The Celery app of `stemscribe worker`, with its two tasks; each worker process builds its
-    `WorkerProcess` (and loads the models) once, when it starts."""
-    from celery.signals import worker_process_init
+class WorkerApp:
+    """The Celery app of `stemscribe worker` (`.celery`) with its two tasks, and the `WorkerProcess`
+    that each worker process builds (loading the models) once. Tests pass a fake `factory` and an
+    httpx transport for the callbacks, as they do to `create_app`, and may run it embedded
+    (`celery.contrib.testing.worker.start_worker(app.celery)`); `close` releases its connections."""
 
-    app = make_celery(settings)
-    held: dict[int, WorkerProcess] = {}
+    def __init__(
+        self,
+        settings: Settings,
+        factory: TranscriberFactory = default_transcriber_factory,
+        *,
+        webhook_transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.webhook_transport = webhook_transport
+        self.celery = make_celery(settings)
+        self._held: dict[int, WorkerProcess] = {}
+        self._lock = threading.Lock()
+        process = self.process
 
-    def process() -> WorkerProcess:
+        @self.celery.task(
+            name=RUN_TASK,
+            bind=True,
+            shared=False,
+            acks_late=True,
+            reject_on_worker_lost=True,
+            ignore_result=True,
+        )
+        def run_task(self: Any, task_id: str) -> None:
+            try:
+                wait = process().run(task_id)
+            except DATABASE_DOWN as exc:  # the message goes back to the queue; the store decides again
+                logger.warning("task %s: the database is unavailable (%s); retrying", task_id, exc)
+                raise self.retry(countdown=DATABASE_RETRY_S, max_retries=None) from None
+            if wait is not None:
+                raise self.retry(countdown=wait, max_retries=None)
+
+        @self.celery.task(
+            name=DELIVER,
+            bind=True,
+            shared=False,
+            acks_late=True,
+            reject_on_worker_lost=True,
+            ignore_result=True,
+        )
+        def deliver(self: Any, delivery_id: str) -> None:
+            try:
+                process().deliver(delivery_id)
+            except DATABASE_DOWN as exc:
+                logger.warning("delivery %s: the database is unavailable (%s); retrying", delivery_id, exc)
+                raise self.retry(countdown=DATABASE_RETRY_S, max_retries=None) from None
+
+    def process(self) -> WorkerProcess:
+        """This process's `WorkerProcess` (a forked child builds its own: it never uses its parent's
+        connections)."""
         pid = os.getpid()
-        if pid not in held:  # a forked child never uses its parent's connections
-            held.clear()
-            held[pid] = WorkerProcess(settings, factory, app)
-        return held[pid]
+        with self._lock:  # the threads pool's first tasks arrive together
+            if pid not in self._held:
+                self._held.clear()
+                self._held[pid] = WorkerProcess(
+                    self.settings, self.factory, self.celery, webhook_transport=self.webhook_transport
+                )
+            return self._held[pid]
 
-    @app.task(name=RUN_TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-    def run_task(self: Any, task_id: str) -> None:
-        try:
-            wait = process().run(task_id)
-        except DATABASE_DOWN as exc:  # the message goes back to the queue; the store decides again
-            logger.warning("task %s: the database is unavailable (%s); retrying", task_id, exc)
-            raise self.retry(countdown=DATABASE_RETRY_S, max_retries=None) from None
-        if wait is not None:
-            raise self.retry(countdown=wait, max_retries=None)
+    def start_process(self, **_kwargs: Any) -> None:
+        """Celery's `worker_process_init`: a prefork child dies with its worker (even by `kill -9`)
+        and loads the models before it takes a task."""
+        exit_with_parent(os.getppid())
+        _ = self.process().worker.transcriber
 
-    @app.task(name=DELIVER, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-    def deliver(self: Any, delivery_id: str) -> None:
-        try:
-            process().deliver(delivery_id)
-        except DATABASE_DOWN as exc:
-            logger.warning("delivery %s: the database is unavailable (%s); retrying", delivery_id, exc)
-            raise self.retry(countdown=DATABASE_RETRY_S, max_retries=None) from None
-
-    def start_process(**_kwargs: Any) -> None:
-        exit_with_parent(os.getppid())  # a child whose worker is killed -9 dies with it
-        _ = process().worker.transcriber
-
-    worker_process_init.connect(start_process, weak=False)
-    return app
+    def close(self) -> None:
+        with self._lock:
+            for held in self._held.values():
+                held.close()
+            self._held.clear()
+        self.celery.close()
 
 
 def run_worker(
@@ -171,16 +249,19 @@ def run_worker(
 
     settings.ensure_dirs()
     upgrade_database(settings.resolved_database_url)
-    app = create_worker_app(settings, factory)
+    from celery.signals import worker_process_init
+
+    app = WorkerApp(settings, factory)
+    worker_process_init.connect(app.start_process, weak=False)
     names = [queue_name(settings, q) for q in (queues or ["transcribe", "separate", "callbacks"])]
-    app.worker_main(
+    app.celery.worker_main(
         [
             "worker",
             f"--concurrency={max(1, concurrency)}",
             f"--queues={','.join(names)}",
             f"--pool={pool}",
             f"--loglevel={log_level.upper()}",
-            f"--hostname=stemscribe-{os.getpid()}@%h",
+            f"--hostname={worker_hostname(settings, str(os.getpid()))}",
             "--without-gossip",
             "--without-mingle",
         ]

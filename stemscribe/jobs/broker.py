@@ -14,11 +14,12 @@ durable queues and persistent messages with publisher confirms on RabbitMQ.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from stemscribe.jobs.models import TaskKind, TaskRecord
+from stemscribe.jobs.models import DeliveryState, TaskKind, TaskRecord
 from stemscribe.jobs.store import SqlJobStore
 from stemscribe.settings import Settings
 
@@ -44,6 +45,12 @@ def queue_name(settings: Settings, kind: str) -> str:
 
 def task_queue(settings: Settings, kind: TaskKind) -> str:
     return queue_name(settings, "separate" if kind is TaskKind.SEPARATE else "transcribe")
+
+
+def worker_hostname(settings: Settings, name: str) -> str:
+    """A Celery worker's node name, `<queue prefix>-<name>@<host>`: the API nodes count the workers
+    of their deployment by it."""
+    return f"{settings.queue_prefix}-{name}@{socket.gethostname()}"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -127,16 +134,24 @@ class CeleryRunner:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        self.app.close()  # its broker connections
 
     def alive(self) -> int:
-        """Workers that answered the last ping (refreshed by the sweeper)."""
+        """This deployment's workers that answered the last ping (refreshed by the sweeper)."""
         return self._alive[1]
 
     def sweep(self) -> tuple[int, int]:
-        """Send again what a dead worker or a lost message left: (tasks, callbacks) sent."""
-        requeued, failed = self.store.requeue_stale_ids(max_attempts=self.settings.job_attempts)
-        for t in requeued:
-            self.submit(t)
+        """Send again what a dead worker or a lost message left: (tasks, callbacks) sent.
+
+        A task is queued again in the same transaction that sends its message (a broker that is down
+        leaves it to the next sweep); the failure callbacks of tasks out of attempts are sent at once."""
+        requeued, failed = self.store.requeue_stale_ids(
+            max_attempts=self.settings.job_attempts, send=self.submit
+        )
+        for t in failed:
+            for d in self.store.deliveries_for_task(t.id):
+                if d.state is DeliveryState.PENDING and d.attempts == 0:
+                    self.submit_delivery(d.id)
         overdue = self.store.overdue_deliveries(self.settings.webhook_timeout_s + 30.0)
         for d in overdue:
             self.submit_delivery(d.id)
@@ -148,8 +163,13 @@ class CeleryRunner:
         return len(requeued), len(overdue)
 
     def _ping(self) -> None:
+        """Ping the workers; those of this deployment are named `<queue prefix>-<pid>@<host>`
+        (`worker_hostname`), so the workers of other deployments on the same broker are not counted."""
         replies = self.app.control.ping(timeout=1.0) or []
-        self._alive = (time.monotonic(), len(replies))
+        ours = [
+            name for reply in replies for name in reply if name.startswith(f"{self.settings.queue_prefix}-")
+        ]
+        self._alive = (time.monotonic(), len(ours))
 
     def _sweep_loop(self) -> None:
         while True:

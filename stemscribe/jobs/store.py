@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 from sqlalchemy import JSON, Boolean, Engine, Table, create_engine, delete, event, func, select, update
 from sqlalchemy import Enum as SqlEnum
 from sqlalchemy.engine import CursorResult, make_url
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from stemscribe.jobs.models import (
@@ -41,6 +42,24 @@ KEY_PREFIX = "sk_"
 
 
 M = TypeVar("M", bound=Base)
+R = TypeVar("R")
+
+DATABASE_DOWN = (OperationalError, InterfaceError)
+"""Errors of a database that is restarting or unreachable (as opposed to a refused statement)."""
+
+
+def retry_while_down(call: Callable[[], R], *, within_s: float, pause_s: float = 1.0) -> R:
+    """`call()`, called again while the database is down (`DATABASE_DOWN`), for up to `within_s`
+    seconds; then its last error. For writes that must not be lost to a database restart: a finished
+    job's outcome, a sent callback's record."""
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            return call()
+        except DATABASE_DOWN:
+            if time.monotonic() + pause_s > deadline:
+                raise
+            time.sleep(pause_s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,17 +318,24 @@ class SqlJobStore:
             return s.get(Principal, principal_id)
 
     def ensure_local_principal(self) -> Principal:
-        with self.session() as s:
-            p = s.get(Principal, LOCAL_PRINCIPAL)
-            if p is None:
-                p = Principal(
-                    id=LOCAL_PRINCIPAL,
-                    name="local",
-                    webhook_secret=new_webhook_secret(),
-                    created_at=time.time(),
-                )
-                s.add(p)
-            return p
+        """The `local` principal, created by the first caller (API nodes starting at once race here:
+        the one whose insert loses reads the winner's)."""
+        for _ in range(2):
+            try:
+                with self.session() as s:
+                    p = s.get(Principal, LOCAL_PRINCIPAL)
+                    if p is None:
+                        p = Principal(
+                            id=LOCAL_PRINCIPAL,
+                            name="local",
+                            webhook_secret=new_webhook_secret(),
+                            created_at=time.time(),
+                        )
+                        s.add(p)
+                    return p
+            except IntegrityError:
+                continue
+        raise RuntimeError("the local principal could be neither read nor created")
 
     def keys_exist(self) -> bool:
         """True once any key was ever created (revoking every key does not reopen keyless access)."""
@@ -474,7 +500,9 @@ class SqlJobStore:
     ) -> tuple[Claim, TaskRecord | None]:
         """Take the task a queue message names, for `worker_id`: a queued task, or a running one whose
         worker is gone (its lease ran out, or `dead_workers` names it). Each start counts an attempt;
-        a task already started `max_attempts` times fails instead (`Claim.GAVE_UP`)."""
+        a task already started `max_attempts` times fails instead (`Claim.GAVE_UP`). A task that
+        `worker_id` itself holds but has stopped running (`dead_workers` names it: the database went
+        away mid-task) is taken up again without counting a start: no worker died."""
         if not storable_id(task_id):
             return Claim.MISSING, None
         with self.session() as s:
@@ -486,8 +514,13 @@ class SqlJobStore:
                 return Claim.FINISHED, t
             if t.state is TaskState.RUNNING:
                 holder = t.worker_id or ""
-                stale = (t.lease_until or 0.0) < now or (holder and holder in dead_workers([holder]))
-                if not stale:
+                gone = bool(holder) and holder in dead_workers([holder])
+                if holder == worker_id:
+                    if not gone:  # running here, whatever its lease says
+                        return Claim.BUSY, t
+                    t.stage, t.lease_until = "starting", now + lease_s
+                    return Claim.CLAIMED, t
+                if not (gone or (t.lease_until or 0.0) < now):
                     return Claim.BUSY, t
                 if t.attempts >= max_attempts:
                     t.state, t.finished_at = TaskState.FAILED, now
@@ -621,9 +654,17 @@ class SqlJobStore:
         return len(requeued), len(failed)
 
     def requeue_stale_ids(
-        self, *, max_attempts: int, dead_workers: Sequence[str] = ()
+        self,
+        *,
+        max_attempts: int,
+        dead_workers: Sequence[str] = (),
+        send: Callable[[TaskRecord], None] | None = None,
     ) -> tuple[list[TaskRecord], list[TaskRecord]]:
-        """`requeue_stale`, answering the tasks themselves: (queued again, failed)."""
+        """`requeue_stale`, answering the tasks themselves: (queued again, failed).
+
+        `send(task)` is called for each task queued again before the change commits (scale-out: the
+        message that runs it), so a broker that is down leaves the task as it was, to be swept again,
+        instead of queued in the database with no message naming it."""
         now = time.time()
         cond = (TaskRecord.lease_until < now) | (TaskRecord.worker_id.in_(list(dead_workers)))
         requeued: list[TaskRecord] = []
@@ -642,6 +683,10 @@ class SqlJobStore:
                 else:
                     t.state, t.stage = TaskState.QUEUED, "queued"
                     requeued.append(t)
+            if send is not None:
+                s.flush()
+                for t in requeued:
+                    send(t)
         return requeued, failed
 
     def count_tasks(self) -> dict[str, int]:

@@ -18,7 +18,7 @@ from standardwebhooks.webhooks import Webhook
 
 from stemscribe.jobs.models import Principal, TaskRecord, WebhookDelivery
 from stemscribe.jobs.netguard import BlockedAddressError, check_url, guarded_client
-from stemscribe.jobs.store import SqlJobStore
+from stemscribe.jobs.store import SqlJobStore, retry_while_down
 from stemscribe.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -118,11 +118,16 @@ class WebhookSender:
             )
         except httpx.HTTPError as exc:
             ok, error = False, f"{type(exc).__name__}: {exc}"
-        return self.store.record_delivery(
-            d.id,
-            payload=body,
-            status=status,
-            error=error,
-            delivered=ok,
-            retry_in=self.backoff(d.attempts + 1),
+        # The POST went out: a database restarting now must not make it go out twice, so its record
+        # waits for the database (as long as the delivery is held for this attempt).
+        return retry_while_down(
+            lambda: self.store.record_delivery(
+                d.id,
+                payload=body,
+                status=status,
+                error=error,
+                delivered=ok,
+                retry_in=self.backoff(d.attempts + 1),
+            ),
+            within_s=self.settings.webhook_timeout_s + 30.0,
         )

@@ -40,7 +40,7 @@ from stemscribe.jobs.storage import (
     storage_for,
     task_prefix,
 )
-from stemscribe.jobs.store import SqlJobStore
+from stemscribe.jobs.store import DATABASE_DOWN, SqlJobStore, retry_while_down
 from stemscribe.progress import ProgressCallback
 from stemscribe.result import Result
 from stemscribe.separation.files import write_stems
@@ -73,6 +73,9 @@ def worker_identity(suffix: str = "") -> str:
 
 
 _STEM_FOR_SOURCE = {s.value for s in StemType}
+
+OUTCOME_WAIT_S = 600.0
+"""How long a worker that finished a task waits for a database that is down to record it."""
 
 
 def error_code(exc: BaseException) -> str:
@@ -167,22 +170,31 @@ class Worker:
                 output = self._separate(task, progress)
             else:
                 output = self._transcribe(task, progress)
+        except DATABASE_DOWN:
+            raise  # not the task's fault: it stays this worker's, to be taken up again (see run)
         except StemscribeError as exc:
-            self.store.finish_task(task.id, self.worker_id, error=(error_code(exc), str(exc)))
+            self._finish(task.id, error=(error_code(exc), str(exc)))
             return
         except Exception as exc:  # noqa: BLE001 - anything else fails the task with its message
             logger.exception("task %s failed", task.id)
-            self.store.finish_task(
-                task.id, self.worker_id, error=("internal_error", f"{type(exc).__name__}: {exc}")
-            )
+            self._finish(task.id, error=("internal_error", f"{type(exc).__name__}: {exc}"))
             return
         finally:
             stop_beat.set()
-        if self.store.finish_task(task.id, self.worker_id, output=output) is None:
+        if self._finish(task.id, output=output) is None:
             if self.store.get_task(task.id, None) is None:  # deleted while it ran: drop what it wrote
                 self.storage.delete_prefix(task_prefix(task.id))
             else:
                 logger.warning("task %s was taken from worker %s before it finished", task.id, self.worker_id)
+
+    def _finish(self, task_id: str, **outcome: Any) -> TaskRecord | None:
+        """`finish_task`, waiting for a database that is restarting (up to `OUTCOME_WAIT_S`): the
+        work is done and stored, only its record is missing. Should the task's lease run out
+        meanwhile and another worker take it, this record is refused and that worker's stands."""
+        return retry_while_down(
+            lambda: self.store.finish_task(task_id, self.worker_id, **outcome),
+            within_s=max(OUTCOME_WAIT_S, self.settings.worker_lease_s),
+        )
 
     # --- task kinds -------------------------------------------------------------------------------
 

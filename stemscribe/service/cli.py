@@ -77,6 +77,8 @@ def keys_create(name: Annotated[str, typer.Option("--name", help="A label for th
     except ValueError as exc:
         typer.echo(f"ValueError: {exc}", err=True)
         raise typer.Exit(1) from None
+    finally:
+        store.close()
     typer.echo(key)
     typer.echo(f"id: {principal.id}  name: {principal.name}", err=True)
     typer.echo(f"webhook secret (verifies callbacks): {principal.webhook_secret}", err=True)
@@ -85,7 +87,12 @@ def keys_create(name: Annotated[str, typer.Option("--name", help="A label for th
 @keys_app.command("list")
 def keys_list() -> None:
     """List keys: id, name, prefix, created, revoked."""
-    for p in _store().list_keys():
+    store = _store()
+    try:
+        keys = store.list_keys()
+    finally:
+        store.close()
+    for p in keys:
         typer.echo(
             f"{p.id}\t{p.name}\t{p.key_prefix}…\tcreated {_when(p.created_at)}\trevoked {_when(p.revoked_at)}"
         )
@@ -94,7 +101,11 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(ident: Annotated[str, typer.Argument(help="The key's id, name or prefix.")]) -> None:
     """Revoke a key; requests with it answer 403 from then on."""
-    principal = _store().revoke_key(ident)
+    store = _store()
+    try:
+        principal = store.revoke_key(ident)
+    finally:
+        store.close()
     if principal is None:
         typer.echo(f"LookupError: no single key matches {ident!r}", err=True)
         raise typer.Exit(1)
@@ -111,8 +122,10 @@ def purge() -> None:
     from stemscribe.jobs.store import open_store
 
     store = open_store(settings.resolved_database_url)
-    ctx = ServiceContext(settings, store, storage_for(settings))
-    tasks, audios = ctx.purge()
+    try:
+        tasks, audios = ServiceContext(settings, store, storage_for(settings)).purge()
+    finally:
+        store.close()
     typer.echo(f"purged {tasks} expired task(s) and {audios} audio file(s)")
 
 
