@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     auth_fail_rate_per_s: float = 1.0
     """Requests with a missing or unknown key allowed per second per client address (0: no limit)."""
     auth_fail_burst: int = 20
+    key_cache_s: float = 2.0
+    """How long an API node answers from a key lookup it made. With Redis (scale-out), a key created
+    or revoked anywhere ends every node's lookups of it at once; without, within this time."""
     metrics_require_key: bool = False
     """`GET /metrics` needs a valid API key (loopback token-less use still passes before any key)."""
     allow_private_urls: bool = False

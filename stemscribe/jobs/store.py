@@ -178,6 +178,12 @@ class SqlJobStore:
         )
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._peek_cache: dict[type[Base], _PeekPlan] = {}
+        self.on_keys_changed: Callable[[], None] | None = None
+        """Called after a key is created or revoked (scale-out: tells every API node's key cache)."""
+
+    def _keys_changed(self) -> None:
+        if self.on_keys_changed is not None:
+            self.on_keys_changed()
 
     def _peek_sql(self, model: type[Base]) -> _PeekPlan:
         table = cast(Table, model.__table__)
@@ -258,6 +264,7 @@ class SqlJobStore:
         )
         with self.session() as s:
             s.add(principal)
+        self._keys_changed()
         return principal, key
 
     def list_keys(self) -> list[Principal]:
@@ -269,6 +276,12 @@ class SqlJobStore:
 
     def revoke_key(self, ident: str) -> Principal | None:
         """Revoke the key with this id, name or key prefix."""
+        p = self._revoke_key(ident)
+        if p is not None:
+            self._keys_changed()
+        return p
+
+    def _revoke_key(self, ident: str) -> Principal | None:
         with self.session() as s:
             rows = list(
                 s.scalars(

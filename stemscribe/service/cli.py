@@ -20,11 +20,20 @@ def _settings(**overrides: Any) -> Settings:
 
 
 def _store():  # type: ignore[no-untyped-def]
+    """The store of STEMSCRIBE_DATABASE_URL; with Redis (scale-out), key changes made through it
+    end every API node's cached lookups at once (see `limits.RedisKeyEpoch`)."""
     from stemscribe.jobs.store import open_store
 
     settings = _settings()
     settings.ensure_dirs()
-    return open_store(settings.resolved_database_url)
+    store = open_store(settings.resolved_database_url)
+    if settings.resolved_redis_url:
+        from stemscribe.service.limits import RedisKeyEpoch
+
+        store.on_keys_changed = RedisKeyEpoch(
+            settings.resolved_redis_url, namespace=settings.queue_prefix
+        ).bump
+    return store
 
 
 def _when(t: float | None) -> str:

@@ -39,7 +39,7 @@ from stemscribe.jobs.storage import (
 )
 from stemscribe.jobs.store import SqlJobStore, hash_key, new_id
 from stemscribe.service.errors import ApiError, library_error, not_found, show_id
-from stemscribe.service.limits import RedisRateLimiter
+from stemscribe.service.limits import RedisKeyEpoch, RedisRateLimiter
 from stemscribe.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -71,6 +71,9 @@ def clean_content_type(value: str | None) -> str | None:
         return None
     return ctype
 
+
+KeyEpoch = tuple[int, int | None]
+"""When a key lookup was made: (this node's count of forgotten caches, the shared Redis epoch)."""
 
 FINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.EXPIRED})
 
@@ -119,8 +122,11 @@ class ServiceContext:
     limiter: RateLimiter | RedisRateLimiter = field(init=False)
     auth_failures: RateLimiter | RedisRateLimiter = field(init=False)
     """Requests with a missing or unknown key, per client address."""
-    _keys: dict[str, tuple[float, Principal | None]] = field(default_factory=dict, init=False)
-    _keys_exist: tuple[float, bool] = field(default=(0.0, False), init=False)
+    key_epoch: RedisKeyEpoch | None = field(default=None, init=False)
+    """Scale-out with Redis: the counter every key change moves on (see `limits.RedisKeyEpoch`)."""
+    _keys: dict[str, tuple[float, KeyEpoch, Principal | None]] = field(default_factory=dict, init=False)
+    _keys_exist: tuple[float, KeyEpoch, bool] = field(default=(0.0, (0, None), False), init=False)
+    _forgotten: int = field(default=0, init=False)
     _results: OrderedDict[str, dict[str, Any]] = field(default_factory=OrderedDict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     local_principal: Principal | None = field(default=None, init=False)
@@ -136,46 +142,66 @@ class ServiceContext:
             self.auth_failures = RedisRateLimiter(
                 shared, s.auth_fail_rate_per_s, s.auth_fail_burst, name="auth-fail", namespace=ns
             )
+            self.key_epoch = RedisKeyEpoch(shared, namespace=ns)
         else:
             self.limiter = RateLimiter(s.rate_limit_per_s, s.rate_limit_burst)
             self.auth_failures = RateLimiter(s.auth_fail_rate_per_s, s.auth_fail_burst)
+        self.store.on_keys_changed = self.forget_keys  # keys made or revoked through this store
         if not self.secret:
             self.secret = self.settings.resolved_secret_key()
 
     # --- principals -------------------------------------------------------------------------------
 
+    def forget_keys(self) -> None:
+        """Drop every cached key lookup, here and (through the key epoch) on every API node."""
+        self._forgotten += 1
+        if self.key_epoch is not None:
+            self.key_epoch.bump()
+        self._keys.clear()
+
+    def _epoch(self) -> KeyEpoch:
+        """(this node's count of `forget_keys`, the shared epoch or None) as a lookup starts."""
+        return self._forgotten, self.key_epoch.current() if self.key_epoch is not None else None
+
+    def _fresh(self, at: float, epoch: KeyEpoch) -> bool:
+        """Whether a key lookup made at `at` (monotonic), under `epoch`, may still answer: younger
+        than `STEMSCRIBE_KEY_CACHE_S`, and no key changed since, here or (shared epoch) anywhere."""
+        if time.monotonic() - at >= self.settings.key_cache_s or epoch[0] != self._forgotten:
+            return False
+        return self.key_epoch is None or (epoch[1] is not None and epoch == self._epoch())
+
     def cached_principal(self, key: str) -> tuple[bool, Principal | None]:
         """(True, the key's principal or None) when the cache knows the key, else (False, None):
         lets the event loop answer from memory and leave the database to a thread."""
         cached = self._keys.get(hash_key(key))
-        if cached is not None and time.monotonic() - cached[0] < 2.0:
-            return True, cached[1]
+        if cached is not None and self._fresh(cached[0], cached[1]):
+            return True, cached[2]
         return False, None
 
     def cached_keys_exist(self) -> bool | None:
-        if time.monotonic() - self._keys_exist[0] < 2.0:
-            return self._keys_exist[1]
-        return None
+        at, epoch, exist = self._keys_exist
+        return exist if self._fresh(at, epoch) else None
 
     def principal_for_key(self, key: str) -> Principal | None:
-        """The key's principal (revoked ones too), cached for two seconds."""
+        """The key's principal (revoked ones too), cached (see `_fresh`)."""
         digest = hash_key(key)
-        now = time.monotonic()
         cached = self._keys.get(digest)
-        if cached is not None and now - cached[0] < 2.0:
-            return cached[1]
+        if cached is not None and self._fresh(cached[0], cached[1]):
+            return cached[2]
+        now, epoch = time.monotonic(), self._epoch()  # read before the row: a change after it shows
         principal = self.store.principal_by_hash(digest)
         if len(self._keys) > 10000:
             self._keys.clear()
-        self._keys[digest] = (now, principal)
+        self._keys[digest] = (now, epoch, principal)
         return principal
 
     def keys_exist(self) -> bool:
-        now = time.monotonic()
-        if now - self._keys_exist[0] < 2.0:
-            return self._keys_exist[1]
+        cached = self.cached_keys_exist()
+        if cached is not None:
+            return cached
+        now, epoch = time.monotonic(), self._epoch()
         exist = self.store.keys_exist()
-        self._keys_exist = (now, exist)
+        self._keys_exist = (now, epoch, exist)
         return exist
 
     def local(self) -> Principal:

@@ -1,9 +1,11 @@
-"""Rate limits that every API node shares: the same token bucket as `context.RateLimiter`, kept in
-Redis and updated by one Lua script (atomic, on the server's clock), so a key's limit is the same
-with one node or five.
+"""What every API node shares through Redis: the rate limits (the same token bucket as
+`context.RateLimiter`, kept in Redis and updated by one Lua script, atomic, on the server's clock, so a
+key's limit is the same with one node or five), and the key epoch (`RedisKeyEpoch`: a counter that
+each key created or revoked moves on, so that no node answers from a key lookup made before it).
 
 When Redis cannot be reached the limiter lets requests through and logs it (at most once a minute):
-a limit is protection, not a reason to refuse paying callers while Redis restarts.
+a limit is protection, not a reason to refuse paying callers while Redis restarts. The key caches
+then fall back to their time limit (`STEMSCRIBE_KEY_CACHE_S`).
 """
 
 from __future__ import annotations
@@ -79,3 +81,42 @@ class RedisRateLimiter:
     def waiting(self, key: str) -> float:
         """Like `check` without taking a token."""
         return self._run(key, 0)
+
+
+class RedisKeyEpoch:
+    """A counter in Redis, moved on by every change to the keys (`bump`, after the change commits).
+    A node keeps a key lookup only while the counter reads as it did before the lookup, so a key
+    revoked anywhere (on any node, or by `stemscribe keys revoke`) stops working on every node at its
+    next request; one GET per request that a cached lookup answers."""
+
+    def __init__(self, url: str, *, namespace: str = "stemscribe", client: Any = None) -> None:
+        import redis
+
+        self.key = f"{namespace}:keys:epoch"
+        self.client = client or redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
+        self._warned = 0.0
+
+    def _unavailable(self, exc: Exception) -> None:
+        if time.monotonic() - self._warned > 60:
+            self._warned = time.monotonic()
+            logger.warning("key epoch: Redis unavailable (%s); key lookups cached by time only", exc)
+
+    def current(self) -> int | None:
+        """The counter (0 before any change), or None when Redis cannot be reached."""
+        import redis
+
+        try:
+            value = self.client.get(self.key)
+        except redis.RedisError as exc:
+            self._unavailable(exc)
+            return None
+        return int(value or 0)
+
+    def bump(self) -> None:
+        """Move the counter on (a key was created or revoked); logged, not raised, when Redis is down."""
+        import redis
+
+        try:
+            self.client.incr(self.key)
+        except redis.RedisError as exc:
+            self._unavailable(exc)

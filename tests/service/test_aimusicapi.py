@@ -73,6 +73,5 @@ def test_errors_are_code_and_message(make_client: Any) -> None:
     r = client.post("/api/v1/suno/midi", json={"clip_id": clip_id})
     assert r.status_code == 400 and r.json() == {"code": 400, "message": "audio is silent"}
     client.app.state.ctx.store.create_key("k")
-    client.app.state.ctx._keys_exist = (0.0, False)
     r = client.post("/api/v1/suno/midi", json={"clip_id": clip_id})
     assert r.status_code == 401 and r.json()["code"] == 401
