@@ -25,8 +25,10 @@ _CHUNK = 1 << 20
 class S3Reader:
     """A streaming S3 object body as a binary file: `read(n)`, iteration in 1 MiB chunks, `close()`."""
 
-    def __init__(self, body: Any) -> None:
+    def __init__(self, body: Any, size: int | None = None) -> None:
         self._body = body
+        self.size = size
+        """The object's length in bytes, as the bucket reported it."""
 
     def read(self, n: int = -1) -> bytes:
         return cast(bytes, self._body.read(None if n is None or n < 0 else n))
@@ -107,7 +109,8 @@ class S3Storage:
             if _missing(exc):
                 raise StorageError(f"no object {key!r}") from None
             raise
-        return cast(BinaryIO, S3Reader(answer["Body"]))
+        size = answer.get("ContentLength")
+        return cast(BinaryIO, S3Reader(answer["Body"], int(size) if size is not None else None))
 
     def local_path(self, key: str) -> Path | None:
         check_key(key)

@@ -75,3 +75,43 @@ def test_storage_comes_from_the_settings(fresh: str, tmp_path: Path) -> None:
     assert s3_keys(fresh, "") == ["k"]
     with pytest.raises(StorageError, match="unknown storage URL scheme"):
         open_storage("gs://bucket/x")
+
+
+def test_downloads_from_the_bucket_are_named_like_local_files(fresh: str, tmp_path: Path) -> None:
+    """The same Content-Disposition (and a Content-Length) whether a file streams from the bucket or
+    is sent from local disk: the upload, and its signed link."""
+    import io
+    import time
+
+    import numpy as np
+    import soundfile as sf
+    from fastapi.testclient import TestClient
+
+    from stemscribe.service import create_app
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(8000, dtype=np.float32), 8000, format="WAV")
+    answers = {}
+    for where in ("local", "bucket"):
+        settings = Settings(
+            data_dir=tmp_path / where,
+            workers=0,
+            secret_key="k",
+            storage_url=f"s3://{fresh}/downloads" if where == "bucket" else None,
+        )
+        with TestClient(create_app(settings), client=("127.0.0.1", 50000)) as client:
+            assert type(client.app.state.ctx.storage).__name__ == (
+                "S3Storage" if where == "bucket" else "LocalStorage"
+            )  # type: ignore[attr-defined]
+            up = client.post(
+                "/v1/uploads", files={"file": ("My Song é.wav", buf.getvalue(), "audio/wav")}
+            ).json()
+            ctx = client.app.state.ctx  # type: ignore[attr-defined]
+            link = ctx.link(
+                "http://testserver", "audio", up["id"], time.time() + 600
+            )  # the dialects' audio_url
+            answers[where] = [client.get(up["audio_url"]), client.get(link)]
+    for got in answers["bucket"] + answers["local"]:
+        assert got.status_code == 200 and got.content == buf.getvalue()
+        assert got.headers["content-length"] == str(len(buf.getvalue()))
+        assert got.headers["content-disposition"] == "attachment; filename*=utf-8''My%20Song%20%C3%A9.wav"

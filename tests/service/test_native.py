@@ -19,7 +19,9 @@ def test_upload_then_transcribe_then_download(client: TestClient) -> None:
     assert up["filename"] == "song.wav" and up["size"] == len(data)
     assert abs(up["duration"] - 2.0) < 0.01
     assert up["audio_url"] == f"/v1/uploads/{up['id']}/audio"
-    assert client.get(up["audio_url"]).content == data
+    audio = client.get(up["audio_url"])
+    assert audio.content == data and audio.headers["content-length"] == str(len(data))
+    assert audio.headers["content-disposition"] == 'attachment; filename="song.wav"'
 
     r = client.post("/v1/transcriptions", json={"audio_id": up["id"], "stem": "piano", "quantize": True})
     assert r.status_code == 202, r.text
@@ -33,9 +35,10 @@ def test_upload_then_transcribe_then_download(client: TestClient) -> None:
     assert [n["pitch"] for n in inst["notes"]] == [60, 61]
     assert done["json_url"] == f"/v1/transcriptions/{task['id']}.json"
     assert client.get(done["json_url"]).json() == done["result"]
-    for url in (done["midi_url"], done["midi_quantized_url"]):
+    for url, name in ((done["midi_url"], "song.mid"), (done["midi_quantized_url"], "song.quantized.mid")):
         mid = client.get(url)
         assert mid.status_code == 200 and mid.headers["content-type"] == "audio/midi"
+        assert mid.headers["content-disposition"] == f'attachment; filename="{name}"'
         notes = [
             m.note
             for t in mido.MidiFile(file=io.BytesIO(mid.content)).tracks

@@ -6,13 +6,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from stemscribe.errors import InvalidOptionError
 from stemscribe.jobs.models import TaskKind
 from stemscribe.service.context import clean_filename
 from stemscribe.service.deps import Caller, Ctx, base_url
+from stemscribe.service.downloads import send_file
 from stemscribe.service.errors import ApiError
 from stemscribe.service.shapes import native_task, native_upload, with_deliveries
 from stemscribe.stems import StemType
@@ -143,10 +144,7 @@ def delete_upload(ctx: Ctx, caller: Caller, audio_id: str) -> Response:
 def get_upload_audio(ctx: Ctx, caller: Caller, audio_id: str) -> Response:
     """The uploaded file, byte for byte."""
     audio = ctx.get_audio(caller, audio_id)
-    source = ctx.audio_file(audio)
-    if hasattr(source, "read"):
-        return StreamingResponse(source, media_type=audio.content_type)  # type: ignore[arg-type]
-    return FileResponse(source, media_type=audio.content_type, filename=clean_filename(audio.filename))
+    return send_file(ctx.audio_file(audio), audio.content_type, clean_filename(audio.filename))
 
 
 _TRANSCRIBE_BODY = {
@@ -255,9 +253,7 @@ def get_transcription_midi(
     name = "result.quantized.mid" if quantize else "result.mid"
     source = ctx.artifact(task, name)
     filename = f"{(task.filename.rsplit('.', 1)[0] or 'transcription')}{'.quantized' if quantize else ''}.mid"
-    if hasattr(source, "read"):
-        return StreamingResponse(source, media_type="audio/midi")  # type: ignore[arg-type]
-    return FileResponse(source, media_type="audio/midi", filename=filename)
+    return send_file(source, "audio/midi", filename)
 
 
 @router.get(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
-from fastapi.responses import FileResponse, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from stemscribe.service.context import SCORE_KINDS
 from stemscribe.service.deps import Ctx, metrics_access
+from stemscribe.service.downloads import send_file
 from stemscribe.service.routers.score import send_score_file
 
 router = APIRouter(tags=["ops"])
@@ -37,9 +37,7 @@ def download(
     source, media, filename = ctx.download(kind, ident)
     if kind in SCORE_KINDS:
         return send_score_file(source, media, filename)
-    if hasattr(source, "read"):
-        return StreamingResponse(source, media_type=media)  # type: ignore[arg-type]
-    return FileResponse(source, media_type=media, filename=filename)
+    return send_file(source, media, filename)
 
 
 @router.get("/health")

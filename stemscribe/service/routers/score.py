@@ -11,10 +11,11 @@ from typing import Any, BinaryIO
 
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from stemscribe.service.context import MUSICXML_TYPE
 from stemscribe.service.deps import Caller, Ctx
+from stemscribe.service.downloads import send_file
 from stemscribe.service.shapes import native_score
 
 router = APIRouter(prefix="/v1", tags=["score"])
@@ -35,9 +36,7 @@ def send_score_file(source: Path | BinaryIO, media: str, filename: str) -> Respo
     headers = {"X-Content-Type-Options": "nosniff"}
     if media == "image/svg+xml":
         headers["Content-Security-Policy"] = SVG_POLICY
-    if hasattr(source, "read"):
-        return StreamingResponse(source, media_type=media, headers=headers)  # type: ignore[arg-type]
-    return FileResponse(source, media_type=media, filename=filename, headers=headers)
+    return send_file(source, media, filename, headers)
 
 
 @router.get(
