@@ -4,45 +4,29 @@ API nodes (`stemscribe serve`) and Celery workers (`tests/scale/worker_main.py`,
 
 from __future__ import annotations
 
-import http.server
+import io
 import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
+import numpy as np
 import pytest
+import soundfile as sf
 
 from tests.conftest import postgres_schema
+from tests.servers import AMQP_URL, AWS_ENV, REDIS_URL, MotoServer, free_port, require_server
 
-AMQP_URL = os.environ.get("STEMSCRIBE_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672//")
-REDIS_URL = os.environ.get("STEMSCRIBE_TEST_REDIS", "redis://127.0.0.1:6379/0")
 HERE = Path(__file__).resolve().parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def require_server(what: str, url: str, default_port: int) -> None:
-    """Skip the test, saying why, when nothing listens at `url`'s host and port."""
-    parts = urlsplit(url)
-    host, port = parts.hostname or "127.0.0.1", parts.port or default_port
-    try:
-        socket.create_connection((host, port), timeout=2).close()
-    except OSError as exc:
-        pytest.skip(f"{what} is not reachable at {host}:{port} ({exc}); `.ci/run` starts it")
 
 
 @pytest.fixture(scope="module")
@@ -84,34 +68,10 @@ def redis_url() -> str:
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """moto's S3-compatible server on a free port, for the whole session."""
-    pytest.importorskip("moto.server", reason="moto[server] is not installed (the dev extra)")
-    port = free_port()
-    log = (tmp_path_factory.mktemp("moto") / "moto.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, timeout=1)
-            break
-        except httpx.HTTPError:
-            if proc.poll() is not None:
-                pytest.skip(f"moto's server exited with {proc.returncode}")
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.skip("moto's server did not start within 60 s")
-    yield url
-    proc.terminate()
-    proc.wait(10)
-    log.close()
-
-
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+    server.start()
+    yield server.url
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +87,7 @@ def bucket(s3_endpoint: str) -> Iterator[str]:
         yield name
 
 
-class Receiver(http.server.ThreadingHTTPServer):
+class Receiver(ThreadingHTTPServer):
     """A webhook receiver on loopback: records every request; answers the scripted statuses, then 200."""
 
     def __init__(self) -> None:
@@ -136,7 +96,7 @@ class Receiver(http.server.ThreadingHTTPServer):
         self.lock = threading.Lock()
         receiver = self
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 body = self.rfile.read(int(self.headers.get("content-length", "0")))
                 with receiver.lock:
@@ -224,18 +184,29 @@ class Cluster:
     def worker(self, name: str, *, delay: float = 0.0) -> subprocess.Popen[bytes]:
         """Start a Celery worker (one process taking tasks) with the fake transcriber; wait until it
         consumes."""
-        ready = self.root / f"{name}.ready"
-        proc = self._spawn(
-            name,
-            [str(HERE / "worker_main.py"), "1"],
-            {"STEMSCRIBE_TEST_DELAY": str(delay), "STEMSCRIBE_TEST_READY": str(ready)},
-        )
-        deadline = time.monotonic() + 180
-        while not ready.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"worker {name} did not start: {self.log(name)}")
-            time.sleep(0.1)
+        (proc,) = self.start_workers([name], delay=delay)
         return proc
+
+    def start_workers(self, names: list[str], *, delay: float = 0.0) -> list[subprocess.Popen[bytes]]:
+        """`worker` for each name, started together; once all consume."""
+        procs = {
+            name: self._spawn(
+                name,
+                [str(HERE / "worker_main.py"), "1"],
+                {
+                    "STEMSCRIBE_TEST_DELAY": str(delay),
+                    "STEMSCRIBE_TEST_READY": str(self.root / f"{name}.ready"),
+                },
+            )
+            for name in names
+        }
+        deadline = time.monotonic() + 180
+        for name, proc in procs.items():
+            while not (self.root / f"{name}.ready").exists():
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"worker {name} did not start: {self.log(name)}")
+                time.sleep(0.1)
+        return list(procs.values())
 
     def keys_create(self, name: str) -> tuple[str, str]:
         """`stemscribe keys create` with the cluster's variables: (key, webhook secret)."""
@@ -250,11 +221,13 @@ class Cluster:
         secret = run.stderr.split("webhook secret (verifies callbacks): ", 1)[1].split()[0]
         return run.stdout.strip(), secret
 
-    @staticmethod
-    def kill9(proc: subprocess.Popen[bytes]) -> None:
-        """`kill -9` the worker and every process it started (a machine that dies)."""
+    def kill9(self, proc: subprocess.Popen[bytes]) -> None:
+        """`kill -9` the worker and every process it started (a machine that dies); it leaves
+        `workers`."""
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
+        if proc in self.workers:
+            self.workers.remove(proc)
 
     def close(self) -> None:
         for proc in self.procs:
@@ -322,3 +295,47 @@ def s3_keys(bucket: str, prefix: str) -> list[str]:
 
 def body(request: tuple[str, dict[str, str], bytes]) -> Any:
     return json.loads(request[2])
+
+
+class http:  # noqa: N801 - reads like the httpx module it stands for
+    """httpx with a long timeout: a busy machine answers slowly, and these tests measure no time."""
+
+    @staticmethod
+    def get(url: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(url, timeout=60.0, **kwargs)
+
+    @staticmethod
+    def post(url: str, **kwargs: Any) -> httpx.Response:
+        return httpx.post(url, timeout=60.0, **kwargs)
+
+
+def song(seconds: float = 2.0, sr: int = 16000) -> bytes:
+    """Tones over clicks, as WAV."""
+    t = np.arange(int(seconds * sr)) / sr
+    y = 0.3 * np.sin(2 * np.pi * 220.0 * t) + 0.1 * np.sin(2 * np.pi * 330.0 * t)
+    y[:: sr // 4] += 0.5  # clicks, so a harmonic/percussive split has both parts
+    buf = io.BytesIO()
+    sf.write(buf, y.astype(np.float32), sr, format="WAV")
+    return buf.getvalue()
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def upload(url: str, key: str, seconds: float = 2.0) -> str:
+    r = http.post(
+        f"{url}/v1/uploads", files={"file": ("song.wav", song(seconds), "audio/wav")}, headers=bearer(key)
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+def poll(url: str, path: str, key: str, done: Any, timeout: float = 120.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = http.get(url + path, headers=bearer(key)).json()
+        if done(answer):
+            return answer  # type: ignore[no-any-return]
+        time.sleep(0.1)
+    raise AssertionError(f"{path} still {answer}")

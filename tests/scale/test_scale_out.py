@@ -3,17 +3,15 @@ PostgreSQL, RabbitMQ and moto's S3 server; nothing shared but what the environme
 
 from __future__ import annotations
 
-import io
 import time
 from typing import Any
 
-import httpx
-import numpy as np
 import pytest
-import soundfile as sf
 from standardwebhooks.webhooks import Webhook
 
-from .conftest import Cluster, Receiver, body, holder_of, s3_keys
+from tests.conftest import postgres_schema
+
+from .conftest import Cluster, Receiver, bearer, body, holder_of, http, poll, s3_keys, song, upload
 
 pytestmark = pytest.mark.services
 
@@ -25,52 +23,8 @@ SLOW = 4.0
 def nodes(cluster: Cluster) -> tuple[str, str]:
     """Two API nodes and two workers (each its own process and data dir), for the whole module."""
     a, b = cluster.api("api-a"), cluster.api("api-b")
-    cluster.workers = [cluster.worker(f"worker-{n}", delay=SLOW) for n in (1, 2)]
+    cluster.workers = cluster.start_workers(["worker-1", "worker-2"], delay=SLOW)
     return a, b
-
-
-class http:  # noqa: N801 - reads like the httpx module it stands for
-    """httpx with a long timeout: a busy machine answers slowly, and these tests measure no time."""
-
-    @staticmethod
-    def get(url: str, **kwargs: Any) -> httpx.Response:
-        return httpx.get(url, timeout=60.0, **kwargs)
-
-    @staticmethod
-    def post(url: str, **kwargs: Any) -> httpx.Response:
-        return httpx.post(url, timeout=60.0, **kwargs)
-
-
-def song(seconds: float = 2.0, sr: int = 16000) -> bytes:
-    """Tones over clicks, as WAV."""
-    t = np.arange(int(seconds * sr)) / sr
-    y = 0.3 * np.sin(2 * np.pi * 220.0 * t) + 0.1 * np.sin(2 * np.pi * 330.0 * t)
-    y[:: sr // 4] += 0.5  # clicks, so a harmonic/percussive split has both parts
-    buf = io.BytesIO()
-    sf.write(buf, y.astype(np.float32), sr, format="WAV")
-    return buf.getvalue()
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {key}"}
-
-
-def upload(url: str, key: str, seconds: float = 2.0) -> str:
-    r = http.post(
-        f"{url}/v1/uploads", files={"file": ("song.wav", song(seconds), "audio/wav")}, headers=bearer(key)
-    )
-    assert r.status_code == 201, r.text
-    return str(r.json()["id"])
-
-
-def poll(url: str, path: str, key: str, done: Any, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        answer = http.get(url + path, headers=bearer(key)).json()
-        if done(answer):
-            return answer  # type: ignore[no-any-return]
-        time.sleep(0.1)
-    raise AssertionError(f"{path} still {answer}")
 
 
 def verify(secret: str, request: tuple[str, dict[str, str], bytes]) -> None:
@@ -175,8 +129,8 @@ def test_two_api_nodes_share_keys_tasks_links_and_callbacks(
     poll(b, "/health", key, lambda h: h["workers"] == 2)  # the Celery workers answer the nodes' pings
 
 
-def _running_on(cluster: Cluster, task_id: str) -> int:
-    """The pid of the worker process running the task, once it is transcribing."""
+def _running_on(cluster: Cluster, task_id: str, attempt: int = 1) -> int:
+    """The pid of the worker process running the task's `attempt`-th start, once it is transcribing."""
     from stemscribe.jobs.store import SqlJobStore
 
     store = SqlJobStore(cluster.env["STEMSCRIBE_DATABASE_URL"])
@@ -184,7 +138,7 @@ def _running_on(cluster: Cluster, task_id: str) -> int:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             t = store.get_task(task_id, None)
-            if t is not None and t.stage == "transcribing" and t.worker_id:
+            if t is not None and t.stage == "transcribing" and t.worker_id and t.attempts == attempt:
                 return int(t.worker_id.split(":")[1].split("/")[0])
             time.sleep(0.05)
     finally:
@@ -221,6 +175,68 @@ def test_the_rate_limit_is_shared_by_api_nodes(tmp_path: Any, redis_url: str, pr
             client.__exit__(None, None, None)
 
 
+def test_a_key_created_or_revoked_anywhere_counts_on_every_node_at_once(
+    tmp_path: Any, redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each node caches key lookups for `STEMSCRIBE_KEY_CACHE_S` (here 300 s, so that only the shared
+    epoch can end them): `stemscribe keys create` and `keys revoke` take effect on both nodes at
+    their next request."""
+    from fastapi.testclient import TestClient
+    from typer.testing import CliRunner
+
+    from stemscribe.cli import app as cli
+    from stemscribe.cli import register_commands
+    from stemscribe.service import create_app
+    from stemscribe.settings import Settings
+
+    def node(name: str) -> TestClient:
+        settings = Settings(
+            data_dir=tmp_path / name,
+            database_url=pg_url,
+            redis_url=redis_url,
+            queue_prefix=prefix,
+            workers=0,
+            secret_key="s",
+            rate_limit_per_s=0,
+            key_cache_s=300.0,
+        )
+        client = TestClient(create_app(settings), client=("127.0.0.1", 50000))
+        client.__enter__()
+        return client
+
+    def stemscribe(*args: str) -> str:
+        for name, value in {
+            "STEMSCRIBE_DATA_DIR": str(tmp_path / "cli"),
+            "STEMSCRIBE_DATABASE_URL": pg_url,
+            "STEMSCRIBE_REDIS_URL": redis_url,
+            "STEMSCRIBE_QUEUE_PREFIX": prefix,
+        }.items():
+            monkeypatch.setenv(name, value)
+        register_commands()
+        result = CliRunner().invoke(cli, list(args))
+        assert result.exit_code == 0, result.output
+        return str(result.stdout)
+
+    schema = postgres_schema("stemscribe_epoch_")  # a database of its own: no key in it yet
+    pg_url = schema.__enter__()
+    prefix += "epoch"
+    nodes = [node("a"), node("b")]
+    try:
+        # no key yet: loopback callers without one are `local` on both nodes (and it is cached)
+        assert [n.get("/v1/transcriptions").status_code for n in nodes] == [200, 200]
+        key = stemscribe("keys", "create", "--name", "epoch").split()[0]
+        assert [n.get("/v1/transcriptions").status_code for n in nodes] == [401, 401]  # no_token, at once
+        bearer_key = {"authorization": f"Bearer {key}"}
+        assert [n.get("/v1/transcriptions", headers=bearer_key).status_code for n in nodes] == [200, 200]
+        stemscribe("keys", "revoke", "epoch")
+        answers = [n.get("/v1/transcriptions", headers=bearer_key) for n in nodes]
+        assert [a.status_code for a in answers] == [403, 403], [a.text for a in answers]
+    finally:
+        for n in nodes:
+            n.__exit__(None, None, None)
+        schema.__exit__(None, None, None)
+
+
 def test_kill9_of_a_worker_mid_transcription(
     cluster: Cluster, nodes: tuple[str, str], receiver: Receiver, bucket: str
 ) -> None:
@@ -255,3 +271,49 @@ def test_kill9_of_a_worker_mid_transcription(
     task = store.get_task(task_id, None)
     store.close()
     assert task is not None and task.attempts == 2  # started on the victim, finished on the other
+
+
+def test_a_job_whose_worker_dies_on_every_attempt_fails_after_the_cap(
+    cluster: Cluster, nodes: tuple[str, str], receiver: Receiver
+) -> None:
+    """`kill -9` of the worker running the job, on each of its STEMSCRIBE_JOB_ATTEMPTS (3) starts:
+    the next worker that gets its message fails it `worker_died`, with one failure callback. (After
+    the kill test: it starts each replacement worker once the last one is killed.)"""
+    from stemscribe.jobs.store import SqlJobStore
+
+    a, b = nodes
+    key, secret = cluster.keys_create("poison")
+    audio_id = upload(a, key, seconds=4.0)
+    r = http.post(
+        f"{a}/v1/transcriptions",
+        json={"audio_id": audio_id, "callback_url": receiver.url + "/poison"},
+        headers=bearer(key),
+    )
+    task_id = r.json()["id"]
+    store = SqlJobStore(cluster.env["STEMSCRIBE_DATABASE_URL"])
+    try:
+        for attempt in (1, 2, 3):
+            victim = holder_of(_running_on(cluster, task_id, attempt), cluster.workers)
+            task = store.get_task(task_id, None)
+            assert task is not None and task.attempts == attempt and task.state.value == "running"
+            cluster.kill9(victim)
+            if not cluster.workers:
+                cluster.workers.append(cluster.worker(f"worker-poison-{attempt}", delay=SLOW))
+    finally:
+        store.close()
+
+    done = poll(b, f"/v1/transcriptions/{task_id}", key, lambda t: t["state"] in ("succeeded", "failed"))
+    assert done["state"] == "failed" and done["error"]["code"] == "worker_died", done
+    assert "3 times" in done["error"]["message"]
+    (cb,) = receiver.wait("/poison", 1)
+    verify(secret, cb)
+    assert body(cb)["id"] == task_id and body(cb)["state"] == "failed"
+    assert body(cb)["error"]["code"] == "worker_died"
+    store = SqlJobStore(cluster.env["STEMSCRIBE_DATABASE_URL"])
+    try:
+        (delivery,) = store.deliveries_for_task(task_id)
+        assert delivery.state.value == "delivered" and delivery.attempts == 1
+        assert store.get_task(task_id, None).attempts == 3  # type: ignore[union-attr]
+    finally:
+        store.close()
+    assert len(receiver.on("/poison")) == 1
