@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXAMPLE := stemscribe/data/example.flac
 
-.PHONY: install run serve test test-all bench lint clean
+.PHONY: install run serve test test-scale-out test-all bench lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,11 @@ serve: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+## The service tests on the scale-out configuration (the machine's PostgreSQL, RabbitMQ and Redis;
+## moto's S3 server started by the tests); see README "Scale-out".
+test-scale-out: install
+	$(BIN)/python -m pytest -q --scale-out tests/service
 
 bench: install
 	$(BIN)/python -m bench.run

@@ -17,6 +17,26 @@ SR = 22050
 SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--scale-out",
+        action="store_true",
+        help="run the service tests (tests/service) on the scale-out configuration: PostgreSQL, "
+        "Celery workers on RabbitMQ, moto's S3 server and Redis (`make test-scale-out`)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With --scale-out, tests marked `embedded` (they check the embedded configuration itself)
+    are skipped, saying so."""
+    if not config.getoption("--scale-out"):
+        return
+    skip = pytest.mark.skip(reason="checks the embedded configuration itself (not run with --scale-out)")
+    for item in items:
+        if item.get_closest_marker("embedded") is not None:
+            item.add_marker(skip)
+
+
 def tone(
     pitch: int, start: float, end: float, *, sr: int = SR, total: float | None = None, amp: float = 0.3
 ) -> np.ndarray:

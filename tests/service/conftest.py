@@ -21,6 +21,8 @@ from stemscribe.service import create_app
 from stemscribe.settings import Settings
 from stemscribe.stems import Family
 
+from .scale_out import Deployment, ScaleOut
+
 LOOPBACK = ("127.0.0.1", 50000)
 
 
@@ -70,6 +72,34 @@ class FakeTranscriber:
 @pytest.fixture
 def fake() -> FakeTranscriber:
     return FakeTranscriber()
+
+
+@pytest.fixture(scope="session")
+def scale_out_servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ScaleOut | None]:
+    """With --scale-out: moto's S3 server and a bucket for the session, after checking that
+    PostgreSQL, RabbitMQ and Redis answer (each test skips, saying which, when one does not)."""
+    if not request.config.getoption("--scale-out"):
+        yield None
+        return
+    with ScaleOut.open(tmp_path_factory.mktemp("scale-out")) as servers:
+        yield servers
+
+
+@pytest.fixture
+def scale_out(scale_out_servers: ScaleOut | None) -> ScaleOut | None:
+    """The scale-out servers with --scale-out, else None (the embedded configuration)."""
+    if scale_out_servers is not None:
+        scale_out_servers.check()
+    return scale_out_servers
+
+
+@pytest.fixture
+def expected_workers(scale_out: ScaleOut | None, settings: Settings) -> int:
+    """How many workers a started server's `/health` counts: its own, or the deployment's Celery
+    workers that answer its ping."""
+    return scale_out.workers if scale_out is not None else settings.workers
 
 
 @pytest.fixture
@@ -145,9 +175,13 @@ def receiver() -> Receiver:
 
 @pytest.fixture
 def make_client(
-    settings: Settings, fake: FakeTranscriber, receiver: Receiver
+    settings: Settings, fake: FakeTranscriber, receiver: Receiver, scale_out: ScaleOut | None
 ) -> Iterator[Callable[..., TestClient]]:
-    clients: list[TestClient] = []
+    """`make(settings, transcriber, same_dir=False)`: a started app and its test client. Each call
+    is a new server on a data dir (a deployment, with --scale-out) of its own, unless `same_dir`:
+    then the same data (the same deployment) as the last one, as if that server had restarted."""
+    clients: list[Any] = []
+    deployments: list[Deployment] = []
 
     def make(
         settings: Settings = settings, transcriber: Any = fake, *, same_dir: bool = False, **kwargs: Any
@@ -156,6 +190,12 @@ def make_client(
             settings = settings.model_copy(
                 update={"data_dir": settings.data_dir.with_name(f"data{len(clients)}")}
             )
+        if scale_out is not None:
+            if not deployments or not same_dir:
+                deployments.append(scale_out.deployment())
+            nodes = deployments[-1].start(settings, transcriber, receiver, **kwargs)
+            clients.append(nodes)
+            return nodes  # type: ignore[return-value]
         app = create_app(
             settings,
             transcriber_factory=lambda _s: transcriber,
@@ -171,6 +211,8 @@ def make_client(
     yield make
     for c in clients:
         c.__exit__(None, None, None)
+    for d in deployments:
+        d.close()
 
 
 @pytest.fixture

@@ -137,6 +137,7 @@ def test_long_names_types_and_nul_ids_are_4xx(client: TestClient) -> None:
 # --- row 4: a locked database never stalls the event loop; a lock timeout is 503 ------------------------
 
 
+@pytest.mark.embedded  # a SQLite lock held by another connection
 def test_health_answers_while_a_write_waits_for_the_lock(
     settings: Settings, fake: Any, tmp_path: Any, live_server: Any
 ) -> None:
@@ -333,6 +334,7 @@ def test_metrics_can_require_a_key(make_client: Any, settings: Settings) -> None
     assert client.get("/health").status_code == 200
 
 
+@pytest.mark.embedded
 def test_data_files_are_private(client: TestClient, settings: Settings) -> None:
     upload(client)
     db = settings.data_dir / "stemscribe.db"
@@ -368,6 +370,7 @@ def test_ssrf_guard_refuses_embedded_and_site_local(address: str) -> None:
     assert refusal_reason("2002:808:808::1") is None  # 6to4 of a public address
 
 
+@pytest.mark.embedded
 def test_file_modes_survive_umask(tmp_path: Any) -> None:
     from stemscribe.service import create_app
 

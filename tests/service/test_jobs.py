@@ -17,6 +17,7 @@ from standardwebhooks import Webhook
 
 from stemscribe.jobs.models import TaskRecord
 from stemscribe.jobs.netguard import BlockedAddressError, guarded_client, refusal_reason
+from stemscribe.jobs.storage import result_key, task_prefix
 from stemscribe.jobs.store import SqlJobStore
 from stemscribe.service import create_app
 from stemscribe.settings import Settings
@@ -100,7 +101,7 @@ def test_a_task_whose_worker_died_runs_again(make_client: Any, settings: Setting
     assert second.app.state.ctx.store.get_task(task["id"], None).attempts == 2  # type: ignore[attr-defined]
 
 
-def test_results_expire_then_purge_removes_their_files(client: TestClient, settings: Settings) -> None:
+def test_results_expire_then_purge_removes_their_files(client: TestClient) -> None:
     up = upload(client)
     task = client.post("/v1/transcriptions", json={"audio_id": up["id"]}).json()
     assert wait_task(client, task["id"])["state"] == "succeeded"
@@ -111,10 +112,10 @@ def test_results_expire_then_purge_removes_their_files(client: TestClient, setti
     assert body["state"] == "expired" and body["result"] is None and body["midi_url"] is None
     r = client.get(f"/v1/transcriptions/{task['id']}.mid")
     assert r.status_code == 410 and r.json()["error"]["code"] == "expired"
-    tasks_dir = settings.resolved_storage_dir / "tasks" / task["id"]
-    assert (tasks_dir / "result.mid").exists()
+    stored = result_key(task["id"], "result.mid")
+    assert ctx.storage.exists(stored)  # local files, or the bucket with --scale-out
     assert ctx.purge() == (1, 0)
-    assert not tasks_dir.exists()
+    assert not ctx.storage.exists(stored) and not list(ctx.storage.keys(task_prefix(task["id"])))
     assert client.get(f"/v1/transcriptions/{task['id']}").json()["state"] == "expired"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from typing import Any
 
 import mido
@@ -186,11 +187,14 @@ def test_failed_transcription_reports_the_error(make_client: Any) -> None:
     assert r.status_code == 409 and error(r)["code"] == "task_failed"
 
 
-def test_health_and_metrics(client: TestClient) -> None:
-    h = client.get("/health").json()
-    assert h["status"] == "ok" and h["workers"] == 1
-    client.get("/v1/transcriptions")
-    text = client.get("/metrics").text
+def test_health_and_metrics(client: TestClient, expected_workers: int) -> None:
+    deadline = time.monotonic() + 60  # Celery workers are counted once the node's first ping returns
+    while (h := client.get("/health").json())["workers"] != expected_workers and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert h["status"] == "ok" and h["workers"] == expected_workers, h
+    node = TestClient(client.app, client=LOOPBACK)  # metrics are each node's own (with --scale-out, two)
+    node.get("/v1/transcriptions")
+    text = node.get("/metrics").text
     assert 'stemscribe_http_requests_total{method="GET",route="/v1/transcriptions",status="200"}' in text
     assert "stemscribe_http_request_seconds_bucket" in text
     assert (
@@ -217,4 +221,6 @@ def test_chunked_upload_stops_at_the_cap(client: TestClient, settings: Settings)
         r = client.post(path, content=body(), headers=headers)
         assert r.status_code == 413, (path, r.text)
         assert error(r)["code"] == "too_large"
-    assert list((settings.resolved_storage_dir / ".tmp").iterdir()) == []
+    storage = client.app.state.ctx.storage  # type: ignore[attr-defined]
+    spool = getattr(storage, "temp_dir", None) or storage.root / ".tmp"  # S3Storage's, or LocalStorage's
+    assert list(spool.iterdir()) == []

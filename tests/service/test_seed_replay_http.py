@@ -13,20 +13,21 @@ from typing import Any
 import pytest
 import uvicorn
 
-from stemscribe.service import create_app
-
-from .conftest import FakeTranscriber, tone_wav
+from .conftest import tone_wav
 
 requests = pytest.importorskip("requests", reason="requests is not installed")
 
 
 @pytest.fixture
-def live_server(settings: Any, fake: FakeTranscriber) -> Iterator[tuple[str, str]]:
-    app = create_app(settings, transcriber_factory=lambda _s: fake)
+def live_server(make_client: Any) -> Iterator[tuple[str, str]]:
+    """A started server (with --scale-out, an API node of a deployment) under uvicorn as well."""
+    app = make_client().app  # started (lifespan run) by its test client; uvicorn only serves it
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
