@@ -4,8 +4,8 @@ key's limit is the same with one node or five), and the key epoch (`RedisKeyEpoc
 each key created or revoked moves on, so that no node answers from a key lookup made before it).
 
 When Redis cannot be reached the limiter lets requests through and logs it (at most once a minute):
-a limit is protection, not a reason to refuse paying callers while Redis restarts. The key caches
-then fall back to their time limit (`STEMSCRIBE_KEY_CACHE_S`).
+a limit is protection, not a reason to refuse paying callers while Redis restarts. Key lookups are
+then not cached at all (each goes to the database) until the epoch can be read again.
 """
 
 from __future__ import annotations
@@ -83,6 +83,10 @@ class RedisRateLimiter:
         return self._run(key, 0)
 
 
+EPOCH_RETRY_S = 5.0
+"""After Redis failed to answer, how long the key epoch reads as unknown before it asks again."""
+
+
 class RedisKeyEpoch:
     """A counter in Redis, moved on by every change to the keys (`bump`, after the change commits).
     A node keeps a key lookup only while the counter reads as it did before the lookup, so a key
@@ -95,16 +99,22 @@ class RedisKeyEpoch:
         self.key = f"{namespace}:keys:epoch"
         self.client = client or redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._warned = 0.0
+        self._quiet_until = 0.0
 
     def _unavailable(self, exc: Exception) -> None:
-        if time.monotonic() - self._warned > 60:
-            self._warned = time.monotonic()
-            logger.warning("key epoch: Redis unavailable (%s); key lookups cached by time only", exc)
+        now = time.monotonic()
+        self._quiet_until = now + EPOCH_RETRY_S
+        if now - self._warned > 60:
+            self._warned = now
+            logger.warning("key epoch: Redis unavailable (%s); every key lookup goes to the database", exc)
 
     def current(self) -> int | None:
-        """The counter (0 before any change), or None when Redis cannot be reached."""
+        """The counter (0 before any change), or None when Redis cannot be reached (then, for
+        `EPOCH_RETRY_S`, None without asking: requests do not each wait for its timeout)."""
         import redis
 
+        if time.monotonic() < self._quiet_until:
+            return None
         try:
             value = self.client.get(self.key)
         except redis.RedisError as exc:
