@@ -9,7 +9,7 @@ import pytest
 
 from stemscribe.errors import ModelError
 from stemscribe.transcription import network as nw
-from stemscribe.transcription.notes import DecodeOptions, frame_loudness
+from stemscribe.transcription.notes import DecodeOptions, NoteArrays, frame_loudness
 from stemscribe.transcription.pitch_model import (
     MIDI_OFFSET,
     N_PITCHES,
@@ -107,6 +107,104 @@ def test_note_families_blend() -> None:
     assert nw.note_families(shares, sure, blend=0.2)[2].argmax() == 5  # a confident classifier wins
     assert nw.note_families(shares, sure, blend=0.9)[2].argmax() == 3  # ... unless the network weighs most
     assert nw.note_families(shares[:0], heard[:0], blend=0.5).shape == (0, k)
+
+
+def test_to_float16_is_numpys_conversion_bit_for_bit() -> None:
+    rng = np.random.default_rng(3)
+    step = 2.0**-24  # float16's subnormal step
+    values = np.concatenate(
+        [
+            rng.uniform(0, 1, 20_000),
+            np.exp(-rng.uniform(0, 30, 20_000)),  # down through float16's subnormals to zero
+            (np.arange(1100) + 0.5) * step,  # ties: half way between two subnormals
+            np.arange(1100) * step,
+            [0.0, 2.0**-14, np.nextafter(2.0**-14, 0.0), 2.0**-25, 60000.0],
+        ]
+    ).astype(np.float32)
+    values = np.concatenate([values, -values]).reshape(2, -1, 5)[:, ::3]  # signed, and strided
+    got = nw.to_float16(values)
+    assert got.dtype == np.float16 and got.shape == values.shape
+    assert np.array_equal(got.view(np.uint16), values.astype(np.float16).view(np.uint16))
+
+
+def test_as_float32_reads_every_float16_exactly() -> None:
+    halves = np.arange(1 << 16, dtype=np.uint16).view(np.float16).reshape(256, 256)
+    got = nw.as_float32(halves[:, ::2])
+    want = halves[:, ::2].astype(np.float32)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    assert np.array_equal(got, want, equal_nan=True)
+    x = np.arange(12, dtype=np.float32).reshape(3, 4)[:, ::2]
+    assert nw.as_float32(x).flags.c_contiguous and np.array_equal(nw.as_float32(x), x)
+
+
+def test_spectrum_of_any_frames_is_the_whole_songs_rows() -> None:
+    """Frames in runs, out of order, repeated or past the end read what a whole-song pass reads."""
+    x = _sine(57, 4.0) + _sine(76, 4.0, 0.1)
+    n = n_output_frames(len(x))
+    whole = nw.spectrum_magnitudes(x, np.arange(n))
+    frames = np.array([300, 5, 6, 7, 141, 142, 143, 143, 2, n - 1, n + 40, n + 41])
+    part = nw.spectrum_magnitudes(x, frames)
+    assert np.array_equal(part[:-2], whole[frames[:-2]])
+    # Past the audio a frame is centred on its end: what a plain FFT there gives.
+    assert np.array_equal(part[-1], part[-2])
+    padded = np.concatenate([x, np.zeros(nw.N_FFT, np.float32)])[
+        len(x) - nw.N_FFT // 2 : len(x) + nw.N_FFT // 2
+    ]
+    mags = np.abs(np.fft.rfft(padded * np.hanning(nw.N_FFT + 1)[:-1]))
+    lower, frac = nw._LOWER.reshape(-1, 88), nw._FRAC.reshape(-1, 88)
+    direct = np.where(lower > 0, mags[lower] * (1 - frac) + mags[lower + 1] * frac, 0.0)
+    np.testing.assert_allclose(part[-1], direct, rtol=1e-3, atol=1e-4)
+    fundamentals = nw.spectrum_magnitudes(x, frames, fundamentals_only=True)
+    assert np.array_equal(fundamentals[:, 0], part[:, list(nw.HARMONICS).index(1.0)])
+    assert nw.spectrum_magnitudes(x, np.arange(0)).shape == (0, len(nw.HARMONICS), 88)
+
+
+def test_song_spectrum_holds_the_song_reference() -> None:
+    x = _sine(64, 2.0)
+    n = n_output_frames(len(x))
+    spectrum = nw.song_spectrum(x, n)
+    assert spectrum.n_frames == n and spectrum.reference == nw.song_reference(x, n)
+    assert np.array_equal(spectrum.stack(0, n), nw.spectrum_magnitudes(x, np.arange(n)))
+    assert np.array_equal(spectrum.stack(40, 90), nw.spectrum_magnitudes(x, np.arange(40, 90)))
+    assert nw.song_spectrum(x[:0], 0).reference == nw.song_reference(x[:0], 0)
+
+
+def _random_family_posteriors(n: int, seed: int = 0) -> nw.FamilyPosteriors:
+    rng = np.random.default_rng(seed)
+    arrays = (np.exp(-rng.uniform(0, 12, (n, 9, 88))).astype(np.float16) for _ in range(3))
+    return nw.FamilyPosteriors(*arrays)
+
+
+def test_pitch_posteriors_sum_the_families() -> None:
+    fp = _random_family_posteriors(5000)  # several blocks
+    got = nw.pitch_posteriors(fp)
+    # The definition, spelled directly.
+    onset = np.minimum(fp.onset.sum(axis=1, keepdims=True, dtype=np.float32), 1.0)
+    frame = np.minimum(fp.frame.sum(axis=1, keepdims=True, dtype=np.float32), 1.0)
+    best = fp.frame.argmax(axis=1)[:, None, :]
+    velocity = np.take_along_axis(fp.velocity, best, axis=1).astype(np.float32)
+    for a, b in ((got.onset, onset), (got.frame, frame), (got.velocity, velocity)):
+        assert a.dtype == np.float32 and a.shape == (5000, 1, 88) and np.array_equal(a, b)
+
+
+def test_note_family_shares_sum_each_notes_frames() -> None:
+    n = 400
+    fp = _random_family_posteriors(n, seed=1)
+    notes = NoteArrays(
+        np.array([0, 10, 399, 50, 7]),
+        np.array([5, 11, 420, 50, 300]),  # one past the end, one of no length
+        np.array([21, 60, 108, 64, 40]),
+        np.ones(5, np.float32),
+    )
+    got = nw.note_family_shares(fp, notes)
+    for i, (s, e, p) in enumerate(zip(notes.start, notes.end, notes.pitch, strict=True)):
+        a = min(s, n - 1)
+        b = min(max(e, a + 1), n)
+        total = fp.frame[a:b, :, p - MIDI_OFFSET].sum(axis=0, dtype=np.float32)
+        assert np.array_equal(got[i], total / total.sum())
+    silent = nw.FamilyPosteriors(fp.onset, np.zeros_like(fp.frame), fp.velocity)
+    assert np.allclose(nw.note_family_shares(silent, notes), 1 / 9)
+    assert nw.note_family_shares(fp, NoteArrays.empty()).shape == (0, 9)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -211,14 +309,18 @@ def test_exported_weights_load_run_in_chunks_and_match_torch(shards: Path, tmp_p
         clip["note"] / np.float32(255), clip["onset"] / np.float32(255), np.zeros((n, 0), np.float32)
     )
     ref = ttrain.predict_clip(net, clip)
+    whole = model.posteriors(clip["samples"], post)
     old = nw.CHUNK_FRAMES
     try:
-        nw.CHUNK_FRAMES = 50  # several chunks with context on both sides
-        got = model.posteriors(clip["samples"], post)
+        nw.CHUNK_FRAMES = 50  # several chunks with context on both sides, in turn or 3 at once
+        got = nw.NetworkTranscriber(path, threads=1).posteriors(clip["samples"], post)
+        parallel = nw.NetworkTranscriber(path, threads=3).posteriors(clip["samples"], post)
     finally:
         nw.CHUNK_FRAMES = old
     assert got.onset.shape == (n, 9, 88)
     assert np.abs(got.frame - ref.frame).max() < 2e-3  # stored as float16
+    for other in (whole, parallel):  # where the chunks are cut and how many run at once: the same bits
+        assert all(np.array_equal(getattr(other, k), getattr(got, k)) for k in ("onset", "frame", "velocity"))
     assert np.abs(got.velocity - ref.velocity).max() < 2e-3
     loud = frame_loudness(clip["samples"], n)
     for f in range(9):
