@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,11 +35,13 @@ def export_checked(
     meta: dict[str, str],
     producer: str,
     atol: float,
+    finish: Callable[[bytes], bytes] | None = None,
 ) -> str:
     """Export `module` (eval mode, one input traced with `example`) and write `out` and its sha256.
 
     `meta` goes into the ONNX metadata; before anything is written the graph is checked and its
-    outputs on `probe` must agree with torch's within `atol`. Returns the sha256.
+    outputs on `probe` must agree with torch's within `atol`. `finish`, when given, turns the checked
+    graph's bytes into the bytes that ship (a rewrite that checks its own result). Returns the sha256.
     """
     import onnx
     import onnxruntime as ort
@@ -72,6 +75,8 @@ def export_checked(
     for r, g in zip(refs, got, strict=True):
         if not np.allclose(r, g, atol=atol):
             raise RuntimeError(f"ONNX export disagrees with torch: max diff {np.abs(r - g).max()}")
+    if finish is not None:
+        data = finish(data)
 
     digest = write_weights(out, data)
     log.info("wrote %s (%d bytes, sha256 %s)", out, len(data), digest)

@@ -214,8 +214,13 @@ torch = pytest.importorskip("torch", reason="training needs torch (the train ext
 
 from training.transcriber import data as tdata  # noqa: E402
 from training.transcriber import train as ttrain  # noqa: E402
-from training.transcriber.export import export_net  # noqa: E402
-from training.transcriber.model import NoteNet  # noqa: E402
+from training.transcriber.export import calibration_inputs, export_net  # noqa: E402
+from training.transcriber.model import (  # noqa: E402
+    N_RAW,
+    NoteNet,
+    family_posteriors,
+    fused_family_posteriors,
+)
 
 
 def test_targets_put_onsets_and_frames_where_the_notes_are() -> None:
@@ -326,6 +331,87 @@ def test_exported_weights_load_run_in_chunks_and_match_torch(shards: Path, tmp_p
     for f in range(9):
         notes = nw.family_notes(got, f, loud, DecodeOptions())
         assert np.all((notes.pitch >= 21) & (notes.pitch <= 108))
+
+
+def test_fused_head_gives_the_trained_posteriors() -> None:
+    torch.manual_seed(2)
+    raw = torch.randn(2, N_RAW, 30, 88) * 4
+    np.testing.assert_allclose(
+        fused_family_posteriors(raw).numpy(), family_posteriors(raw).numpy(), rtol=1e-5, atol=1e-7
+    )
+
+
+def _exported(tmp_path: Path, name: str, **flags: object) -> nw.NetworkTranscriber:
+    torch.manual_seed(0)
+    net = NoteNet(4).eval()
+    path = tmp_path / name / "transcriber.onnx"
+    export_net(net, path, np.tile([0.45, 0.35], (10, 1)), {"step": "7"}, **flags)  # type: ignore[arg-type]
+    return nw.NetworkTranscriber(path)
+
+
+def test_float16_output_is_numpys_rounding_of_the_float32_graph(tmp_path: Path) -> None:
+    x = np.random.default_rng(4).uniform(-1, 1, (nw.N_CHANNELS, 200, 88)).astype(np.float32)
+    plain = _exported(tmp_path, "plain", float16=False).run_input(x)
+    half = _exported(tmp_path, "half").run_input(x)
+    assert plain.dtype == np.float32 and half.dtype == np.float16
+    assert np.array_equal(half.view(np.uint16), plain.astype(np.float16).view(np.uint16))
+
+
+def test_int8_export_keeps_metadata_and_stays_near_the_float_graph(shards: Path, tmp_path: Path) -> None:
+    clips = ttrain.prepare(tdata.load_shard(shards / "shard-00000.npz"))
+    calibration = calibration_inputs(clips)
+    assert [c.shape for c in calibration] == [(nw.N_CHANNELS, len(c["note"]), 88) for c in clips]
+    int8 = _exported(tmp_path, "int8", int8_calibration=calibration)
+    plain = _exported(tmp_path, "plain")
+    assert int8.meta["step"] == "7" and int8.thresholds()["winds"] == (0.45, 0.35)
+    onnx = pytest.importorskip("onnx")
+    ops = {node.op_type for node in onnx.load(str(int8.path)).graph.node}
+    assert {"QLinearConv", "QLinearAdd"} <= ops
+    clip = ttrain.prepare(tdata.load_shard(shards / "valid.npz"))[0]
+    x = ttrain.clip_input(clip, 0, len(clip["note"]))
+    diff = np.abs(int8.run_input(x).astype(np.float32) - plain.run_input(x).astype(np.float32))
+    assert diff.max() < 0.1
+    scores = ttrain.evaluate(int8.run_input, [clip])  # an exported graph is scored like the torch net
+    assert all(0.0 <= v <= 1.0 for v in scores.values())
+
+
+def test_export_command_keeps_int8_only_while_validation_holds(
+    shards: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    onnx = pytest.importorskip("onnx")
+    from training.transcriber import export
+
+    ttrain.main(_args(shards, tmp_path / "run", 2))
+    out = tmp_path / "w" / "transcriber.onnx"
+    argv = ["--checkpoint", str(tmp_path / "run" / "last.pt"), "--data", str(shards), "--out", str(out)]
+    argv += ["--valid-clips", "2", "--int8", "--calibration-clips", "2"]
+
+    def ops() -> set[str]:
+        return {node.op_type for node in onnx.load(str(out)).graph.node}
+
+    export.main(argv)
+    assert "QLinearConv" in ops() and nw.NetworkTranscriber(out).meta["step"] == "2"
+    monkeypatch.setattr(export, "INT8_TOLERANCE", -1.0)  # any loss is too much: float weights instead
+    nw._load.cache_clear()
+    export.main(argv)
+    assert "QLinearConv" not in ops() and {"Conv", "Cast"} <= ops()
+    nw.NetworkTranscriber(out)  # the sha256 sidecar is the float graph's
+
+
+def test_evaluate_scores_an_exported_graph_as_its_torch_net(shards: Path, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = NoteNet(4).eval()
+    with torch.no_grad():
+        net.head.bias[:2] = 1.0  # notes to score
+    path = tmp_path / "transcriber.onnx"
+    thresholds = np.tile([0.5, 0.4], (10, 1))
+    export_net(net, path, thresholds, {})
+    clips = ttrain.prepare(tdata.load_shard(shards / "valid.npz"))
+    exported = ttrain.evaluate(nw.NetworkTranscriber(path).run_input, clips, thresholds)
+    trained = ttrain.evaluate(net, clips, thresholds)
+    assert exported.keys() == trained.keys()
+    for key, value in trained.items():
+        assert exported[key] == pytest.approx(value, abs=0.02), key
 
 
 def test_damaged_or_foreign_weights_are_refused(tmp_path: Path) -> None:

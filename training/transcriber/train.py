@@ -20,6 +20,7 @@ import argparse
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -159,12 +160,20 @@ def batch(
     return torch.from_numpy(np.stack(xs)), stack(ons), stack(frs), stack(vels)
 
 
-def predict_clip(net: nn.Module, clip: dict[str, np.ndarray]) -> FamilyPosteriors:
+# What `evaluate` scores: the torch net, or a function from one (N_CHANNELS, T, 88) input to its
+# (3 * 9, T, 88) posteriors, such as an exported graph's `NetworkTranscriber.run_input`.
+Predictor = nn.Module | Callable[[npt.NDArray[np.float32]], npt.NDArray[np.floating]]
+
+
+def predict_clip(net: Predictor, clip: dict[str, np.ndarray]) -> FamilyPosteriors:
     n = len(clip["note"])
-    device = next(net.parameters()).device
-    with torch.no_grad():
-        x = torch.from_numpy(clip_input(clip, 0, n))[None].to(device)
-        out = family_posteriors(net(x))[0].cpu().numpy()
+    x = clip_input(clip, 0, n)
+    if isinstance(net, nn.Module):
+        device = next(net.parameters()).device
+        with torch.no_grad():
+            out = family_posteriors(net(torch.from_numpy(x)[None].to(device)))[0].cpu().numpy()
+    else:
+        out = np.asarray(net(x), np.float32)
     out = out.transpose(1, 0, 2)  # (T, 27, 88)
     return FamilyPosteriors(
         out[:, :N_FAMILIES].copy(),
@@ -197,12 +206,13 @@ def _counts(decoded: NoteArrays, n_frames: int, ref: np.ndarray) -> tuple[int, i
 
 
 def evaluate(
-    net: nn.Module, clips: list[dict[str, np.ndarray]], thresholds: np.ndarray | None = None
+    net: Predictor, clips: list[dict[str, np.ndarray]], thresholds: np.ndarray | None = None
 ) -> dict[str, float]:
     """Note onset F1 of the net on whole clips: family-aware (`note_f1`), of the families' notes with
     their family ignored (`pitch_note_f1`), of `pitch_posteriors` decoded as one part (`any_note_f1`,
     what a stem of a known family gets), and family-aware frame F1."""
-    net.eval()
+    if isinstance(net, nn.Module):
+        net.eval()
     th = thresholds if thresholds is not None else np.tile([0.5, 0.4], (N_FAMILIES, 1))
     tp = n_ref = n_est = 0
     tp_pitch = n_ref_pitch = n_est_pitch = 0
@@ -255,10 +265,11 @@ def evaluate(
     }
 
 
-def tune_thresholds(net: nn.Module, clips: list[dict[str, np.ndarray]]) -> np.ndarray:
+def tune_thresholds(net: Predictor, clips: list[dict[str, np.ndarray]]) -> np.ndarray:
     """(10, 2) (onset, frame) thresholds maximising note F1 on `clips`: rows 0-8 each family's notes,
     row 9 the notes whoever plays them (`pitch_posteriors`, for stems of a known family)."""
-    net.eval()
+    if isinstance(net, nn.Module):
+        net.eval()
     preds = [(predict_clip(net, c), frame_loudness(c["samples"], len(c["note"])), c["notes"]) for c in clips]
     best = np.tile([0.5, 0.4], (N_FAMILIES + 1, 1))
     for f in range(N_FAMILIES + 1):
