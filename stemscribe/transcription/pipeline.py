@@ -80,6 +80,18 @@ _SOURCE_STEM: dict[str, StemType] = {
 PitchedFn = Callable[[npt.NDArray[np.float32]], tuple[Posteriors, npt.NDArray[np.float32]]]
 
 
+@dataclass(frozen=True, slots=True)
+class MixNotes:
+    """A mix's notes from the network before each gets a family (`Transcriber.mix_notes`): `notes`,
+    `shares` (n_notes, 9) how the network's family head shares each note (`note_family_shares`), and
+    `heard` (n_notes, 9) the timbre classifier's family probabilities per note, not yet averaged over
+    neighbours (None without a classifier, or with no notes)."""
+
+    notes: NoteArrays
+    shares: npt.NDArray[np.float32]
+    heard: npt.NDArray[np.float32] | None
+
+
 class _Analysis:
     """One input's 22.05 kHz mono signal and the expensive views of it, each computed at most once."""
 
@@ -204,7 +216,9 @@ class Transcriber:
         with self._lock:
             if self._families is None:
                 self._families = (
-                    FamilyClassifier() if self.families and FamilyClassifier.available() else False
+                    FamilyClassifier(threads=self.threads or 0)
+                    if self.families and FamilyClassifier.available()
+                    else False
                 )
             return self._families or None
 
@@ -299,39 +313,56 @@ class Transcriber:
             family_notes(fp, 0, loud, DecodeOptions(onset_threshold=onset, frame_threshold=frame))
         )
 
+    def mix_notes(self, samples: npt.NDArray[np.float32]) -> MixNotes:
+        """The network's notes of (n,) mono 22.05 kHz mix audio, whoever plays them, with what the
+        network's family head and the timbre classifier say of each: the mix path up to the family
+        choice (`FAMILY_BLEND`), which `training.transcriber.tune_mix` tunes from these."""
+        return self._mix_notes(_Analysis(self._pitched, samples), classify=True)
+
+    def _mix_notes(self, analysis: _Analysis, *, classify: bool) -> MixNotes:
+        network = self.network
+        if network is None:
+            raise ModelError("mix_notes needs the transcription network (engine 'network' or 'auto')")
+        post, loud = analysis.pitched
+        fp = network.posteriors(analysis.mono22, post)
+        onset, frame = network.thresholds()["pitch"]
+        notes = family_notes(
+            pitch_posteriors(fp), 0, loud, DecodeOptions(onset_threshold=onset, frame_threshold=frame)
+        )
+        shares = note_family_shares(fp, notes)  # (n, 9) the family head's, over each note's frames
+        classifier = self.family_model if classify else None
+        heard = (
+            classifier.classify(analysis.mono22, to_events(notes))
+            if classifier is not None and len(notes)
+            else None
+        )
+        return MixNotes(notes, shares, heard)
+
     def _network_instruments(self, analysis: _Analysis) -> list[Instrument]:
         """One instrument per family heard in (pitched) audio: the network's notes, whoever plays them,
         each given the family that the network's family head and the timbre classifier agree on
         (`FAMILY_BLEND`), or with `MIX_DECODE == "split"` each family decoded from its own posteriors."""
         network = self.network
         assert network is not None
-        post, loud = analysis.pitched
-        fp = network.posteriors(analysis.mono22, post)
-        thresholds = network.thresholds()
         by_family: dict[Family, NoteArrays] = {}
         if MIX_DECODE == "split":
+            post, loud = analysis.pitched
+            fp = network.posteriors(analysis.mono22, post)
+            thresholds = network.thresholds()
             for k, family in enumerate(TIMBRE_FAMILIES):
                 onset, frame = thresholds[family.value]
                 by_family[family] = family_notes(
                     fp, k, loud, DecodeOptions(onset_threshold=onset, frame_threshold=frame)
                 )
         else:
-            onset, frame = thresholds["pitch"]
-            notes = family_notes(
-                pitch_posteriors(fp), 0, loud, DecodeOptions(onset_threshold=onset, frame_threshold=frame)
-            )
-            shares = note_family_shares(fp, notes)  # (n, 9) the family head's, over each note's frames
-            classifier = self.family_model
+            mix = self._mix_notes(analysis, classify=FAMILY_BLEND < 1.0)
+            notes = mix.notes
             heard = None
-            if classifier is not None and len(notes) and FAMILY_BLEND < 1.0:
+            if mix.heard is not None:
                 heard = smooth_family_probs(
-                    classifier.classify(analysis.mono22, to_events(notes)),
-                    notes.start,
-                    FAMILY_WINDOW,
-                    notes.pitch.astype(np.int64),
-                    FAMILY_PITCH_WINDOW,
+                    mix.heard, notes.start, FAMILY_WINDOW, notes.pitch.astype(np.int64), FAMILY_PITCH_WINDOW
                 )
-            probs = note_families(shares, heard, blend=FAMILY_BLEND)
+            probs = note_families(mix.shares, heard, blend=FAMILY_BLEND)
             who = probs.argmax(axis=1) if len(notes) else np.zeros(0, np.int64)
             for k, family in enumerate(TIMBRE_FAMILIES):
                 by_family[family] = notes.select(who == k)

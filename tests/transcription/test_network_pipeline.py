@@ -7,8 +7,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stemscribe.audio import load_audio
 from stemscribe.errors import InvalidOptionError, ModelError
 from stemscribe.stems import Family, StemType
+from stemscribe.transcription.notes import to_events
 from stemscribe.transcription.pipeline import Transcriber
 from tests.conftest import melody
 
@@ -96,3 +98,37 @@ def test_cli_refuses_an_unknown_engine_in_one_line(tmp_path: Path) -> None:
     out = CliRunner().invoke(app, ["transcribe", str(wav), "--engine", "mt3", "-o", str(tmp_path)])
     assert out.exit_code != 0
     assert "unknown engine" in out.output and len(out.output.strip().splitlines()) == 1
+
+
+def test_mix_notes_are_what_the_mix_path_assigns(weights: Path) -> None:
+    tr = Transcriber(engine="network", network_weights=weights)
+    mix = tr.mix_notes(_mix())
+    n = len(mix.notes)
+    assert n > 0 and mix.shares.shape == (n, 9) and np.allclose(mix.shares.sum(axis=1), 1.0, atol=1e-5)
+    if tr.family_model is not None:
+        assert mix.heard is not None and mix.heard.shape == (n, 9)
+    # Every pitched note the mix path writes is one of these (with its family chosen from them).
+    result = tr.transcribe((_mix(), SR), stem="mix")
+    written = {(n.pitch, round(n.start, 4)) for i in result.instruments if not i.is_drum for n in i.notes}
+    heard = {(int(e.pitch), round(e.start, 4)) for e in to_events(mix.notes)}
+    assert written and written <= heard
+
+
+def test_mix_notes_need_the_network(weights: Path) -> None:
+    with pytest.raises(ModelError, match="transcription network"):
+        Transcriber(engine="basic-pitch", network_weights=weights).mix_notes(_mix())
+
+
+def test_tune_mix_caches_the_pipelines_mix_notes(weights: Path, tmp_path: Path) -> None:
+    import soundfile as sf
+
+    from training.transcriber.tune_mix import cache_mix, score
+
+    path = tmp_path / "mix.wav"
+    sf.write(path, _mix(), SR)
+    tr = Transcriber(engine="network", network_weights=weights)
+    cached = cache_mix("dev", path, [], tr)
+    mix = tr.mix_notes(load_audio(path, sr=SR, mono=True).samples)
+    assert np.array_equal(cached.pitch, mix.notes.pitch) and np.array_equal(cached.shares, mix.shares)
+    assert cached.heard.shape == (len(mix.notes), 9)
+    assert set(score([cached], 0.3, 86, 4, 8)) == {"dev"}

@@ -4,9 +4,10 @@ split's figures of every setting are printed beside them and never used to choos
     python -m training.transcriber.tune_mix [--weights stemscribe/weights/transcriber.onnx]
 
 Each benchmark mix (`bench/data`, `bench/data-heldout/*`, built by `python -m bench.build`) goes once
-through the pitch model, the network and the timbre classifier, as `Transcriber(engine="network")`
-runs them; then every setting of the grid reassigns the cached notes and is scored by the
-benchmark's instrument-aware onset F1 (micro; drums are the drum model's and not scored here):
+through `Transcriber(engine="network").mix_notes` (the pitch model, the network and the timbre
+classifier, as the pipeline runs them on a mix); then every setting of the grid reassigns the cached
+notes and is scored by the benchmark's instrument-aware onset F1 (micro; drums are the drum model's
+and not scored here):
 `FAMILY_BLEND` (`network.note_families`), the neighbourhood the classifier's per-note estimates are
 averaged over (`roles.smooth_family_probs`: `FAMILY_WINDOW` frames, and with a pitch window only notes
 that near in register), and `MIN_FAMILY_NOTES`. One row per setting, best dev first.
@@ -26,18 +27,12 @@ from bench.build import DATA_DIR, HELDOUT_DIR
 from bench.dataset import load_items
 from bench.score import Counts, ScoredNote, family_counts, sum_counts
 from stemscribe.audio import load_audio
-from stemscribe.transcription.network import (
-    NetworkTranscriber,
-    family_notes,
-    note_families,
-    note_family_shares,
-    pitch_posteriors,
-)
-from stemscribe.transcription.notes import DecodeOptions, frame_loudness, to_events
-from stemscribe.transcription.pipeline import FAMILY_WINDOW
-from stemscribe.transcription.pitch_model import SAMPLE_RATE, PitchModel
+from stemscribe.transcription.network import note_families
+from stemscribe.transcription.notes import to_events
+from stemscribe.transcription.pipeline import FAMILY_WINDOW, Transcriber
+from stemscribe.transcription.pitch_model import SAMPLE_RATE
 from stemscribe.transcription.roles import smooth_family_probs
-from stemscribe.transcription.timbre import TIMBRE_FAMILIES, FamilyClassifier
+from stemscribe.transcription.timbre import TIMBRE_FAMILIES
 
 BLENDS = (0.2, 0.3, 0.4, 0.5)
 WINDOWS = (0, FAMILY_WINDOW // 2, FAMILY_WINDOW, 2 * FAMILY_WINDOW)  # frames; 0: no averaging
@@ -57,29 +52,20 @@ class Cached:
     reference: list[ScoredNote]
 
 
-def cache_mix(
-    group: str,
-    path: Path,
-    reference: list[ScoredNote],
-    models: tuple[PitchModel, NetworkTranscriber, FamilyClassifier],
-) -> Cached:
-    pitch, network, classifier = models
+def cache_mix(group: str, path: Path, reference: list[ScoredNote], transcriber: Transcriber) -> Cached:
+    """One mix through the pipeline's network path up to the family choice (`Transcriber.mix_notes`)."""
     mono = load_audio(path, sr=SAMPLE_RATE, mono=True).samples
-    post = pitch.run(mono, contour=False)
-    loud = frame_loudness(mono, post.n_frames)
-    fp = network.posteriors(mono, post)
-    onset, frame = network.thresholds()["pitch"]
-    options = DecodeOptions(onset_threshold=onset, frame_threshold=frame)
-    notes = family_notes(pitch_posteriors(fp), 0, loud, options)
-    events = to_events(notes)
+    mix = transcriber.mix_notes(mono)
+    events = to_events(mix.notes)
+    n_families = len(TIMBRE_FAMILIES)
     return Cached(
         group,
-        notes.pitch.astype(np.int64),
-        notes.start.astype(np.int64),
+        mix.notes.pitch.astype(np.int64),
+        mix.notes.start.astype(np.int64),
         np.array([e.start for e in events]),
         np.array([e.end for e in events]),
-        note_family_shares(fp, notes),
-        classifier.classify(mono, events),
+        mix.shares,
+        mix.heard if mix.heard is not None else np.zeros((0, n_families), np.float32),
         reference,
     )
 
@@ -114,17 +100,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    models = (
-        PitchModel(threads=args.threads),
-        NetworkTranscriber(args.weights, threads=args.threads),
-        FamilyClassifier(threads=args.threads),
-    )
+    transcriber = Transcriber(engine="network", network_weights=args.weights, threads=args.threads)
+    if transcriber.family_model is None:
+        raise SystemExit("tune_mix needs the timbre classifier's weights (stemscribe/weights/timbre.onnx)")
     folders = {
         "dev": DATA_DIR,
         **{f"heldout-{p.name}": p for p in sorted(HELDOUT_DIR.iterdir()) if p.is_dir()},
     }
     items = [
-        cache_mix(group, item.audio, item.reference(), models)
+        cache_mix(group, item.audio, item.reference(), transcriber)
         for group, folder in folders.items()
         for item in load_items(folder)
         if item.is_mix
