@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -28,10 +29,12 @@ from stemscribe.transcription.decoding import (
 from stemscribe.transcription.drums import DrumTranscriber, get_drum_backend
 from stemscribe.transcription.network import (
     NetworkTranscriber,
+    SongSpectrum,
     family_notes,
     note_families,
     note_family_shares,
     pitch_posteriors,
+    song_spectrum,
 )
 from stemscribe.transcription.notes import (
     DecodeOptions,
@@ -40,7 +43,7 @@ from stemscribe.transcription.notes import (
     pitch_bends,
     to_events,
 )
-from stemscribe.transcription.pitch_model import SAMPLE_RATE, PitchModel, Posteriors
+from stemscribe.transcription.pitch_model import SAMPLE_RATE, PitchModel, Posteriors, n_output_frames
 from stemscribe.transcription.roles import assign_roles, smooth_family_probs
 from stemscribe.transcription.tempo import track_beats
 from stemscribe.transcription.timbre import TIMBRE_FAMILIES
@@ -78,6 +81,8 @@ _SOURCE_STEM: dict[str, StemType] = {
 
 
 PitchedFn = Callable[[npt.NDArray[np.float32]], tuple[Posteriors, npt.NDArray[np.float32]]]
+SpectrumFn = Callable[[], SongSpectrum]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +117,24 @@ class _Analysis:
         if self._parts is None:
             self._parts = (separator or HPSSSeparator()).separate(Audio(self.mono22, SAMPLE_RATE))
         return self._parts
+
+    def release_hpss(self) -> None:
+        """Forget the split's parts (two copies of the signal) once nothing more needs them."""
+        self._parts = None
+
+
+class _Handover(Generic[T]):
+    """What a side thread makes, taken once: `take` waits for it and keeps no reference to it, so a
+    large result (a song's spectrum) is freed as soon as its user is done."""
+
+    def __init__(self, future: Future[T]) -> None:
+        self._future: Future[T] | None = future
+
+    def take(self) -> T:
+        future, self._future = self._future, None
+        if future is None:
+            raise RuntimeError("a side result was taken twice")
+        return future.result()
 
 
 def _instrument(family: Family, notes: list[NoteEvent], *, name: str | None = None) -> Instrument:
@@ -319,12 +342,14 @@ class Transcriber:
         choice (`FAMILY_BLEND`), which `training.transcriber.tune_mix` tunes from these."""
         return self._mix_notes(_Analysis(self._pitched, samples), classify=True)
 
-    def _mix_notes(self, analysis: _Analysis, *, classify: bool) -> MixNotes:
+    def _mix_notes(
+        self, analysis: _Analysis, *, classify: bool, spectrum: SpectrumFn | None = None
+    ) -> MixNotes:
         network = self.network
         if network is None:
             raise ModelError("mix_notes needs the transcription network (engine 'network' or 'auto')")
         post, loud = analysis.pitched
-        fp = network.posteriors(analysis.mono22, post)
+        fp = network.posteriors(analysis.mono22, post, spectrum() if spectrum else None)
         onset, frame = network.thresholds()["pitch"]
         notes = family_notes(
             pitch_posteriors(fp), 0, loud, DecodeOptions(onset_threshold=onset, frame_threshold=frame)
@@ -338,16 +363,19 @@ class Transcriber:
         )
         return MixNotes(notes, shares, heard)
 
-    def _network_instruments(self, analysis: _Analysis) -> list[Instrument]:
+    def _network_instruments(
+        self, analysis: _Analysis, spectrum: SpectrumFn | None = None
+    ) -> list[Instrument]:
         """One instrument per family heard in (pitched) audio: the network's notes, whoever plays them,
         each given the family that the network's family head and the timbre classifier agree on
-        (`FAMILY_BLEND`), or with `MIX_DECODE == "split"` each family decoded from its own posteriors."""
+        (`FAMILY_BLEND`), or with `MIX_DECODE == "split"` each family decoded from its own posteriors.
+        `spectrum` gives the audio's `song_spectrum` when another thread makes it."""
         network = self.network
         assert network is not None
         by_family: dict[Family, NoteArrays] = {}
         if MIX_DECODE == "split":
             post, loud = analysis.pitched
-            fp = network.posteriors(analysis.mono22, post)
+            fp = network.posteriors(analysis.mono22, post, spectrum() if spectrum else None)
             thresholds = network.thresholds()
             for k, family in enumerate(TIMBRE_FAMILIES):
                 onset, frame = thresholds[family.value]
@@ -355,7 +383,7 @@ class Transcriber:
                     fp, k, loud, DecodeOptions(onset_threshold=onset, frame_threshold=frame)
                 )
         else:
-            mix = self._mix_notes(analysis, classify=FAMILY_BLEND < 1.0)
+            mix = self._mix_notes(analysis, classify=FAMILY_BLEND < 1.0, spectrum=spectrum)
             notes = mix.notes
             heard = None
             if mix.heard is not None:
@@ -384,69 +412,103 @@ class Transcriber:
             mono22 = np.pad(mono22, (0, SAMPLE_RATE - mono22.shape[0]))
             audio = Audio(mono22, SAMPLE_RATE)
         silent = float(np.abs(mono22).max(initial=0.0)) < 1e-4
-        grid = track_beats(mono22) if not silent else None
-        tempo = float(grid.tempo) if grid is not None and grid.tempo > 0 else 120.0
-        beats = grid.beats.tolist() if grid is not None else []
-        separator_name = "none"
-        instruments: list[Instrument] = []
         if silent:
-            return Result([], duration, stem.value, tempo, beats, separator_name)
-
-        analysis = _Analysis(self._pitched, mono22)
-        if stem is StemType.AUTO:
-            stem = self._guess_stem(analysis)
-
-        if stem is StemType.MIX:
-            separator_name, instruments = self._transcribe_mix(audio, analysis, progress)
-        elif stem is StemType.OTHER and self.uses_network(stem):
-            report(progress, "transcribing", 0.1)
-            instruments = self._network_instruments(analysis)
-        else:
-            report(progress, "transcribing", 0.1)
-            notes = self._decode_stem(analysis, stem)
-            family = self._stem_family(stem, analysis.mono22, notes)
-            if notes:
-                instruments.append(_instrument(family, notes))
+            return Result([], duration, stem.value, 120.0, [], "none")
+        # A second thread takes the work that does not need the pitch model (the beat grid, and in a
+        # mix the drums), so that numpy's single-threaded stages overlap the pitched transcription.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stemscribe-side") as side:
+            beats_job = side.submit(track_beats, mono22)
+            stem, separator_name, instruments = self._transcribe_pitched(audio, mono22, stem, progress, side)
+            grid = beats_job.result()
+        tempo = float(grid.tempo) if grid.tempo > 0 else 120.0
         instruments = [i for i in (_clip(inst, duration) for inst in instruments) if i.notes]
         report(progress, "assigning", 0.95)
-        return Result(instruments, duration, stem.value, tempo, beats, separator_name)
+        return Result(instruments, duration, stem.value, tempo, grid.beats.tolist(), separator_name)
+
+    def _transcribe_pitched(
+        self,
+        audio: Audio,
+        mono22: npt.NDArray[np.float32],
+        stem: StemType,
+        progress: ProgressCallback | None,
+        side: Executor,
+    ) -> tuple[StemType, str, list[Instrument]]:
+        """(stem type, separator name, instruments) of audible audio; `side` runs what can go alongside."""
+        analysis = _Analysis(self._pitched, mono22)
+        spectrum = None
+        whole_mix = self.separator in (None, "hpss")
+        if stem in (StemType.AUTO, StemType.MIX) and whole_mix and self.uses_network(StemType.MIX):
+            # The network's spectrum needs only the audio: started before the stem is guessed (audio
+            # of unknown kind is most often a mix), it is ready when the pitch model is done.
+            spectrum = _Handover(side.submit(song_spectrum, mono22, n_output_frames(len(mono22))))
+        if stem is StemType.AUTO:
+            stem = self._guess_stem(analysis)
+        if stem is StemType.MIX:
+            return (stem, *self._transcribe_mix(audio, analysis, progress, side, spectrum))
+        report(progress, "transcribing", 0.1)
+        if stem is StemType.OTHER and self.uses_network(stem):
+            return stem, "none", self._network_instruments(analysis)
+        notes = self._decode_stem(analysis, stem)
+        family = self._stem_family(stem, analysis.mono22, notes)
+        return stem, "none", [_instrument(family, notes)] if notes else []
 
     def _transcribe_mix(
-        self, audio: Audio, analysis: _Analysis, progress: ProgressCallback | None
+        self,
+        audio: Audio,
+        analysis: _Analysis,
+        progress: ProgressCallback | None,
+        side: Executor,
+        spectrum: _Handover[SongSpectrum] | None,
     ) -> tuple[str, list[Instrument]]:
         separator = self._get_separator()
         report(progress, "separating", 0.1)
+        # The built-in split runs on mono and the mix is decoded whole; a model separator gets the
+        # original channels and rate and gives instrument stems, each transcribed as that stem.
+        if isinstance(separator, HPSSSeparator):
+            return separator.name, self._transcribe_whole_mix(analysis, separator, progress, side, spectrum)
 
         def separating(_stage: str, fraction: float) -> None:
             report(progress, "separating", round(0.1 + 0.2 * fraction, 6))
 
-        # A model separator gets the original channels and rate and gives instrument stems, each
-        # transcribed as that stem; the built-in split runs on mono and the mix is decoded whole.
-        if isinstance(separator, HPSSSeparator):
-            stems = analysis.hpss(separator)
-        else:
-            stems = separator.separate(audio, progress=separating)
+        stems = separator.separate(audio, progress=separating)
         report(progress, "separating", 0.3)
         instruments: list[Instrument] = []
-        if not isinstance(separator, HPSSSeparator):
-            for i, (stem_name, stem_audio) in enumerate(stems.items()):
-                report(progress, "transcribing", 0.3 + 0.6 * i / max(1, len(stems)))
-                stem_type = _SOURCE_STEM.get(stem_name, StemType.OTHER)
-                mono = from_array(stem_audio.mono, stem_audio.sr, sr=SAMPLE_RATE).samples
-                if float(np.abs(mono).max(initial=0.0)) < 1e-3:
-                    continue
-                notes = self._decode_stem(_Analysis(self._pitched, mono), stem_type)
-                family = self._stem_family(stem_type, mono, notes)
-                instruments.append(_instrument(family, notes))
-            return separator.name, instruments
+        for i, (stem_name, stem_audio) in enumerate(stems.items()):
+            report(progress, "transcribing", 0.3 + 0.6 * i / max(1, len(stems)))
+            stem_type = _SOURCE_STEM.get(stem_name, StemType.OTHER)
+            mono = from_array(stem_audio.mono, stem_audio.sr, sr=SAMPLE_RATE).samples
+            if float(np.abs(mono).max(initial=0.0)) < 1e-3:
+                continue
+            notes = self._decode_stem(_Analysis(self._pitched, mono), stem_type)
+            family = self._stem_family(stem_type, mono, notes)
+            instruments.append(_instrument(family, notes))
+        return separator.name, instruments
 
+    def _transcribe_whole_mix(
+        self,
+        analysis: _Analysis,
+        separator: HPSSSeparator,
+        progress: ProgressCallback | None,
+        side: Executor,
+        spectrum: _Handover[SongSpectrum] | None,
+    ) -> list[Instrument]:
+        """A mix's instruments, its drums from the split's percussive part (on `side`, while the
+        pitched instruments are decoded from the whole mix here); `spectrum` is the network's, when
+        the network hears the mix."""
+
+        def drums() -> list[NoteEvent]:
+            percussive = analysis.hpss(separator)["drums"].samples
+            analysis.release_hpss()  # a mix decoded whole needs nothing else of the split
+            return self.drum_model.transcribe(percussive, SAMPLE_RATE)
+
+        drums_job = side.submit(drums)
+        report(progress, "separating", 0.3)
         report(progress, "drums", 0.35)
-        drums = self.drum_model.transcribe(stems["drums"].samples, SAMPLE_RATE)
         report(progress, "transcribing", 0.45)
         if self.uses_network(StemType.MIX):
-            instruments = self._network_instruments(analysis)
+            instruments = self._network_instruments(analysis, spectrum.take if spectrum else None)
             report(progress, "assigning", 0.9)
-            return separator.name, [*instruments, _instrument(Family.DRUMS, drums)]
+            return [*instruments, _instrument(Family.DRUMS, drums_job.result())]
         # The pitch model hears the whole mix: on the benchmark it finds more of the right notes there
         # than in the harmonic part, whose masks also thin out plucked attacks.
         post, loud = analysis.pitched
@@ -476,11 +538,11 @@ class Transcriber:
                 probs[:, TIMBRE_FAMILIES.index(Family.BASS)] = 0.0
             for event, k in zip(events, probs.argmax(axis=1).tolist(), strict=True):
                 by_family.setdefault(TIMBRE_FAMILIES[k], []).append(event)
-        for family in sorted(by_family, key=lambda f: list(Family).index(f)):
-            notes_of = sorted(by_family[family], key=lambda n: (n.start, n.pitch))
-            instruments.append(_instrument(family, notes_of))
-        instruments.append(_instrument(Family.DRUMS, drums))
-        return separator.name, instruments
+        instruments = [
+            _instrument(family, sorted(by_family[family], key=lambda n: (n.start, n.pitch)))
+            for family in sorted(by_family, key=lambda f: list(Family).index(f))
+        ]
+        return [*instruments, _instrument(Family.DRUMS, drums_job.result())]
 
     def _stem_family(self, stem: StemType, mono22: npt.NDArray[np.float32], notes: list[NoteEvent]) -> Family:
         """The family a stem's notes are written as: the stem's own, or for `other` the timbre

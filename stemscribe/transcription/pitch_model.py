@@ -108,6 +108,7 @@ class PitchModel:
         options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = [
             p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()
         ]

@@ -48,6 +48,7 @@ def open_session(path: Path, threads: int, what: str) -> Any:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
         raise ModelError(f"{what} {path} could not be loaded: {exc}") from exc
