@@ -20,7 +20,9 @@ mir_eval.beat.f_measure of the downbeats (70 ms, nothing trimmed), mir_eval.chor
                           [--engine NAME] [--cache DIR] [--json FILE]
 
 `--cache DIR` keeps each mix's transcription as a Result JSON under DIR/ENGINE/SPLIT-FONT/ and reads it back
-on the next run, so that the analysis can be measured again without transcribing again.
+on the next run, so that the analysis can be measured again without transcribing again. The cache keeps
+the notes; the beats are tracked again from the mix and those notes (as the pipeline does, after the
+notes), so that a change to the beat tracker shows too.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -279,10 +281,17 @@ def _folders(data: Path, heldout: Path) -> list[tuple[str, str, Path]]:
 
 
 def _transcription(transcriber: Any, mix: Path, cache: Path | None, song: str) -> Result:
-    """The mix's transcription, read from `cache` when it holds one (and written there when not)."""
+    """The mix's transcription, read from `cache` when it holds one (and written there when not); a
+    cached one gets its beats tracked again from the mix audio and its notes."""
     stored = None if cache is None else cache / f"{song}.json"
     if stored is not None and stored.exists():
-        return Result.from_dict(json.loads(stored.read_text(encoding="utf-8")))
+        from stemscribe.audio import load_audio
+        from stemscribe.transcription.tempo import track_beats
+
+        cached = Result.from_dict(json.loads(stored.read_text(encoding="utf-8")))
+        grid = track_beats(load_audio(mix).samples, cached.instruments)
+        tempo = float(grid.tempo) if grid.tempo > 0 else 120.0
+        return replace(cached, tempo=tempo, beats=grid.beats.tolist())
     result: Result = transcriber.transcribe(mix, stem="mix")
     if stored is not None:
         stored.parent.mkdir(parents=True, exist_ok=True)

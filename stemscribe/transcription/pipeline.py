@@ -414,15 +414,15 @@ class Transcriber:
         silent = float(np.abs(mono22).max(initial=0.0)) < 1e-4
         if silent:
             return Result([], duration, stem.value, 120.0, [], "none")
-        # A second thread takes the work that does not need the pitch model (the beat grid, and in a
-        # mix the drums), so that numpy's single-threaded stages overlap the pitched transcription.
+        # A second thread takes the work that does not need the pitch model (in a mix the network's
+        # spectrum and the drums), so that numpy's single-threaded stages overlap the pitched transcription.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stemscribe-side") as side:
-            beats_job = side.submit(track_beats, mono22)
             stem, separator_name, instruments = self._transcribe_pitched(audio, mono22, stem, progress, side)
-            grid = beats_job.result()
-        tempo = float(grid.tempo) if grid.tempo > 0 else 120.0
         instruments = [i for i in (_clip(inst, duration) for inst in instruments) if i.notes]
         report(progress, "assigning", 0.95)
+        # The beats last: the notes' onsets (kicks and bass above all) tell the beat from the off-beat.
+        grid = track_beats(mono22, instruments)
+        tempo = float(grid.tempo) if grid.tempo > 0 else 120.0
         return Result(instruments, duration, stem.value, tempo, grid.beats.tolist(), separator_name)
 
     def _transcribe_pitched(

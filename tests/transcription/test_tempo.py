@@ -2,17 +2,29 @@ from __future__ import annotations
 
 import numpy as np
 
-from stemscribe.transcription.tempo import track_beats
+from stemscribe.result import Instrument, NoteEvent
+from stemscribe.stems import Family
+from stemscribe.transcription.tempo import dp_beats, track_beats
+
+SR = 22050
 
 
-def _clicks(bpm: float, seconds: float, sr: int = 22050, offset: float = 0.25) -> np.ndarray:
-    x = np.zeros(int(seconds * sr), np.float32)
+def _burst(x: np.ndarray, t: float, level: float, rng: np.random.Generator) -> None:
+    i = int(t * SR)
+    burst = rng.normal(0, level, 300).astype(np.float32) * np.exp(-np.arange(300) / 60)
+    x[i : i + 300] += burst[: x.size - i]
+
+
+def _clicks(bpm: float, seconds: float, offset: float = 0.25) -> np.ndarray:
+    x = np.zeros(int(seconds * SR), np.float32)
     rng = np.random.default_rng(0)
     for t in np.arange(offset, seconds, 60.0 / bpm):
-        i = int(t * sr)
-        burst = rng.normal(0, 0.5, 300).astype(np.float32) * np.exp(-np.arange(300) / 60)
-        x[i : i + 300] += burst[: x.size - i]
+        _burst(x, t, 0.5, rng)
     return x
+
+
+def _hits(beats: np.ndarray, truth: np.ndarray, tolerance: float = 0.03) -> int:
+    return sum(bool(np.min(np.abs(truth - b)) < tolerance) for b in beats)
 
 
 def test_click_track_tempo_and_beats() -> None:
@@ -21,10 +33,61 @@ def test_click_track_tempo_and_beats() -> None:
         assert abs(grid.tempo - bpm) < 2.0, (bpm, grid.tempo)
         period = 60.0 / bpm
         truth = np.arange(0.25, 12.0, period)
-        hits = sum(np.min(np.abs(truth - b)) < 0.03 for b in grid.beats)
-        assert hits >= 0.8 * truth.size
+        assert _hits(grid.beats, truth) >= 0.8 * truth.size
 
 
 def test_no_pulse_no_beats() -> None:
-    grid = track_beats(np.zeros(22050 * 6, np.float32))
+    grid = track_beats(np.zeros(SR * 6, np.float32))
     assert grid.beats.size == 0
+
+
+def test_beats_follow_an_accelerating_performance() -> None:
+    # 100 BPM speeding up to 125 over 20 s: one period cannot hold, the beats must bend with it.
+    x = np.zeros(SR * 21, np.float32)
+    rng = np.random.default_rng(1)
+    truth, t = [], 0.3
+    while t < 20.5:
+        truth.append(t)
+        _burst(x, t, 0.5, rng)
+        t += 60.0 / (100.0 + 25.0 * t / 20.0)
+    grid = track_beats(x)
+    inside = np.array(truth)
+    assert _hits(grid.beats, inside) >= 0.9 * inside.size
+    assert 100 < grid.tempo < 125
+
+
+def test_kick_and_bass_notes_tell_the_beat_from_a_louder_off_beat() -> None:
+    # Ska-like: loud chops on the off-beats, soft thumps on the beats. The audio alone is ambiguous at
+    # best; the transcribed kicks and bass notes on the beats settle it.
+    bpm, seconds = 100.0, 16.0
+    period = 60.0 / bpm
+    beats = np.arange(0.5, seconds - 0.5, period)
+    x = np.zeros(int(seconds * SR), np.float32)
+    rng = np.random.default_rng(2)
+    for b in beats:
+        _burst(x, b, 0.08, rng)
+        _burst(x, b + period / 2, 0.6, rng)
+    kit = Instrument("Drums", 0, True, Family.DRUMS, [NoteEvent(36, b, b + 0.1, 0.8) for b in beats])
+    bass = Instrument(
+        "Electric Bass (finger)", 33, False, Family.BASS, [NoteEvent(40, b, b + 0.4, 0.7) for b in beats]
+    )
+    chops = Instrument(
+        "Electric Guitar (clean)",
+        27,
+        False,
+        Family.GUITAR,
+        [NoteEvent(p, b + period / 2, b + period / 2 + 0.1, 0.9) for b in beats for p in (52, 56, 59)],
+    )
+    grid = track_beats(x, [kit, bass, chops])
+    assert abs(grid.tempo - bpm) < 2.0
+    assert _hits(grid.beats, beats, 0.05) >= 0.9 * beats.size
+
+
+def test_dp_beats_pick_the_strong_phase() -> None:
+    period = 40.0
+    env = np.zeros(2000)
+    env[10::40] = 1.0  # weak pulses
+    env[30::40] = 3.0  # strong ones, half a period later
+    beats = dp_beats(env, period)
+    assert np.all(beats % 40 == 30)
+    assert np.all(np.diff(beats) == 40)
