@@ -13,7 +13,8 @@ notes and beats, per SoundFont for the held-out split). The references come from
   C major default) and no chords.
 
 Scores: mir_eval.key (exact, and exact + fifth + relative as "related"), time signature exact,
-mir_eval.beat.f_measure of the downbeats (70 ms, nothing trimmed), mir_eval.chord `majmin` and `sevenths`
+mir_eval.beat.f_measure of the beat grid (over the reference beats' span) and of the downbeats (70 ms,
+nothing trimmed), mir_eval.chord `majmin` and `sevenths`
 (duration-weighted over each song, then averaged over songs). Usage:
 
     python -m bench.sheet [--data bench/data] [--heldout bench/data-heldout] [--no-mixes]
@@ -65,6 +66,7 @@ class Scores:
     key: list[tuple[float, float]] = field(default_factory=list)  # (exact, related)
     signature: list[float] = field(default_factory=list)
     downbeat: list[float] = field(default_factory=list)
+    beat: list[float] = field(default_factory=list)
     majmin: list[float] = field(default_factory=list)
     sevenths: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
@@ -228,6 +230,13 @@ def score_one(ref: Reference, est: ScoreAnalysis, into: Scores) -> dict[str, Any
         ok = float(str(est.time_signature) == ref.time_signature)
         into.signature.append(ok)
         row["time_signature"] = f"{ref.time_signature} / {est.time_signature}"
+    if ref.beats:
+        # The grid's beats over the reference's span (the score's grid starts at 0 s, a pickup's lead-in)
+        half = 0.5 * 60.0 / ref.tempo
+        grid = np.array([t for t in est.beats if ref.beats[0] - half <= t <= ref.beats[-1] + half])
+        b = mir_eval.beat.f_measure(np.array(ref.beats), grid, f_measure_threshold=0.07)
+        into.beat.append(float(b))
+        row["beat_f1"] = round(float(b), 3)
     if ref.downbeats:
         f = mir_eval.beat.f_measure(
             np.array(ref.downbeats), np.array(est.downbeats), f_measure_threshold=0.07
@@ -251,6 +260,7 @@ def summary(scores: Scores) -> list[str]:
         _mean([k[0] for k in scores.key]),
         _mean([k[1] for k in scores.key]),
         _mean(scores.signature),
+        _mean(scores.beat),
         _mean(scores.downbeat),
         _mean(scores.majmin),
         _mean(scores.sevenths),
@@ -263,6 +273,7 @@ HEADERS = [
     "key exact",
     "key related",
     "time sig",
+    "beat F1",
     "downbeat F1",
     "chords majmin",
     "chords sevenths",

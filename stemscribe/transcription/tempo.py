@@ -214,7 +214,7 @@ def dp_beats(
         path.append(frame)
     beats = np.array(path[::-1], dtype=np.int64)
     strength = local[beats]
-    floor = 0.5 * float(np.sqrt(np.mean(strength**2)))
+    floor = 0.1 * float(np.sqrt(np.mean(strength**2)))
     sounding = np.flatnonzero(strength >= floor)
     return beats[sounding[0] : sounding[-1] + 1] if sounding.size else beats[:0]
 
