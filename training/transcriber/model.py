@@ -105,3 +105,26 @@ class Exported(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raw = self.net(x)
         return fused_family_posteriors(raw) if self.fused_head else family_posteriors(raw)
+
+
+def widen(net: NoteNet, width: int) -> NoteNet:
+    """A `NoteNet` of `width` channels computing exactly what `net` computes (a function-preserving
+    widening, so a trained net can grow without starting over). The new channels start from a fresh
+    initialisation and read the old ones; no old channel (nor the head) reads a new one until training
+    moves those weights away from zero."""
+    if width < net.width:
+        raise ValueError(f"cannot narrow a width-{net.width} net to {width}")
+    wide = NoteNet(width)
+    old = net.state_dict()
+    state = wide.state_dict()
+    with torch.no_grad():
+        for name, grown in state.items():
+            kept = old[name]
+            if kept.dim() == 0:  # BatchNorm's step counter
+                grown.copy_(kept)
+                continue
+            grown[tuple(slice(0, n) for n in kept.shape)] = kept
+            if kept.dim() >= 2 and kept.shape[1] < grown.shape[1]:  # old outputs ignore new inputs
+                grown[: kept.shape[0], kept.shape[1] :] = 0.0
+    wide.load_state_dict(state)
+    return wide

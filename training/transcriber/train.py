@@ -9,7 +9,8 @@ start while the generator still writes shards; a step waits for a shard it needs
 a pure function of its seed and data: resuming from `last.pt` (weights, optimizer, step) gives the
 same next steps as an uninterrupted run. The learning rate is `--lr` until `--decay-from`, then a
 cosine down to `--lr-end` at `--steps` (a function of the step alone, so a resumed run follows the
-same schedule). Every `--eval-every` steps the whole validation file is
+same schedule). `--resume` with `--widen W` grows the resumed net to W channels without changing
+what it computes (`model.widen`) and goes on with a fresh optimizer. Every `--eval-every` steps the whole validation file is
 scored (family-aware note onset F1 with fixed thresholds, and frame F1) into `curve.json`;
 `best.pt` keeps the best. `--export` writes the ONNX weights with thresholds tuned on validation.
 """
@@ -41,7 +42,7 @@ from stemscribe.transcription.notes import DecodeOptions, NoteArrays, frame_loud
 from stemscribe.transcription.pitch_model import MIDI_OFFSET, N_PITCHES, Posteriors, frame_times
 from stemscribe.transcription.timbre import TIMBRE_FAMILIES
 from training.transcriber.data import load_shard
-from training.transcriber.model import NoteNet, family_posteriors
+from training.transcriber.model import NoteNet, family_posteriors, widen
 
 log = logging.getLogger(__name__)
 
@@ -311,14 +312,17 @@ def train(args: argparse.Namespace) -> None:
     best = -1.0
     if resume:
         net.load_state_dict({k: v.to(device) for k, v in resume["state"].items()})
-        if "optimizer" in resume and not args.fresh_optimizer:
+        if args.widen > width:  # the same function on more channels; Adam's moments start afresh
+            log.info("widening the net from %d to %d channels", width, args.widen)
+            width = args.widen
+            net = widen(net, width).to(device)
+            opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
+        elif "optimizer" in resume and not args.fresh_optimizer:
             opt.load_state_dict(resume["optimizer"])
         start = int(resume["step"])
         curve = [p for p in resume.get("curve", []) if p["step"] <= start]
         best = float(resume.get("best", -1.0))
         log.info("resumed %s at step %d", args.resume, start)
-    for group in opt.param_groups:
-        group["lr"] = args.lr
     log.info("NoteNet width %d: %d parameters", width, sum(p.numel() for p in net.parameters()))
     clips = Clips(args.data)
     valid = prepare(load_shard(args.data / "valid.npz"))[: args.valid_clips]
@@ -424,6 +428,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-minutes", type=float, default=0.0)
     parser.add_argument("--resume", type=Path, default=None, help="a last.pt or best.pt to continue from")
     parser.add_argument("--fresh-optimizer", action="store_true")
+    parser.add_argument(
+        "--widen", type=int, default=0, help="with --resume: grow the net to this width (function-preserving)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     train(args)
