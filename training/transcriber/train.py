@@ -10,9 +10,10 @@ a pure function of its seed and data: resuming from `last.pt` (weights, optimize
 same next steps as an uninterrupted run. The learning rate is `--lr` until `--decay-from`, then a
 cosine down to `--lr-end` at `--steps` (a function of the step alone, so a resumed run follows the
 same schedule). `--resume` with `--widen W` grows the resumed net to W channels without changing
-what it computes (`model.widen`) and goes on with a fresh optimizer. Every `--eval-every` steps the whole validation file is
-scored (family-aware note onset F1 with fixed thresholds, and frame F1) into `curve.json`;
-`best.pt` keeps the best. `--export` writes the ONNX weights with thresholds tuned on validation.
+what it computes (`model.widen`) and goes on with a fresh optimizer. Every `--eval-every` steps
+the whole validation file is scored (family-aware note onset F1 with fixed thresholds, and frame
+F1) into `curve.json`; `best.pt` keeps the best. `--export` writes the ONNX weights with thresholds
+tuned on validation.
 """
 
 from __future__ import annotations
