@@ -47,6 +47,15 @@ DATABASE_RETRY_S = 3.0
 """While the database is down (`DATABASE_DOWN`), a message is sent again after this long, not
 dropped; a task the outage interrupted is taken up again by the same worker when it comes back."""
 
+TASK_OPTIONS: dict[str, Any] = {
+    "bind": True,
+    "shared": False,
+    "acks_late": True,  # a worker killed mid-task leaves its message unacked: it runs again elsewhere
+    "reject_on_worker_lost": True,
+    "ignore_result": True,  # state lives in the job store, not in Celery's result backend
+}
+"""The options of both tasks (a run and a callback delivery)."""
+
 
 class WorkerProcess:
     """What one worker process holds: the store, the storage, a `Worker` (models loaded once), the
@@ -177,14 +186,7 @@ class WorkerApp:
         self._lock = threading.Lock()
         process = self.process
 
-        @self.celery.task(
-            name=RUN_TASK,
-            bind=True,
-            shared=False,
-            acks_late=True,
-            reject_on_worker_lost=True,
-            ignore_result=True,
-        )
+        @self.celery.task(name=RUN_TASK, **TASK_OPTIONS)
         def run_task(self: Any, task_id: str) -> None:
             try:
                 wait = process().run(task_id)
@@ -194,14 +196,7 @@ class WorkerApp:
             if wait is not None:
                 raise self.retry(countdown=wait, max_retries=None)
 
-        @self.celery.task(
-            name=DELIVER,
-            bind=True,
-            shared=False,
-            acks_late=True,
-            reject_on_worker_lost=True,
-            ignore_result=True,
-        )
+        @self.celery.task(name=DELIVER, **TASK_OPTIONS)
         def deliver(self: Any, delivery_id: str) -> None:
             try:
                 process().deliver(delivery_id)
