@@ -173,6 +173,21 @@ def receiver() -> Receiver:
     return Receiver()
 
 
+def start_client(settings: Settings, transcriber: Any, receiver: Any, **app_kwargs: Any) -> TestClient:
+    """A started app on `settings` with the test doubles (the transcriber, the webhook receiver, the
+    audio server) and its test client; the caller closes it."""
+    app = create_app(
+        settings,
+        transcriber_factory=lambda _s: transcriber,
+        webhook_transport=httpx.MockTransport(receiver),
+        fetch_transport=httpx.MockTransport(audio_server),
+        **app_kwargs,
+    )
+    client = TestClient(app, client=LOOPBACK)
+    client.__enter__()
+    return client
+
+
 @pytest.fixture
 def make_client(
     settings: Settings, fake: FakeTranscriber, receiver: Receiver, scale_out: ScaleOut | None
@@ -196,15 +211,7 @@ def make_client(
             nodes = deployments[-1].start(settings, transcriber, receiver, **kwargs)
             clients.append(nodes)
             return nodes  # type: ignore[return-value]
-        app = create_app(
-            settings,
-            transcriber_factory=lambda _s: transcriber,
-            webhook_transport=httpx.MockTransport(receiver),
-            fetch_transport=httpx.MockTransport(audio_server),
-            **kwargs,
-        )
-        client = TestClient(app, client=LOOPBACK)
-        client.__enter__()
+        client = start_client(settings, transcriber, receiver, **kwargs)
         clients.append(client)
         return client
 

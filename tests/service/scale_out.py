@@ -37,7 +37,6 @@ from tests.servers import AMQP_URL, AWS_ENV, REDIS_URL, MotoServer, require_serv
 
 WORKERS = 2
 """Celery workers per deployment (and API nodes: two as well)."""
-LOOPBACK = ("127.0.0.1", 50000)
 
 
 class ScaleOut:
@@ -101,26 +100,13 @@ class Deployment:
         )
 
     def start(self, settings: Settings, transcriber: Any, receiver: Any, **app_kwargs: Any) -> Nodes:
-        from stemscribe.service import create_app
-
-        from .conftest import audio_server
+        from .conftest import start_client
 
         shared = self.configure(settings)
         workers = (
             EmbeddedWorkers(shared, transcriber, httpx.MockTransport(receiver)) if settings.workers else None
         )
-        nodes = []
-        for _ in range(WORKERS):
-            app = create_app(
-                shared,
-                transcriber_factory=lambda _s: transcriber,
-                webhook_transport=httpx.MockTransport(receiver),
-                fetch_transport=httpx.MockTransport(audio_server),
-                **app_kwargs,
-            )
-            client = TestClient(app, client=LOOPBACK)
-            client.__enter__()
-            nodes.append(client)
+        nodes = [start_client(shared, transcriber, receiver, **app_kwargs) for _ in range(WORKERS)]
         return Nodes(nodes, workers)
 
     def close(self) -> None:
