@@ -58,7 +58,7 @@ from scipy import signal
 
 from stemscribe.transcription.drum_model import SAMPLE_RATE, log_mel
 from stemscribe.transcription.drums import DRUM_CLASSES, KEY_TO_CLASS, KIT_CLASSES
-from training.drums.samples import SampleRenderer, installed_sample_kits
+from training.drums.samples import SHAKER_KEYS, SampleKit, SampleRenderer, installed_sample_kits
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,7 @@ KIT_PRESETS = range(
 CLASS_INDEX = {pitch: i for i, pitch in enumerate(DRUM_CLASSES)}
 KEY_TO_INDEX = {key: CLASS_INDEX[cls] for key, cls in KEY_TO_CLASS.items()}
 DRUM_CHANNEL = 9
+SYNTH_SHAKER_SHARE = 0.3  # of the clips rendered with `--sample-kits`: shakers by `synth_shaker`
 SAMPLE_KIT_SHARE = 0.5  # of the clips rendered with `--sample-kits`: a recorded kit beside the font's
 KIT_KEYS = frozenset(k for k, c in KEY_TO_CLASS.items() if c in KIT_CLASSES)
 
@@ -336,14 +337,21 @@ def generate_pattern(rng: np.random.Generator, *, bars: int = 8) -> Part:
             hits.append((end, _key(rng, "crash"), 120, True))
     hats = timekeeper in ("closed", "open")
     if rng.random() < 0.6:
+        # Shakers and tambourines beside the hats, which their noise is easily taken for, and shakers
+        # keeping time where no hat plays (as in many ballads), so a shaker is not heard as a hat
+        # whenever the two come apart.
+        include = None
+        if hats and rng.random() < 0.4:
+            include = str(rng.choice(["shaker", "tambourine"]))
+        elif not hats and rng.random() < 0.6:
+            include = str(rng.choice(["shaker", "shaker", "maracas", "cabasa", "tambourine"]))
         hits.extend(
             percussion_part(
                 rng,
                 bars=bars,
                 beats_per_bar=beats_per_bar,
                 time_of=lambda bar, beat: at(bar, beat * steps_per_beat),
-                # Shakers and tambourines beside the hats, which their noise is easily taken for.
-                include=str(rng.choice(["shaker", "tambourine"])) if hats and rng.random() < 0.5 else None,
+                include=include,
             )
         )
     drums = []
@@ -880,21 +888,24 @@ def make_clip(
 
     kit = renderer.pick_kit(rng)
     sample_kit = samples.pick_kit(rng) if samples and rng.random() < SAMPLE_KIT_SHARE else None
+    synth = SHAKER_KEYS if samples and rng.random() < SYNTH_SHAKER_SHARE else frozenset()
     sounding = renderer.sounding_keys(kit)
-    if sample_kit is None:
+    if sample_kit is None and not synth:
         drum_events, labels = place_drums(drums, t0=t0, total=total, pre=pre, sounding=sounding)
         drum_audio = renderer.render(drum_events, total, {DRUM_CHANNEL: kit})
     else:
         assert samples is not None
+        if sample_kit is None:  # the font's kit, with our own shaker
+            sample_kit = SampleKit("synth", ())
         if sample_kit.distractors() and rng.random() < 0.3:  # the kit's own odd sounds, unlabelled
             drums = drums + distractor_hits(rng, total + t0)
-        own = sample_kit.keys()
+        own = sample_kit.keys() | synth
         drum_events, labels = place_drums(drums, t0=t0, total=total, pre=pre, sounding=sounding | own)
         by_samples, by_font = [], []
         for e in drum_events:
             mine = e[3] in own or (e[3] not in KEY_TO_INDEX and bool(sample_kit.distractors()))
             (by_samples if mine else by_font).append(e)
-        played = samples.render(sample_kit, [(e[0], e[3], e[4]) for e in by_samples], total, rng)
+        played = samples.render(sample_kit, [(e[0], e[3], e[4]) for e in by_samples], total, rng, synth)
         level = renderer.reference_peak(kit) * float(10 ** (rng.normal(0, 3) / 20))
         drum_audio = renderer.render(by_font, total, {DRUM_CHANNEL: kit}) + played * np.float32(level)
 

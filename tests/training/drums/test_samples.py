@@ -11,6 +11,7 @@ import pytest
 from stemscribe.transcription.drum_model import SAMPLE_RATE
 from stemscribe.transcription.drums import DRUM_CLASSES, KEY_TO_CLASS
 from training.drums.samples import (
+    SHAKER_KEYS,
     SKIP,
     Instrument,
     Layer,
@@ -18,6 +19,7 @@ from training.drums.samples import (
     SampleRenderer,
     key_of_name,
     parse_hydrogen_kit,
+    synth_shaker,
 )
 
 TIMGM = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
@@ -162,9 +164,12 @@ def test_clips_through_a_sample_kit_label_what_they_play(tmp_path: Path, monkeyp
     played: list[tuple[str, float, int]] = []
     sample_render, font_render = SampleRenderer.render, data.Renderer.render
 
-    def by_samples(self, kit_, events, seconds, rng):  # type: ignore[no-untyped-def]
+    synths: list[frozenset[int]] = []
+
+    def by_samples(self, kit_, events, seconds, rng, synth=frozenset()):  # type: ignore[no-untyped-def]
+        synths.append(synth)
         played.extend(("samples", t, k) for t, k, _ in events)
-        return sample_render(self, kit_, events, seconds, rng)
+        return sample_render(self, kit_, events, seconds, rng, synth)
 
     def by_font(self, events, seconds, programs):  # type: ignore[no-untyped-def]
         if data.DRUM_CHANNEL in programs:
@@ -182,12 +187,14 @@ def test_clips_through_a_sample_kit_label_what_they_play(tmp_path: Path, monkeyp
     monkeypatch.setattr(SampleRenderer, "render", by_samples)
     monkeypatch.setattr(data.Renderer, "render", by_font)
     checked = 0
-    for index in range(6):
+    monkeypatch.setattr(data, "SYNTH_SHAKER_SHARE", 0.5)
+    for index in range(8):
         played.clear()
         audio, labels = data.make_clip(data.ClipSpec("train", index, 3, 6.0, "none"), renderer, [], samples)
         assert audio.shape == (6 * SAMPLE_RATE,) and np.isfinite(audio).all()
-        assert all(k in kit.keys() or k not in KEY_TO_CLASS for who, _, k in played if who == "samples")
-        assert not any(k in kit.keys() for who, _, k in played if who == "font")
+        own = kit.keys() | synths[-1]
+        assert all(k in own or k not in KEY_TO_CLASS for who, _, k in played if who == "samples")
+        assert not any(k in own for who, _, k in played if who == "font")
         pre = pre_roll[-1]
         for t, c, _ in labels:
             cls = DRUM_CLASSES[c]
@@ -195,3 +202,20 @@ def test_clips_through_a_sample_kit_label_what_they_play(tmp_path: Path, monkeyp
             checked += 1
         assert any(who == "samples" for who, _, _ in played)
     assert checked > 50
+    assert SHAKER_KEYS in synths and frozenset() in synths  # some clips shake our own shaker
+
+
+def test_our_shaker_is_bright_noise_with_a_soft_attack_louder_when_shaken_harder() -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        voice = synth_shaker(rng)
+        soft, hard = (voice.hit(v, np.random.default_rng(0)) for v in (0.2, 0.9))
+        assert np.isfinite(hard).all() and 0.04 * SAMPLE_RATE < len(hard) < 0.8 * SAMPLE_RATE
+        assert np.abs(hard).max() > 2 * np.abs(soft).max()
+        spec = np.abs(np.fft.rfft(hard)) ** 2
+        hz = np.fft.rfftfreq(len(hard), 1 / SAMPLE_RATE)
+        assert spec[hz > 2000].sum() > 0.9 * spec.sum()  # no body below 2 kHz: a shaker, not a drum
+        peak = int(np.argmax(np.abs(hard)))
+        assert peak > 0.002 * SAMPLE_RATE  # the attack takes milliseconds, not one sample
+    other = synth_shaker(np.random.default_rng(4)).hit(0.9, np.random.default_rng(0))
+    assert len(other) != len(hard) or not np.allclose(other, hard)  # a new shaker per clip
