@@ -5,7 +5,9 @@ each key created or revoked moves on, so that no node answers from a key lookup 
 
 When Redis cannot be reached the limiter lets requests through and logs it (at most once a minute):
 a limit is protection, not a reason to refuse paying callers while Redis restarts. Key lookups are
-then not cached at all (each goes to the database) until the epoch can be read again.
+then not cached at all (each goes to the database) until the epoch can be read again. After a failed
+call neither asks Redis again for `REDIS_RETRY_S` (`_Outage`), so requests do not each wait out the
+client's timeout while it is down.
 """
 
 from __future__ import annotations
@@ -39,6 +41,31 @@ return math.ceil(wait * 1e6)
 """
 
 
+REDIS_RETRY_S = 5.0
+"""After Redis failed to answer, how long the limiter and the key epoch go on without asking it."""
+
+
+class _Outage:
+    """Redis as one client here has last seen it: after a failure, `REDIS_RETRY_S` of not asking, and
+    a warning at most once a minute saying what happens meanwhile."""
+
+    def __init__(self, meanwhile: str) -> None:
+        self.meanwhile = meanwhile
+        self._warned = -float("inf")
+        self._quiet_until = -float("inf")
+
+    def quiet(self) -> bool:
+        """True while Redis is not to be asked (it failed less than `REDIS_RETRY_S` ago)."""
+        return time.monotonic() < self._quiet_until
+
+    def failed(self, exc: Exception) -> None:
+        now = time.monotonic()
+        self._quiet_until = now + REDIS_RETRY_S
+        if now - self._warned > 60:
+            self._warned = now
+            logger.warning("Redis unavailable (%s); %s", exc, self.meanwhile)
+
+
 class RedisRateLimiter:
     """A token bucket per key in Redis: `rate` per second sustained, `burst` at once."""
 
@@ -58,19 +85,17 @@ class RedisRateLimiter:
         self.prefix = f"{namespace}:rate:{name}:"
         self.client = client or redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
         self._script = self.client.register_script(_BUCKET)
-        self._warned = 0.0
+        self._outage = _Outage(f"rate limit {name!r} not enforced meanwhile")
 
     def _run(self, key: str, take: int) -> float:
-        if self.rate <= 0:
+        if self.rate <= 0 or self._outage.quiet():
             return 0.0
         import redis
 
         try:
             micros = self._script(keys=[self.prefix + key], args=[self.rate, self.burst, take])
         except redis.RedisError as exc:
-            if time.monotonic() - self._warned > 60:
-                self._warned = time.monotonic()
-                logger.warning("rate limiter: Redis unavailable (%s); not limiting meanwhile", exc)
+            self._outage.failed(exc)
             return 0.0
         return int(micros) / 1e6
 
@@ -81,10 +106,6 @@ class RedisRateLimiter:
     def waiting(self, key: str) -> float:
         """Like `check` without taking a token."""
         return self._run(key, 0)
-
-
-EPOCH_RETRY_S = 5.0
-"""After Redis failed to answer, how long the key epoch reads as unknown before it asks again."""
 
 
 class RedisKeyEpoch:
@@ -98,27 +119,19 @@ class RedisKeyEpoch:
 
         self.key = f"{namespace}:keys:epoch"
         self.client = client or redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
-        self._warned = 0.0
-        self._quiet_until = 0.0
-
-    def _unavailable(self, exc: Exception) -> None:
-        now = time.monotonic()
-        self._quiet_until = now + EPOCH_RETRY_S
-        if now - self._warned > 60:
-            self._warned = now
-            logger.warning("key epoch: Redis unavailable (%s); every key lookup goes to the database", exc)
+        self._outage = _Outage("every key lookup goes to the database meanwhile")
 
     def current(self) -> int | None:
         """The counter (0 before any change), or None when Redis cannot be reached (then, for
-        `EPOCH_RETRY_S`, None without asking: requests do not each wait for its timeout)."""
+        `REDIS_RETRY_S`, None without asking)."""
         import redis
 
-        if time.monotonic() < self._quiet_until:
+        if self._outage.quiet():
             return None
         try:
             value = self.client.get(self.key)
         except redis.RedisError as exc:
-            self._unavailable(exc)
+            self._outage.failed(exc)
             return None
         return int(value or 0)
 
@@ -129,4 +142,4 @@ class RedisKeyEpoch:
         try:
             self.client.incr(self.key)
         except redis.RedisError as exc:
-            self._unavailable(exc)
+            self._outage.failed(exc)

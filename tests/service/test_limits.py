@@ -1,4 +1,5 @@
-"""The key epoch that API nodes share through Redis, on a stand-in for the Redis client."""
+"""What API nodes share through Redis (the key epoch, the rate limiter), on a stand-in for the Redis
+client: how each rides out Redis being down."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 redis = pytest.importorskip("redis", reason="the scale extra (redis) is not installed")
 
-from stemscribe.service.limits import RedisKeyEpoch  # noqa: E402
+from stemscribe.service.limits import RedisKeyEpoch, RedisRateLimiter  # noqa: E402
 
 
 class FakeRedis:
@@ -32,6 +33,15 @@ class FakeRedis:
         self._call()
         self.values[key] = self.values.get(key, 0) + 1
         return self.values[key]
+
+    def register_script(self, source: str) -> Any:
+        """The bucket script, answering "wait 0.25 s" whenever Redis is up."""
+
+        def run(keys: list[str], args: list[Any]) -> int:
+            self._call()
+            return 250_000
+
+        return run
 
 
 def test_the_epoch_moves_on_with_each_key_change() -> None:
@@ -57,5 +67,24 @@ def test_an_unreachable_redis_is_not_asked_on_every_request(monkeypatch: pytest.
     epoch.bump()  # a key change always tries (it is rare, and it matters)
     assert fake.calls == 2
     fake.down = False
-    clock[0] += limits.EPOCH_RETRY_S
+    clock[0] += limits.REDIS_RETRY_S
     assert epoch.current() == 0 and fake.calls == 3
+
+
+def test_the_rate_limiter_lets_requests_through_without_waiting_on_a_dead_redis(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import stemscribe.service.limits as limits
+
+    clock = [100.0]
+    monkeypatch.setattr(limits.time, "monotonic", lambda: clock[0])
+    fake = FakeRedis()
+    limiter = RedisRateLimiter("redis://unused", 1.0, 5, name="keys", client=fake)
+    assert limiter.check("k") == 0.25 and fake.calls == 1
+    fake.down = True
+    assert limiter.check("k") == 0.0 and fake.calls == 2  # not limited while Redis is down
+    assert [limiter.check("k") for _ in range(50)] == [0.0] * 50 and fake.calls == 2
+    assert limiter.waiting("k") == 0.0 and fake.calls == 2
+    fake.down = False
+    clock[0] += limits.REDIS_RETRY_S
+    assert limiter.check("k") == 0.25 and fake.calls == 3  # limited again once it answers
