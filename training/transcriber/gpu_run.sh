@@ -28,7 +28,11 @@ timeout 250 python3 -m training.transcriber.data --seed 1 --out "$data" --shards
   2>&1 | tail -n 3 | tee "$OUT/data.log" || true
 shards=$(ls "$data"/shard-*.npz | wc -l)
 echo "shards rendered: $shards" | tee -a "$OUT/data.log"
+# The shipped net grown to width 64 (function-preserving, `--widen`), not a fresh one: four minutes
+# on a GPU start from where the CPU sessions got to.
+step=$(python3 -c "import torch; print(torch.load('training/transcriber/checkpoint.pt', weights_only=False)['step'])")
 timeout 260 python3 -m training.transcriber.train --data "$data" --out "$OUT" --device cuda --threads 8 \
-  --width 64 --batch 32 --shards "$shards" --steps-per-shard 1 --steps 100000 --max-minutes 3.5 \
+  --resume training/transcriber/checkpoint.pt --widen 64 --lr 3e-4 --batch 32 --shards "$shards" \
+  --steps-per-shard 1 --shard-base-step "$step" --steps 100000 --max-minutes 3.5 \
   --eval-every 200 --valid-clips 60 2>&1 | tail -n 20 | tee "$OUT/train.log" || true
 ls -la "$OUT"
