@@ -10,7 +10,8 @@ units, with array code only; a 10-minute song takes well under a second.
   two-beat bar 6/8 (a four-beat one stays 4/4: swing, written with triplets).
 - Key: a key-finding profile (Temperley's Kostka-Payne profile by default, Krumhansl-Kessler as an
   option) correlated with the duration-weighted pitch-class histogram (bass notes count 1.5 times), plus
-  a small bonus for keys whose tonic triad the chords spend time on.
+  a small bonus for keys whose tonic triad the chords spend time on and a penalty for those whose tonic
+  triad the chords hardly touch.
 - Chords: a chroma per beat (duration-weighted pitch classes, bass apart), matched against 11 chord
   qualities on 12 roots, smoothed with a Viterbi pass whose change penalty is lowest at bar lines; each
   span is then named from its summed chroma, and given a slash bass when the bass dwells on another
@@ -240,6 +241,10 @@ class AnalysisOptions:
     # need not start or end on the tonic). Chosen on the dev split (bench/sheet.py): Aarden's profile
     # read as a likelihood gets the most keys right on the reference notes and on both engines' mixes;
     # the harmony only breaks near-ties (at 0.15 it hands I-IV-V songs to IV, whose triad they dwell on).
+    # A key whose tonic triad holds less than `absent_tonic_share` of the chords' time loses
+    # `absent_tonic_penalty`: a minor loop i-VII-VI-VII has the notes of its relative major but never
+    # that major's tonic chord (on the dev split and both dev seeds any penalty from 0.05 up gives the
+    # same keys; 0 reads such loops as the relative major).
     profile: str = "aarden"
     key_method: str = "likelihood"
     key_bass_weight: float = 1.5
@@ -248,6 +253,8 @@ class AnalysisOptions:
     cadence_weight: float = 0.05
     bass_key_weight: float = 0.05
     edge_weight: float = 0.0
+    absent_tonic_penalty: float = 0.1
+    absent_tonic_share: float = 0.05
     change_penalty: tuple[float, float, float] = (0.05, 0.15, 0.3)  # at bar lines, half bars, other beats
     # Metre (`_metre`): the harmonic-change accent (pitch classes of `harmony_span` beats against the
     # span before) and its weight; how much bar-period repetition counts beside the accent template fit;
@@ -596,7 +603,8 @@ def _key(
 ) -> Key | None:
     """The key: a profile's fit to the pitch classes, weighted by duration, metrical accent and bass, plus
     the harmony's evidence for each tonic (which separates keys a fifth apart, whose scales share six of
-    their seven notes). `accent` is (n,) each note's metrical weight (`_metrical_weights`)."""
+    their seven notes), less a penalty for keys whose tonic chord hardly sounds. `accent` is (n,) each
+    note's metrical weight (`_metrical_weights`)."""
     if notes.pitch.size == 0:
         return None
     weight = (
@@ -612,6 +620,8 @@ def _key(
         + options.bass_key_weight * harmony.bass_tonic
         + options.edge_weight * harmony.edges
     )
+    if harmony.tonic_time.sum() > 0:
+        scores = scores - options.absent_tonic_penalty * (harmony.tonic_time < options.absent_tonic_share)
     best = int(np.argmax(scores))
     return Key(best % 12, "major" if best < 12 else "minor")
 

@@ -168,6 +168,17 @@ def test_the_g_chords_with_c_sharp_and_cadences_into_d_make_d_major() -> None:
     assert str(a.key) == "D major"
 
 
+def test_minor_loop_without_the_relative_major_tonic_is_minor() -> None:
+    """C#m-B-A-B (i-VII-VI-VII) over a melody of chord tones: the notes are E major's, but the E chord
+    never sounds, so the key is C# minor, not E major."""
+    c_sharp_minor, b_major, a_major = (61, 64, 68), (59, 63, 66), (57, 61, 64)
+    melody = [68, 66, 64, 66, 71, 66, 63, 66, 69, 68, 64, 61, 66, 63, 59, 63]
+    song = progression_song(
+        [c_sharp_minor, b_major, a_major, b_major], [49, 47, 45, 47], beats_per_bar=4, bars=8, melody=melody
+    )
+    assert str(analyze(song).key) == "C# minor"
+
+
 def chorale_phrase(
     chords: Sequence[tuple[tuple[int, ...], int]],
 ) -> list[list[tuple[tuple[int, ...], int, float]]]:
