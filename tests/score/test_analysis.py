@@ -9,7 +9,7 @@ import pytest
 from stemscribe.result import Instrument, NoteEvent, Result
 from stemscribe.score.analysis import Key, TimeSignature, analyze, chord_symbol
 from stemscribe.stems import Family
-from tests.score.conftest import C, F, G, grid, instrument, progression_song
+from tests.score.conftest import AM, C, F, G, grid, instrument, progression_song
 
 
 def shifted(n: NoteEvent, dt: float) -> NoteEvent:
@@ -229,3 +229,21 @@ def test_four_four_pickup_puts_the_bar_line_after_it() -> None:
     assert a.first_downbeat == 1
     assert a.downbeats[:3] == pytest.approx([0.5, 2.5, 4.5])
     assert a.bar_number(0.2) == 0 and a.bar_number(0.6) == 1
+
+
+def test_bar_lines_follow_the_chord_changes_where_long_notes_start_on_beat_two() -> None:
+    """C-Am-F-G, one chord a bar in short stabs on every beat, while the bass (after a short root on
+    beat 1) and the melody hold long notes from beat 2: the bar lines are on the chord changes."""
+    period = 0.5
+    piano, bass, lead = [], [], []
+    for b in range(8):
+        chord, root = [C, AM, F, G][b % 4], [48, 45, 41, 43][b % 4]
+        t0 = b * 4 * period
+        piano += [(p, t0 + k * period, t0 + (k + 0.4) * period) for k in range(4) for p in chord]
+        bass += [(root, t0, t0 + 0.3 * period), (root + 12, t0 + period, t0 + 3.9 * period)]
+        lead.append((chord[2] + 12, t0 + period, t0 + 3.5 * period))
+    insts = [instrument("Flute", 73, lead), instrument("Piano", 0, piano), instrument("Bass", 33, bass)]
+    a = analyze(Result(insts, 32 * period, "mix", 120.0, grid(32, period)))
+    assert str(a.time_signature) == "4/4"
+    assert a.first_downbeat == 0
+    assert [c.symbol for c in a.chords][:4] == ["C", "Am", "F", "G"]
