@@ -498,6 +498,7 @@ def _descriptors(
 
 def _metre(
     fits: dict[int, npt.NDArray[np.float64]],
+    phase_features: list[tuple[float, npt.NDArray[np.float64]]],
     repetition: dict[int, float],
     ternary: bool,
     first_onset: int,
@@ -507,7 +508,8 @@ def _metre(
 
     A bar length scores its best phase's template fit plus how much the music repeats at that period;
     4/4 is the default that 3/4 and 2/4 must beat by a margin (a 4/4 with an even harmonic rhythm fits
-    the two-beat template nearly as well). The bar lines go where the chosen template fits best.
+    the two-beat template nearly as well). The bar lines go where the chosen bar's template fits
+    `phase_features` best (the accents with the bar phase's harmonic weight, `AnalysisOptions`).
     """
     if 4 not in fits:
         return TimeSignature(4, 4), max(first_onset, 0) % 4
@@ -521,7 +523,7 @@ def _metre(
         m = 2
     else:
         m = 4
-    phase = int(np.argmax(fits[m]))
+    phase = int(np.argmax(_fit(phase_features, m)))
     if m == 2:
         return (TimeSignature(6, 8) if ternary else TimeSignature(2, 4)), phase
     return TimeSignature(m, 4), phase
@@ -801,18 +803,18 @@ def analyze(result: Result, options: AnalysisOptions | None = None) -> ScoreAnal
     )
     fits = {m: _fit(features, m) for m in (2, 3, 4) if n_beats >= 6 and n_beats >= 2 * m}
     repetition = _repetition(_descriptors(notes, drum_pitch, drum_pos, n_beats))
-    signature, first_downbeat = _metre(fits, repetition, _ternary(notes, drum_pos), first_onset, options)
-    if signature.beats_per_bar in fits and max(float(f.max()) for f in fits.values()) >= 0.15:
-        phase_features = _accents(
-            notes,
-            drum_pitch,
-            drum_pos,
-            chroma,
-            n_beats,
-            span=options.phase_harmony_span,
-            harmony_weight=options.phase_harmony_weight,
-        )
-        first_downbeat = int(np.argmax(_fit(phase_features, signature.beats_per_bar)))
+    phase_features = _accents(
+        notes,
+        drum_pitch,
+        drum_pos,
+        chroma,
+        n_beats,
+        span=options.phase_harmony_span,
+        harmony_weight=options.phase_harmony_weight,
+    )
+    signature, first_downbeat = _metre(
+        fits, phase_features, repetition, _ternary(notes, drum_pos), first_onset, options
+    )
 
     per_bar = signature.beats_per_bar
     phase = (np.arange(n_beats) - first_downbeat) % per_bar
