@@ -853,7 +853,8 @@ def make_clip(
     """Audio (n,) and labels (time, class index, velocity 0..1) of one clip.
 
     With `samples`, SAMPLE_KIT_SHARE of the clips play a recorded sample kit (training splits only)
-    beside the SoundFont kit, which plays the keys the sample kit lacks.
+    beside the SoundFont kit, which plays the keys the sample kit lacks, and SYNTH_SHAKER_SHARE play the
+    shaker keys with `synth_shaker`.
     """
     rng = _clip_rng(spec)
     use_groove = grooves and rng.random() < (0.6 if spec.split == "train" else 0.75)

@@ -224,14 +224,14 @@ def _decode(path: Path) -> npt.NDArray[np.float32]:
     return x
 
 
-SHAKER_KEYS = frozenset({69, 70, 82})  # cabasa, maracas, GS shaker: the shaker class
+SHAKER_KEYS = frozenset(k for k, c in KEY_TO_CLASS.items() if c == 70)  # the shaker class (69, 70, 82)
 
 
 def synth_shaker(rng: np.random.Generator) -> _Voice:
     """A shaker of our own: band-passed noise with a soft attack and a short decay, one take per
     velocity band (a harder shake is brighter), so the shaker class is not learnt from the few recorded
-    and SoundFont shakers alone. Drawn afresh per clip: centre 2.5..7 kHz, attack 3..30 ms, decay 15..90
-    ms, and now and then a second grain (the beads' return) 25..70 ms after the first."""
+    and SoundFont shakers alone. Drawn afresh per clip: lower band edge 2.5..7 kHz, attack 3..30 ms,
+    decay 15..90 ms, and now and then a second grain (the beads' return) 25..70 ms after the first."""
     from scipy.signal import butter, sosfilt
 
     lo = float(rng.uniform(2500.0, 7000.0))
@@ -239,14 +239,14 @@ def synth_shaker(rng: np.random.Generator) -> _Voice:
     attack = float(rng.uniform(0.003, 0.03))
     decay = float(rng.uniform(0.015, 0.09))
     echo = float(rng.uniform(0.025, 0.07)) if rng.random() < 0.4 else 0.0
+    n = int((attack + 6 * decay + echo) * SAMPLE_RATE)
+    t = np.arange(n) / SAMPLE_RATE
+    grain = np.minimum(t / attack, 1.0) * np.exp(-np.maximum(t - attack, 0.0) / decay)
+    if echo:
+        late = np.clip(t - echo, 0.0, None)
+        grain = grain + 0.5 * (t >= echo) * np.minimum(late / attack, 1.0) * np.exp(-late / decay)
     layers = []
     for band, (v_lo, v_hi) in enumerate(((0.0, 0.4), (0.4, 0.7), (0.7, 1.0))):
-        n = int((attack + 6 * decay + echo) * SAMPLE_RATE)
-        t = np.arange(n) / SAMPLE_RATE
-        grain = np.minimum(t / attack, 1.0) * np.exp(-np.maximum(t - attack, 0.0) / decay)
-        if echo:
-            late = np.clip(t - echo, 0.0, None)
-            grain = grain + 0.5 * (t >= echo) * np.minimum(late / attack, 1.0) * np.exp(-late / decay)
         f_lo = lo * (1.0 + 0.15 * band)
         f_hi = min(f_lo * width, 0.45 * SAMPLE_RATE)
         sos = butter(4, [f_lo, f_hi], btype="band", fs=SAMPLE_RATE, output="sos")
