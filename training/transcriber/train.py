@@ -307,18 +307,19 @@ def train(args: argparse.Namespace) -> None:
     width = int(resume["width"]) if resume else args.width
     device = torch.device(args.device)
     net = NoteNet(width).to(device)
+    widened = bool(resume) and args.widen > width
+    if resume:
+        net.load_state_dict({k: v.to(device) for k, v in resume["state"].items()})
+        if widened:  # the same function on more channels; Adam's moments start afresh
+            log.info("widening the net from %d to %d channels", width, args.widen)
+            width = args.widen
+            net = widen(net, width).to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
     start = 0
     curve: list[dict] = []
     best = -1.0
     if resume:
-        net.load_state_dict({k: v.to(device) for k, v in resume["state"].items()})
-        if args.widen > width:  # the same function on more channels; Adam's moments start afresh
-            log.info("widening the net from %d to %d channels", width, args.widen)
-            width = args.widen
-            net = widen(net, width).to(device)
-            opt = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=1e-4)
-        elif "optimizer" in resume and not args.fresh_optimizer:
+        if not widened and "optimizer" in resume and not args.fresh_optimizer:
             opt.load_state_dict(resume["optimizer"])
         start = int(resume["step"])
         curve = [p for p in resume.get("curve", []) if p["step"] <= start]
