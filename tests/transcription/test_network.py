@@ -292,6 +292,15 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(shards: Path, tmp_pa
     assert [p["step"] for p in b["curve"]] == [2, 3]
 
 
+def test_a_resumed_run_widens_its_net_and_goes_on(shards: Path, tmp_path: Path) -> None:
+    ttrain.main(_args(shards, tmp_path / "run", 2))
+    ttrain.main(_args(shards, tmp_path / "run", 3, resume=tmp_path / "run" / "last.pt") + ["--widen", "6"])
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert ckpt["step"] == 3 and ckpt["width"] == 6
+    assert ckpt["state"]["head.weight"].shape[1] == 6
+    assert [p["step"] for p in ckpt["curve"]] == [2, 3]  # the curve goes on across the widening
+
+
 def test_training_lowers_the_loss(shards: Path, tmp_path: Path) -> None:
     ttrain.main(_args(shards, tmp_path / "run", 8))
     curve = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["curve"]
