@@ -95,6 +95,18 @@ BENCH_GROOVE_FILES = {"dsoul.mma", "bvfunk.mma", "basicrock.mma", "ska.mma", "so
 LEAD_FAMILIES = (Family.VOCALS, Family.WINDS, Family.BRASS, Family.SYNTH, Family.STRINGS, Family.GUITAR)
 
 Note = tuple[float, float, int, int]  # start s, end s, pitch, velocity
+LOWEST_PITCH = 21  # A0, the lowest key the transcription network has
+
+
+def lower_bass(rng: np.random.Generator, notes: list[Note], share: float) -> list[Note]:
+    """With chance `share`, a bass part an octave down where all of it stays at or above A0: the low
+    strings of five-string and synth basses, as some libraries' grooves write their bass (MIDI 21-27),
+    which the usual ranges never reach. `share` 0 draws nothing from `rng`."""
+    if share <= 0.0 or not notes or rng.random() >= share:
+        return notes
+    if min(p for _, _, p, _ in notes) - 12 < LOWEST_PITCH:
+        return notes
+    return [(s, e, p - 12, v) for s, e, p, v in notes]
 
 
 def _programs(family: Family, renderer: Renderer, sfid: int) -> list[int]:
@@ -210,8 +222,10 @@ def make_clip(
     seconds: float,
     augment: bool,
     grooves: list[dict] | None = None,
+    low_bass: float = 0.0,
 ) -> tuple[npt.NDArray[np.float32], list[tuple[Note, int, int]]]:
-    """Audio (n,) of one mini-mix and its labelled notes (note, family index, program)."""
+    """Audio (n,) of one mini-mix and its labelled notes (note, family index, program); `low_bass` is
+    the chance that a bass part is moved an octave down (`lower_bass`)."""
     beat = 60.0 / float(rng.uniform(70, 160))
     key = int(rng.integers(0, 12))
     # Parts: (family, program or None for a random one of the family, notes or None to generate).
@@ -251,6 +265,8 @@ def make_clip(
             notes = _chords(
                 rng, lo, hi, beat, seconds, key, style=str(rng.choice(["block", "strum", "arpeggio"]))
             )
+        if family is Family.BASS:
+            notes = lower_bass(rng, notes, low_bass)
         programs[ch] = (sfid, 0, program)
         volumes[ch] = int(rng.integers(70, 128))
         for s, e, p, v in notes:

@@ -9,7 +9,10 @@ all rendered with tinysoundfont at 22.05 kHz, with random EQ, compression, rever
 sometimes an MP3 round trip. From shard `VARIED_FROM_SHARD` on, every melodic part also gets a timbre
 of its own (`training.transcriber.voices.VariedRenderer`: treated SoundFont presets, our own
 synthesis, LMMS's recorded one-shot samples); the first shards and `valid.npz` keep the SoundFonts'
-presets as they are, as the first runs of the network were trained and validated on.
+presets as they are, as the first runs of the network were trained and validated on. From shard
+`LOW_BASS_FROM_SHARD` on, a bass part goes an octave down with chance `LOW_BASS_SHARE` where it stays
+at or above A0 (`training.timbre.data.lower_bass`): held-out grooves put their bass at MIDI 21-27, which
+the generators' ranges never reached.
 
 Sources read here, and only these: MMA's `stdlib`, `pflib` and `alexis` grooves (minus the development
 benchmark's groove files) and generated parts; SoundFonts MuseScore_General, TimGM6mb and the OPL-3 FM
@@ -64,6 +67,8 @@ DENSE_SHARE = 0.15  # the rest are stems
 MP3_SHARE = 0.12
 KINDS = ("mix", "dense", "stem")
 VARIED_FROM_SHARD = 4
+LOW_BASS_FROM_SHARD = 40
+LOW_BASS_SHARE = 0.4
 VALID_SHARD = 10**6
 
 
@@ -84,17 +89,26 @@ Labelled = list[tuple[float, float, int, int, int]]  # start s, end s, MIDI pitc
 
 
 def make_clip(
-    rng: np.random.Generator, renderer: Renderer, grooves: list[dict], by_family: dict[Family, list[int]]
+    rng: np.random.Generator,
+    renderer: Renderer,
+    grooves: list[dict],
+    by_family: dict[Family, list[int]],
+    low_bass: float = 0.0,
 ) -> tuple[npt.NDArray[np.float32], Labelled, int]:
-    """Audio (n,) at 22.05 kHz, its notes with family indices, and the kind index (see KINDS)."""
+    """Audio (n,) at 22.05 kHz, its notes with family indices, and the kind index (see KINDS);
+    `low_bass` as in `training.timbre.data.make_clip`."""
     seconds = float(rng.uniform(6.0, 10.0))
     draw = rng.random()
     if draw < MIX_SHARE + DENSE_SHARE:
-        audio, labelled = make_mix(rng, renderer, seconds=seconds, augment=True, grooves=grooves)
+        audio, labelled = make_mix(
+            rng, renderer, seconds=seconds, augment=True, grooves=grooves, low_bass=low_bass
+        )
         notes = [(s, min(e, seconds), p, v, fam) for (s, e, p, v), fam, _ in labelled]
         kind = 0
         if draw >= MIX_SHARE:
-            other, more = make_mix(rng, renderer, seconds=seconds, augment=True, grooves=grooves)
+            other, more = make_mix(
+                rng, renderer, seconds=seconds, augment=True, grooves=grooves, low_bass=low_bass
+            )
             n = min(len(audio), len(other))
             gain = float(rng.uniform(0.4, 1.0))
             audio = audio[:n] + gain * other[:n]
@@ -103,7 +117,13 @@ def make_clip(
             kind = 1
     else:
         audio, truth, family = make_stem(
-            rng, renderer, seconds=seconds, augment=True, grooves=grooves, by_family=by_family
+            rng,
+            renderer,
+            seconds=seconds,
+            augment=True,
+            grooves=grooves,
+            by_family=by_family,
+            low_bass=low_bass,
         )
         notes = [(s, e, p, v, FAMILY_INDEX[family]) for s, e, p, v in truth]
         kind = 2
@@ -132,7 +152,8 @@ def _work(job: tuple[int, int, int]) -> dict[str, np.ndarray]:
     assert isinstance(renderer, VariedRenderer)
     varied = VARIED_FROM_SHARD <= shard < VALID_SHARD
     renderer.rng = np.random.default_rng([seed, shard, index, 16]) if varied else None
-    audio, notes, kind = make_clip(rng, renderer, grooves, by_family)  # type: ignore[arg-type]
+    low_bass = LOW_BASS_SHARE if LOW_BASS_FROM_SHARD <= shard < VALID_SHARD else 0.0
+    audio, notes, kind = make_clip(rng, renderer, grooves, by_family, low_bass)  # type: ignore[arg-type]
     post = _worker["pitch"].run(audio, contour=False)  # type: ignore[attr-defined]
     return {
         "audio": np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16),

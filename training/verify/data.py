@@ -50,6 +50,7 @@ from training.timbre.data import (
     _melody,
     _programs,
     augment_and_level,
+    lower_bass,
 )
 from training.timbre.data import make_clip as make_mix
 
@@ -88,8 +89,9 @@ def make_stem(
     augment: bool,
     grooves: list[dict],
     by_family: dict[Family, list[int]],
+    low_bass: float = 0.0,
 ) -> tuple[npt.NDArray[np.float32], list[Note], Family]:
-    """Audio of one family's stem and its true notes."""
+    """Audio of one family's stem and its true notes; `low_bass` as in `training.timbre.data.make_clip`."""
     family = TIMBRE_FAMILIES[int(rng.integers(len(TIMBRE_FAMILIES)))]
     beat = 60.0 / float(rng.uniform(70, 160))
     key = int(rng.integers(0, 12))
@@ -125,6 +127,8 @@ def make_stem(
         else:
             style = str(rng.choice(["block", "strum", "arpeggio"]))
             notes = _chords(rng, lo, hi, beat, seconds, key, style=style)
+        if family is Family.BASS:
+            notes = lower_bass(rng, notes, low_bass)
         programs[ch] = (sfid, 0, program)
         level = float(rng.uniform(0.6, 1.0))
         for s, e, p, v in notes:

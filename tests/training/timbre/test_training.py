@@ -72,3 +72,19 @@ def test_train_export_load(tmp_path: Path) -> None:
     probs = clf.classify_features(x["features"])
     assert probs.shape == (200, len(TIMBRE_FAMILIES))
     assert float((probs.argmax(axis=1) == x["family"]).mean()) > 0.5
+
+
+def test_lower_bass_moves_a_whole_part_an_octave_down_and_never_below_a0() -> None:
+    from training.timbre.data import LOWEST_PITCH, lower_bass
+
+    part = [(0.0, 0.5, 36, 90), (0.5, 1.0, 43, 80)]
+    moved = [lower_bass(np.random.default_rng(seed), part, 1.0) for seed in range(4)]
+    assert all(m == [(0.0, 0.5, 24, 90), (0.5, 1.0, 31, 80)] for m in moved)
+    too_low = [(0.0, 0.5, 28, 90), (0.5, 1.0, 40, 80)]  # 28 - 12 would fall below A0
+    assert lower_bass(np.random.default_rng(0), too_low, 1.0) == too_low
+    assert min(p for _, _, p, _ in moved[0]) >= LOWEST_PITCH
+    # share 0 leaves the part and the generator's stream untouched (older shards stay as they were)
+    rng, fresh = np.random.default_rng(5), np.random.default_rng(5)
+    assert lower_bass(rng, part, 0.0) == part and rng.random() == fresh.random()
+    kept = sum(lower_bass(np.random.default_rng(s), part, 0.4) == part for s in range(400))
+    assert 200 < kept < 280  # about 60% stay where they were
