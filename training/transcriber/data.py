@@ -12,7 +12,7 @@ synthesis, LMMS's recorded one-shot samples); the first shards and `valid.npz` k
 presets as they are, as the first runs of the network were trained and validated on. From shard
 `LOW_BASS_FROM_SHARD` on, a bass part goes an octave down with chance `LOW_BASS_SHARE` where it stays
 at or above A0 (`training.timbre.data.lower_bass`): held-out grooves put their bass at MIDI 21-27, which
-the generators' ranges never reached.
+the generators' ranges never reached (shards 16-39 written before commit 30db24b had none).
 
 Sources read here, and only these: MMA's `stdlib`, `pflib` and `alexis` grooves (minus the development
 benchmark's groove files) and generated parts; SoundFonts MuseScore_General, TimGM6mb and the OPL-3 FM
@@ -67,7 +67,7 @@ DENSE_SHARE = 0.15  # the rest are stems
 MP3_SHARE = 0.12
 KINDS = ("mix", "dense", "stem")
 VARIED_FROM_SHARD = 4
-LOW_BASS_FROM_SHARD = 40
+LOW_BASS_FROM_SHARD = 16
 LOW_BASS_SHARE = 0.4
 VALID_SHARD = 10**6
 
