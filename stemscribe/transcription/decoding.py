@@ -69,6 +69,24 @@ STEM_DECODING: dict[StemType, tuple[bool, DecodeOptions]] = {
     StemType.OTHER: (False, DecodeOptions(onset_threshold=0.6, offset_ratio=0.7)),
 }
 """Stem type -> (decoded as one line, its options): the range and thresholds of each stem."""
+# The transcription network's notes also end where their posterior falls below this share of its own
+# peak (`DecodeOptions.offset_ratio`; the frame threshold alone leaves release tails and reverb on),
+# per stem type; a mix's notes before each gets its family take MIX's, "other" stems the share chosen
+# over all stems. Chosen on the dev split's stems and mixes by `training.transcriber.tune_offsets` (the
+# best onset+offset F1 that costs at most 0.005 onset F1; README "Transcription network").
+NETWORK_OFFSET_RATIO: dict[StemType, float] = {
+    StemType.MIX: 0.7,
+    StemType.VOCALS: 0.6,
+    StemType.BASS: 0.5,
+    StemType.PIANO: 0.8,
+    StemType.GUITAR: 0.8,
+    StemType.KEYS: 0.9,
+    StemType.STRINGS: 0.75,
+    StemType.BRASS: 0.5,
+    StemType.WINDS: 0.7,
+    StemType.SYNTH: 0.7,
+    StemType.OTHER: 0.8,
+}
 # Candidates for the note verifier are decoded with the final thresholds scaled by this.
 CANDIDATE_RELAX = 0.8
 _SECTION_STEMS = frozenset({StemType.STRINGS, StemType.BRASS})
@@ -84,6 +102,13 @@ _MIX_BASS = DecodeOptions(
     harmonic_below=38,
 )
 _MIX_LEAD = DecodeOptions(min_pitch=57, max_pitch=96, onset_threshold=0.5, frame_threshold=0.4)
+
+
+def network_decode_options(stem: StemType, onset: float, frame: float) -> DecodeOptions:
+    """How the network's pooled posteriors of `stem` audio (a mix: StemType.MIX) are decoded: its
+    `onset` and `frame` thresholds, and the stem's `NETWORK_OFFSET_RATIO`."""
+    ratio = NETWORK_OFFSET_RATIO[stem]
+    return DecodeOptions(onset_threshold=onset, frame_threshold=frame, offset_ratio=ratio)
 
 
 def _polyphony(notes: NoteArrays, n_frames: int) -> float:

@@ -23,11 +23,13 @@ from stemscribe.transcription.decoding import (
     CANDIDATE_RELAX,
     mix_lines,
     mix_notes,
+    network_decode_options,
     stem_decodings,
     stem_notes,
 )
 from stemscribe.transcription.drums import DrumTranscriber, get_drum_backend
 from stemscribe.transcription.network import (
+    FamilyPosteriors,
     NetworkTranscriber,
     SongSpectrum,
     family_notes,
@@ -317,7 +319,7 @@ class Transcriber:
         if stem is StemType.DRUMS:
             return self.drum_model.transcribe(analysis.mono22, SAMPLE_RATE)
         if self.uses_network(stem):
-            return self._network_stem(analysis)
+            return self._network_stem(analysis, stem)
         post, loud = analysis.pitched
         verifier = self.verifier
         if verifier is None:
@@ -325,16 +327,33 @@ class Transcriber:
         strict, candidates = stem_decodings(post, loud, stem, (1.0, CANDIDATE_RELAX))
         return self._events(post, verifier.keep(post, loud, candidates, strict, stem.value))
 
-    def _network_stem(self, analysis: _Analysis) -> list[NoteEvent]:
+    def _network_stem(self, analysis: _Analysis, stem: StemType) -> list[NoteEvent]:
         """A stem's notes from the network, whoever it hears play them (the caller names the family)."""
+        fp, loud = self._stem_posteriors(analysis)
+        return to_events(family_notes(fp, 0, loud, self._network_options(stem)))
+
+    def stem_posteriors(
+        self, samples: npt.NDArray[np.float32]
+    ) -> tuple[FamilyPosteriors, npt.NDArray[np.float32]]:
+        """The network's posteriors of (n,) mono 22.05 kHz audio with the families pooled
+        (`pitch_posteriors`), and its per-frame loudness: what a stem's notes (and a mix's, before
+        each gets a family) are decoded from; `training.transcriber.tune_offsets` tunes on them."""
+        return self._stem_posteriors(_Analysis(self._pitched, samples))
+
+    def _stem_posteriors(self, analysis: _Analysis) -> tuple[FamilyPosteriors, npt.NDArray[np.float32]]:
+        return pitch_posteriors(self._posteriors(analysis)), analysis.pitched[1]
+
+    def _posteriors(self, analysis: _Analysis, spectrum: SpectrumFn | None = None) -> FamilyPosteriors:
+        network = self.network
+        if network is None:
+            raise ModelError("the transcription network is not loaded (engine 'basic-pitch', or no weights)")
+        return network.posteriors(analysis.mono22, analysis.pitched[0], spectrum() if spectrum else None)
+
+    def _network_options(self, stem: StemType) -> DecodeOptions:
         network = self.network
         assert network is not None
-        post, loud = analysis.pitched
-        fp = pitch_posteriors(network.posteriors(analysis.mono22, post))
         onset, frame = network.thresholds()["pitch"]
-        return to_events(
-            family_notes(fp, 0, loud, DecodeOptions(onset_threshold=onset, frame_threshold=frame))
-        )
+        return network_decode_options(stem, onset, frame)
 
     def mix_notes(self, samples: npt.NDArray[np.float32]) -> MixNotes:
         """The network's notes of (n,) mono 22.05 kHz mix audio, whoever plays them, with what the
@@ -345,15 +364,9 @@ class Transcriber:
     def _mix_notes(
         self, analysis: _Analysis, *, classify: bool, spectrum: SpectrumFn | None = None
     ) -> MixNotes:
-        network = self.network
-        if network is None:
-            raise ModelError("mix_notes needs the transcription network (engine 'network' or 'auto')")
-        post, loud = analysis.pitched
-        fp = network.posteriors(analysis.mono22, post, spectrum() if spectrum else None)
-        onset, frame = network.thresholds()["pitch"]
-        notes = family_notes(
-            pitch_posteriors(fp), 0, loud, DecodeOptions(onset_threshold=onset, frame_threshold=frame)
-        )
+        fp = self._posteriors(analysis, spectrum)
+        loud = analysis.pitched[1]
+        notes = family_notes(pitch_posteriors(fp), 0, loud, self._network_options(StemType.MIX))
         shares = note_family_shares(fp, notes)  # (n, 9) the family head's, over each note's frames
         classifier = self.family_model if classify else None
         heard = (
@@ -374,8 +387,7 @@ class Transcriber:
         assert network is not None
         by_family: dict[Family, NoteArrays] = {}
         if MIX_DECODE == "split":
-            post, loud = analysis.pitched
-            fp = network.posteriors(analysis.mono22, post, spectrum() if spectrum else None)
+            fp, loud = self._posteriors(analysis, spectrum), analysis.pitched[1]
             thresholds = network.thresholds()
             for k, family in enumerate(TIMBRE_FAMILIES):
                 onset, frame = thresholds[family.value]

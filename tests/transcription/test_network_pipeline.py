@@ -132,3 +132,43 @@ def test_tune_mix_caches_the_pipelines_mix_notes(weights: Path, tmp_path: Path) 
     assert np.array_equal(cached.pitch, mix.notes.pitch) and np.array_equal(cached.shares, mix.shares)
     assert cached.heard.shape == (len(mix.notes), 9)
     assert set(score([cached], 0.3, 86, 4, 8)) == {"dev"}
+
+
+def test_a_stems_notes_end_by_that_stems_share_of_their_peak(
+    weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stemscribe.transcription.decoding import network_decode_options
+    from stemscribe.transcription.network import FamilyPosteriors, family_notes
+    from training.transcriber.tune_offsets import Cached, decode
+
+    tr = Transcriber(engine="network", network_weights=weights)
+    audio = melody([(45, 0.2, 1.0)], 2.5)
+
+    def posteriors(self, analysis, spectrum=None):  # a bass note at 0.9 for 40 frames, then a 0.5 tail
+        n = analysis.pitched[1].shape[0]
+        onset, frame = np.zeros((n, 9, 88), np.float32), np.zeros((n, 9, 88), np.float32)
+        onset[20, 0, 45 - 21] = 0.95
+        frame[20:60, 0, 45 - 21] = 0.9
+        frame[60:120, 0, 45 - 21] = 0.5
+        return FamilyPosteriors(onset, frame, np.full_like(frame, 0.5))
+
+    monkeypatch.setattr(Transcriber, "_posteriors", posteriors)
+    fp, loud = tr.stem_posteriors(audio)
+    assert tr.network is not None
+    onset, frame = tr.network.thresholds()["pitch"]
+    ends = {}
+    for stem in (StemType.BASS, StemType.KEYS):
+        options = network_decode_options(stem, onset, frame)
+        expected = to_events(family_notes(fp, 0, loud, options))
+        written = tr.transcribe((audio, SR), stem=stem.value).instruments[0].notes
+        assert [(n.pitch, n.start, n.end) for n in written] == [(n.pitch, n.start, n.end) for n in expected]
+        ends[stem] = written[0].end
+        # the tuning script decodes the same notes from the same posteriors
+        cached = Cached("dev", stem.value, fp, loud, [])
+        assert [(n.pitch, n.end) for n in decode(cached, options)] == [(n.pitch, n.end) for n in expected]
+    assert ends[StemType.KEYS] < ends[StemType.BASS]  # keys (0.9) cut the tail that bass (0.5) keeps
+
+
+def test_stem_posteriors_need_the_network(weights: Path) -> None:
+    with pytest.raises(ModelError, match="transcription network"):
+        Transcriber(engine="basic-pitch", network_weights=weights).stem_posteriors(_mix())

@@ -6,6 +6,8 @@ from dataclasses import replace
 
 import numpy as np
 
+from stemscribe.stems import StemType
+from stemscribe.transcription.decoding import NETWORK_OFFSET_RATIO, network_decode_options
 from stemscribe.transcription.notes import DecodeOptions, decode_monophonic, decode_polyphonic, to_events
 from stemscribe.transcription.pitch_model import Posteriors, frame_times, n_output_frames
 
@@ -173,3 +175,17 @@ def test_pairs_within_matches_brute_force() -> None:
     i, j = pairs_within(a, b, 3)
     brute = {(x, y) for x in range(a.size) for y in range(b.size) if abs(int(a[x]) - int(b[y])) <= 3}
     assert set(zip(i.tolist(), j.tolist(), strict=True)) == brute and len(i) == len(brute)
+
+
+def test_network_notes_end_where_their_posterior_falls_below_the_stems_share_of_its_peak() -> None:
+    # 0.9 for 20 frames, then a release tail at 0.5 (still above the frame threshold) for 20 more.
+    post = _posteriors(100, [(60, 10, 30)])
+    post.note[30:50, 60 - 21] = 0.5
+    loud = np.ones(100, np.float32)
+    piano = decode_polyphonic(post, loud, network_decode_options(StemType.PIANO, 0.5, 0.3))
+    bass = decode_polyphonic(post, loud, network_decode_options(StemType.BASS, 0.5, 0.3))
+    plain = decode_polyphonic(post, loud, DecodeOptions(onset_threshold=0.5, frame_threshold=0.3))
+    assert NETWORK_OFFSET_RATIO[StemType.PIANO] * 0.9 > 0.5 > NETWORK_OFFSET_RATIO[StemType.BASS] * 0.9
+    assert piano.end.tolist() == [30] and bass.end.tolist() == [50] and plain.end.tolist() == [50]
+    # every audio the network decodes has its share: a mix and each pitched stem type
+    assert set(NETWORK_OFFSET_RATIO) == set(StemType) - {StemType.AUTO, StemType.DRUMS}
