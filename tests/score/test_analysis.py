@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 from stemscribe.result import Instrument, NoteEvent, Result
-from stemscribe.score.analysis import Key, TimeSignature, analyze, chord_symbol
+from stemscribe.score.analysis import AnalysisOptions, Key, TimeSignature, analyze, chord_symbol
 from stemscribe.stems import Family
 from tests.score.conftest import AM, C, F, G, grid, instrument, progression_song
 
@@ -211,6 +211,68 @@ def test_chorale_like_texture_is_four_four() -> None:
     assert str(a.time_signature) == "4/4"
     assert a.first_downbeat % 2 == 0
     assert str(a.key) == "C major"
+
+
+def chorale_texture_with_mixed_phrase_ends() -> Result:
+    """Eight 4/4 bars of chorale-like phrases, block chords on every beat, alternately ending on a half
+    note on beat 3 and holding a half note on beat 1 of their second bar; the accents alone put the bar
+    line on beat 3, a little ahead of beat 1."""
+    c, f, g, am, dm, em = (
+        ((60, 64, 67), 48),
+        ((60, 65, 69), 41),
+        ((59, 62, 67), 43),
+        ((57, 60, 64), 45),
+        ((57, 62, 65), 50),
+        ((59, 64, 67), 52),
+    )
+    bars = []
+    for k, chords in enumerate(
+        [[c, f, g, c, am, dm, g], [c, em, am, f, dm, g, c], [am, dm, g, c, f, g, c], [c, g, am, em, f, dm, g]]
+    ):
+        if k % 2 == 0:
+            bars += chorale_phrase(chords)
+        else:
+            bars.append([(ch, b, 1.0) for ch, b in chords[:4]])
+            bars.append([(chords[4][0], chords[4][1], 2.0)] + [(ch, b, 1.0) for ch, b in chords[5:]])
+    return block_chords(bars * 2)
+
+
+def delayed(result: Result, beats: int, lead: Sequence[NoteEvent] = ()) -> Result:
+    """`result` moved `beats` beats later on a grid as much longer, with `lead` notes before it."""
+    period = result.beats[1] - result.beats[0]
+    insts = [
+        Instrument(i.name, i.program, i.is_drum, i.family, [shifted(n, beats * period) for n in i.notes])
+        for i in result.instruments
+    ]
+    insts[0].notes[:0] = list(lead)
+    n_beats = len(result.beats) + beats
+    return Result(insts, result.duration + beats * period, "mix", result.tempo, grid(n_beats, period))
+
+
+def test_a_piece_starts_on_a_bar_line_where_the_accents_nearly_tie() -> None:
+    """A chorale-like piece whose accents favour beat 3 a little over its first chord: a piece starts on
+    a bar line or one beat before it, so the first chord is beat 1."""
+    result = chorale_texture_with_mixed_phrase_ends()
+    a = analyze(result)
+    assert str(a.time_signature) == "4/4"
+    assert a.first_downbeat == 0
+    assert analyze(result, AnalysisOptions(pickup_bonus=0.0)).first_downbeat == 2
+
+
+def test_chorale_with_a_pickup_has_its_bar_line_after_the_pickup() -> None:
+    """The same piece after a one-beat pickup chord: the bar line is the beat after the pickup."""
+    pickup = [NoteEvent(p, 0.0, 0.45, 0.8) for p in (55, 59, 62)]
+    a = analyze(delayed(chorale_texture_with_mixed_phrase_ends(), 1, pickup))
+    assert a.first_downbeat == 1
+    assert a.downbeats[:2] == pytest.approx([0.5, 2.5])
+
+
+def test_an_excerpt_starting_off_the_beat_gets_no_start_bonus() -> None:
+    """A window cut from a piece's middle, its first onset between two beats: the bar line is where the
+    accents put it (the piece's beat 3), with or without the start's bonus."""
+    result = delayed(chorale_texture_with_mixed_phrase_ends(), 1, [NoteEvent(67, 0.125, 0.45, 0.8)])
+    assert analyze(result).first_downbeat == 3
+    assert analyze(result, AnalysisOptions(pickup_bonus=0.0)).first_downbeat == 3
 
 
 def test_four_four_pickup_puts_the_bar_line_after_it() -> None:
