@@ -245,8 +245,9 @@ def decode_polyphonic(
             sel = bucket == k
             if levels[k] <= options.frame_threshold:
                 continue
-            below = _next_index(_close_gaps(note >= levels[k], options.gap_frames) == 0)
-            end[sel] = np.minimum(end[sel], below[after[sel], p[sel]])
+            cols = np.unique(p[sel])  # only the pitches this bucket's notes are at
+            below = _next_index(_close_gaps(note[:, cols] >= levels[k], options.gap_frames) == 0)
+            end[sel] = np.minimum(end[sel], below[after[sel], np.searchsorted(cols, p[sel])])
     end = np.minimum(end, n)
     keep = (end - t0) >= options.min_frames
     t0, p, end = t0[keep], p[keep], end[keep]
