@@ -1,10 +1,16 @@
 # The stemscribe image of docker-compose.yml: API node (`stemscribe serve`) or worker (`stemscribe worker`).
-FROM python:3.11-slim
+# Bookworm, not the tag's moving default: the Debian release scripts/check_docker.sh builds and runs it on.
+FROM python:3.11-slim-bookworm
+# libcairo2: CairoSVG's PDF of the sheet music (the score extra); the audio decoders bring their own libraries
+RUN apt-get update && apt-get install -y --no-install-recommends libcairo2 && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY stemscribe ./stemscribe
 # basic-pitch's wheel carries the ONNX model; its metadata pulls TensorFlow, hence --no-deps (as the Makefile)
-RUN pip install --no-cache-dir '.[scale]' && pip install --no-cache-dir --no-deps 'basic-pitch==0.4.0'
+RUN pip install --no-cache-dir '.[scale,score]' && pip install --no-cache-dir --no-deps 'basic-pitch==0.4.0'
+# not root: Celery warns against a root worker, and neither process needs it
+RUN useradd --system --create-home --home-dir /var/lib/stemscribe stemscribe
+USER stemscribe
 ENV STEMSCRIBE_DATA_DIR=/var/lib/stemscribe
 EXPOSE 8000
 CMD ["stemscribe", "serve", "--host", "0.0.0.0", "--port", "8000"]
