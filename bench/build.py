@@ -9,6 +9,10 @@ Two splits of real material, all cut to windows of about 30 seconds:
     lead instrument in the others;
   - `chorale`: a Bach chorale from music21's corpus, its four voices given to General MIDI instruments;
   - `blupi`: a Planet Blupi tune (Debian `planetblupi-music-midi`), a multi-instrument General MIDI file.
+  With `--material metre` (another folder, `--data`) the dev split is instead waltzes and other 3/4
+  grooves of the standard library, its Latin grooves (mambo, salsa, rhumba, ...) and Bach chorales in 3/4
+  that the held-out split does not use: dev material for the metre and the tempo, whose default dev songs
+  are all in 4/4.
 - `heldout` (`bench/data-heldout/<font>/`, nothing is tuned on it): the same kinds of songs from material
   the dev split never uses — grooves of the evaluation-only MMA libraries (casio, kara, yamaha, zoom; zoom's
   are drum machines, so those songs get a generated bass and comping part too), chorales and Blupi tunes
@@ -23,7 +27,8 @@ sounding at its end are cut there. Sustain pedal, bank select and pitch bends ar
 kept, auxiliary percussion and programs 112-127 included.
 
 Everything is deterministic from `--seed`. Run `python -m bench.build` (both splits, a few minutes on one
-core) or `python -m bench.build --split dev|heldout`.
+core) or `python -m bench.build --split dev|heldout`, or `python -m bench.build --split dev --material metre
+--seed N --data DIR`.
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ HELDOUT_SEED = 15
 # The dev seeds that figures were tuned and reported on: the held-out split leaves out their songs.
 DEV_SEEDS: tuple[int, ...] = (DEFAULT_SEED, 7)
 SPLITS = ("dev", "heldout")
+# What a dev split is made of: "standard" (PLAN and GROOVES), "metre" (METRE_PLAN: 3/4 and Latin grooves,
+# 3/4 chorales) or "latin" (LATIN_PLAN: Latin grooves only, at the held-out split's tempi).
+MATERIALS = ("standard", "metre", "latin")
 
 # The songs, in order; the first third is the `--quick` set and covers every source.
 PLAN: tuple[str, ...] = (
@@ -77,6 +85,11 @@ PLAN: tuple[str, ...] = (
 )  # fmt: skip
 QUICK_SONGS = len(PLAN) // 3
 
+# The metre material's songs, in order: its mma slots alternate TRIPLE_GROOVES and LATIN_GROOVES.
+METRE_PLAN: tuple[str, ...] = ("mma", "mma", "chorale", "mma") * 3
+# The latin material's songs: LATIN_GROOVES in a seed's order.
+LATIN_PLAN: tuple[str, ...] = ("mma",) * 12
+
 # The held-out split's songs, in order; its first third is its `--quick` set.
 HELDOUT_PLAN: tuple[str, ...] = PLAN
 
@@ -85,6 +98,18 @@ GROOVES: tuple[str, ...] = (
     "8Beat", "8BeatPlus", "BossaNovaPlus", "PopBallad", "ShuffleBoggie", "Swing", "FolkRock", "Samba",
     "CountrySwing", "JazzCombo", "SoftRock", "BasicRock", "Ballad", "BVFunk", "Ska", "Twist", "Mambo",
     "Salsa", "Trance", "LFusion", "DSoul", "Rhumba", "Bluegrass", "50sRock",
+)  # fmt: skip
+
+# The metre material's grooves (standard library, none with a choir track): 3/4 grooves, and Latin 4/4
+# grooves whose clave and tresillo rhythms put accents three sixteenths or eighths apart.
+TRIPLE_GROOVES: tuple[str, ...] = (
+    "Waltz", "Waltz1", "WaltzWalk", "JazzWaltz", "JazzWaltz1", "FastJazzWaltz", "ModernJazzWaltz",
+    "CountryWaltz", "CountryWaltz1", "RockWaltz", "BroadwayWaltz", "FrenchWaltz", "FrenchWaltz2",
+    "LatinWaltz", "ArpeggioWaltz", "FastWaltz",
+)  # fmt: skip
+LATIN_GROOVES: tuple[str, ...] = (
+    "Mambo", "Mambo1", "Mambo2", "Mambo3", "Salsa", "Rhumba", "JazzRhumba", "ChaCha", "Bolero", "Beguine",
+    "Merengue", "Son", "Calypso", "Tango", "CubanGuitar",
 )  # fmt: skip
 
 # The held-out split's grooves: 4/4 main grooves of the evaluation-only MMA libraries, as "file:Groove",
@@ -148,6 +173,12 @@ RHYTHMS: tuple[tuple[float, ...], ...] = (
     (3, 1), (2, 2), (1, 1, 1, -1), (0.5, 0.5, 0.5, 0.5, 2), (-1, 1, 1, 1), (1.5, 0.5, 2),
 )  # fmt: skip
 CADENCE_RHYTHMS: tuple[tuple[float, ...], ...] = ((2, -2), (3, -1), (1, 1, -2), (4,))
+# The same for one 3/4 bar.
+TRIPLE_RHYTHMS: tuple[tuple[float, ...], ...] = (
+    (1, 1, 1), (2, 1), (1, 2), (1.5, 0.5, 1), (0.5, 0.5, 1, 1), (1, 0.5, 0.5, 1), (3,), (-1, 1, 1),
+    (2, 0.5, 0.5),
+)  # fmt: skip
+TRIPLE_CADENCE_RHYTHMS: tuple[tuple[float, ...], ...] = ((2, -1), (3,), (1, 1, -1))
 
 # Chorale voices and the instruments each may be given: (soprano, alto, tenor, bass).
 CHORALE_VOICES: tuple[tuple[int, ...], ...] = (
@@ -278,17 +309,19 @@ def _mma_song(
     workdir: Path,
     *,
     tempo: tuple[int, int] = (84, 132),
+    beats_per_bar: int = 4,
 ) -> Song:
     """An mma groove (`Name`, or `lib/file:Name` outside the standard library) with a generated melody.
 
     Grooves with no pitched part (drum machines) get a generated bass line and comping part first.
+    `beats_per_bar` is the groove's bar (3 for a waltz: its chart has a chord per 3/4 bar).
     """
     bpm = int(rng.integers(*tempo))
     key = int(rng.integers(0, 12))
     minor = bool(rng.random() < 0.3)
     progressions = MINOR_PROGRESSIONS if minor else MAJOR_PROGRESSIONS
     progression = progressions[int(rng.integers(len(progressions)))]
-    bar = 4 * 60.0 / bpm
+    bar = beats_per_bar * 60.0 / bpm
     offset_bars = 1
     n_bars = math.ceil(WINDOW / bar) + offset_bars + 1
     chords = [progression[b % len(progression)] for b in range(n_bars)]
@@ -308,7 +341,9 @@ def _mma_song(
     from stemscribe.stems import gm_program_name
 
     added = ""
-    if all(p.is_drum for p in parts):  # a drum machine: give it a bass line and comping
+    if (
+        all(p.is_drum for p in parts) and beats_per_bar == 4
+    ):  # a drum machine: give it a bass line and comping
         bass_program, bass_low, bass_high = BASS_PATCHES[int(rng.integers(len(BASS_PATCHES)))]
         bass = generate_bass(rng, key=key, chords=chords, bpm=bpm, low=bass_low, high=bass_high)
         comp_program = COMP_PROGRAMS[int(rng.integers(len(COMP_PROGRAMS)))]
@@ -328,13 +363,16 @@ def _mma_song(
         raise BuildError(f"no melody patch whose family is free in groove {groove}")
     program, low, high = patches[int(rng.integers(len(patches)))]
     scale = MINOR_SCALE if minor else MAJOR_SCALE
-    melody = generate_melody(rng, key=key, scale=scale, chords=chords, bpm=bpm, low=low, high=high)
+    melody = generate_melody(
+        rng, key=key, scale=scale, chords=chords, bpm=bpm, low=low, high=high, beats_per_bar=beats_per_bar
+    )
     parts.append(Part(program, False, "Melody", melody, [(0.0, 7, 110)]))
 
     start = offset_bars * bar
     mode = "minor" if minor else "major"
+    metre = "" if beats_per_bar == 4 else f" in {beats_per_bar}/4"
     description = (
-        f"mma groove {groove}, {bpm} BPM, {NOTE_NAMES[key]} {mode}{added}; "
+        f"mma groove {groove}{metre}, {bpm} BPM, {NOTE_NAMES[key]} {mode}{added}; "
         f"melody on {gm_program_name(program)}"
     )
     return Song("", "mma", description, cut_window(parts, start, WINDOW), WINDOW, False)
@@ -405,8 +443,10 @@ def generate_melody(
     bpm: float,
     low: int,
     high: int,
+    beats_per_bar: int = 4,
 ) -> list[Note]:
-    """A monophonic melody over one chord per 4/4 bar: chord tones on strong beats, steps in between.
+    """A monophonic melody over one chord per bar (4/4, or 3/4 with `beats_per_bar` 3): chord tones on
+    strong beats (1 and 3 of 4/4, 1 of 3/4), steps in between.
 
     Four-bar phrases end on a long note and a rest; pitches stay in [low, high]; velocities follow a phrase
     contour with some randomness.
@@ -419,13 +459,16 @@ def generate_melody(
         third = 3 if is_minor else 4
         chord_pcs = {(key + root) % 12, (key + root + third) % 12, (key + root + 7) % 12}
         cadence = b % 4 == 3
-        pool = CADENCE_RHYTHMS if cadence else RHYTHMS
+        if beats_per_bar == 4:
+            pool = CADENCE_RHYTHMS if cadence else RHYTHMS
+        else:
+            pool = TRIPLE_CADENCE_RHYTHMS if cadence else TRIPLE_RHYTHMS
         rhythm = pool[int(rng.integers(len(pool)))]
         t = 0.0
         for dur in rhythm:
             length = abs(dur)
             if dur > 0:
-                strong = float(t).is_integer() and int(t) % 2 == 0
+                strong = float(t).is_integer() and int(t) % 2 == 0 and (beats_per_bar == 4 or t == 0)
                 if strong or rng.random() < 0.25:
                     candidates = [p for p in pitches if p % 12 in chord_pcs and abs(p - current) <= 7]
                     if not candidates:
@@ -439,9 +482,9 @@ def generate_melody(
                     if not 0 <= j < len(pitches):
                         j = i - step
                     current = pitches[j]
-                start = (b * 4 + t) * beat
+                start = (b * beats_per_bar + t) * beat
                 legato = float(rng.uniform(0.78, 0.95))
-                contour = 10 * math.sin(math.pi * ((b % 4) * 4 + t) / 16)
+                contour = 10 * math.sin(math.pi * ((b % 4) * beats_per_bar + t) / (4 * beats_per_bar))
                 velocity = int(np.clip(80 + contour + rng.normal(0, 8), 45, 120))
                 notes.append(
                     Note(current, round(start, 6), round(start + length * beat * legato, 6), velocity)
@@ -514,6 +557,17 @@ def _is_satb(path: str) -> bool:
     return _chorale_info(path)[0]
 
 
+@functools.cache
+def chorale_signature(path: str) -> str | None:
+    """A corpus chorale's time signature as written on its soprano ("3/4"), or None."""
+    from music21 import corpus
+
+    score = corpus.parse(path)
+    soprano = next((p for p in score.parts if p.partName == "Soprano"), score.parts[0])
+    sig = soprano.recurse().getElementsByClass("TimeSignature").first()
+    return sig.ratioString if sig is not None else None
+
+
 @dataclass(frozen=True, slots=True)
 class Choice:
     """The material of one song of a plan: its source, what it is made from, and its id's tag."""
@@ -521,6 +575,7 @@ class Choice:
     source: str
     material: str  # mma groove ("Name" or "lib/file:Name"), music21 corpus path, or Blupi MIDI file path
     tag: str
+    beats_per_bar: int = 4  # an mma groove's bar
 
 
 def _blupi_files() -> list[Path]:
@@ -579,6 +634,42 @@ def dev_choices(seed: int, *, quick_only: bool = False) -> list[Choice]:
     return _choose(plan, groove, blupis, chorale_order)
 
 
+def metre_choices(seed: int, *, quick_only: bool = False) -> list[Choice]:
+    """The metre material's dev songs for `seed`, in METRE_PLAN order: the mma slots take TRIPLE_GROOVES
+    and LATIN_GROOVES in turn, the chorale slots SATB chorales in 3/4 that neither the held-out split
+    (at HELDOUT_SEED, soprano lines included) nor the dev split at DEV_SEEDS uses. No Planet Blupi."""
+    order = np.random.default_rng(seed)
+    triple = [TRIPLE_GROOVES[i] for i in order.permutation(len(TRIPLE_GROOVES))]
+    latin = [LATIN_GROOVES[i] for i in order.permutation(len(LATIN_GROOVES))]
+    used = [c for dev_seed in DEV_SEEDS for c in dev_choices(dev_seed)] + heldout_choices(HELDOUT_SEED)
+    used_chorales = {c.material for c in used if c.source == "chorale"}
+    used_sopranos = {_chorale_info(c)[1] for c in used_chorales}
+    chorales = [c for c in chorale_paths() if c not in used_chorales]
+    chorale_order = [chorales[i] for i in order.permutation(len(chorales))]
+    plan = METRE_PLAN[: len(METRE_PLAN) // 3] if quick_only else METRE_PLAN
+
+    def skip(path: str) -> bool:
+        return _chorale_info(path)[1] in used_sopranos or chorale_signature(path) != "3/4"
+
+    out = _choose(plan, lambda k: ("", ""), [], chorale_order, skip)
+    n_mma = 0
+    for i, choice in enumerate(out):
+        if choice.source == "mma":
+            pool, beats = (triple, 3) if n_mma % 2 == 0 else (latin, 4)
+            groove = pool[(n_mma // 2) % len(pool)]
+            out[i] = Choice("mma", groove, groove.lower(), beats)
+            n_mma += 1
+    return out
+
+
+def latin_choices(seed: int, *, quick_only: bool = False) -> list[Choice]:
+    """The latin material's dev songs for `seed`: LATIN_GROOVES in a seed's order (LATIN_PLAN)."""
+    order = np.random.default_rng(seed)
+    latin = [LATIN_GROOVES[i] for i in order.permutation(len(LATIN_GROOVES))]
+    plan = LATIN_PLAN[: len(LATIN_PLAN) // 3] if quick_only else LATIN_PLAN
+    return [Choice("mma", latin[k % len(latin)], latin[k % len(latin)].lower()) for k in range(len(plan))]
+
+
 def heldout_choices(seed: int, *, quick_only: bool = False) -> list[Choice]:
     """The held-out split's material: evaluation-only MMA libraries' grooves (the libraries taken in turn,
     every one within the first four mma songs), and Blupi tunes and chorales that the dev split does not
@@ -610,18 +701,37 @@ def heldout_choices(seed: int, *, quick_only: bool = False) -> list[Choice]:
     return _choose(plan, groove, blupis, chorale_order, lambda c: _chorale_info(c)[1] in dev_sopranos)
 
 
-def plan_songs(seed: int, workdir: Path, *, quick_only: bool = False, split: str = "dev") -> list[Song]:
-    """Make the songs of a split's plan (the first third only with `quick_only`); each has its own RNG."""
+def split_plan(split: str, material: str = "standard") -> tuple[str, ...]:
+    """The sources of a split's songs, in order."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r} (one of {', '.join(SPLITS)})")
+    if material not in MATERIALS:
+        raise ValueError(f"unknown material {material!r} (one of {', '.join(MATERIALS)})")
+    if material != "standard" and split != "dev":
+        raise ValueError(f"the {material} material is dev material: use it with the dev split")
+    if split == "heldout":
+        return HELDOUT_PLAN
+    return {"metre": METRE_PLAN, "latin": LATIN_PLAN}.get(material, PLAN)
+
+
+def plan_songs(
+    seed: int, workdir: Path, *, quick_only: bool = False, split: str = "dev", material: str = "standard"
+) -> list[Song]:
+    """Make the songs of a split's plan (the first third only with `quick_only`); each has its own RNG."""
+    split_plan(split, material)
     heldout = split == "heldout"
-    choices = (heldout_choices if heldout else dev_choices)(seed, quick_only=quick_only)
+    choose = {"metre": metre_choices, "latin": latin_choices}.get(material, dev_choices)
+    if heldout:
+        choose = heldout_choices
+    choices = choose(seed, quick_only=quick_only)
     songs: list[Song] = []
     for index, choice in enumerate(choices):
         rng = np.random.default_rng([seed, index])
         if choice.source == "mma":
-            tempo = (80, 141) if heldout else (84, 132)
-            song = _mma_song(index, choice.material, rng, workdir, tempo=tempo)
+            tempo = (80, 141) if heldout or material == "latin" else (84, 132)
+            song = _mma_song(
+                index, choice.material, rng, workdir, tempo=tempo, beats_per_bar=choice.beats_per_bar
+            )
         elif choice.source == "chorale":
             song = _chorale_song(choice.material, rng)
         else:
@@ -780,15 +890,19 @@ def default_seed(split: str) -> int:
     return HELDOUT_SEED if split == "heldout" else DEFAULT_SEED
 
 
-def is_current(manifest_path: Path, *, split: str, seed: int | None = None) -> bool:
-    """Whether a data folder's manifest is of this format and split (and seed, when given) and plan."""
+def is_current(
+    manifest_path: Path, *, split: str, seed: int | None = None, material: str = "standard"
+) -> bool:
+    """Whether a data folder's manifest is of this format, split and material (and seed, when given) and
+    plan."""
     if not manifest_path.exists():
         return False
     old = json.loads(manifest_path.read_text(encoding="utf-8"))
-    plan = HELDOUT_PLAN if split == "heldout" else PLAN
+    plan = split_plan(split, material)
     return (
         old.get("version") == FORMAT_VERSION
         and old.get("split", "dev") == split
+        and old.get("material", "standard") == material
         and (seed is None or old.get("seed") == seed)
         and old.get("plan") == list(plan)
     )
@@ -799,6 +913,7 @@ def build(
     *,
     split: str = "dev",
     seed: int | None = None,
+    material: str = "standard",
     force: bool = False,
     log: Any = print,
 ) -> list[Path]:
@@ -807,23 +922,24 @@ def build(
     dev: one folder (default bench/data), rendered with FluidR3_GM. heldout: `data_dir` (default
     bench/data-heldout) holds one folder per SoundFont of FONTS, the same songs and references in each.
     The build goes to a temporary folder beside `data_dir` and replaces it only when complete, so an
-    interrupted build never leaves a half-written benchmark behind.
+    interrupted build never leaves a half-written benchmark behind. A `material` other than "standard"
+    (dev only) is recorded in the manifest.
     """
+    plan = split_plan(split, material)
     seed = default_seed(split) if seed is None else seed
     folders = split_folders(split, data_dir)
     root = data_dir or (HELDOUT_DIR if split == "heldout" else DATA_DIR)
     manifests = [folder / "manifest.json" for folder in folders.values()]
-    if not force and all(is_current(m, split=split, seed=seed) for m in manifests):
+    if not force and all(is_current(m, split=split, seed=seed, material=material) for m in manifests):
         log(f"{split} benchmark already built in {root} (seed {seed}); --force rebuilds it")
         return manifests
     fonts = {font: FONTS[font] for font in folders}
     check_tools(list(fonts.values()))
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=root.parent))
-    plan = HELDOUT_PLAN if split == "heldout" else PLAN
     try:
         with tempfile.TemporaryDirectory() as work:
-            songs = plan_songs(seed, Path(work), split=split)
+            songs = plan_songs(seed, Path(work), split=split, material=material)
         for font, soundfont in fonts.items():
             folder = tmp if split == "dev" else tmp / font
             items: list[dict[str, Any]] = []
@@ -835,6 +951,7 @@ def build(
             manifest = {
                 "version": FORMAT_VERSION,
                 "split": split,
+                **({} if material == "standard" else {"material": material}),
                 "font": font,
                 "seed": seed,
                 "plan": list(plan),
@@ -879,14 +996,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help=f"random seed of one split (default {DEFAULT_SEED} for dev, {HELDOUT_SEED} for heldout)",
     )
+    parser.add_argument(
+        "--material",
+        choices=MATERIALS,
+        default="standard",
+        help="what the dev split is made of: standard, metre (3/4 and Latin grooves, 3/4 chorales) or "
+        "latin (Latin grooves at 80-140 BPM); give it its own --data",
+    )
     parser.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")
     args = parser.parse_args(argv)
     split = args.split or ("dev" if args.data is not None else "all")
     if split == "all" and (args.data is not None or args.seed is not None):
         parser.error("--data and --seed apply to one split: add --split dev or --split heldout")
+    if args.material != "standard" and (split != "dev" or args.data is None):
+        parser.error(
+            f"--material {args.material} is dev material in its own folder: add --split dev --data DIR"
+        )
     try:
         for one in SPLITS if split == "all" else (split,):
-            build(args.data, split=one, seed=args.seed, force=args.force)
+            build(args.data, split=one, seed=args.seed, material=args.material, force=args.force)
     except BuildError as exc:
         print(f"BuildError: {exc}", file=sys.stderr)
         return 1

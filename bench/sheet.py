@@ -6,7 +6,8 @@ notes and beats, per SoundFont for the held-out split). The references come from
 
 - mma songs: the generator's chord chart (one chord per bar, in the .mma file that `bench.build`
   writes; the songs are planned again with `bench.build.plan_songs` to get it), its key (in the song's
-  description), 4/4, a bar line every four beats from the window's start;
+  description), 4/4 (3/4 where the description says "in 3/4": the metre material's waltzes), a bar line
+  every four (three) beats from the window's start;
 - chorales: music21's corpus score: its time signature, its bar lines (verses and breaths included) and
   music21's key analysis of the score; no chords (none are stored, see below);
 - Planet Blupi: the source MIDI's time signature and bar lines; no key (every file's key signature is the
@@ -75,10 +76,10 @@ class Scores:
 # -------------------------------------------------------------------------------------------- references
 
 
-def _mma_chords(mma_file: Path, bpm: float) -> list[tuple[float, float, str]]:
+def _mma_chords(mma_file: Path, bpm: float, beats_per_bar: int = 4) -> list[tuple[float, float, str]]:
     """The window's chords from an .mma chart: bar b of the chart starts (b - 2) bars into the window
     (`bench.build` cuts the window one bar in)."""
-    bar = 4 * 60.0 / bpm
+    bar = beats_per_bar * 60.0 / bpm
     chords = []
     for line in mma_file.read_text(encoding="utf-8").splitlines():
         m = re.fullmatch(r"(\d+) ([A-G][b#]?)(m?)", line.strip())
@@ -142,11 +143,13 @@ def _blupi_reference(song: str, description: str) -> Reference:
     return Reference(song, "blupi", beats, tempo, time_signature=signature, downbeats=downbeats)
 
 
-def references(split: str, seed: int, songs: Sequence[dict[str, Any]]) -> dict[str, Reference]:
+def references(
+    split: str, seed: int, songs: Sequence[dict[str, Any]], material: str = "standard"
+) -> dict[str, Reference]:
     """Every song's Reference; mma charts come from planning the split again (mma runs, nothing renders)."""
     out: dict[str, Reference] = {}
     with tempfile.TemporaryDirectory() as work:
-        planned = plan_songs(seed, Path(work), split=split)
+        planned = plan_songs(seed, Path(work), split=split, material=material)
         by_id = {s.song_id: (i, s) for i, s in enumerate(planned)}
         for entry in songs:
             song, description = entry["id"], entry["description"]
@@ -158,6 +161,8 @@ def references(split: str, seed: int, songs: Sequence[dict[str, Any]]) -> dict[s
                 if not m:
                     raise ValueError(f"unexpected mma description {description!r}")
                 bpm = float(m.group(1))
+                metre = re.match(r"mma groove \S+ in (\d+)/4,", description)
+                per_bar = int(metre.group(1)) if metre else 4
                 beat = 60.0 / bpm
                 n_beats = int(np.ceil(WINDOW / beat))
                 out[song] = Reference(
@@ -165,12 +170,14 @@ def references(split: str, seed: int, songs: Sequence[dict[str, Any]]) -> dict[s
                     "mma",
                     [i * beat for i in range(n_beats)],
                     bpm,
-                    time_signature="4/4",
+                    time_signature=f"{per_bar}/4",
                     downbeats=[
-                        i * 4 * beat for i in range(int(np.ceil(n_beats / 4))) if i * 4 * beat < WINDOW
+                        i * per_bar * beat
+                        for i in range(int(np.ceil(n_beats / per_bar)))
+                        if i * per_bar * beat < WINDOW
                     ],
                     key=f"{m.group(2)} {m.group(3)}",
-                    chords=_mma_chords(Path(work) / f"song{index:02d}.mma", bpm),
+                    chords=_mma_chords(Path(work) / f"song{index:02d}.mma", bpm, per_bar),
                 )
             elif entry["source"] == "chorale":
                 out[song] = _chorale_reference(song, description)
@@ -345,7 +352,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for split, font, folder in folders:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         if split not in refs_by_split:
-            refs_by_split[split] = references(split, int(manifest["seed"]), manifest["songs"])
+            refs_by_split[split] = references(
+                split, int(manifest["seed"]), manifest["songs"], manifest.get("material", "standard")
+            )
             truth_scores = Scores()
             for song, ref in refs_by_split[split].items():
                 result = reference_result(folder / song / "mix.json", ref)

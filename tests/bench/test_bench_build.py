@@ -309,3 +309,85 @@ def test_one_song_renders_with_both_heldout_fonts(tmp_path: Path) -> None:
         assert entries[0]["truth_sha256"]
     # the same notes, two sample sets
     assert not np.allclose(rendered["fluidr3"], rendered["csound"], atol=1e-3)
+
+
+def test_three_four_melody_fills_three_beat_bars_and_four_four_is_unchanged() -> None:
+    chords = [(0, False), (7, False), (9, True), (5, False)] * 4
+    kwargs = dict(key=2, scale=MAJOR_SCALE, chords=chords, bpm=120.0, low=60, high=79)
+    waltz = generate_melody(np.random.default_rng(1), beats_per_bar=3, **kwargs)  # type: ignore[arg-type]
+    beat = 0.5
+    assert len(waltz) > 20
+    assert max(n.end for n in waltz) <= 16 * 3 * beat
+    assert all(a.end <= b.start for a, b in zip(waltz, waltz[1:], strict=False))
+    # every bar's notes stay inside the bar
+    for n in waltz:
+        bar = int(n.start / (3 * beat) + 1e-9)
+        assert n.end <= (bar + 1) * 3 * beat + 1e-6
+    default = generate_melody(np.random.default_rng(1), **kwargs)  # type: ignore[arg-type]
+    assert default == generate_melody(np.random.default_rng(1), beats_per_bar=4, **kwargs)  # type: ignore[arg-type]
+    assert max(n.end for n in default) > 16 * 3 * beat
+
+
+def test_metre_material_grooves_are_standard_library_grooves_of_their_metre() -> None:
+    import re
+
+    assert not set(build.TRIPLE_GROOVES) & set(build.LATIN_GROOVES)
+    texts = [f.read_text(errors="replace") for f in sorted(build.MMA_STDLIB.glob("*.mma"))]
+    for grooves, time in ((build.TRIPLE_GROOVES, "3"), (build.LATIN_GROOVES, "4")):
+        for groove in grooves:
+            [text] = [t for t in texts if re.search(rf"^\s*defgroove\s+{groove}\b", t, re.I | re.M)]
+            assert re.search(rf"^\s*time\s+{time}\s*$", text, re.I | re.M), groove
+
+
+@pytest.mark.skipif(not build.BLUPI_DIR.exists(), reason="needs planetblupi-music-midi")
+def test_metre_material_is_waltzes_latin_grooves_and_new_three_four_chorales() -> None:
+    pytest.importorskip("music21", reason="music21 (the bench extra) is not installed")
+    choices = build.metre_choices(1)
+    assert choices == build.metre_choices(1)
+    assert [c.source for c in choices] == list(build.METRE_PLAN)
+    mma = [c for c in choices if c.source == "mma"]
+    assert [c.beats_per_bar for c in mma] == [3, 4] * (len(mma) // 2) + [3] * (len(mma) % 2)
+    assert all(c.material in build.TRIPLE_GROOVES for c in mma if c.beats_per_bar == 3)
+    assert all(c.material in build.LATIN_GROOVES for c in mma if c.beats_per_bar == 4)
+    used = build.heldout_choices(build.HELDOUT_SEED) + [
+        c for s in build.DEV_SEEDS for c in build.dev_choices(s)
+    ]
+    used_sopranos = {build._chorale_info(c.material)[1] for c in used if c.source == "chorale"}
+    chorales = [c.material for c in choices if c.source == "chorale"]
+    assert len(set(chorales)) == len(chorales) == build.METRE_PLAN.count("chorale")
+    for c in chorales:
+        assert build.chorale_signature(c) == "3/4"
+        assert build._chorale_info(c)[1] not in used_sopranos
+    latin = build.latin_choices(3)
+    assert [c.source for c in latin] == list(build.LATIN_PLAN)
+    assert all(c.material in build.LATIN_GROOVES and c.beats_per_bar == 4 for c in latin)
+
+
+def test_materials_are_dev_only_and_recorded_in_the_manifest(tmp_path: Path) -> None:
+    assert build.split_plan("dev") == build.PLAN
+    assert build.split_plan("dev", "metre") == build.METRE_PLAN
+    assert build.split_plan("heldout") == build.HELDOUT_PLAN
+    with pytest.raises(ValueError):
+        build.split_plan("heldout", "metre")
+    with pytest.raises(ValueError):
+        build.split_plan("dev", "jazz")
+    with pytest.raises(SystemExit):
+        build.main(["--material", "metre"])  # its own dev folder
+    m = tmp_path / "manifest.json"
+    metre = {"version": build.FORMAT_VERSION, "split": "dev", "material": "metre", "seed": 1}
+    m.write_text(json.dumps({**metre, "plan": list(build.METRE_PLAN)}))
+    assert build.is_current(m, split="dev", seed=1, material="metre")
+    assert not build.is_current(m, split="dev", seed=1)
+    m.write_text(
+        json.dumps({"version": build.FORMAT_VERSION, "split": "dev", "seed": 1, "plan": list(build.PLAN)})
+    )
+    assert build.is_current(m, split="dev", seed=1) and not build.is_current(m, split="dev", material="metre")
+
+
+def test_sheet_reference_chords_follow_three_four_bars(tmp_path: Path) -> None:
+    from bench.sheet import _mma_chords
+
+    chart = tmp_path / "song.mma"
+    chart.write_text("Tempo 120\nGroove Waltz\n1 C\n2 G\n3 Am\n4 F\n", encoding="utf-8")
+    assert _mma_chords(chart, 120.0, 3)[:3] == [(0.0, 1.5, "G:maj"), (1.5, 3.0, "A:min"), (3.0, 4.5, "F:maj")]
+    assert _mma_chords(chart, 120.0)[0] == (0.0, 2.0, "G:maj")
