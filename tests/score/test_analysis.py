@@ -179,6 +179,17 @@ def test_minor_loop_without_the_relative_major_tonic_is_minor() -> None:
     assert str(analyze(song).key) == "C# minor"
 
 
+# C, F, G, Am, Dm and Em in close position, each (chord pitches, bass pitch).
+C_MAJOR_CHORDS = (
+    ((60, 64, 67), 48),
+    ((60, 65, 69), 41),
+    ((59, 62, 67), 43),
+    ((57, 60, 64), 45),
+    ((57, 62, 65), 50),
+    ((59, 64, 67), 52),
+)
+
+
 def chorale_phrase(
     chords: Sequence[tuple[tuple[int, ...], int]],
 ) -> list[list[tuple[tuple[int, ...], int, float]]]:
@@ -192,14 +203,7 @@ def test_chorale_like_texture_is_four_four() -> None:
     """Block chords on every beat, the harmony changing on almost every beat and each two-bar phrase
     ending on a half note on beat 3: 4/4, not 3/4, with the bar lines on even beats (whether the phrase's
     first beat or its long note is beat 1 the texture alone does not say)."""
-    c, f, g, am, dm, em = (
-        ((60, 64, 67), 48),
-        ((60, 65, 69), 41),
-        ((59, 62, 67), 43),
-        ((57, 60, 64), 45),
-        ((57, 62, 65), 50),
-        ((59, 64, 67), 52),
-    )
+    c, f, g, am, dm, em = C_MAJOR_CHORDS
     phrases = [
         chorale_phrase([c, f, g, c, am, dm, g]),
         chorale_phrase([c, em, am, f, dm, g, c]),
@@ -217,14 +221,7 @@ def chorale_texture_with_mixed_phrase_ends() -> Result:
     """Eight 4/4 bars of chorale-like phrases, block chords on every beat, alternately ending on a half
     note on beat 3 and holding a half note on beat 1 of their second bar; the accents alone put the bar
     line on beat 3, a little ahead of beat 1."""
-    c, f, g, am, dm, em = (
-        ((60, 64, 67), 48),
-        ((60, 65, 69), 41),
-        ((59, 62, 67), 43),
-        ((57, 60, 64), 45),
-        ((57, 62, 65), 50),
-        ((59, 64, 67), 52),
-    )
+    c, f, g, am, dm, em = C_MAJOR_CHORDS
     bars = []
     for k, chords in enumerate(
         [[c, f, g, c, am, dm, g], [c, em, am, f, dm, g, c], [am, dm, g, c, f, g, c], [c, g, am, em, f, dm, g]]

@@ -93,20 +93,28 @@ def score(
     return {g: sum_counts(c) for g, c in by_group.items()}
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def network_transcriber(doc: str, argv: list[str] | None) -> Transcriber:
+    """The network engine a tuning script runs, from its command line (`--weights`, `--threads`)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--weights", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
-    transcriber = Transcriber(engine="network", network_weights=args.weights, threads=args.threads)
-    if transcriber.family_model is None:
-        raise SystemExit("tune_mix needs the timbre classifier's weights (stemscribe/weights/timbre.onnx)")
-    folders = {
+    return Transcriber(engine="network", network_weights=args.weights, threads=args.threads)
+
+
+def bench_folders() -> dict[str, Path]:
+    """The benchmark's splits a tuning script reads: "dev" (chosen on) and "heldout-FONT" (printed beside)."""
+    return {
         "dev": DATA_DIR,
         **{f"heldout-{p.name}": p for p in sorted(HELDOUT_DIR.iterdir()) if p.is_dir()},
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    transcriber = network_transcriber(__doc__, argv)
+    if transcriber.family_model is None:
+        raise SystemExit("tune_mix needs the timbre classifier's weights (stemscribe/weights/timbre.onnx)")
+    folders = bench_folders()
     items = [
         cache_mix(group, item.audio, item.reference(), transcriber)
         for group, folder in folders.items()

@@ -18,20 +18,17 @@ F1 (what `decoding.NETWORK_OFFSET_RATIO` holds; "all stems" is the choice for "o
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
-from bench.build import DATA_DIR, HELDOUT_DIR
 from bench.dataset import load_items
 from bench.score import Counts, ScoredNote, match_notes, sum_counts
 from stemscribe.audio import load_audio
 from stemscribe.transcription.network import FamilyPosteriors, family_notes
 from stemscribe.transcription.notes import DecodeOptions, to_events
-from stemscribe.transcription.pipeline import Transcriber
 from stemscribe.transcription.pitch_model import SAMPLE_RATE
+from training.transcriber.tune_mix import bench_folders, network_transcriber
 
 OFFSET_RATIOS = (0.0, 0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9)
 ONSET_SLACK = 0.005  # the most dev onset F1 a stem type's choice may give up for its offsets
@@ -66,21 +63,12 @@ def end_error(ref: list[ScoredNote], est: list[ScoredNote]) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--weights", type=Path, default=None)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args(argv)
-    transcriber = Transcriber(engine="network", network_weights=args.weights, threads=args.threads)
+    transcriber = network_transcriber(__doc__, argv)
     network = transcriber.network
     assert network is not None
     onset, frame = network.thresholds()["pitch"]
     base = DecodeOptions(onset_threshold=onset, frame_threshold=frame)
-    folders = {
-        "dev": DATA_DIR,
-        **{f"heldout-{p.name}": p for p in sorted(HELDOUT_DIR.iterdir()) if p.is_dir()},
-    }
+    folders = bench_folders()
     items = []
     for group, folder in folders.items():
         for item in load_items(folder):
