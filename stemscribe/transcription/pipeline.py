@@ -139,12 +139,16 @@ class _Handover(Generic[T]):
         return future.result()
 
 
-def _instrument(family: Family, notes: list[NoteEvent], *, name: str | None = None) -> Instrument:
+def _instrument(
+    family: Family, notes: list[NoteEvent], *, name: str | None = None, program: int | None = None
+) -> Instrument:
+    """An instrument of `family`, named with `program` (its family's default program when None)."""
     if family is Family.DRUMS:
         return Instrument("Drums", 0, True, family, notes)
     if family is Family.VOCALS:
         name = name or "Synth Voice"  # as Suno's own MIDI names a vocal line
-    program = FAMILY_PROGRAM[family]
+        program = None
+    program = FAMILY_PROGRAM[family] if program is None else program
     return Instrument(name or gm_program_name(program), program, False, family, notes)
 
 
@@ -171,6 +175,9 @@ class Transcriber:
     family of a mix at once), "basic-pitch" (basic-pitch's network with our decoders, verifier and
     timbre classifier) or "auto" (the network for the inputs in `AUTO_NETWORK_INPUTS` when its
     weights ship, basic-pitch otherwise); `network_weights` loads other weights than the shipped ones.
+    `programs` names each instrument of a mix with the GM program of its family that the program
+    model (`transcription.programs`, when its weights ship; `program_weights` loads others) hears
+    in its notes (False, or no weights: each family's default program, `stems.FAMILY_PROGRAM`).
     """
 
     separator: str | None = None
@@ -182,11 +189,14 @@ class Transcriber:
     threads: int | None = None
     engine: str = "auto"
     network_weights: str | Path | None = None
+    programs: bool = True
+    program_weights: str | Path | None = None
     _pitch: PitchModel | None = field(default=None, init=False, repr=False)
     _network: Any = field(default=None, init=False, repr=False)
     _drums: DrumTranscriber | None = field(default=None, init=False, repr=False)
     _separator: Separator | None = field(default=None, init=False, repr=False)
     _families: Any = field(default=None, init=False, repr=False)
+    _programs: Any = field(default=None, init=False, repr=False)
     _verifier: Any = field(default=None, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
@@ -246,6 +256,31 @@ class Transcriber:
                     else False
                 )
             return self._families or None
+
+    @property
+    def program_model(self) -> Any:
+        """The GM program classifier for a mix's instruments, or None (weights not shipped, or
+        programs=False or families=False: each family keeps its default program)."""
+        from stemscribe.transcription.programs import ProgramClassifier
+
+        with self._lock:
+            if self._programs is None:
+                wanted = self.programs and self.families and ProgramClassifier.available(self.program_weights)
+                self._programs = (
+                    ProgramClassifier(self.program_weights, threads=self.threads or 0) if wanted else False
+                )
+            return self._programs or None
+
+    def _mix_instrument(
+        self, family: Family, notes: list[NoteEvent], mono22: npt.NDArray[np.float32]
+    ) -> Instrument:
+        """An instrument of a mix, named with the program of its family that its notes in (n,) mono
+        22.05 kHz audio sound most like (`programs.ProgramClassifier.pick`); vocals stay "Synth Voice",
+        and without the program model every family keeps its default program."""
+        classifier = self.program_model
+        if classifier is None or not notes or family in (Family.DRUMS, Family.VOCALS):
+            return _instrument(family, notes)
+        return _instrument(family, notes, program=classifier.pick(mono22, family, notes))
 
     @property
     def verifier(self) -> Any:
@@ -407,7 +442,7 @@ class Transcriber:
             for k, family in enumerate(TIMBRE_FAMILIES):
                 by_family[family] = notes.select(who == k)
         instruments = [
-            _instrument(family, to_events(notes))
+            self._mix_instrument(family, to_events(notes), analysis.mono22)
             for family, notes in by_family.items()
             if len(notes) >= MIN_FAMILY_NOTES
         ]
@@ -493,7 +528,7 @@ class Transcriber:
                 continue
             notes = self._decode_stem(_Analysis(self._pitched, mono), stem_type)
             family = self._stem_family(stem_type, mono, notes)
-            instruments.append(_instrument(family, notes))
+            instruments.append(self._mix_instrument(family, notes, mono))
         return separator.name, instruments
 
     def _transcribe_whole_mix(
@@ -551,7 +586,9 @@ class Transcriber:
             for event, k in zip(events, probs.argmax(axis=1).tolist(), strict=True):
                 by_family.setdefault(TIMBRE_FAMILIES[k], []).append(event)
         instruments = [
-            _instrument(family, sorted(by_family[family], key=lambda n: (n.start, n.pitch)))
+            self._mix_instrument(
+                family, sorted(by_family[family], key=lambda n: (n.start, n.pitch)), analysis.mono22
+            )
             for family in sorted(by_family, key=lambda f: list(Family).index(f))
         ]
         return [*instruments, _instrument(Family.DRUMS, drums_job.result())]

@@ -1,4 +1,4 @@
-"""Our own ONNX weights (drum model, timbre classifier): where they ship, their sha256 check, loading.
+"""Our own ONNX weights (drum model, timbre and program classifiers): where they ship, their sha256, loading.
 
 Each file `X.onnx` ships with `X.onnx.sha256`; a missing, damaged or unloadable file is a ModelError
 that names the model and the file.

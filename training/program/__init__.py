@@ -1,0 +1,1 @@
+"""The GM program classifier (`stemscribe.transcription.programs`): training, export, evaluation."""
