@@ -243,3 +243,20 @@ def postgres_schema(prefix: str) -> Iterator[str]:
     finally:
         admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
         admin.close()
+
+
+def export_firing_network(path: Path) -> Path:
+    """Random transcription-network weights (torch, the train extra) whose onset and frame heads fire
+    everywhere, exported to `path`, so every stage downstream of the network runs."""
+    import torch
+
+    from training.transcriber.export import export_net
+    from training.transcriber.model import NoteNet
+
+    torch.manual_seed(0)
+    net = NoteNet(4).eval()
+    with torch.no_grad():
+        net.head.bias[0] = 2.0
+        net.head.bias[1] = 2.0
+    export_net(net, path, np.tile([0.05, 0.05], (10, 1)), {"step": "0"})
+    return path

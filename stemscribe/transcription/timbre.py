@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -187,48 +187,68 @@ def _load(path: Path, threads: int) -> object:
         raise ModelError(
             f"timbre model {path} predicts {families}, expected {[f.value for f in TIMBRE_FAMILIES]}"
         )
+    check_features(meta, path, "timbre model")
+    return session
+
+
+def check_features(meta: dict[str, str], path: Path, what: str) -> None:
+    """Raise a ModelError unless weights' metadata `meta` says they read this stemscribe's features."""
     if (
         int(meta.get("feature_version", "-1")) != FEATURE_VERSION
         or int(meta.get("n_features", "-1")) != N_FEATURES
     ):
-        raise ModelError(f"timbre model {path} was trained on other features than this stemscribe computes")
-    return session
+        raise ModelError(f"{what} {path} was trained on other features than this stemscribe computes")
 
 
-class FamilyClassifier:
-    """Says which instrument family plays each decoded note of a mix.
+class NoteFeatureModel:
+    """An ONNX model over notes' timbre features (`note_features`), `WHAT` in its errors: weights load
+    once per file (`LOAD`, cached) and are shared; running is thread-safe."""
 
-    Weights load once per file and are shared; `classify` is thread-safe.
-    """
+    WHAT = "timbre model"
+    WEIGHTS_NAME = WEIGHTS_NAME  # shipped under this name (`weights.shipped_weights`)
+    LOAD: Callable[[Path, int], object] = staticmethod(_load)
 
     def __init__(self, weights: str | Path | None = None, *, threads: int = 0) -> None:
-        path = Path(weights) if weights is not None else default_weights_path()
+        path = Path(weights) if weights is not None else shipped_weights(self.WEIGHTS_NAME)
         if not path.is_file():
-            raise ModelError(f"timbre model weights not found at {path}")
+            raise ModelError(f"{self.WHAT} weights not found at {path}")
         with _load_lock:
-            self._session = _load(path.resolve(), int(threads))
+            self._session = self.LOAD(path.resolve(), int(threads))
 
-    @staticmethod
-    def available(weights: str | Path | None = None) -> bool:
+    @classmethod
+    def available(cls, weights: str | Path | None = None) -> bool:
         """True when the weights file and its checksum are present (not yet verified)."""
-        path = Path(weights) if weights is not None else default_weights_path()
+        path = Path(weights) if weights is not None else shipped_weights(cls.WEIGHTS_NAME)
         return path.is_file() and path.with_name(path.name + ".sha256").is_file()
+
+    def _run(self, features: npt.NDArray[np.float32], width: int) -> npt.NDArray[np.float32]:
+        """(n, width) output of (n, N_FEATURES) features."""
+        if features.shape[0] == 0:
+            return np.zeros((0, width), np.float32)
+        try:
+            (out,) = self._session.run(None, {"features": features})  # type: ignore[attr-defined]
+        except Exception as exc:  # onnxruntime's errors are not typed
+            raise ModelError(f"{self.WHAT} failed to run: {exc}") from exc
+        return np.asarray(out, dtype=np.float32)
+
+
+def notes_features(samples: npt.NDArray[np.float32], notes: Sequence[NoteEvent]) -> npt.NDArray[np.float32]:
+    """(len(notes), N_FEATURES) `note_features` of `notes` in (n,) mono 22.05 kHz audio."""
+    pitch = np.fromiter((n.pitch for n in notes), np.float32, len(notes))
+    start = np.fromiter((n.start for n in notes), np.float64, len(notes))
+    end = np.fromiter((n.end for n in notes), np.float64, len(notes))
+    return note_features(samples, pitch, start, end)
+
+
+class FamilyClassifier(NoteFeatureModel):
+    """Says which instrument family plays each decoded note of a mix."""
 
     def classify_features(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """(n, len(TIMBRE_FAMILIES)) probabilities of (n, N_FEATURES) features."""
-        if features.shape[0] == 0:
-            return np.zeros((0, len(TIMBRE_FAMILIES)), np.float32)
-        try:
-            (probs,) = self._session.run(None, {"features": features})  # type: ignore[attr-defined]
-        except Exception as exc:  # onnxruntime's errors are not typed
-            raise ModelError(f"timbre model failed to run: {exc}") from exc
-        return np.asarray(probs, dtype=np.float32)
+        return self._run(features, len(TIMBRE_FAMILIES))
 
     def classify(
         self, samples: npt.NDArray[np.float32], notes: Sequence[NoteEvent]
     ) -> npt.NDArray[np.float32]:
         """(len(notes), len(TIMBRE_FAMILIES)) family probabilities of `notes` in (n,) mono 22.05 kHz audio."""
-        pitch = np.fromiter((n.pitch for n in notes), np.float32, len(notes))
-        start = np.fromiter((n.start for n in notes), np.float64, len(notes))
-        end = np.fromiter((n.end for n in notes), np.float64, len(notes))
-        return self.classify_features(note_features(samples, pitch, start, end))
+        return self.classify_features(notes_features(samples, notes))

@@ -12,12 +12,10 @@ from stemscribe.errors import InvalidOptionError, ModelError
 from stemscribe.stems import Family, StemType
 from stemscribe.transcription.notes import to_events
 from stemscribe.transcription.pipeline import Transcriber
-from tests.conftest import melody
+from tests.conftest import export_firing_network, melody
 
 torch = pytest.importorskip("torch", reason="exporting the test network needs torch (the train extra)")
 
-from training.transcriber.export import export_net  # noqa: E402
-from training.transcriber.model import NoteNet  # noqa: E402
 
 SR = 22050
 
@@ -25,14 +23,7 @@ SR = 22050
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Random weights whose onset and frame heads fire everywhere, so every stage downstream runs."""
-    torch.manual_seed(0)
-    net = NoteNet(4).eval()
-    with torch.no_grad():
-        net.head.bias[0] = 2.0
-        net.head.bias[1] = 2.0
-    path = tmp_path_factory.mktemp("net") / "transcriber.onnx"
-    export_net(net, path, np.tile([0.05, 0.05], (10, 1)), {"step": "0"})
-    return path
+    return export_firing_network(tmp_path_factory.mktemp("net") / "transcriber.onnx")
 
 
 def _mix() -> np.ndarray:

@@ -14,14 +14,12 @@ from stemscribe.stems import FAMILY_PROGRAM, Family, family_of_program, gm_progr
 from stemscribe.transcription.pipeline import Transcriber
 from stemscribe.transcription.programs import N_PROGRAMS, ProgramClassifier, family_mask, family_programs
 from stemscribe.transcription.timbre import N_FEATURES, TIMBRE_FAMILIES
-from tests.conftest import melody
+from tests.conftest import export_firing_network, melody
 
 torch = pytest.importorskip("torch", reason="exporting the test models needs torch (the train extra)")
 
 from training.program.export import export_net  # noqa: E402
 from training.timbre.train import FamilyNet  # noqa: E402
-from training.transcriber.export import export_net as export_transcriber  # noqa: E402
-from training.transcriber.model import NoteNet  # noqa: E402
 
 SR = 22050
 # The program each family's logits favour in the test weights: none of them a family default.
@@ -67,14 +65,7 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def network_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Transcription-network weights whose onset and frame heads fire everywhere."""
-    torch.manual_seed(0)
-    net = NoteNet(4).eval()
-    with torch.no_grad():
-        net.head.bias[0] = 2.0
-        net.head.bias[1] = 2.0
-    path = tmp_path_factory.mktemp("net") / "transcriber.onnx"
-    export_transcriber(net, path, np.tile([0.05, 0.05], (10, 1)), {"step": "0"})
-    return path
+    return export_firing_network(tmp_path_factory.mktemp("net") / "transcriber.onnx")
 
 
 def test_export_shapes_metadata_and_picks(weights: Path) -> None:
