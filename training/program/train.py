@@ -23,7 +23,7 @@ from torch import nn
 from stemscribe.stems import Family
 from stemscribe.transcription.programs import N_PROGRAMS, family_mask
 from stemscribe.transcription.timbre import TIMBRE_FAMILIES
-from training.timbre.train import FamilyNet
+from training.timbre.train import FamilyNet, train_epoch
 
 log = logging.getLogger(__name__)
 
@@ -91,18 +91,9 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     for epoch in range(epochs):
-        net.train()
-        order = torch.randperm(len(y), generator=gen)
-        total = 0.0
-        for i in range(0, len(y), batch):
-            idx = order[i : i + batch]
-            xb = x[idx] + 0.05 * torch.randn((len(idx), x.shape[1]), generator=gen) * net.std
-            loss = loss_fn(masked_logits(net(xb), masks[idx]), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
+        total = train_epoch(
+            net, x, lambda out, idx: loss_fn(masked_logits(out, masks[idx]), y[idx]), opt, sched, gen, batch
+        )
         acc = accuracy(net, xv, famv, yv)
         curve.append({"epoch": epoch, "loss": round(total / len(y), 4), "valid_accuracy": round(acc, 4)})
         log.info("epoch %d loss %.4f valid acc %.3f (%.0f s)", epoch, total / len(y), acc, time.time() - t0)

@@ -12,6 +12,7 @@ import argparse
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,33 @@ def load_split(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(d["features"].astype(np.float32)), torch.from_numpy(d["family"].astype(np.int64))
 
 
+def train_epoch(
+    net: FamilyNet,
+    x: torch.Tensor,
+    loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    gen: torch.Generator,
+    batch: int,
+) -> float:
+    """One epoch over the rows of `x` in a random order from `gen`, with mild feature noise; `loss_of`
+    gives a batch's loss from the net's output and the batch's row indices. Returns the summed loss."""
+    net.train()
+    order = torch.randperm(len(x), generator=gen)
+    total = 0.0
+    for i in range(0, len(x), batch):
+        idx = order[i : i + batch]
+        xb = x[idx]
+        xb = xb + 0.05 * torch.randn(xb.shape, generator=gen) * net.std  # mild feature noise
+        loss = loss_of(net(xb), idx)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        total += loss.item() * len(idx)
+    return total
+
+
 def train(
     data: Path,
     out: Path,
@@ -112,19 +140,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     for epoch in range(epochs):
-        net.train()
-        order = torch.randperm(len(y), generator=gen)
-        total = 0.0
-        for i in range(0, len(y), batch):
-            idx = order[i : i + batch]
-            xb = x[idx]
-            xb = xb + 0.05 * torch.randn(xb.shape, generator=gen) * net.std  # mild feature noise
-            loss = loss_fn(net(xb), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            total += loss.item() * len(idx)
+        total = train_epoch(net, x, lambda out, idx: loss_fn(out, y[idx]), opt, sched, gen, batch)
         net.eval()
         with torch.no_grad():
             pred = net(xv).argmax(dim=1).numpy()
