@@ -48,7 +48,7 @@ from stemscribe.transcription.notes import (
 from stemscribe.transcription.pitch_model import SAMPLE_RATE, PitchModel, Posteriors, n_output_frames
 from stemscribe.transcription.roles import assign_roles, smooth_family_probs
 from stemscribe.transcription.tempo import track_beats
-from stemscribe.transcription.timbre import TIMBRE_FAMILIES
+from stemscribe.transcription.timbre import TIMBRE_FAMILIES, notes_features
 
 FAMILY_WINDOW = 86  # frames (~1 s) over which a role's family estimates are averaged
 
@@ -92,11 +92,13 @@ class MixNotes:
     """A mix's notes from the network before each gets a family (`Transcriber.mix_notes`): `notes`,
     `shares` (n_notes, 9) how the network's family head shares each note (`note_family_shares`), and
     `heard` (n_notes, 9) the timbre classifier's family probabilities per note, not yet averaged over
-    neighbours (None without a classifier, or with no notes)."""
+    neighbours, from `features` (n_notes, N_FEATURES) the notes' timbre features (both None without a
+    classifier, or with no notes)."""
 
     notes: NoteArrays
     shares: npt.NDArray[np.float32]
     heard: npt.NDArray[np.float32] | None
+    features: npt.NDArray[np.float32] | None = None
 
 
 class _Analysis:
@@ -272,15 +274,22 @@ class Transcriber:
             return self._programs or None
 
     def _mix_instrument(
-        self, family: Family, notes: list[NoteEvent], mono22: npt.NDArray[np.float32]
+        self,
+        family: Family,
+        notes: list[NoteEvent],
+        mono22: npt.NDArray[np.float32],
+        features: npt.NDArray[np.float32] | None = None,
     ) -> Instrument:
         """An instrument of a mix, named with the program of its family that its notes in (n,) mono
-        22.05 kHz audio sound most like (`programs.ProgramClassifier.pick`); vocals stay "Synth Voice",
-        and without the program model every family keeps its default program."""
+        22.05 kHz audio sound most like (`programs.ProgramClassifier.pick`; `features`, the notes' timbre
+        features when already made); vocals stay "Synth Voice", and without the program model every
+        family keeps its default program."""
         classifier = self.program_model
         if classifier is None or not notes or family in (Family.DRUMS, Family.VOCALS):
             return _instrument(family, notes)
-        return _instrument(family, notes, program=classifier.pick(mono22, family, notes))
+        if features is None:
+            features = notes_features(mono22, notes)
+        return _instrument(family, notes, program=classifier.pick_features(features, family))
 
     @property
     def verifier(self) -> Any:
@@ -404,12 +413,12 @@ class Transcriber:
         notes = family_notes(pitch_posteriors(fp), 0, loud, self._network_options(StemType.MIX))
         shares = note_family_shares(fp, notes)  # (n, 9) the family head's, over each note's frames
         classifier = self.family_model if classify else None
-        heard = (
-            classifier.classify(analysis.mono22, to_events(notes))
-            if classifier is not None and len(notes)
-            else None
-        )
-        return MixNotes(notes, shares, heard)
+        heard = features = None
+        if classifier is not None and len(notes):
+            # the timbre features once: the family classifier reads them here, the program model later
+            features = notes_features(analysis.mono22, to_events(notes))
+            heard = classifier.classify_features(features)
+        return MixNotes(notes, shares, heard, features)
 
     def _network_instruments(
         self, analysis: _Analysis, spectrum: SpectrumFn | None = None
@@ -421,6 +430,7 @@ class Transcriber:
         network = self.network
         assert network is not None
         by_family: dict[Family, NoteArrays] = {}
+        features: dict[Family, npt.NDArray[np.float32]] = {}  # each family's notes' timbre features
         if MIX_DECODE == "split":
             fp, loud = self._posteriors(analysis, spectrum), analysis.pitched[1]
             thresholds = network.thresholds()
@@ -441,8 +451,10 @@ class Transcriber:
             who = probs.argmax(axis=1) if len(notes) else np.zeros(0, np.int64)
             for k, family in enumerate(TIMBRE_FAMILIES):
                 by_family[family] = notes.select(who == k)
+                if mix.features is not None:
+                    features[family] = mix.features[who == k]
         instruments = [
-            self._mix_instrument(family, to_events(notes), analysis.mono22)
+            self._mix_instrument(family, to_events(notes), analysis.mono22, features.get(family))
             for family, notes in by_family.items()
             if len(notes) >= MIN_FAMILY_NOTES
         ]

@@ -79,5 +79,12 @@ class ProgramClassifier(NoteFeatureModel):
         highest; `notes` must not be empty."""
         if not notes:
             raise ValueError("a program is picked from at least one note")
-        probs = self.probabilities(notes_features(samples, notes), family)
+        return self.pick_features(notes_features(samples, notes), family)
+
+    def pick_features(self, features: npt.NDArray[np.float32], family: Family) -> int:
+        """The program of `family` whose mean probability over (n, N_FEATURES) notes' timbre features
+        (`timbre.notes_features`; n > 0) is highest."""
+        if len(features) == 0:
+            raise ValueError("a program is picked from at least one note")
+        probs = self.probabilities(features, family)
         return family_programs(family)[int(probs.mean(axis=0).argmax())]
