@@ -149,7 +149,6 @@ def _instrument(
         return Instrument("Drums", 0, True, family, notes)
     if family is Family.VOCALS:
         name = name or "Synth Voice"  # as Suno's own MIDI names a vocal line
-        program = None
     program = FAMILY_PROGRAM[family] if program is None else program
     return Instrument(name or gm_program_name(program), program, False, family, notes)
 
@@ -579,6 +578,7 @@ class Transcriber:
         report(progress, "assigning", 0.9)
         roles = assign_roles(poly, bass, lead)
         by_family: dict[Family, list[NoteEvent]] = {}
+        features: dict[Family, list[npt.NDArray[np.float32]]] = {}  # the timbre features of its notes
         classifier = self.family_model
         for default, role_notes in (
             (Family.VOCALS, roles.lead),
@@ -590,16 +590,23 @@ class Transcriber:
                 by_family.setdefault(default, []).extend(events)
                 continue
             # Who plays each note: the timbre classifier, steadied over the role's neighbouring notes.
+            role_features = notes_features(analysis.mono22, events)
             probs = smooth_family_probs(
-                classifier.classify(analysis.mono22, events), role_notes.start, FAMILY_WINDOW
+                classifier.classify_features(role_features), role_notes.start, FAMILY_WINDOW
             )
             if default is not Family.BASS:  # the bass line is the bass role's; others may not claim it
                 probs[:, TIMBRE_FAMILIES.index(Family.BASS)] = 0.0
-            for event, k in zip(events, probs.argmax(axis=1).tolist(), strict=True):
+            who = probs.argmax(axis=1)
+            for event, k in zip(events, who.tolist(), strict=True):
                 by_family.setdefault(TIMBRE_FAMILIES[k], []).append(event)
+            for k in np.unique(who).tolist():  # the program model reads them again (a mean: any order)
+                features.setdefault(TIMBRE_FAMILIES[k], []).append(role_features[who == k])
         instruments = [
             self._mix_instrument(
-                family, sorted(by_family[family], key=lambda n: (n.start, n.pitch)), analysis.mono22
+                family,
+                sorted(by_family[family], key=lambda n: (n.start, n.pitch)),
+                analysis.mono22,
+                np.concatenate(features[family]) if family in features else None,
             )
             for family in sorted(by_family, key=lambda f: list(Family).index(f))
         ]
