@@ -5,8 +5,12 @@ rendered through several SoundFont kits, with accompaniment mixed under them). I
 spectrogram computed here in numpy (22.05 kHz, hop 220 samples: ~100 frames/s, 80 bands); its outputs
 are, per frame and per class of `DRUM_CLASSES` (the kit and the auxiliary percussion of
 `DRUM_CLASS_TABLE`), an onset probability and a velocity. Peak picking with per-class thresholds
-(tuned on validation data and stored in the ONNX file's metadata beside the classes' GM keys) turns
-them into General MIDI drum notes, each class written as its own key.
+(stored in the ONNX file's metadata beside the classes' GM keys) turns them into General MIDI drum
+notes, each class written as its own key.
+
+The thresholds depend on what the network hears (`DrumInput`): "thresholds" are a drum stem's,
+"thresholds_mix" those of a mix's percussive part (`training/drums/tune_thresholds.py` tunes both).
+Weights without "thresholds_mix" decode mixes with the stems' thresholds.
 """
 
 from __future__ import annotations
@@ -21,9 +25,9 @@ import numpy as np
 import numpy.typing as npt
 import scipy.fft
 
-from stemscribe.errors import ModelError
+from stemscribe.errors import InvalidOptionError, ModelError
 from stemscribe.result import NoteEvent
-from stemscribe.transcription.drums import DRUM_CLASSES
+from stemscribe.transcription.drums import DRUM_CLASSES, DRUM_INPUTS, DrumInput
 from stemscribe.transcription.weights import open_session, shipped_weights
 
 SAMPLE_RATE = 22050
@@ -39,6 +43,8 @@ DEFAULT_THRESHOLD = 0.5
 CHUNK_FRAMES = 3000  # the network sees at most this many frames at once (plus context)
 CONTEXT_FRAMES = 200  # frames of context on each side of a chunk (the GRU forgets within ~1 s)
 WEIGHTS_NAME = "drums.onnx"
+THRESHOLD_KEYS: dict[DrumInput, str] = {"stem": "thresholds", "mix": "thresholds_mix"}
+"""Input kind -> the ONNX metadata key of its per-class thresholds."""
 
 
 @lru_cache(maxsize=1)
@@ -135,7 +141,7 @@ def weights_available(path: Path | None = None) -> bool:
 @dataclass(frozen=True, slots=True)
 class _Loaded:
     session: object  # onnxruntime.InferenceSession
-    thresholds: tuple[float, ...]
+    thresholds: dict[DrumInput, tuple[float, ...]]  # per input kind, one per class
     classes: tuple[int, ...]  # the GM key each output column is written as
 
 
@@ -151,18 +157,22 @@ def _load(path: Path, threads: int) -> _Loaded:
         raise ModelError(
             f"drum model {path} names classes {list(classes)}: not distinct classes of the table"
         )
-    thresholds = tuple(
+    stem = tuple(
         float(t) for t in json.loads(meta.get("thresholds", "null")) or [DEFAULT_THRESHOLD] * len(classes)
     )
-    if len(thresholds) != len(classes):
-        raise ModelError(f"drum model {path} has {len(thresholds)} thresholds for {len(classes)} classes")
-    return _Loaded(session, thresholds, classes)
+    mix = tuple(float(t) for t in json.loads(meta.get(THRESHOLD_KEYS["mix"], "null")) or stem)
+    for key, values in ((THRESHOLD_KEYS["stem"], stem), (THRESHOLD_KEYS["mix"], mix)):
+        if len(values) != len(classes):
+            raise ModelError(f"drum model {path} has {len(values)} {key} for {len(classes)} classes")
+    return _Loaded(session, {"stem": stem, "mix": mix}, classes)
 
 
 class DrumModel:
     """The "model" drum backend: the ONNX network plus peak picking.
 
-    Loading is done once per weights file and shared; `transcribe` is thread-safe.
+    Loading is done once per weights file and shared; `transcribe` is thread-safe. `thresholds`
+    replaces the weights' per-class thresholds for every input kind, `mix_thresholds` those of mixes
+    alone (given both, stems take `thresholds`).
     """
 
     name = "model"
@@ -173,6 +183,7 @@ class DrumModel:
         *,
         threads: int = 0,
         thresholds: tuple[float, ...] | None = None,
+        mix_thresholds: tuple[float, ...] | None = None,
     ) -> None:
         path = Path(weights) if weights is not None else default_weights_path()
         if not path.is_file():
@@ -181,11 +192,26 @@ class DrumModel:
             loaded = _load(path.resolve(), int(threads))
         self._session = loaded.session
         self.classes: tuple[int, ...] = loaded.classes
-        self.thresholds: tuple[float, ...] = (
-            tuple(thresholds) if thresholds is not None else loaded.thresholds
-        )
-        if len(self.thresholds) != len(self.classes):
-            raise ModelError(f"need {len(self.classes)} thresholds, got {len(self.thresholds)}")
+        given = None if thresholds is None else tuple(thresholds)
+        self.kind_thresholds: dict[DrumInput, tuple[float, ...]] = {
+            kind: given if given is not None else loaded.thresholds[kind] for kind in DRUM_INPUTS
+        }
+        if mix_thresholds is not None:
+            self.kind_thresholds["mix"] = tuple(mix_thresholds)
+        for values in self.kind_thresholds.values():
+            if len(values) != len(self.classes):
+                raise ModelError(f"need {len(self.classes)} thresholds, got {len(values)}")
+
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        """The drum stems' per-class thresholds (`kind_thresholds["mix"]` are the mixes')."""
+        return self.kind_thresholds["stem"]
+
+    def thresholds_for(self, kind: DrumInput) -> tuple[float, ...]:
+        """Per-class peak thresholds for input of `kind`."""
+        if kind not in DRUM_INPUTS:
+            raise InvalidOptionError(f"unknown drum input {kind!r}; choose one of: {', '.join(DRUM_INPUTS)}")
+        return self.kind_thresholds[kind]
 
     def activations(
         self, samples: npt.NDArray[np.float32], sr: int
@@ -221,12 +247,18 @@ class DrumModel:
         return onset, velocity
 
     def notes_from_activations(
-        self, onset: npt.NDArray[np.float32], velocity: npt.NDArray[np.float32]
+        self,
+        onset: npt.NDArray[np.float32],
+        velocity: npt.NDArray[np.float32],
+        *,
+        kind: DrumInput = "stem",
     ) -> list[NoteEvent]:
-        """General MIDI drum notes from (n_frames, n_classes) outputs, sorted by start."""
+        """General MIDI drum notes from (n_frames, n_classes) outputs, sorted by start, peaks picked
+        with the thresholds of `kind`."""
+        thresholds = self.thresholds_for(kind)
         notes: list[NoteEvent] = []
         for c, pitch in enumerate(self.classes):
-            for pos in pick_peaks(onset[:, c], self.thresholds[c]):
+            for pos in pick_peaks(onset[:, c], thresholds[c]):
                 frame = int(round(pos))
                 vel = float(np.clip(velocity[frame, c], 1.0 / 127, 1.0))
                 start = max(0.0, float(pos) / FPS)
@@ -234,7 +266,11 @@ class DrumModel:
         notes.sort(key=lambda n: (n.start, n.pitch))
         return notes
 
-    def transcribe(self, samples: npt.NDArray[np.float32], sr: int) -> list[NoteEvent]:
-        """Drum notes of (n,) mono audio at `sr`, pitches from DRUM_CLASSES, sorted by start."""
+    def transcribe(
+        self, samples: npt.NDArray[np.float32], sr: int, *, kind: DrumInput = "stem"
+    ) -> list[NoteEvent]:
+        """Drum notes of (n,) mono audio at `sr`, pitches from DRUM_CLASSES, sorted by start; `kind`
+        picks the thresholds (a drum stem's, or a mix's percussive part's)."""
+        self.thresholds_for(kind)  # an unknown kind fails before the network runs
         onset, velocity = self.activations(samples, sr)
-        return self.notes_from_activations(onset, velocity)
+        return self.notes_from_activations(onset, velocity, kind=kind)

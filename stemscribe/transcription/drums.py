@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, Literal, Protocol, cast, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -77,14 +77,22 @@ def drum_class_of(key: int) -> int | None:
     return KEY_TO_CLASS.get(key)
 
 
+DrumInput = Literal["stem", "mix"]
+"""What a drum backend hears: a drum stem ("stem"), or the percussive part of a whole mix ("mix")."""
+DRUM_INPUTS: tuple[DrumInput, ...] = ("stem", "mix")
+
+
 @runtime_checkable
 class DrumTranscriber(Protocol):
     """Turns percussive audio into General MIDI drum notes."""
 
     name: str
 
-    def transcribe(self, samples: npt.NDArray[np.float32], sr: int) -> list[NoteEvent]:
-        """Drum notes of (n,) mono audio at `sr`, pitches from DRUM_CLASSES, sorted by start."""
+    def transcribe(
+        self, samples: npt.NDArray[np.float32], sr: int, *, kind: DrumInput = "stem"
+    ) -> list[NoteEvent]:
+        """Drum notes of (n,) mono audio at `sr`, pitches from DRUM_CLASSES, sorted by start; `kind` says
+        what the audio is (a backend may decode the two differently)."""
         ...
 
 
@@ -199,7 +207,10 @@ class SpectralDrums:
         self.kick_delta, self.snare_delta, self.hat_delta = kick_delta, snare_delta, hat_delta
         self.snare_body, self.snare_noise, self.hat_spill = snare_body, snare_noise, hat_spill
 
-    def transcribe(self, samples: npt.NDArray[np.float32], sr: int) -> list[NoteEvent]:
+    def transcribe(
+        self, samples: npt.NDArray[np.float32], sr: int, *, kind: DrumInput = "stem"
+    ) -> list[NoteEvent]:
+        """Kit-class notes of (n,) mono audio; stems and mixes are decoded alike (`kind` is ignored)."""
         from stemscribe.audio import resample
 
         x = resample(samples.astype(np.float32), sr, _DSP_SR)

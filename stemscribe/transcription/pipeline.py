@@ -360,7 +360,8 @@ class Transcriber:
 
     def _decode_stem(self, analysis: _Analysis, stem: StemType) -> list[NoteEvent]:
         if stem is StemType.DRUMS:
-            return self.drum_model.transcribe(analysis.mono22, SAMPLE_RATE)
+            # A separator's drum stem too: the "mix" thresholds are tuned on the built-in split's part.
+            return self.drum_model.transcribe(analysis.mono22, SAMPLE_RATE, kind="stem")
         if self.uses_network(stem):
             return self._network_stem(analysis, stem)
         post, loud = analysis.pitched
@@ -557,7 +558,7 @@ class Transcriber:
         def drums() -> list[NoteEvent]:
             percussive = analysis.hpss(separator)["drums"].samples
             analysis.release_hpss()  # a mix decoded whole needs nothing else of the split
-            return self.drum_model.transcribe(percussive, SAMPLE_RATE)
+            return self.drum_model.transcribe(percussive, SAMPLE_RATE, kind="mix")
 
         drums_job = side.submit(drums)
         report(progress, "separating", 0.3)

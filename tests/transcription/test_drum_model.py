@@ -184,7 +184,9 @@ def test_transcribes_a_fluidsynth_groove(signals, tmp_path: Path) -> None:
 
 @needs_weights
 def test_sample_rate_is_handled() -> None:
-    """The same clip at 44.1 kHz and at 22.05 kHz gives the same onsets (within a frame)."""
+    """The same clip at 44.1 kHz and at 22.05 kHz gives the same activations (within 0.05) and onsets
+    (within a frame). The thresholds are fixed at 0.5, clear of this clip's peaks: a threshold within
+    0.02 of a peak (the stems' 0.65 for closed hats is) lets resampling alone flip that note."""
     from stemscribe.audio import resample
 
     rng = np.random.default_rng(1)
@@ -194,9 +196,14 @@ def test_sample_rate_is_handled() -> None:
         n = np.arange(4000)
         x[s : s + 4000] += (np.sin(2 * np.pi * 60 * n / SAMPLE_RATE) * np.exp(-n / 1500)).astype(np.float32)
         x[s : s + 800] += (0.2 * rng.standard_normal(800) * np.exp(-np.arange(800) / 200)).astype(np.float32)
-    model = DrumModel()
+    model = DrumModel(thresholds=(0.5,) * len(DRUM_CLASSES))
+    up = resample(x, SAMPLE_RATE, 44100)
+    onset_a, _ = model.activations(x, SAMPLE_RATE)
+    onset_b, _ = model.activations(up, 44100)
+    assert np.abs(onset_a - onset_b).max() < 0.05
     a = model.transcribe(x, SAMPLE_RATE)
-    b = model.transcribe(resample(x, SAMPLE_RATE, 44100), 44100)
+    b = model.transcribe(up, 44100)
+    assert len(a) >= 12  # six kicks and at least six more hits
     assert len(a) == len(b)
     for p, q in zip(a, b, strict=True):
         assert p.pitch == q.pitch
@@ -263,3 +270,97 @@ def test_a_mix_with_tambourine_and_congas_writes_them(signals, tmp_path: Path) -
     written = [n.pitch for i in midi.instruments if i.is_drum for n in i.notes]
     assert sorted(written) == sorted(pitches)
     assert set(written) <= set(DRUM_CLASSES)
+
+
+def _weights_with_thresholds(tmp_path: Path, **meta: list[float] | None) -> Path:
+    """A copy of the shipped weights whose metadata keys in `meta` are set (None: removed)."""
+    import json
+
+    onnx = pytest.importorskip("onnx", reason="rewriting metadata needs the onnx package")
+    from stemscribe.transcription.weights import write_weights
+
+    model = onnx.load(str(default_weights_path()))
+    kept = [(p.key, p.value) for p in model.metadata_props if p.key not in meta]
+    del model.metadata_props[:]
+    for key, value in kept + [(k, json.dumps(v)) for k, v in meta.items() if v is not None]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    out = tmp_path / "drums.onnx"
+    write_weights(out, model.SerializeToString())
+    return out
+
+
+def _peaks(values: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(n_frames, n_classes) onset activations with one isolated peak of each value in class 0."""
+    onset = np.zeros((20 * len(values) + 20, len(DRUM_CLASSES)), np.float32)
+    for i, v in enumerate(values):
+        onset[10 + 20 * i, 0] = v
+    return onset, np.full_like(onset, 0.5)
+
+
+@needs_weights
+def test_stems_and_mixes_decode_with_their_own_thresholds(tmp_path: Path) -> None:
+    n = len(DRUM_CLASSES)
+    weights = _weights_with_thresholds(tmp_path, thresholds=[0.3] * n, thresholds_mix=[0.8] * n)
+    model = DrumModel(weights)
+    assert model.thresholds_for("stem") == model.thresholds == (0.3,) * n
+    assert model.thresholds_for("mix") == (0.8,) * n
+    onset, velocity = _peaks([0.4, 0.9, 0.6])
+    stem = model.notes_from_activations(onset, velocity, kind="stem")
+    mix = model.notes_from_activations(onset, velocity, kind="mix")
+    assert len(stem) == 3 and len(mix) == 1
+    assert mix[0].start == pytest.approx(30 / FPS) and mix[0].pitch == DRUM_CLASSES[0]
+    assert model.notes_from_activations(onset, velocity) == stem  # a stem unless told otherwise
+    with pytest.raises(InvalidOptionError, match="unknown drum input"):
+        model.notes_from_activations(onset, velocity, kind="song")  # type: ignore[arg-type]
+    with pytest.raises(InvalidOptionError, match="unknown drum input"):
+        model.transcribe(np.zeros(SAMPLE_RATE, np.float32), SAMPLE_RATE, kind="song")  # type: ignore[arg-type]
+    # explicit thresholds replace both kinds'; mix_thresholds only the mixes'
+    assert DrumModel(weights, thresholds=(0.5,) * n).thresholds_for("mix") == (0.5,) * n
+    both = DrumModel(weights, thresholds=(0.5,) * n, mix_thresholds=(0.7,) * n)
+    assert both.thresholds_for("stem") == (0.5,) * n and both.thresholds_for("mix") == (0.7,) * n
+
+
+@needs_weights
+def test_weights_without_mix_thresholds_decode_mixes_like_stems(tmp_path: Path) -> None:
+    n = len(DRUM_CLASSES)
+    weights = _weights_with_thresholds(tmp_path, thresholds=[0.45] * n, thresholds_mix=None)
+    model = DrumModel(weights)
+    assert model.thresholds_for("mix") == model.thresholds_for("stem") == (0.45,) * n
+    onset, velocity = _peaks([0.4, 0.9, 0.6])
+    assert model.notes_from_activations(onset, velocity, kind="mix") == model.notes_from_activations(
+        onset, velocity, kind="stem"
+    )
+
+
+@needs_weights
+def test_mix_thresholds_of_the_wrong_length_raise_model_error(tmp_path: Path) -> None:
+    weights = _weights_with_thresholds(tmp_path, thresholds_mix=[0.5, 0.5])
+    with pytest.raises(ModelError, match="thresholds_mix"):
+        DrumModel(weights)
+
+
+class _KindRecorder:
+    """A drum backend that notes which input kind the pipeline says it hears."""
+
+    name = "recorder"
+
+    def __init__(self) -> None:
+        self.kinds: list[str] = []
+
+    def transcribe(self, samples: np.ndarray, sr: int, *, kind: str = "stem") -> list:
+        self.kinds.append(kind)
+        return []
+
+
+def test_pipeline_tells_the_drum_backend_what_it_hears() -> None:
+    from stemscribe import Transcriber
+
+    transcriber = Transcriber(drums="dsp", engine="basic-pitch", families=False, verify=False)
+    recorder = _KindRecorder()
+    transcriber._drums = recorder
+    assert isinstance(recorder, DrumTranscriber)
+    noise = np.random.default_rng(0).normal(0, 0.1, 2 * SAMPLE_RATE).astype(np.float32)
+    transcriber.transcribe((noise, SAMPLE_RATE), stem="drums")
+    transcriber.transcribe((noise, SAMPLE_RATE), stem="mix")
+    assert recorder.kinds == ["stem", "mix"]

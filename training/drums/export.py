@@ -4,7 +4,9 @@
 
 The per-class peak thresholds tuned on validation travel in the ONNX metadata ("thresholds"), beside
 the classes' GM keys ("classes", the order of the outputs), names ("class_names") and member keys;
-the export is checked against torch on random input before anything is written.
+the export is checked against torch on random input before anything is written. The export writes no
+mix thresholds ("thresholds_mix"), so its weights decode mixes with the stems' thresholds until
+`python -m training.drums.tune_thresholds --write` tunes both on dev songs.
 """
 
 from __future__ import annotations
