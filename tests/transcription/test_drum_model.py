@@ -340,6 +340,21 @@ def test_mix_thresholds_of_the_wrong_length_raise_model_error(tmp_path: Path) ->
         DrumModel(weights)
 
 
+@needs_weights
+def test_shipped_weights_carry_thresholds_per_input() -> None:
+    import onnxruntime as ort
+
+    meta = (
+        ort.InferenceSession(str(default_weights_path()), providers=["CPUExecutionProvider"])
+        .get_modelmeta()
+        .custom_metadata_map
+    )
+    assert "thresholds" in meta and "thresholds_mix" in meta
+    model = DrumModel()
+    assert len(model.thresholds_for("mix")) == len(DRUM_CLASSES)
+    assert model.thresholds_for("mix") != model.thresholds_for("stem")
+
+
 class _KindRecorder:
     """A drum backend that notes which input kind the pipeline says it hears."""
 
