@@ -87,6 +87,19 @@ NETWORK_OFFSET_RATIO: dict[StemType, float] = {
     StemType.SYNTH: 0.7,
     StemType.OTHER: 0.8,
 }
+# Engine "auto": basic-pitch's notes of these stem types (decoded and verified as `STEM_DECODING` says)
+# end where the network's posterior hears them end (`notes.ends_from_frames` with the network's frame
+# threshold and this offset ratio): basic-pitch finds their onsets as well as the network or better,
+# the network their ends far better. Chosen on the dev split's stems by
+# `training.transcriber.tune_offsets --decoders basic-pitch` (README "Transcription network").
+NETWORK_END_RATIO: dict[StemType, float] = {
+    StemType.BASS: 0.5,
+    StemType.GUITAR: 0.8,
+    StemType.KEYS: 0.8,
+    StemType.PIANO: 0.85,
+    StemType.VOCALS: 0.7,
+    StemType.WINDS: 0.7,
+}
 # Candidates for the note verifier are decoded with the final thresholds scaled by this.
 CANDIDATE_RELAX = 0.8
 _SECTION_STEMS = frozenset({StemType.STRINGS, StemType.BRASS})

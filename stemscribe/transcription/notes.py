@@ -43,7 +43,9 @@ class DecodeOptions:
     many dB after a sag (sung and bowed repeats); `harmonic_boost` (0: off) lifts pitches below
     `harmonic_below` that the model hears through their partials (low bass). Polyphonic only:
     `strong_onset` (0: off) opens notes whose frame posterior stays below the threshold when the onset
-    head peaks at least that high (strummed top strings).
+    head peaks at least that high (strummed top strings); `offset_ratio` (0: off) also ends a note where
+    its frame posterior falls below that share of its peak over its first frames (release tails; also
+    read by `ends_from_frames`).
     """
 
     onset_threshold: float = 0.5
@@ -203,6 +205,38 @@ def _weak_runs_with_strong_onsets(
     return weak & has_strong[run]
 
 
+def _release_ends(
+    note: npt.NDArray[np.float32],
+    start: npt.NDArray[np.int64],
+    after: npt.NDArray[np.int64],
+    col: npt.NDArray[np.int64],
+    end: npt.NDArray[np.int64],
+    options: DecodeOptions,
+) -> npt.NDArray[np.int64]:
+    """`end` where each note (from frame `start`, at column `col` of the frame posterior `note`) also
+    ends once its posterior, from frame `after` on, falls below `options.offset_ratio` of its peak over
+    its first frames: release tails and reverb that the frame threshold alone leaves on. Thresholds are
+    bucketed so every bucket is one vectorised pass over only the pitches its notes are at."""
+    if options.offset_ratio <= 0 or start.size == 0:
+        return end
+    n = note.shape[0]
+    t = np.clip(start[:, None] + np.arange(6)[None, :], 0, n - 1)
+    peak = note[t, col[:, None]].max(axis=1)
+    levels = np.arange(options.frame_threshold, 0.951, 0.05)
+    bucket = np.clip(
+        np.searchsorted(levels, options.offset_ratio * peak, side="right") - 1, 0, levels.size - 1
+    )
+    end = end.copy()
+    for k in np.unique(bucket):
+        sel = bucket == k
+        if levels[k] <= options.frame_threshold:
+            continue
+        cols = np.unique(col[sel])
+        below = _next_index(_close_gaps(note[:, cols] >= levels[k], options.gap_frames) == 0)
+        end[sel] = np.minimum(end[sel], below[np.clip(after[sel], 0, n - 1), np.searchsorted(cols, col[sel])])
+    return end
+
+
 def decode_polyphonic(
     post: Posteriors, loudness: npt.NDArray[np.float32], options: DecodeOptions = DecodeOptions()
 ) -> NoteArrays:
@@ -232,22 +266,7 @@ def decode_polyphonic(
     # pitch starts.
     after = np.minimum(next_active[t0, p] + 1, n - 1)
     end = np.minimum(next_off[after, p], next_on[t0, p] + 1)
-    if options.offset_ratio > 0:
-        # Release tails: a note also ends where its posterior falls below a share of its own peak.
-        # Thresholds are bucketed so every bucket is one vectorised pass.
-        t = np.clip(t0[:, None] + np.arange(6)[None, :], 0, n - 1)
-        peak = note[t, p[:, None]].max(axis=1)
-        levels = np.arange(options.frame_threshold, 0.951, 0.05)
-        bucket = np.clip(
-            np.searchsorted(levels, options.offset_ratio * peak, side="right") - 1, 0, levels.size - 1
-        )
-        for k in np.unique(bucket):
-            sel = bucket == k
-            if levels[k] <= options.frame_threshold:
-                continue
-            cols = np.unique(p[sel])  # only the pitches this bucket's notes are at
-            below = _next_index(_close_gaps(note[:, cols] >= levels[k], options.gap_frames) == 0)
-            end[sel] = np.minimum(end[sel], below[after[sel], np.searchsorted(cols, p[sel])])
+    end = _release_ends(note, t0, after, p, end, options)
     end = np.minimum(end, n)
     keep = (end - t0) >= options.min_frames
     t0, p, end = t0[keep], p[keep], end[keep]
@@ -296,6 +315,44 @@ def _harmonic_ghosts(post: Posteriors, notes: NoteArrays, ratio: float) -> npt.N
     out = np.zeros(len(notes), dtype=bool)
     out[i[ghost]] = True
     return out
+
+
+def ends_from_frames(
+    frame: npt.NDArray[np.floating[Any]],
+    notes: NoteArrays,
+    options: DecodeOptions,
+    *,
+    line: bool = False,
+) -> NoteArrays:
+    """`notes` (found by another decoder) ending where the (n_frames, 88) frame posterior `frame` hears
+    them end: where it falls below `options.frame_threshold` after the note became active there, or
+    below `options.offset_ratio` of its peak (`_release_ends`), at least `min_frames` long and never
+    past the next note at the same pitch (`line`: the next note of the line). A note that `frame` does
+    not hear within `LOOKAHEAD` + 3 frames of its start keeps its own end."""
+    if len(notes) == 0:
+        return notes
+    n = frame.shape[0]
+    col = np.clip(notes.pitch - MIDI_OFFSET, 0, frame.shape[1] - 1)
+    cols, idx = np.unique(col, return_inverse=True)
+    sub = np.asarray(frame[:, cols], dtype=np.float32)
+    active = _close_gaps(sub >= options.frame_threshold, options.gap_frames)
+    start = np.clip(notes.start, 0, n - 1)
+    first = _next_index(active)[start, idx]  # where the posterior first holds the note
+    heard = first - start <= LOOKAHEAD + 3
+    after = np.minimum(first + 1, n - 1)
+    end = _next_index(~active)[after, idx]
+    end = _release_ends(sub, start, after, idx, end, options)
+    end = np.maximum(end, notes.start + options.min_frames)
+    end = np.where(heard, end, notes.end)
+    # The next note at the same pitch (or of the line) starts where this one must have ended.
+    order = np.lexsort((notes.start, notes.pitch)) if not line else np.argsort(notes.start, kind="stable")
+    following = np.full(len(notes), np.iinfo(np.int64).max, np.int64)
+    s_sorted, p_sorted = notes.start[order], notes.pitch[order]
+    same = np.ones(len(order) - 1, bool) if line else p_sorted[1:] == p_sorted[:-1]
+    following[order[:-1]] = np.where(same, s_sorted[1:], following[order[:-1]])
+    end = np.minimum(np.minimum(end, following), n)
+    end = np.maximum(end, notes.start + 1)
+    return NoteArrays(notes.start, end.astype(np.int64), notes.pitch, notes.velocity)
 
 
 def _median_filter_1d(x: npt.NDArray[np.float64], width: int) -> npt.NDArray[np.float64]:

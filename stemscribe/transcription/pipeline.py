@@ -19,6 +19,7 @@ from stemscribe.result import Instrument, NoteEvent, Result
 from stemscribe.separation.base import Separator, get_separator
 from stemscribe.separation.hpss import HPSSSeparator
 from stemscribe.stems import FAMILY_PROGRAM, STEM_FAMILY, Family, StemType, gm_program_name
+from stemscribe.transcription import decoding
 from stemscribe.transcription.decoding import (
     CANDIDATE_RELAX,
     mix_lines,
@@ -41,6 +42,7 @@ from stemscribe.transcription.network import (
 from stemscribe.transcription.notes import (
     DecodeOptions,
     NoteArrays,
+    ends_from_frames,
     frame_loudness,
     pitch_bends,
     to_events,
@@ -367,9 +369,26 @@ class Transcriber:
         post, loud = analysis.pitched
         verifier = self.verifier
         if verifier is None:
-            return self._events(post, stem_notes(post, loud, stem))
-        strict, candidates = stem_decodings(post, loud, stem, (1.0, CANDIDATE_RELAX))
-        return self._events(post, verifier.keep(post, loud, candidates, strict, stem.value))
+            notes = stem_notes(post, loud, stem)
+        else:
+            strict, candidates = stem_decodings(post, loud, stem, (1.0, CANDIDATE_RELAX))
+            notes = verifier.keep(post, loud, candidates, strict, stem.value)
+        return self._events(post, self._network_ends(analysis, stem, notes))
+
+    def _network_ends(self, analysis: _Analysis, stem: StemType, notes: NoteArrays) -> NoteArrays:
+        """basic-pitch's `notes` of a stem, ending where the network hears them end when the stem type
+        is in `decoding.NETWORK_END_RATIO` and the network is loaded (engine "auto"); as they are
+        otherwise. A line stays a line: no note then runs past the next one's start."""
+        ratio = decoding.NETWORK_END_RATIO.get(stem)
+        network = self.network if ratio is not None and len(notes) else None
+        if network is None or ratio is None:
+            return notes
+        fp, _ = self._stem_posteriors(analysis)
+        frame = network.thresholds()["pitch"][1]
+        order = np.argsort(notes.start, kind="stable")
+        line = bool(np.all(notes.end[order][:-1] <= notes.start[order][1:]))
+        options = DecodeOptions(frame_threshold=frame, offset_ratio=ratio)
+        return ends_from_frames(fp.frame[:, 0, :], notes, options, line=line)
 
     def _network_stem(self, analysis: _Analysis, stem: StemType) -> list[NoteEvent]:
         """A stem's notes from the network, whoever it hears play them (the caller names the family)."""

@@ -128,9 +128,10 @@ def test_tune_mix_caches_the_pipelines_mix_notes(weights: Path, tmp_path: Path) 
 def test_a_stems_notes_end_by_that_stems_share_of_their_peak(
     weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from stemscribe.transcription.decoding import network_decode_options
+    from stemscribe.transcription.decoding import NETWORK_OFFSET_RATIO, network_decode_options
     from stemscribe.transcription.network import FamilyPosteriors, family_notes
-    from training.transcriber.tune_offsets import Cached, decode
+    from stemscribe.transcription.notes import DecodeOptions
+    from training.transcriber.tune_offsets import network_item
 
     tr = Transcriber(engine="network", network_weights=weights)
     audio = melody([(45, 0.2, 1.0)], 2.5)
@@ -155,11 +156,42 @@ def test_a_stems_notes_end_by_that_stems_share_of_their_peak(
         assert [(n.pitch, n.start, n.end) for n in written] == [(n.pitch, n.start, n.end) for n in expected]
         ends[stem] = written[0].end
         # the tuning script decodes the same notes from the same posteriors
-        cached = Cached("dev", stem.value, fp, loud, [])
-        assert [(n.pitch, n.end) for n in decode(cached, options)] == [(n.pitch, n.end) for n in expected]
+        decode = network_item(tr, audio, DecodeOptions(onset_threshold=onset, frame_threshold=frame))
+        tuned = decode(NETWORK_OFFSET_RATIO[stem])
+        assert [(n.pitch, n.end) for n in tuned] == [(n.pitch, n.end) for n in expected]
     assert ends[StemType.KEYS] < ends[StemType.BASS]  # keys (0.9) cut the tail that bass (0.5) keeps
 
 
 def test_stem_posteriors_need_the_network(weights: Path) -> None:
     with pytest.raises(ModelError, match="transcription network"):
         Transcriber(engine="basic-pitch", network_weights=weights).stem_posteriors(_mix())
+
+
+def test_auto_ends_basic_pitchs_notes_where_the_network_hears_them_end(
+    weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stemscribe.transcription.decoding import NETWORK_END_RATIO
+    from stemscribe.transcription.network import FamilyPosteriors
+    from stemscribe.transcription.notes import FRAME_SECONDS
+    from training.transcriber.tune_offsets import OWN_ENDS, basic_pitch_item
+
+    audio = melody([(45, 0.2, 1.5)], 2.5)
+    own = Transcriber(engine="basic-pitch").transcribe((audio, SR), stem="bass").instruments[0].notes
+    assert [n.pitch for n in own] == [45] and own[0].end > 1.2
+
+    def posteriors(self, analysis, spectrum=None):  # the network hears the note end at frame 60
+        n = analysis.pitched[1].shape[0]
+        frame = np.zeros((n, 9, 88), np.float32)
+        frame[10:60, 0, 45 - 21] = 0.9
+        return FamilyPosteriors(np.zeros_like(frame), frame, np.full_like(frame, 0.5))
+
+    monkeypatch.setattr(Transcriber, "_posteriors", posteriors)
+    auto = Transcriber(engine="auto", network_weights=weights)
+    assert StemType.BASS in NETWORK_END_RATIO and not auto.uses_network(StemType.BASS)
+    notes = auto.transcribe((audio, SR), stem="bass").instruments[0].notes
+    assert [(n.pitch, n.start) for n in notes] == [(n.pitch, n.start) for n in own]
+    assert notes[0].end == pytest.approx(60 * FRAME_SECONDS, abs=1e-6)
+    # the tuning script's settings: the network's ends, or basic-pitch's own
+    decode = basic_pitch_item(auto, audio, StemType.BASS)
+    assert decode(NETWORK_END_RATIO[StemType.BASS])[0].end == pytest.approx(notes[0].end)
+    assert decode(OWN_ENDS)[0].end == pytest.approx(own[0].end)

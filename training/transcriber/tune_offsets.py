@@ -2,6 +2,7 @@
 figures of every setting are printed beside them and never used to choose.
 
     python -m training.transcriber.tune_offsets [--weights stemscribe/weights/transcriber.onnx]
+    python -m training.transcriber.tune_offsets --decoders basic-pitch
 
 Each benchmark stem with pitched notes, and each mix (`bench/data`, `bench/data-heldout/*`, built by
 `python -m bench.build`) goes once through `Transcriber(engine="network").stem_posteriors` (the pitch
@@ -14,10 +15,19 @@ stem type, each setting's dev and held-out F1 with the onset-only F1, best dev f
 decoded ends of onset-matched notes fall from the references' (median over the dev items, seconds), and
 the choice: the best dev onset+offset F1 among the settings within `ONSET_SLACK` of the best dev onset
 F1 (what `decoding.NETWORK_OFFSET_RATIO` holds; "all stems" is the choice for "other" stems).
+
+`--decoders basic-pitch` tunes how engine "auto" ends basic-pitch's notes of the stem types it keeps on
+basic-pitch's decoders (not the mixes; `decoding.NETWORK_END_RATIO`): each setting runs the pipeline's
+own stem decoding with the note verifier (`Transcriber._decode_stem`), the notes then ending where the
+network hears them end with that offset ratio (`notes.ends_from_frames`), or keeping basic-pitch's own
+ends (setting -1).
 """
 
 from __future__ import annotations
 
+import argparse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -25,8 +35,11 @@ import numpy as np
 from bench.dataset import load_items
 from bench.score import Counts, ScoredNote, match_notes, sum_counts
 from stemscribe.audio import load_audio
-from stemscribe.transcription.network import FamilyPosteriors, family_notes
+from stemscribe.stems import StemType
+from stemscribe.transcription import decoding
+from stemscribe.transcription.network import family_notes
 from stemscribe.transcription.notes import DecodeOptions, to_events
+from stemscribe.transcription.pipeline import Transcriber, _Analysis
 from stemscribe.transcription.pitch_model import SAMPLE_RATE
 from training.transcriber.tune_mix import bench_folders, network_transcriber
 
@@ -38,14 +51,50 @@ ONSET_SLACK = 0.005  # the most dev onset F1 a stem type's choice may give up fo
 class Cached:
     group: str
     stem: str
-    posteriors: FamilyPosteriors
-    loudness: np.ndarray
+    decode: Callable[[float], list[ScoredNote]]  # the item's notes with a given offset ratio
     reference: list[ScoredNote]
 
 
-def decode(item: Cached, options: DecodeOptions) -> list[ScoredNote]:
-    events = to_events(family_notes(item.posteriors, 0, item.loudness, options))
+def scored(events: list) -> list[ScoredNote]:  # type: ignore[type-arg]
     return [ScoredNote(e.pitch, e.start, e.end, "") for e in events]
+
+
+def network_item(transcriber: Transcriber, mono: np.ndarray, base: DecodeOptions) -> Callable[[float], list]:  # type: ignore[type-arg]
+    """The network engine's notes of one input, from its posteriors made once."""
+    fp, loud = transcriber.stem_posteriors(mono)
+    return lambda ratio: scored(to_events(family_notes(fp, 0, loud, replace(base, offset_ratio=ratio))))
+
+
+OWN_ENDS = -1.0  # the setting "basic-pitch's own ends" of `--decoders basic-pitch`
+
+
+@contextmanager
+def network_end_ratio(stem: StemType, ratio: float) -> Iterator[None]:
+    """`decoding.NETWORK_END_RATIO[stem]` set to `ratio` (OWN_ENDS: unset) for the duration."""
+    table = decoding.NETWORK_END_RATIO
+    saved = table.get(stem)
+    table.pop(stem, None)
+    if ratio != OWN_ENDS:
+        table[stem] = ratio
+    try:
+        yield
+    finally:
+        table.pop(stem, None)
+        if saved is not None:
+            table[stem] = saved
+
+
+def basic_pitch_item(transcriber: Transcriber, mono: np.ndarray, stem: StemType) -> Callable[[float], list]:  # type: ignore[type-arg]
+    """The auto engine's basic-pitch notes of one stem (decoders and verifier), posteriors made once,
+    ending as the setting says (OWN_ENDS, or the network's ends with that offset ratio)."""
+    analysis = _Analysis(transcriber._pitched, mono)
+    analysis.pitched  # noqa: B018 - basic-pitch once, before the settings
+
+    def decode_with(ratio: float) -> list[ScoredNote]:
+        with network_end_ratio(stem, ratio):
+            return scored(transcriber._decode_stem(analysis, stem))
+
+    return decode_with
 
 
 def end_error(ref: list[ScoredNote], est: list[ScoredNote]) -> float:
@@ -63,11 +112,19 @@ def end_error(ref: list[ScoredNote], est: list[ScoredNote]) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    transcriber = network_transcriber(__doc__, argv)
-    network = transcriber.network
-    assert network is not None
-    onset, frame = network.thresholds()["pitch"]
-    base = DecodeOptions(onset_threshold=onset, frame_threshold=frame)
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--decoders", choices=("network", "basic-pitch"), default="network")
+    known, rest = parser.parse_known_args(argv)
+    bp = known.decoders == "basic-pitch"
+    transcriber = network_transcriber(__doc__, rest)
+    if bp:
+        transcriber = Transcriber(engine="auto", threads=transcriber.threads)
+    base = DecodeOptions()
+    if not bp:
+        network = transcriber.network
+        assert network is not None
+        onset, frame = network.thresholds()["pitch"]
+        base = DecodeOptions(onset_threshold=onset, frame_threshold=frame)
     folders = bench_folders()
     items = []
     for group, folder in folders.items():
@@ -75,17 +132,21 @@ def main(argv: list[str] | None = None) -> None:
             reference = [n for n in item.reference() if not n.is_drum]
             if not reference:
                 continue
+            stem = StemType.MIX if item.is_mix else StemType(item.stem)
+            if bp and (stem is StemType.MIX or transcriber.uses_network(stem) or stem is StemType.OTHER):
+                continue
             mono = load_audio(item.audio, sr=SAMPLE_RATE, mono=True).samples
-            fp, loud = transcriber.stem_posteriors(mono)
-            items.append(Cached(group, "mix" if item.is_mix else item.stem, fp, loud, reference))
+            decode = (
+                basic_pitch_item(transcriber, mono, stem) if bp else network_item(transcriber, mono, base)
+            )
+            items.append(Cached(group, stem.value, decode, reference))
     groups = list(folders)
     stems = sorted({i.stem for i in items})
     results: dict[float, dict[tuple[str, str], tuple[Counts, Counts, list[float]]]] = {}
-    for ratio in OFFSET_RATIOS:
-        options = replace(base, offset_ratio=ratio)
+    for ratio in (OWN_ENDS, *OFFSET_RATIOS) if bp else OFFSET_RATIOS:
         by: dict[tuple[str, str], list[tuple[Counts, Counts, float]]] = {}
         for item in items:
-            est = decode(item, options)
+            est = item.decode(ratio)
             by.setdefault((item.group, item.stem), []).append(
                 (
                     match_notes(item.reference, est, with_offsets=True),
