@@ -15,8 +15,9 @@ notes and beats, per SoundFont for the held-out split). The references come from
 
 Scores: mir_eval.key (exact, and exact + fifth + relative as "related"), time signature exact,
 mir_eval.beat.f_measure of the beat grid (over the reference beats' span) and of the downbeats (70 ms,
-nothing trimmed), mir_eval.chord `majmin` and `sevenths`
-(duration-weighted over each song, then averaged over songs). Usage:
+nothing trimmed), the beat grid's AMLt (mir_eval.beat.continuity: a grid at double or half tempo or on
+the off-beat still counts, so a low F1 beside a high AMLt is a phase or metrical-level error),
+mir_eval.chord `majmin` and `sevenths` (duration-weighted over each song, then averaged over songs). Usage:
 
     python -m bench.sheet [--data bench/data] [--heldout bench/data-heldout] [--no-mixes]
                           [--engine NAME] [--cache DIR] [--json FILE]
@@ -68,6 +69,7 @@ class Scores:
     signature: list[float] = field(default_factory=list)
     downbeat: list[float] = field(default_factory=list)
     beat: list[float] = field(default_factory=list)
+    beat_any_level: list[float] = field(default_factory=list)  # mir_eval's AMLt
     majmin: list[float] = field(default_factory=list)
     sevenths: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
@@ -244,6 +246,11 @@ def score_one(ref: Reference, est: ScoreAnalysis, into: Scores) -> dict[str, Any
         b = mir_eval.beat.f_measure(np.array(ref.beats), grid, f_measure_threshold=0.07)
         into.beat.append(float(b))
         row["beat_f1"] = round(float(b), 3)
+        # AMLt: the longest-run-free continuity at any metrical level (double or half tempo, or the
+        # off-beat): whether the grid follows the pulse at all, where F1 wants the reference's phase.
+        aml = mir_eval.beat.continuity(np.array(ref.beats), grid)[3] if grid.size > 1 else 0.0
+        into.beat_any_level.append(float(aml))
+        row["beat_amlt"] = round(float(aml), 3)
     if ref.downbeats:
         f = mir_eval.beat.f_measure(
             np.array(ref.downbeats), np.array(est.downbeats), f_measure_threshold=0.07
@@ -268,6 +275,7 @@ def summary(scores: Scores) -> list[str]:
         _mean([k[1] for k in scores.key]),
         _mean(scores.signature),
         _mean(scores.beat),
+        _mean(scores.beat_any_level),
         _mean(scores.downbeat),
         _mean(scores.majmin),
         _mean(scores.sevenths),
@@ -281,6 +289,7 @@ HEADERS = [
     "key related",
     "time sig",
     "beat F1",
+    "beat AMLt",
     "downbeat F1",
     "chords majmin",
     "chords sevenths",

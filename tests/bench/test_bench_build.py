@@ -391,3 +391,17 @@ def test_sheet_reference_chords_follow_three_four_bars(tmp_path: Path) -> None:
     chart.write_text("Tempo 120\nGroove Waltz\n1 C\n2 G\n3 Am\n4 F\n", encoding="utf-8")
     assert _mma_chords(chart, 120.0, 3)[:3] == [(0.0, 1.5, "G:maj"), (1.5, 3.0, "A:min"), (3.0, 4.5, "F:maj")]
     assert _mma_chords(chart, 120.0)[0] == (0.0, 2.0, "G:maj")
+
+
+def test_sheet_scores_an_off_beat_grid_zero_beat_f1_but_full_any_level_continuity() -> None:
+    from bench.sheet import Reference, Scores, score_one
+    from stemscribe.score.analysis import ScoreAnalysis, TimeSignature
+
+    ref = Reference("song", "blupi", [0.5 * i for i in range(1, 40)], 120.0)
+    est = ScoreAnalysis(TimeSignature(4, 4), (), None, (), tuple(0.25 + 0.5 * i for i in range(41)), 0)
+    on = ScoreAnalysis(TimeSignature(4, 4), (), None, (), tuple(0.5 * i for i in range(41)), 0)
+    scores = Scores()
+    off_row, on_row = score_one(ref, est, scores), score_one(ref, on, scores)
+    assert off_row["beat_f1"] == 0.0 and off_row["beat_amlt"] > 0.9
+    assert on_row["beat_f1"] == 1.0 and on_row["beat_amlt"] == 1.0
+    assert scores.beat_any_level == [off_row["beat_amlt"], on_row["beat_amlt"]]
