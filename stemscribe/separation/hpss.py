@@ -6,11 +6,38 @@ bass, other (and guitar, piano).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
 from stemscribe.audio import Audio
 from stemscribe.progress import ProgressCallback, report
+
+
+def _running(
+    op: Callable[..., npt.NDArray[np.float32]], x: npt.NDArray[np.float32], size: int, axis: int
+) -> npt.NDArray[np.float32]:
+    """`op` (np.minimum or np.maximum) of each value's `size` (odd) neighbours along `axis`, centred,
+    the edge values repeated beyond the ends: scipy.ndimage's min/max filter in mode "nearest", the
+    same values (min and max are exact) from a few whole-array operations (windows 1, 2, 4, 8 ...)."""
+    half, n = size // 2, x.shape[axis]
+    pad = [(0, 0)] * x.ndim
+    pad[axis] = (half, half)
+    cur = np.moveaxis(np.pad(x, pad, mode="edge"), axis, 0)  # a view: `axis` first
+    span = 1  # cur[i] is op over the padded values i .. i + span - 1
+    while 2 * span <= size:
+        cur = op(cur[: len(cur) - span], cur[span:])
+        span *= 2
+    return np.moveaxis(op(cur[:n], cur[size - span : size - span + n]), 0, axis)
+
+
+def grey_opening(x: npt.NDArray[np.float32], size: int, axis: int) -> npt.NDArray[np.float32]:
+    """`scipy.ndimage.grey_opening(x, size)` along one axis (`size` odd, mode "nearest"), exactly,
+    twice as fast: a running minimum, then a running maximum of it."""
+    if size % 2 != 1:
+        raise ValueError(f"the opening's size must be odd, got {size}")
+    return _running(np.maximum, _running(np.minimum, x, size, axis), size, axis)
 
 
 class HPSSSeparator:
@@ -47,13 +74,21 @@ class HPSSSeparator:
         self, magnitude: npt.NDArray[np.float32]
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
         """Soft (harmonic, percussive) masks, each shaped like `magnitude` (n_bins, n_frames)."""
-        from scipy.ndimage import grey_opening
-
-        harm = grey_opening(magnitude, size=(1, self.time_frames), mode="nearest")
-        perc = grey_opening(magnitude, size=(self.freq_bins, 1), mode="nearest")
-        h, p = harm**self.power, perc**self.power
+        h, p = self._powers(magnitude)
         total = h + p + 1e-10
         return (h / total).astype(np.float32), (p / total).astype(np.float32)
+
+    def harmonic_mask(self, magnitude: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        """The first of `masks`, without making the second."""
+        h, p = self._powers(magnitude)
+        return (h / (h + p + 1e-10)).astype(np.float32)
+
+    def _powers(
+        self, magnitude: npt.NDArray[np.float32]
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        harm = grey_opening(magnitude, self.time_frames, axis=1)
+        perc = grey_opening(magnitude, self.freq_bins, axis=0)
+        return harm**self.power, perc**self.power
 
     def separate(self, audio: Audio, *, progress: ProgressCallback | None = None) -> dict[str, Audio]:
         from stemscribe.audio import blocks
@@ -82,6 +117,7 @@ class HPSSSeparator:
 
         n = channels.shape[-1]
         specs = [stft(ch, self.n_fft, self.hop) for ch in channels]
-        mono_mag = np.abs(sum(specs) / len(specs)).astype(np.float32)
-        mask_h, _ = self.masks(mono_mag)
+        # one channel: its own magnitude (the same values as the mean's, without two copies)
+        mono_mag = np.abs(specs[0] if len(specs) == 1 else sum(specs) / len(specs)).astype(np.float32)
+        mask_h = self.harmonic_mask(mono_mag)
         return np.stack([istft(spec * mask_h, self.n_fft, self.hop, n) for spec in specs])

@@ -49,7 +49,7 @@ from stemscribe.transcription.notes import (
 )
 from stemscribe.transcription.pitch_model import SAMPLE_RATE, PitchModel, Posteriors, n_output_frames
 from stemscribe.transcription.roles import assign_roles, smooth_family_probs
-from stemscribe.transcription.tempo import track_beats
+from stemscribe.transcription.tempo import onset_envelope, track_beats
 from stemscribe.transcription.timbre import TIMBRE_FAMILIES, notes_features
 
 FAMILY_WINDOW = 86  # frames (~1 s) over which a role's family estimates are averaged
@@ -422,12 +422,10 @@ class Transcriber:
         """The network's notes of (n,) mono 22.05 kHz mix audio, whoever plays them, with what the
         network's family head and the timbre classifier say of each: the mix path up to the family
         choice (`FAMILY_BLEND`), which `training.transcriber.tune_mix` tunes from these."""
-        return self._mix_notes(_Analysis(self._pitched, samples), classify=True)
+        analysis = _Analysis(self._pitched, samples)
+        return self._mix_notes(analysis, self._posteriors(analysis), classify=True)
 
-    def _mix_notes(
-        self, analysis: _Analysis, *, classify: bool, spectrum: SpectrumFn | None = None
-    ) -> MixNotes:
-        fp = self._posteriors(analysis, spectrum)
+    def _mix_notes(self, analysis: _Analysis, fp: FamilyPosteriors, *, classify: bool) -> MixNotes:
         loud = analysis.pitched[1]
         notes = family_notes(pitch_posteriors(fp), 0, loud, self._network_options(StemType.MIX))
         shares = note_family_shares(fp, notes)  # (n, 9) the family head's, over each note's frames
@@ -439,19 +437,17 @@ class Transcriber:
             heard = classifier.classify_features(features)
         return MixNotes(notes, shares, heard, features)
 
-    def _network_instruments(
-        self, analysis: _Analysis, spectrum: SpectrumFn | None = None
-    ) -> list[Instrument]:
+    def _network_instruments(self, analysis: _Analysis, fp: FamilyPosteriors) -> list[Instrument]:
         """One instrument per family heard in (pitched) audio: the network's notes, whoever plays them,
         each given the family that the network's family head and the timbre classifier agree on
-        (`FAMILY_BLEND`), or with `MIX_DECODE == "split"` each family decoded from its own posteriors.
-        `spectrum` gives the audio's `song_spectrum` when another thread makes it."""
+        (`FAMILY_BLEND`), or with `MIX_DECODE == "split"` each family decoded from its own posteriors;
+        `fp` is the network's posteriors of the audio (`_posteriors`)."""
         network = self.network
         assert network is not None
         by_family: dict[Family, NoteArrays] = {}
         features: dict[Family, npt.NDArray[np.float32]] = {}  # each family's notes' timbre features
         if MIX_DECODE == "split":
-            fp, loud = self._posteriors(analysis, spectrum), analysis.pitched[1]
+            loud = analysis.pitched[1]
             thresholds = network.thresholds()
             for k, family in enumerate(TIMBRE_FAMILIES):
                 onset, frame = thresholds[family.value]
@@ -459,7 +455,7 @@ class Transcriber:
                     fp, k, loud, DecodeOptions(onset_threshold=onset, frame_threshold=frame)
                 )
         else:
-            mix = self._mix_notes(analysis, classify=FAMILY_BLEND < 1.0, spectrum=spectrum)
+            mix = self._mix_notes(analysis, fp, classify=FAMILY_BLEND < 1.0)
             notes = mix.notes
             heard = None
             if mix.heard is not None:
@@ -492,14 +488,16 @@ class Transcriber:
         silent = float(np.abs(mono22).max(initial=0.0)) < 1e-4
         if silent:
             return Result([], duration, stem.value, 120.0, [], "none")
-        # A second thread takes the work that does not need the pitch model (in a mix the network's
-        # spectrum and the drums), so that numpy's single-threaded stages overlap the pitched transcription.
+        # A second thread takes the work that does not need the pitch model (the beat tracker's onset
+        # envelope; in a mix the network's spectrum and the drums), so that numpy's single-threaded
+        # stages overlap the pitched transcription.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="stemscribe-side") as side:
+            envelope = side.submit(onset_envelope, mono22)  # the beat tracker's part that needs only audio
             stem, separator_name, instruments = self._transcribe_pitched(audio, mono22, stem, progress, side)
-        instruments = [i for i in (_clip(inst, duration) for inst in instruments) if i.notes]
-        report(progress, "assigning", 0.95)
-        # The beats last: the notes' onsets (kicks and bass above all) tell the beat from the off-beat.
-        grid = track_beats(mono22, instruments)
+            instruments = [i for i in (_clip(inst, duration) for inst in instruments) if i.notes]
+            report(progress, "assigning", 0.95)
+            # The beats last: the notes' onsets (kicks and bass above all) tell the beat from the off-beat.
+            grid = track_beats(mono22, instruments, envelope=envelope.result())
         tempo = float(grid.tempo) if grid.tempo > 0 else 120.0
         return Result(instruments, duration, stem.value, tempo, grid.beats.tolist(), separator_name)
 
@@ -525,7 +523,7 @@ class Transcriber:
             return (stem, *self._transcribe_mix(audio, analysis, progress, side, spectrum))
         report(progress, "transcribing", 0.1)
         if stem is StemType.OTHER and self.uses_network(stem):
-            return stem, "none", self._network_instruments(analysis)
+            return stem, "none", self._network_instruments(analysis, self._posteriors(analysis))
         notes = self._decode_stem(analysis, stem)
         family = self._stem_family(stem, analysis.mono22, notes)
         return stem, "none", [_instrument(family, notes)] if notes else []
@@ -579,14 +577,21 @@ class Transcriber:
             analysis.release_hpss()  # a mix decoded whole needs nothing else of the split
             return self.drum_model.transcribe(percussive, SAMPLE_RATE, kind="mix")
 
-        drums_job = side.submit(drums)
         report(progress, "separating", 0.3)
-        report(progress, "drums", 0.35)
-        report(progress, "transcribing", 0.45)
         if self.uses_network(StemType.MIX):
-            instruments = self._network_instruments(analysis, spectrum.take if spectrum else None)
+            # The pitch model and the network first, each on every core; the drums then go beside
+            # the decoding, which leaves a core free.
+            report(progress, "transcribing", 0.35)
+            fp = self._posteriors(analysis, spectrum.take if spectrum else None)
+            drums_job = side.submit(drums)
+            report(progress, "drums", 0.8)
+            instruments = self._network_instruments(analysis, fp)
+            del fp  # (n_frames, 9, 88) x 3: not held while the drums finish
             report(progress, "assigning", 0.9)
             return [*instruments, _instrument(Family.DRUMS, drums_job.result())]
+        drums_job = side.submit(drums)
+        report(progress, "drums", 0.35)
+        report(progress, "transcribing", 0.45)
         # The pitch model hears the whole mix: on the benchmark it finds more of the right notes there
         # than in the harmonic part, whose masks also thin out plucked attacks.
         post, loud = analysis.pitched

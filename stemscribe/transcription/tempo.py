@@ -223,10 +223,14 @@ def track_beats(
     samples: npt.NDArray[np.float32],
     instruments: Sequence[Instrument] = (),
     options: BeatOptions | None = None,
+    *,
+    envelope: npt.NDArray[np.float64] | None = None,
 ) -> BeatGrid:
-    """Beat grid of 22050 Hz mono audio, and of its transcribed notes where given (see the module doc)."""
+    """Beat grid of 22050 Hz mono audio, and of its transcribed notes where given (see the module doc);
+    `envelope` is the audio's `onset_envelope(samples, options)` when the caller made it already (it
+    needs only the audio, so it can be made beside the transcription)."""
     options = options or BeatOptions()
-    env = onset_envelope(samples, options)
+    env = onset_envelope(samples, options) if envelope is None else envelope
     if instruments and options.note_weight > 0:
         notes = note_envelope(instruments, env.size, options)
         if notes.any():

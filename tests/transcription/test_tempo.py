@@ -4,7 +4,7 @@ import numpy as np
 
 from stemscribe.result import Instrument, NoteEvent
 from stemscribe.stems import Family
-from stemscribe.transcription.tempo import dp_beats, track_beats
+from stemscribe.transcription.tempo import dp_beats, onset_envelope, track_beats
 
 SR = 22050
 
@@ -91,3 +91,10 @@ def test_dp_beats_pick_the_strong_phase() -> None:
     beats = dp_beats(env, period)
     assert np.all(beats % 40 == 30)
     assert np.all(np.diff(beats) == 40)
+
+
+def test_an_envelope_made_beforehand_gives_the_same_grid() -> None:
+    x = _clicks(120.0, 8.0)
+    grid = track_beats(x)
+    again = track_beats(x, envelope=onset_envelope(x))
+    assert again.tempo == grid.tempo and np.array_equal(again.beats, grid.beats)
