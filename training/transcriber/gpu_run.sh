@@ -6,17 +6,8 @@
 # shard + valid rendered (1,726 s of audio in 55 s on one core), widened 32 -> 64, resumed at step 11500,
 # 5 steps, validated, last.pt (2.6 MB) and curve.json written. The CUDA path itself is untested.
 #
-# Prepare here, once (the working tree that travels is capped at 64 MiB, so only TimGM6mb travels
-# of the training fonts; OPL-3 and MuseScore_General are too large to carry):
-#   echo /.gpu/ >> .git/info/exclude; echo /.whl/ >> .git/info/exclude; mkdir -p .gpu .whl
-#   cp /usr/share/sounds/sf2/TimGM6mb.sf2 build/transcriber-data/grooves.json .gpu/
-#   (cd /usr/share/lmms/samples && cp --parents instruments/*.ogg basses/*.ogg stringsnpads/*.ogg "$OLDPWD/.gpu/lmms/")  # 0.8 MB used
-#   cp "$(.venv/bin/python -c 'from stemscribe.transcription.pitch_model import default_model_path as p; print(p())')" .gpu/nmp.onnx
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-#     -d .whl tinysoundfont soundfile pretty_midi mido av
-# (build/transcriber-data/grooves.json is MMA's groove cache: `python -m training.transcriber.data
-# --shards 0-0` builds it here, where mma is installed; the device has no mma.)
+# Prepare here, once: `bash training/transcriber/gpu_prepare.sh` (the working tree that travels is capped
+# at 64 MiB, so only TimGM6mb travels of the training fonts; OPL-3 and MuseScore_General are too large).
 # Then: run(command="bash training/transcriber/gpu_run.sh", carry=[".gpu", ".whl"], timeout_s=590)
 #
 # Smoke test on this machine's CPU before spending device time (same script, small and short; ~4 min):
@@ -41,7 +32,7 @@ export STEMSCRIBE_BASIC_PITCH_MODEL="$PWD/.gpu/nmp.onnx" STEMSCRIBE_TRAIN_FONTS=
 export STEMSCRIBE_LMMS_SAMPLES="$PWD/.gpu/lmms"
 data=${GPU_RUN_DATA:-/tmp/data}
 mkdir -p "$data" "$OUT"
-cp .gpu/grooves.json "$data/"
+gunzip -c .gpu/grooves.json.gz > "$data/grooves.json"
 (nvidia-smi --query-gpu=name,memory.total --format=csv || echo "no nvidia-smi: device $device") | tee "$OUT/gpu.txt"
 # Seed 1: other clips than the CPU runs' seed 0, so the shards can be pooled later.
 timeout "$render_s" python3 -m training.transcriber.data --seed 1 --out "$data" --shards "$shard_range" --valid \
