@@ -13,7 +13,9 @@ notes and beats, per SoundFont for the held-out split). The references come from
 - Planet Blupi: the source MIDI's time signature and bar lines; no key (every file's key signature is the
   C major default) and no chords.
 
-Scores: mir_eval.key (exact, and exact + fifth + relative as "related"), time signature exact,
+Scores: mir_eval.key (exact, and exact + fifth + relative as "related"; "identifiable": exact, or the
+relative key where the generator's chart is the same chord cycle in both modes, `same_cycle_key`, so that
+only the chart's label and not the audio tells them apart), time signature exact,
 mir_eval.beat.f_measure of the beat grid (over the reference beats' span) and of the downbeats (70 ms,
 nothing trimmed), the beat grid's AMLt (mir_eval.beat.continuity: a grid at double or half tempo or on
 the off-beat still counts, so a low F1 beside a high AMLt is a phase or metrical-level error),
@@ -61,11 +63,14 @@ class Reference:
     downbeats: list[float] | None = None
     key: str | None = None
     chords: list[tuple[float, float, str]] | None = None  # (start, end, mir_eval label)
+    # The relative key, where the generator plays the very same chords and melody rules for it
+    # (`same_cycle_key`): the audio cannot tell the two, only the chart's label does.
+    key_alternative: str | None = None
 
 
 @dataclass(slots=True)
 class Scores:
-    key: list[tuple[float, float]] = field(default_factory=list)  # (exact, related)
+    key: list[tuple[float, float, float]] = field(default_factory=list)  # (exact, related, identifiable)
     signature: list[float] = field(default_factory=list)
     downbeat: list[float] = field(default_factory=list)
     beat: list[float] = field(default_factory=list)
@@ -93,6 +98,31 @@ def _mma_chords(mma_file: Path, bpm: float, beats_per_bar: int = 4) -> list[tupl
         label = f"{m.group(2)}:{'min' if m.group(3) else 'maj'}"
         chords.append((max(start, 0.0), min(end, WINDOW), label))
     return chords
+
+
+def same_cycle_key(mma_file: Path, key: str) -> str | None:
+    """The relative key of `key` ("Eb major") when the chart's chord cycle is, chord for chord, one of
+    `bench.build`'s progressions of the other mode on the relative tonic (vi-IV-I-V in C major is
+    i-VI-III-VII in A minor, bar for bar: the generator's melody draws from the same scale and chord
+    tones, so the audio of the two charts has one distribution); None when the chart's cycle is its
+    mode's alone."""
+    from bench.build import MAJOR_PROGRESSIONS, MINOR_PROGRESSIONS
+
+    tonic_name, mode = key.split()
+    tonic = NOTE_NAMES.index(tonic_name)
+    chart = []
+    for line in mma_file.read_text(encoding="utf-8").splitlines():
+        m = re.fullmatch(r"(\d+) ([A-G][b#]?)(m?)", line.strip())
+        if m:
+            chart.append((NOTE_NAMES.index(m.group(2)), bool(m.group(3))))
+    relative, others = (
+        ((tonic + 9) % 12, MINOR_PROGRESSIONS) if mode == "major" else ((tonic + 3) % 12, MAJOR_PROGRESSIONS)
+    )
+    for progression in others:
+        cycle = [((relative + root) % 12, minor) for root, minor in progression]
+        if len(chart) >= len(cycle) and all(c == cycle[i % len(cycle)] for i, c in enumerate(chart)):
+            return f"{NOTE_NAMES[relative]} {'minor' if mode == 'major' else 'major'}"
+    return None
 
 
 def _chorale_reference(song: str, description: str) -> Reference:
@@ -180,6 +210,9 @@ def references(
                     ],
                     key=f"{m.group(2)} {m.group(3)}",
                     chords=_mma_chords(Path(work) / f"song{index:02d}.mma", bpm, per_bar),
+                    key_alternative=same_cycle_key(
+                        Path(work) / f"song{index:02d}.mma", f"{m.group(2)} {m.group(3)}"
+                    ),
                 )
             elif entry["source"] == "chorale":
                 out[song] = _chorale_reference(song, description)
@@ -233,8 +266,16 @@ def score_one(ref: Reference, est: ScoreAnalysis, into: Scores) -> dict[str, Any
             weighted = float(mir_eval.key.weighted_score(ref.key, est_key))
             exact = float(weighted == 1.0)
             related = float(weighted in (1.0, 0.5, 0.3))
-        into.key.append((exact, related))
+        alternative = (
+            ref.key_alternative is not None
+            and est_key != "X"
+            and (float(mir_eval.key.weighted_score(ref.key_alternative, est_key)) == 1.0)
+        )
+        identifiable = max(exact, float(alternative))
+        into.key.append((exact, related, identifiable))
         row["key"] = f"{ref.key} / {est_key}"
+        if ref.key_alternative is not None:
+            row["key_alternative"] = ref.key_alternative
     if ref.time_signature is not None:
         ok = float(str(est.time_signature) == ref.time_signature)
         into.signature.append(ok)
@@ -273,6 +314,7 @@ def summary(scores: Scores) -> list[str]:
     return [
         _mean([k[0] for k in scores.key]),
         _mean([k[1] for k in scores.key]),
+        _mean([k[2] for k in scores.key]),
         _mean(scores.signature),
         _mean(scores.beat),
         _mean(scores.beat_any_level),
@@ -287,6 +329,7 @@ HEADERS = [
     "run",
     "key exact",
     "key related",
+    "key identifiable",
     "time sig",
     "beat F1",
     "beat AMLt",

@@ -405,3 +405,18 @@ def test_sheet_scores_an_off_beat_grid_zero_beat_f1_but_full_any_level_continuit
     assert off_row["beat_f1"] == 0.0 and off_row["beat_amlt"] > 0.9
     assert on_row["beat_f1"] == 1.0 and on_row["beat_amlt"] == 1.0
     assert scores.beat_any_level == [off_row["beat_amlt"], on_row["beat_amlt"]]
+
+
+def test_a_chart_whose_cycle_is_the_same_in_the_relative_key_names_that_key(tmp_path: Path) -> None:
+    from bench.sheet import same_cycle_key
+
+    chart = tmp_path / "song.mma"
+    # Eb major vi-IV-I-V is C minor i-VI-III-VII, bar for bar
+    chart.write_text("Tempo 100\nGroove X\n1 Cm\n2 Ab\n3 Eb\n4 Bb\n5 Cm\n6 Ab\n", encoding="utf-8")
+    assert same_cycle_key(chart, "Eb major") == "C minor"
+    # B minor i-VI-III-VII is D major vi-IV-I-V
+    chart.write_text("1 Bm\n2 G\n3 D\n4 A\n5 Bm\n", encoding="utf-8")
+    assert same_cycle_key(chart, "B minor") == "D major"
+    # I-V-vi-IV is no minor progression's cycle on the relative tonic
+    chart.write_text("1 C\n2 G\n3 Am\n4 F\n", encoding="utf-8")
+    assert same_cycle_key(chart, "C major") is None
