@@ -158,7 +158,8 @@ def _load(path: Path, threads: int) -> _Loaded:
             f"drum model {path} names classes {list(classes)}: not distinct classes of the table"
         )
     stem = tuple(
-        float(t) for t in json.loads(meta.get("thresholds", "null")) or [DEFAULT_THRESHOLD] * len(classes)
+        float(t)
+        for t in json.loads(meta.get(THRESHOLD_KEYS["stem"], "null")) or [DEFAULT_THRESHOLD] * len(classes)
     )
     mix = tuple(float(t) for t in json.loads(meta.get(THRESHOLD_KEYS["mix"], "null")) or stem)
     for key, values in ((THRESHOLD_KEYS["stem"], stem), (THRESHOLD_KEYS["mix"], mix)):

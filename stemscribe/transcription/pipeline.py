@@ -19,9 +19,9 @@ from stemscribe.result import Instrument, NoteEvent, Result
 from stemscribe.separation.base import Separator, get_separator
 from stemscribe.separation.hpss import HPSSSeparator
 from stemscribe.stems import FAMILY_PROGRAM, STEM_FAMILY, Family, StemType, gm_program_name
-from stemscribe.transcription import decoding
 from stemscribe.transcription.decoding import (
     CANDIDATE_RELAX,
+    NETWORK_END_RATIO,
     mix_lines,
     mix_notes,
     network_decode_options,
@@ -110,6 +110,8 @@ class _Analysis:
         self._pitch_fn, self.mono22 = pitched, mono22
         self._pitched: tuple[Posteriors, npt.NDArray[np.float32]] | None = None
         self._parts: dict[str, Audio] | None = None
+        # the network's family-pooled posteriors and the loudness (`Transcriber._stem_posteriors`)
+        self.pooled: tuple[FamilyPosteriors, npt.NDArray[np.float32]] | None = None
 
     @property
     def pitched(self) -> tuple[Posteriors, npt.NDArray[np.float32]]:
@@ -377,11 +379,10 @@ class Transcriber:
 
     def _network_ends(self, analysis: _Analysis, stem: StemType, notes: NoteArrays) -> NoteArrays:
         """basic-pitch's `notes` of a stem, ending where the network hears them end when the stem type
-        is in `decoding.NETWORK_END_RATIO` and the network is loaded (engine "auto"); as they are
+        is in `NETWORK_END_RATIO` and the network is loaded (engine "auto"); as they are
         otherwise. A line stays a line: no note then runs past the next one's start."""
-        ratio = decoding.NETWORK_END_RATIO.get(stem)
-        network = self.network if ratio is not None and len(notes) else None
-        if network is None or ratio is None:
+        ratio = NETWORK_END_RATIO.get(stem)
+        if ratio is None or not len(notes) or (network := self.network) is None:
             return notes
         fp, _ = self._stem_posteriors(analysis)
         frame = network.thresholds()["pitch"][1]
@@ -404,7 +405,9 @@ class Transcriber:
         return self._stem_posteriors(_Analysis(self._pitched, samples))
 
     def _stem_posteriors(self, analysis: _Analysis) -> tuple[FamilyPosteriors, npt.NDArray[np.float32]]:
-        return pitch_posteriors(self._posteriors(analysis)), analysis.pitched[1]
+        if analysis.pooled is None:
+            analysis.pooled = pitch_posteriors(self._posteriors(analysis)), analysis.pitched[1]
+        return analysis.pooled
 
     def _posteriors(self, analysis: _Analysis, spectrum: SpectrumFn | None = None) -> FamilyPosteriors:
         network = self.network

@@ -88,7 +88,7 @@ def basic_pitch_item(transcriber: Transcriber, mono: np.ndarray, stem: StemType)
     """The auto engine's basic-pitch notes of one stem (decoders and verifier), posteriors made once,
     ending as the setting says (OWN_ENDS, or the network's ends with that offset ratio)."""
     analysis = _Analysis(transcriber._pitched, mono)
-    analysis.pitched  # noqa: B018 - basic-pitch once, before the settings
+    transcriber._stem_posteriors(analysis)  # both models once (the analysis keeps them), before the settings
 
     def decode_with(ratio: float) -> list[ScoredNote]:
         with network_end_ratio(stem, ratio):
@@ -117,8 +117,10 @@ def main(argv: list[str] | None = None) -> None:
     known, rest = parser.parse_known_args(argv)
     bp = known.decoders == "basic-pitch"
     transcriber = network_transcriber(__doc__, rest)
-    if bp:
-        transcriber = Transcriber(engine="auto", threads=transcriber.threads)
+    if bp:  # the same weights and threads, the engine whose stems keep basic-pitch's decoders
+        transcriber = Transcriber(
+            engine="auto", network_weights=transcriber.network_weights, threads=transcriber.threads
+        )
     base = DecodeOptions()
     if not bp:
         network = transcriber.network
