@@ -98,3 +98,29 @@ def test_an_envelope_made_beforehand_gives_the_same_grid() -> None:
     grid = track_beats(x)
     again = track_beats(x, envelope=onset_envelope(x))
     assert again.tempo == grid.tempo and np.array_equal(again.beats, grid.beats)
+
+
+def test_the_harmony_tells_the_beat_from_the_off_beat() -> None:
+    # Onsets on every half beat, the off-beats a little louder, every chord struck twice: the onsets
+    # alone put the beats on the off-beats. The chords change on the beats, and that settles it.
+    bpm, seconds = 110.0, 16.0
+    period = 60.0 / bpm
+    beats = np.arange(0.5, seconds - 0.5, period)
+    x = np.zeros(int(seconds * SR), np.float32)
+    rng = np.random.default_rng(3)
+    for b in beats:
+        _burst(x, b, 0.5, rng)
+        _burst(x, b + period / 2, 0.6, rng)
+    chords = ((60, 64, 67), (62, 65, 69), (64, 67, 71), (65, 69, 72))  # C Dm Em F, one per beat
+    notes = [
+        NoteEvent(p, t, t + period / 2, 0.7)
+        for k, b in enumerate(beats)
+        for t in (b, b + period / 2)
+        for p in chords[k % 4]
+    ]
+    keys = Instrument("Electric Piano 1", 4, False, Family.KEYS, notes)
+    plain = track_beats(x)
+    assert _hits(plain.beats, beats + period / 2, 0.05) >= 0.9 * beats.size  # the onsets alone: off-beats
+    grid = track_beats(x, [keys])
+    assert abs(grid.tempo - bpm) < 2.0
+    assert _hits(grid.beats, beats, 0.05) >= 0.9 * beats.size
