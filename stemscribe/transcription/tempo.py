@@ -11,7 +11,10 @@ tempo's period as possible, so the grid follows a drifting or rubato performance
 Where the beat and the half beat are about as strong (a groove whose kicks, snares and melody sit on the
 off-beats as often as on the beats), the onsets cannot say which is the beat; the harmony can: chords
 change on beats (Goto 2001). So the grid moves half a beat where the transcribed notes' pitch classes
-change clearly more across the off-beats than across the beats.
+change clearly more across the off-beats than across the beats. And a groove's chords change every bar
+(or half bar, or two), a whole number of beats: where the harmony's period holds a fractional number of
+the tempo's beats (a mambo's 3-3-2 accents tracked at 2:3 of its tempo), a related tempo that fits it
+takes over.
 """
 
 from __future__ import annotations
@@ -73,6 +76,14 @@ class BeatOptions:
     # 0.08 more), the 32 tracked on the beat 0.87 or less.
     phase_change_ratio: float = 1.1
     phase_change_margin: float = 0.03
+    # A tempo whose beats fit the harmony's bar more than `bar_mismatch` of a beat off a whole number
+    # of times gives way to a related tempo that fits within `bar_match` (`_bar_consistent_tempo`),
+    # where the harmony's period is at least `bar_strength` clear. Chosen on the dev sets (the dev
+    # split, seeds 7 and 11, the metre and Latin material: 60 windows): the 59 tracked at their tempo
+    # are at most 0.25 beat off a whole bar, the one at 2:3 of it (a mambo) 0.36.
+    bar_mismatch: float = 0.3
+    bar_match: float = 0.1
+    bar_strength: float = 0.25
 
 
 def _detrend(flux: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -144,17 +155,11 @@ def note_envelope(
     return gaussian_filter1d(env, 1.5) if env.any() else env
 
 
-def estimate_tempo(
-    envelope: npt.NDArray[np.floating], *, lo_bpm: float = 60.0, hi_bpm: float = 200.0
-) -> float:
-    """Tempo in BPM: the autocorrelation peak of the envelope, weighted towards 120 BPM (0 if no pulse).
-
-    Chosen on the dev split's mixes and stems (seeds 2024 and 7): the quadruple's term takes 82% of the
-    108 stems' tempi right instead of 76%, and a Planet Blupi tune at 96 BPM off 128 (three sixteenths).
-    """
+def _autocorrelation(envelope: npt.NDArray[np.floating]) -> npt.NDArray[np.float64] | None:
+    """(n,) the smoothed envelope's autocorrelation, 1 at lag 0; None when there is no pulse to find."""
     n = envelope.size
     if n < 4 * ENVELOPE_RATE or not np.any(envelope > 0):
-        return 0.0
+        return None
     from scipy.ndimage import gaussian_filter1d
 
     # Smooth so that a period falling between two frames still correlates.
@@ -163,18 +168,38 @@ def estimate_tempo(
     spec = np.fft.rfft(x, 2 * n)
     ac = np.fft.irfft(spec * np.conj(spec))[:n]
     if ac[0] <= 0:
-        return 0.0
-    ac /= ac[0]
-    lags = np.arange(n)
-    lo_lag, hi_lag = int(ENVELOPE_RATE * 60 / hi_bpm), int(ENVELOPE_RATE * 60 / lo_bpm)
-    lag = lags[lo_lag : hi_lag + 1].astype(np.float64)
+        return None
+    return ac / ac[0]
+
+
+def _tempo_score(ac: npt.NDArray[np.float64], lag: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """How much each beat period (in frames) is the pulse: its autocorrelation, its double's and its
+    quadruple's (a beat period repeats, and so do its bars; at a fifth, dotted or 3-3-2 period the bar
+    does not come round again), weighted towards 120 BPM."""
+    n = ac.size
     bpm = 60.0 * ENVELOPE_RATE / lag
     prior = np.exp(-0.5 * (np.log2(bpm / 120.0) / 0.9) ** 2)
-    # Reward lags whose double and quadruple also correlate: a beat period repeats, and so do its bars
-    # (at a fifth, dotted or 3-3-2 period the bar does not come round again).
+    single = ac[np.minimum(np.rint(lag).astype(int), n - 1)]
     double = ac[np.minimum(np.rint(2 * lag).astype(int), n - 1)]
     quadruple = ac[np.minimum(np.rint(4 * lag).astype(int), n - 1)]
-    score = (ac[lo_lag : hi_lag + 1] + 0.5 * double + 0.25 * quadruple) * prior
+    return (single + 0.5 * double + 0.25 * quadruple) * prior
+
+
+def estimate_tempo(
+    envelope: npt.NDArray[np.floating], *, lo_bpm: float = 60.0, hi_bpm: float = 200.0
+) -> float:
+    """Tempo in BPM: the autocorrelation peak of the envelope, weighted towards 120 BPM (0 if no pulse).
+
+    Chosen on the dev split's mixes and stems (seeds 2024 and 7): the quadruple's term takes 82% of the
+    108 stems' tempi right instead of 76%, and a Planet Blupi tune at 96 BPM off 128 (three sixteenths).
+    """
+    ac = _autocorrelation(envelope)
+    if ac is None:
+        return 0.0
+    n = ac.size
+    lo_lag, hi_lag = int(ENVELOPE_RATE * 60 / hi_bpm), int(ENVELOPE_RATE * 60 / lo_bpm)
+    lag = np.arange(lo_lag, hi_lag + 1).astype(np.float64)
+    score = _tempo_score(ac, lag)
     best = int(np.argmax(score))
     if ac[lo_lag + best] < 0.05:
         return 0.0
@@ -185,7 +210,95 @@ def estimate_tempo(
         denom = a - 2 * b + c
         shift = 0.5 * (a - c) / denom if denom != 0 else 0.0
         return float(60.0 * ENVELOPE_RATE / (i + float(np.clip(shift, -0.5, 0.5))))
-    return float(bpm[best])
+    return float(60.0 * ENVELOPE_RATE / lag[best])
+
+
+NOVELTY_RATE = 40.0  # frames per second of the harmony's novelty (`harmonic_bar_period`)
+
+
+def harmonic_bar_period(
+    instruments: Sequence[Instrument], duration: float, *, window: float = 0.6
+) -> tuple[float, float]:
+    """(seconds, strength): the period at which the transcribed notes' harmony changes, 1.2-4.5 s.
+
+    The novelty at a frame is the cosine distance between the pitch classes sounding in the `window`
+    seconds before it and in those after; its autocorrelation's highest peak in that range is the
+    harmonic rhythm's bar (a chord a bar, or two, or a half bar), and its height the strength (0 to 1).
+    (0, 0) where there are too few notes or too little audio.
+    """
+    n = int(duration * NOVELTY_RATE) + 1
+    w = int(window * NOVELTY_RATE)
+    hi_lag, lo_lag = int(4.5 * NOVELTY_RATE), int(1.2 * NOVELTY_RATE)
+    rows = [(n_.pitch % 12, n_.start, n_.end) for i in instruments if not i.is_drum for n_ in i.notes]
+    if n < 2 * hi_lag or not rows:
+        return 0.0, 0.0
+    # Sounding pitch classes per frame, as differences summed over time.
+    delta = np.zeros((n + 1, 12))
+    for pc, start, end in rows:
+        a = min(int(start * NOVELTY_RATE), n)
+        b = min(max(int(end * NOVELTY_RATE), a + 1), n)
+        delta[a, pc] += 1.0
+        delta[b, pc] -= 1.0
+    chroma = np.cumsum(delta, axis=0)[:n]
+    total = np.vstack([np.zeros((1, 12)), np.cumsum(chroma, axis=0)])
+    t = np.arange(w, n - w)
+    before, after = total[t] - total[t - w], total[t + w] - total[t]
+    norm = np.linalg.norm(before, axis=1) * np.linalg.norm(after, axis=1)
+    novelty = np.zeros(n)
+    novelty[t] = np.where(norm > 0, 1.0 - (before * after).sum(axis=1) / np.maximum(norm, 1e-12), 0.0)
+    x = novelty - novelty.mean()
+    spec = np.fft.rfft(x, 2 * n)
+    ac = np.fft.irfft(spec * np.conj(spec))[:n]
+    if ac[0] <= 0:
+        return 0.0, 0.0
+    ac /= ac[0]
+    k = lo_lag + int(np.argmax(ac[lo_lag:hi_lag]))
+    a, b, c = ac[k - 1], ac[k], ac[k + 1]
+    denom = a - 2 * b + c
+    shift = float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5)) if denom != 0 else 0.0
+    return (k + shift) / NOVELTY_RATE, float(ac[k])
+
+
+# Other tempi a beat tracker confuses with the true one (the ratios of 3-3-2 and dotted rhythms).
+RELATED_TEMPI = (2 / 3, 3 / 4, 4 / 3, 3 / 2)
+
+
+def _bar_consistent_tempo(
+    tempo: float,
+    envelope: npt.NDArray[np.float64],
+    instruments: Sequence[Instrument],
+    options: BeatOptions,
+) -> float:
+    """`tempo`, or the related tempo whose beats fit a whole number of times in the harmony's bar.
+
+    A groove's chords change every bar (or two, or half), a whole number of beats. Where the harmony's
+    period (`harmonic_bar_period`, at least `options.bar_strength`) holds a number of beats more than
+    `options.bar_mismatch` off a whole one, the tempo is not the beat's; of RELATED_TEMPI's tempi
+    whose beats fit the bar within `options.bar_match`, the one the envelope's autocorrelation scores
+    best replaces it.
+    """
+    if tempo <= 0 or options.bar_mismatch <= 0:
+        return tempo
+    period, strength = harmonic_bar_period(instruments, envelope.size / ENVELOPE_RATE)
+    if strength < options.bar_strength:
+        return tempo
+
+    def mismatch(bpm: float) -> float:
+        beats = period * bpm / 60.0
+        return abs(beats - round(beats))
+
+    if mismatch(tempo) <= options.bar_mismatch:
+        return tempo
+    candidates = [
+        tempo * r
+        for r in RELATED_TEMPI
+        if options.lo_bpm <= tempo * r <= options.hi_bpm and mismatch(tempo * r) <= options.bar_match
+    ]
+    ac = _autocorrelation(envelope)
+    if not candidates or ac is None:
+        return tempo
+    lags = ENVELOPE_RATE * 60.0 / np.asarray(candidates)
+    return float(candidates[int(np.argmax(_tempo_score(ac, lags)))])
 
 
 def dp_beats(
@@ -293,6 +406,8 @@ def track_beats(
         if notes.any():
             env = env + options.note_weight * _unit(notes)
     tempo = estimate_tempo(env, lo_bpm=options.lo_bpm, hi_bpm=options.hi_bpm)
+    if instruments:
+        tempo = _bar_consistent_tempo(tempo, env, instruments, options)
     if tempo <= 0:
         return BeatGrid(0.0, np.zeros(0))
     period = ENVELOPE_RATE * 60.0 / tempo

@@ -4,7 +4,14 @@ import numpy as np
 
 from stemscribe.result import Instrument, NoteEvent
 from stemscribe.stems import Family
-from stemscribe.transcription.tempo import dp_beats, onset_envelope, track_beats
+from stemscribe.transcription.tempo import (
+    BeatOptions,
+    _bar_consistent_tempo,
+    dp_beats,
+    harmonic_bar_period,
+    onset_envelope,
+    track_beats,
+)
 
 SR = 22050
 
@@ -124,3 +131,30 @@ def test_the_harmony_tells_the_beat_from_the_off_beat() -> None:
     grid = track_beats(x, [keys])
     assert abs(grid.tempo - bpm) < 2.0
     assert _hits(grid.beats, beats, 0.05) >= 0.9 * beats.size
+
+
+def _chords_every(seconds: float, bar: float) -> Instrument:
+    chords = ((60, 64, 67), (57, 60, 64), (65, 69, 72), (67, 71, 74))  # C Am F G
+    notes = [
+        NoteEvent(p, t, t + bar, 0.7)
+        for k, t in enumerate(np.arange(0.0, seconds - bar, bar))
+        for p in chords[k % 4]
+    ]
+    return Instrument("String Ensemble 1", 48, False, Family.STRINGS, notes)
+
+
+def test_the_harmony_s_bar_period() -> None:
+    period, strength = harmonic_bar_period([_chords_every(30.0, 2.0)], 30.0)
+    assert abs(period - 2.0) < 0.05 and strength > 0.5
+    assert harmonic_bar_period([], 30.0) == (0.0, 0.0)
+
+
+def test_a_tempo_whose_beats_do_not_fill_the_bar_gives_way() -> None:
+    # Clicks at 120 BPM and a chord every 2 s (a 4/4 bar): 80 BPM (a 3-3-2 reading) puts 2.67 beats in
+    # the bar, so the related tempo that fills it whole, and that the clicks fit best, takes over.
+    x = _clicks(120.0, 30.0)
+    env = onset_envelope(x)
+    strings = [_chords_every(30.0, 2.0)]
+    assert abs(_bar_consistent_tempo(80.0, env, strings, BeatOptions()) - 120.0) < 0.01
+    assert _bar_consistent_tempo(120.0, env, strings, BeatOptions()) == 120.0
+    assert _bar_consistent_tempo(80.0, env, [], BeatOptions()) == 80.0  # no harmony: nothing to check
