@@ -12,7 +12,10 @@ Training renders use MuseScore_General.sf3 and TimGM6mb.sf2 (with `--extra-fonts
 installed `training.drums.data.EXTRA_TRAIN_SOUNDFONTS`: the OPL-3 FM bank and avldrums' kits);
 FluidR3_GM.sf2 renders the test split only, and no held-out font (FluidR3 GM/GS/Mono, csound's GM
 bank) is ever a training font. Training clips get random EQ, compression, reverb and noise, and their notes'
-onsets are jittered as a transcriber's would be.
+onsets are jittered as a transcriber's would be. With `--varied SHARE` that share of the training clips
+renders each melodic part with the transcription network's timbre variation
+(`training.transcriber.voices.VariedRenderer`: a preset detuned, layered, chorused or filtered, our own
+synthesis, or an LMMS one-shot sample), so that the classifier hears more than two fonts' samples.
 
     python -m training.timbre.data --seed 0 --out build/timbre-data --grooves build/drums-data/grooves.json
 
@@ -315,10 +318,16 @@ def augment_and_level(
 _worker: dict[str, object] = {}
 
 
-def _init_worker(soundfonts: tuple[Path, ...], grooves: list[dict]) -> None:
+def _init_worker(soundfonts: tuple[Path, ...], grooves: list[dict], varied: float = 0.0) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _worker["renderer"] = Renderer(soundfonts)
+    if varied > 0:
+        from training.transcriber.voices import VariedRenderer
+
+        _worker["renderer"] = VariedRenderer(soundfonts)
+    else:
+        _worker["renderer"] = Renderer(soundfonts)
     _worker["grooves"] = grooves
+    _worker["varied"] = varied
 
 
 def _work(
@@ -331,6 +340,11 @@ def _work(
     renderer = _worker["renderer"]
     grooves = _worker["grooves"]
     assert isinstance(renderer, Renderer) and isinstance(grooves, list)
+    varied = float(_worker.get("varied", 0.0))  # type: ignore[arg-type]
+    if varied > 0:
+        # Its own stream, so that a clip's notes are the same whether or not its timbres vary.
+        draw = np.random.default_rng([seed, 3, index])
+        renderer.rng = draw if augment and draw.random() < varied else None  # type: ignore[attr-defined]
     audio, labelled = make_clip(rng, renderer, seconds=seconds, augment=augment, grooves=grooves)
     if not labelled:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -354,13 +368,14 @@ def generate_split(
     grooves: list[dict] | None = None,
     *,
     extra_fonts: bool = False,
+    varied: float = 0.0,
 ) -> None:
     t0 = time.time()
     soundfonts = split_soundfonts(split, extra_fonts=extra_fonts)
     feats, families, programs, clip_ids = [], [], [], []
     jobs = [(split, seed, i) for i in range(clips)]
     with mp.get_context("fork").Pool(
-        workers, initializer=_init_worker, initargs=(soundfonts, grooves or [])
+        workers, initializer=_init_worker, initargs=(soundfonts, grooves or [], varied)
     ) as pool:
         for i, (f, fam, prog) in enumerate(pool.imap(_work, jobs, chunksize=4)):
             if len(fam):
@@ -402,6 +417,12 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="train and validate on the installed EXTRA_TRAIN_SOUNDFONTS too (OPL-3 FM, avldrums' kits)",
     )
+    parser.add_argument(
+        "--varied",
+        type=float,
+        default=0.0,
+        help="share of the training clips rendered with varied timbres (VariedRenderer; default 0)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -421,6 +442,7 @@ def main(argv: list[str] | None = None) -> None:
             args.workers,
             grooves if split == "train" else None,
             extra_fonts=args.extra_fonts,
+            varied=args.varied if split == "train" else 0.0,
         )
 
 

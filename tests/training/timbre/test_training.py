@@ -50,6 +50,28 @@ def test_clip_labels_match_programs_and_are_deterministic(renderer) -> None:  # 
             assert 0 <= pitch < 128 and 1 <= velocity <= 127
 
 
+def test_varied_timbres_keep_a_clip_s_labels() -> None:
+    pytest.importorskip("tinysoundfont")
+    if not TIMGM.is_file():
+        pytest.skip(f"{TIMGM} absent (Debian package timgm6mb-soundfont)")
+    from training.timbre import data
+
+    rows = {}
+    for varied in (0.0, 1.0):
+        data._init_worker((TIMGM,), [], varied)
+        rows[varied] = [data._work(("train", 5, index)) for index in range(3)]
+    for (plain, family, program), (other, family_v, program_v) in zip(rows[0.0], rows[1.0], strict=True):
+        assert np.array_equal(family, family_v) and np.array_equal(program, program_v)
+        assert plain.shape == other.shape
+    # The same notes, other sounds: the features move.
+    assert any(not np.allclose(a[0], b[0]) for a, b in zip(rows[0.0], rows[1.0], strict=True))
+    data._init_worker((TIMGM,), [], 1.0)
+    assert all(
+        np.array_equal(a[0], b[0])
+        for a, b in zip(rows[1.0], [data._work(("train", 5, i)) for i in range(3)], strict=True)
+    )
+
+
 @pytest.mark.slow
 def test_train_export_load(tmp_path: Path) -> None:
     pytest.importorskip("torch")
