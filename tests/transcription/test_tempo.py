@@ -30,6 +30,20 @@ def _clicks(bpm: float, seconds: float, offset: float = 0.25) -> np.ndarray:
     return x
 
 
+def _pulse(
+    bpm: float, seconds: float, on: float, off: float, seed: int
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """(period, beat times, audio): a burst of level `on` on every beat and of `off` half a beat later."""
+    period = 60.0 / bpm
+    beats = np.arange(0.5, seconds - 0.5, period)
+    x = np.zeros(int(seconds * SR), np.float32)
+    rng = np.random.default_rng(seed)
+    for b in beats:
+        _burst(x, b, on, rng)
+        _burst(x, b + period / 2, off, rng)
+    return period, beats, x
+
+
 def _hits(beats: np.ndarray, truth: np.ndarray, tolerance: float = 0.03) -> int:
     return sum(bool(np.min(np.abs(truth - b)) < tolerance) for b in beats)
 
@@ -66,14 +80,8 @@ def test_beats_follow_an_accelerating_performance() -> None:
 def test_kick_and_bass_notes_tell_the_beat_from_a_louder_off_beat() -> None:
     # Ska-like: loud chops on the off-beats, soft thumps on the beats. The audio alone is ambiguous at
     # best; the transcribed kicks and bass notes on the beats settle it.
-    bpm, seconds = 100.0, 16.0
-    period = 60.0 / bpm
-    beats = np.arange(0.5, seconds - 0.5, period)
-    x = np.zeros(int(seconds * SR), np.float32)
-    rng = np.random.default_rng(2)
-    for b in beats:
-        _burst(x, b, 0.08, rng)
-        _burst(x, b + period / 2, 0.6, rng)
+    bpm = 100.0
+    period, beats, x = _pulse(bpm, 16.0, 0.08, 0.6, seed=2)
     kit = Instrument("Drums", 0, True, Family.DRUMS, [NoteEvent(36, b, b + 0.1, 0.8) for b in beats])
     bass = Instrument(
         "Electric Bass (finger)", 33, False, Family.BASS, [NoteEvent(40, b, b + 0.4, 0.7) for b in beats]
@@ -110,14 +118,8 @@ def test_an_envelope_made_beforehand_gives_the_same_grid() -> None:
 def test_the_harmony_tells_the_beat_from_the_off_beat() -> None:
     # Onsets on every half beat, the off-beats a little louder, every chord struck twice: the onsets
     # alone put the beats on the off-beats. The chords change on the beats, and that settles it.
-    bpm, seconds = 110.0, 16.0
-    period = 60.0 / bpm
-    beats = np.arange(0.5, seconds - 0.5, period)
-    x = np.zeros(int(seconds * SR), np.float32)
-    rng = np.random.default_rng(3)
-    for b in beats:
-        _burst(x, b, 0.5, rng)
-        _burst(x, b + period / 2, 0.6, rng)
+    bpm = 110.0
+    period, beats, x = _pulse(bpm, 16.0, 0.5, 0.6, seed=3)
     chords = ((60, 64, 67), (62, 65, 69), (64, 67, 71), (65, 69, 72))  # C Dm Em F, one per beat
     notes = [
         NoteEvent(p, t, t + period / 2, 0.7)
