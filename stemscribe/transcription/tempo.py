@@ -163,13 +163,25 @@ def _autocorrelation(envelope: npt.NDArray[np.floating]) -> npt.NDArray[np.float
     from scipy.ndimage import gaussian_filter1d
 
     # Smooth so that a period falling between two frames still correlates.
-    x = gaussian_filter1d(envelope.astype(np.float64), 1.5)
+    return _normalised_autocorrelation(gaussian_filter1d(envelope.astype(np.float64), 1.5))
+
+
+def _normalised_autocorrelation(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
+    """(n,) autocorrelation of x less its mean, 1 at lag 0; None when x is constant."""
     x = x - x.mean()
-    spec = np.fft.rfft(x, 2 * n)
-    ac = np.fft.irfft(spec * np.conj(spec))[:n]
+    spec = np.fft.rfft(x, 2 * x.size)
+    ac = np.fft.irfft(spec * np.conj(spec))[: x.size]
     if ac[0] <= 0:
         return None
     return ac / ac[0]
+
+
+def _refined_lag(ac: npt.NDArray[np.float64], i: int) -> float:
+    """Lag i moved to the vertex of the parabola through ac[i - 1 : i + 2] (by at most half a lag)."""
+    a, b, c = ac[i - 1], ac[i], ac[i + 1]
+    denom = a - 2 * b + c
+    shift = 0.5 * (a - c) / denom if denom != 0 else 0.0
+    return i + float(np.clip(shift, -0.5, 0.5))
 
 
 def _tempo_score(ac: npt.NDArray[np.float64], lag: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -203,13 +215,9 @@ def estimate_tempo(
     best = int(np.argmax(score))
     if ac[lo_lag + best] < 0.05:
         return 0.0
-    # Parabolic refinement of the lag.
     i = lo_lag + best
     if 1 <= i < n - 1:
-        a, b, c = ac[i - 1], ac[i], ac[i + 1]
-        denom = a - 2 * b + c
-        shift = 0.5 * (a - c) / denom if denom != 0 else 0.0
-        return float(60.0 * ENVELOPE_RATE / (i + float(np.clip(shift, -0.5, 0.5))))
+        return float(60.0 * ENVELOPE_RATE / _refined_lag(ac, i))
     return float(60.0 * ENVELOPE_RATE / lag[best])
 
 
@@ -229,16 +237,15 @@ def harmonic_bar_period(
     n = int(duration * NOVELTY_RATE) + 1
     w = int(window * NOVELTY_RATE)
     hi_lag, lo_lag = int(4.5 * NOVELTY_RATE), int(1.2 * NOVELTY_RATE)
-    rows = [(n_.pitch % 12, n_.start, n_.end) for i in instruments if not i.is_drum for n_ in i.notes]
-    if n < 2 * hi_lag or not rows:
+    pc, start, end = _pitch_classes(instruments)
+    if n < 2 * hi_lag or not pc.size:
         return 0.0, 0.0
     # Sounding pitch classes per frame, as differences summed over time.
     delta = np.zeros((n + 1, 12))
-    for pc, start, end in rows:
-        a = min(int(start * NOVELTY_RATE), n)
-        b = min(max(int(end * NOVELTY_RATE), a + 1), n)
-        delta[a, pc] += 1.0
-        delta[b, pc] -= 1.0
+    a = np.minimum((start * NOVELTY_RATE).astype(np.int64), n)
+    b = np.minimum(np.maximum((end * NOVELTY_RATE).astype(np.int64), a + 1), n)
+    np.add.at(delta, (a, pc), 1.0)
+    np.add.at(delta, (b, pc), -1.0)
     chroma = np.cumsum(delta, axis=0)[:n]
     total = np.vstack([np.zeros((1, 12)), np.cumsum(chroma, axis=0)])
     t = np.arange(w, n - w)
@@ -246,17 +253,11 @@ def harmonic_bar_period(
     norm = np.linalg.norm(before, axis=1) * np.linalg.norm(after, axis=1)
     novelty = np.zeros(n)
     novelty[t] = np.where(norm > 0, 1.0 - (before * after).sum(axis=1) / np.maximum(norm, 1e-12), 0.0)
-    x = novelty - novelty.mean()
-    spec = np.fft.rfft(x, 2 * n)
-    ac = np.fft.irfft(spec * np.conj(spec))[:n]
-    if ac[0] <= 0:
+    ac = _normalised_autocorrelation(novelty)
+    if ac is None:
         return 0.0, 0.0
-    ac /= ac[0]
     k = lo_lag + int(np.argmax(ac[lo_lag:hi_lag]))
-    a, b, c = ac[k - 1], ac[k], ac[k + 1]
-    denom = a - 2 * b + c
-    shift = float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5)) if denom != 0 else 0.0
-    return (k + shift) / NOVELTY_RATE, float(ac[k])
+    return _refined_lag(ac, k) / NOVELTY_RATE, float(ac[k])
 
 
 # Other tempi a beat tracker confuses with the true one (the ratios of 3-3-2 and dotted rhythms).
@@ -344,18 +345,36 @@ def dp_beats(
     return beats[sounding[0] : sounding[-1] + 1] if sounding.size else beats[:0]
 
 
+def _pitch_classes(
+    instruments: Sequence[Instrument],
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(pitch class, start, end) of every pitched note, in seconds."""
+    notes = [n for i in instruments if not i.is_drum for n in i.notes]
+    return (
+        np.array([n.pitch % 12 for n in notes], dtype=np.int64),
+        np.array([n.start for n in notes], dtype=np.float64),
+        np.array([n.end for n in notes], dtype=np.float64),
+    )
+
+
 def harmonic_change(instruments: Sequence[Instrument], beats: npt.NDArray[np.float64]) -> float:
     """Mean cosine distance between the pitch classes sounding in each beat span and in the one before.
 
     A span is [beats[i], beats[i + 1]); each note adds its overlap with the span (in seconds) to its pitch
     class. 0 when fewer than three beats or no pitched notes.
     """
-    rows = [(n.pitch % 12, n.start, n.end) for i in instruments if not i.is_drum for n in i.notes]
-    if len(beats) < 3 or not rows:
+    return _change_across(*_pitch_classes(instruments), beats)
+
+
+def _change_across(
+    pc: npt.NDArray[np.int64],
+    start: npt.NDArray[np.float64],
+    end: npt.NDArray[np.float64],
+    beats: npt.NDArray[np.float64],
+) -> float:
+    """`harmonic_change` of notes given as `_pitch_classes` arrays."""
+    if len(beats) < 3 or not pc.size:
         return 0.0
-    pc = np.array([r[0] for r in rows], dtype=np.int64)
-    start = np.array([r[1] for r in rows])
-    end = np.array([r[2] for r in rows])
     # Every (note, span) pair the note sounds in: spans first..last of each note, found by bisection.
     first = np.maximum(np.searchsorted(beats, start, side="right") - 1, 0)
     last = np.minimum(np.searchsorted(beats, end, side="left") - 1, beats.size - 2)
@@ -384,7 +403,8 @@ def _harmonic_phase(
     half = 0.5 * (beats[1:] + beats[:-1])
     first, last = half[0] - (beats[1] - beats[0]), half[-1] + (beats[-1] - beats[-2])
     shifted = np.concatenate([[first] if first >= 0 else [], half, [last] if last < duration else []])
-    on, off = harmonic_change(instruments, beats), harmonic_change(instruments, shifted)
+    notes = _pitch_classes(instruments)
+    on, off = _change_across(*notes, beats), _change_across(*notes, shifted)
     clearly = off > options.phase_change_ratio * on and off - on > options.phase_change_margin
     return shifted if clearly else beats
 
