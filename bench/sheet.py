@@ -21,8 +21,12 @@ nothing trimmed), the beat grid's AMLt (mir_eval.beat.continuity: a grid at doub
 the off-beat still counts, so a low F1 beside a high AMLt is a phase or metrical-level error),
 mir_eval.chord `majmin` and `sevenths` (duration-weighted over each song, then averaged over songs). Usage:
 
-    python -m bench.sheet [--data bench/data] [--heldout bench/data-heldout] [--no-mixes]
+    python -m bench.sheet [--data bench/data] [--heldout bench/data-heldout ...] [--no-mixes]
                           [--engine NAME] [--cache DIR] [--json FILE]
+
+`--heldout` may be given more than once (held-out splits built at other seeds, `python -m bench.build
+--split heldout --seed N --data DIR`): their songs are pooled per SoundFont, each song scored against its
+own split's references, so the held-out figures rest on more than one split's nine keys.
 
 `--cache DIR` keeps each mix's transcription as a Result JSON under DIR/ENGINE/SPLIT-FONT/ and reads it back
 on the next run, so that the analysis can be measured again without transcribing again. The cache keeps
@@ -45,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.build import BLUPI_DIR, DATA_DIR, FONTS, HELDOUT_DIR, NOTE_NAMES, WINDOW, plan_songs
+from bench.build import BLUPI_DIR, DATA_DIR, FONTS, HELDOUT_DIR, NOTE_NAMES, WINDOW, default_seed, plan_songs
 from stemscribe.result import Instrument, NoteEvent, Result
 from stemscribe.score.analysis import ScoreAnalysis, analyze
 from stemscribe.stems import Family, family_of_program
@@ -340,13 +344,15 @@ HEADERS = [
 ]
 
 
-def _folders(data: Path, heldout: Path) -> list[tuple[str, str, Path]]:
+def _folders(data: Path, heldouts: Sequence[Path]) -> list[tuple[str, str, Path]]:
+    """(split, font, folder) of every built split: the dev folder, then each held-out folder's fonts."""
     out = []
     if (data / "manifest.json").exists():
         out.append(("dev", "fluidr3", data))
-    for font in FONTS:
-        if (heldout / font / "manifest.json").exists():
-            out.append(("heldout", font, heldout / font))
+    for heldout in heldouts:
+        for font in FONTS:
+            if (heldout / font / "manifest.json").exists():
+                out.append(("heldout", font, heldout / font))
     return out
 
 
@@ -373,7 +379,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sheet", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA_DIR, help="dev split folder (bench/data)")
     parser.add_argument(
-        "--heldout", type=Path, default=HELDOUT_DIR, help="held-out split (bench/data-heldout)"
+        "--heldout",
+        type=Path,
+        action="append",
+        default=None,
+        help="held-out split (bench/data-heldout); again for more splits, pooled per SoundFont",
     )
     parser.add_argument("--no-mixes", action="store_true", help="only the reference notes, no transcription")
     parser.add_argument("--json", type=Path, default=None, help="also write every song's row here")
@@ -386,10 +396,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cache", type=Path, default=None, help="keep and reuse the mixes' transcriptions in this folder"
     )
     args = parser.parse_args(argv)
-    folders = _folders(args.data, args.heldout)
+    heldouts = args.heldout or [HELDOUT_DIR]
+    folders = _folders(args.data, heldouts)
     if not folders:
         print(
-            f"no benchmark data in {args.data} or {args.heldout}: run python -m bench.build", file=sys.stderr
+            f"no benchmark data in {args.data} or {', '.join(map(str, heldouts))}: run python -m bench.build",
+            file=sys.stderr,
         )
         return 1
     transcriber = None
@@ -398,34 +410,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         from stemscribe import Transcriber
 
         transcriber = Transcriber(**transcriber_options(engine=args.engine))
-    refs_by_split: dict[str, dict[str, Reference]] = {}
-    table: list[list[str]] = []
+    refs_by_split: dict[tuple[str, int], dict[str, Reference]] = {}
+    pooled: dict[str, Scores] = {}  # table row -> the scores of every song behind it
     rows: list[dict[str, Any]] = []
     for split, font, folder in folders:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-        if split not in refs_by_split:
-            refs_by_split[split] = references(
-                split, int(manifest["seed"]), manifest["songs"], manifest.get("material", "standard")
-            )
-            truth_scores = Scores()
-            for song, ref in refs_by_split[split].items():
+        seed = int(manifest["seed"])
+        tag = "" if seed == default_seed(split) else f" seed {seed}"
+        if (split, seed) not in refs_by_split:
+            refs = references(split, seed, manifest["songs"], manifest.get("material", "standard"))
+            refs_by_split[split, seed] = refs
+            truth_scores = pooled.setdefault(f"{split} reference notes", Scores())
+            for song, ref in refs.items():
                 result = reference_result(folder / song / "mix.json", ref)
                 t0 = time.perf_counter()
                 est = analyze(result)
                 truth_scores.seconds.append(time.perf_counter() - t0)
-                rows.append({"split": split, "run": "reference notes", **score_one(ref, est, truth_scores)})
-            table.append([f"{split} reference notes", *summary(truth_scores)])
+                rows.append(
+                    {"split": split + tag, "run": "reference notes", **score_one(ref, est, truth_scores)}
+                )
         if transcriber is None:
             continue
-        mix_scores = Scores()
-        cache = None if args.cache is None else args.cache / (args.engine or "default") / f"{split}-{font}"
-        for song, ref in refs_by_split[split].items():
+        mix_scores = pooled.setdefault(f"{split} mixes ({font})", Scores())
+        cache = (
+            None
+            if args.cache is None
+            else args.cache / (args.engine or "default") / f"{split}{tag.replace(' seed ', '-s')}-{font}"
+        )
+        for song, ref in refs_by_split[split, seed].items():
             result = _transcription(transcriber, folder / song / "mix.flac", cache, song)
             t0 = time.perf_counter()
             est = analyze(result)
             mix_scores.seconds.append(time.perf_counter() - t0)
-            rows.append({"split": split, "run": f"mix {font}", **score_one(ref, est, mix_scores)})
-        table.append([f"{split} mixes ({font})", *summary(mix_scores)])
+            rows.append({"split": split + tag, "run": f"mix {font}", **score_one(ref, est, mix_scores)})
+    table = [[name, *summary(scores)] for name, scores in pooled.items()]
     for row in rows:
         print("  ".join(f"{k}={v}" for k, v in row.items()))
     print()

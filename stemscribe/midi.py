@@ -58,8 +58,11 @@ def tempo_knots(
     first_period = b[1] - b[0]
     # Beats in the lead-in before the first tracked one: a lead-in a little longer than a whole number
     # of beats is that many slightly slow beats (a tracker that misses the beat at 0 s leaves one just
-    # over a beat long), not one more very fast one.
-    lead = max(1, int(np.ceil(b[0] / first_period - 0.25))) if b[0] > 1e-6 else 0
+    # over a beat long), not one more very fast one; a first beat within a quarter beat of 0 s is beat 0
+    # itself (the first beat a little slow), not a beat of a few milliseconds before it.
+    lead = max(0, int(np.ceil(b[0] / first_period - 0.25)))
+    if lead == 0:
+        b = np.concatenate([[0.0], b[1:]])
     times = b if lead == 0 else np.concatenate([[0.0], b])
     ticks = (np.arange(b.size) + lead) * float(beat_ticks)
     if lead:

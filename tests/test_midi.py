@@ -43,6 +43,16 @@ def test_round_trip_keeps_true_times(tmp_path: Path) -> None:
     assert np.isclose(tempi[-1], 100.0, atol=0.5)
 
 
+def test_a_first_beat_just_after_zero_is_beat_one_not_a_spike_of_tempo(tmp_path: Path) -> None:
+    # The tracker's first beat 20 ms in: the tempo map starts at that beat's tempo, with no 20 ms beat
+    # (3,000 BPM) before it, and the next beats land on whole quarter notes from tick 0.
+    beats = [0.02, 0.62, 1.22, 1.82]
+    pm = pretty_midi.PrettyMIDI(str(_result(beats).write_midi(tmp_path / "s.mid")))
+    _, tempi = pm.get_tempo_changes()
+    assert tempi.max() < 110.0
+    assert [pm.time_to_tick(b) for b in beats[1:]] == [pm.resolution, 2 * pm.resolution, 3 * pm.resolution]
+
+
 def test_quantised_notes_sit_on_the_grid(tmp_path: Path) -> None:
     beats = [0.0, 0.6, 1.2, 1.8]
     path = _result(beats).write_midi(tmp_path / "q.mid", quantize=True)

@@ -420,3 +420,17 @@ def test_a_chart_whose_cycle_is_the_same_in_the_relative_key_names_that_key(tmp_
     # I-V-vi-IV is no minor progression's cycle on the relative tonic
     chart.write_text("1 C\n2 G\n3 Am\n4 F\n", encoding="utf-8")
     assert same_cycle_key(chart, "C major") is None
+
+
+def test_sheet_pools_every_heldout_split_given_after_the_dev_one(tmp_path: Path) -> None:
+    from bench.sheet import _folders
+
+    for folder in ("dev", "h15/fluidr3", "h15/csound", "h16/csound"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "manifest.json").write_text("{}", encoding="utf-8")
+    assert _folders(tmp_path / "dev", [tmp_path / "h15", tmp_path / "h16", tmp_path / "none"]) == [
+        ("dev", "fluidr3", tmp_path / "dev"),
+        ("heldout", "fluidr3", tmp_path / "h15/fluidr3"),
+        ("heldout", "csound", tmp_path / "h15/csound"),
+        ("heldout", "csound", tmp_path / "h16/csound"),
+    ]
