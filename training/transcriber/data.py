@@ -12,11 +12,15 @@ synthesis, LMMS's recorded one-shot samples); the first shards and `valid.npz` k
 presets as they are, as the first runs of the network were trained and validated on. From shard
 `LOW_BASS_FROM_SHARD` on, a bass part goes an octave down with chance `LOW_BASS_SHARE` where it stays
 at or above A0 (`training.timbre.data.lower_bass`): held-out grooves put their bass at MIDI 21-27, which
-the generators' ranges never reached (shards 16-39 written before commit 30db24b had none).
+the generators' ranges never reached (shards 16-39 written before commit 30db24b had none). From shard
+`EXTRA_FROM_SHARD` on, piano parts may also be the recorded Salamander grand and guitar and bass parts
+Karplus-Strong plucked strings (`voices.VariedRenderer.extra_share`; the piano needs `make
+training-samples`, and without it those parts keep the other timbres).
 
 Sources read here, and only these: MMA's `stdlib`, `pflib` and `alexis` grooves (minus the development
 benchmark's groove files) and generated parts; SoundFonts MuseScore_General, TimGM6mb and the OPL-3 FM
-bank (`TRAIN_FONTS`); LMMS's instrument samples (`voices.LMMS_SAMPLES`). Evaluation-only material is
+bank (`TRAIN_FONTS`); LMMS's instrument samples (`voices.LMMS_SAMPLES`); the Salamander Grand Piano
+(`voices.SALAMANDER_DIR`). Evaluation-only material is
 never read: FluidR3 (GM, GS, Mono), csound's GM bank, the casio/kara/yamaha/zoom MMA libraries,
 Planet Blupi, Bach's chorales.
 
@@ -69,6 +73,8 @@ KINDS = ("mix", "dense", "stem")
 VARIED_FROM_SHARD = 4
 LOW_BASS_FROM_SHARD = 16
 LOW_BASS_SHARE = 0.4
+EXTRA_FROM_SHARD = 40  # from here on the recorded grand and plucked strings (`VariedRenderer.extra_share`)
+EXTRA_SHARE = 1.0
 VALID_SHARD = 10**6
 
 
@@ -152,6 +158,7 @@ def _work(job: tuple[int, int, int]) -> dict[str, np.ndarray]:
     assert isinstance(renderer, VariedRenderer)
     varied = VARIED_FROM_SHARD <= shard < VALID_SHARD
     renderer.rng = np.random.default_rng([seed, shard, index, 16]) if varied else None
+    renderer.extra_share = EXTRA_SHARE if EXTRA_FROM_SHARD <= shard < VALID_SHARD else 0.0
     low_bass = LOW_BASS_SHARE if LOW_BASS_FROM_SHARD <= shard < VALID_SHARD else 0.0
     audio, notes, kind = make_clip(rng, renderer, grooves, by_family, low_bass)  # type: ignore[arg-type]
     post = _worker["pitch"].run(audio, contour=False)  # type: ignore[attr-defined]

