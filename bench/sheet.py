@@ -416,7 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for split, font, folder in folders:
         manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
         seed = int(manifest["seed"])
-        tag = "" if seed == default_seed(split) else f" seed {seed}"
+        other_seed = seed != default_seed(split)
+        tag = f" seed {seed}" if other_seed else ""  # in the rows' split
         if (split, seed) not in refs_by_split:
             refs = references(split, seed, manifest["songs"], manifest.get("material", "standard"))
             refs_by_split[split, seed] = refs
@@ -432,11 +433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if transcriber is None:
             continue
         mix_scores = pooled.setdefault(f"{split} mixes ({font})", Scores())
-        cache = (
-            None
-            if args.cache is None
-            else args.cache / (args.engine or "default") / f"{split}{tag.replace(' seed ', '-s')}-{font}"
-        )
+        folder_name = f"{split}-s{seed}-{font}" if other_seed else f"{split}-{font}"
+        cache = None if args.cache is None else args.cache / (args.engine or "default") / folder_name
         for song, ref in refs_by_split[split, seed].items():
             result = _transcription(transcriber, folder / song / "mix.flac", cache, song)
             t0 = time.perf_counter()

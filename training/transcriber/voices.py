@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import pretty_midi
 from scipy.signal import butter, lfilter
 
 from stemscribe.stems import Family, family_of_program
@@ -84,7 +85,6 @@ SALAMANDER_DIR = Path(
 )
 # The extra timbres' share of a family's parts (times the renderer's `extra_share`), drawn before the rest.
 EXTRA_SHARE: dict[Family, float] = {Family.PIANO: 0.35, Family.GUITAR: 0.3, Family.BASS: 0.15}
-_NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 TABLE = 2048
 
 
@@ -241,7 +241,7 @@ def synth_note(
 ) -> npt.NDArray[np.float64]:
     """One note of the voice: `held` seconds and its release."""
     n = int((held + voice.release * 1.5) * SAMPLE_RATE) + 1
-    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+    f0 = pretty_midi.note_number_to_hz(pitch)
     loud = velocity / 127.0
     bright = _table(voice, f0, voice.bright_hz * (0.5 + loud))
     dark = _table(voice, f0, voice.dark_hz)
@@ -354,7 +354,7 @@ class SampleSet:
     def note(self, pitch: int, velocity: int, held: float, release: float) -> npt.NDArray[np.float64]:
         voice = min(self.voices, key=lambda v: abs(v.root - pitch))
         tone = voice.note(pitch, velocity, held, release)
-        f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+        f0 = pretty_midi.note_number_to_hz(pitch)
         cutoff = min(f0 * (2 + 28 * (velocity / 127.0) ** 2), 0.45 * SAMPLE_RATE)
         a = float(np.exp(-2 * np.pi * cutoff / SAMPLE_RATE))
         return np.asarray(lfilter([1 - a], [1, -a], tone), dtype=np.float64)
@@ -376,11 +376,7 @@ def load_salamander(root: Path = SALAMANDER_DIR) -> SampleSet | None:
     its file name's pitch; None where `make training-samples` has not unpacked them."""
     voices = []
     for path in sorted(root.glob("*v10.ogg")):
-        note = path.stem[: -len("v10")]
-        name, octave = note.rstrip("0123456789"), note.lstrip("ABCDEFG#")
-        if name not in _NOTE_NAMES or not octave.isdigit():
-            continue
-        pitch = 12 * (int(octave) + 1) + _NOTE_NAMES.index(name)
+        pitch = pretty_midi.note_name_to_number(path.stem[: -len("v10")])
         voices.append(SampleVoice(Family.PIANO, _decode(path), pitch, False))
     return SampleSet(Family.PIANO, voices) if voices else None
 
@@ -399,7 +395,7 @@ def pluck_note(
     its loop a two-point average scaled by the per-period loss that `decay` (seconds to -60 dB) gives,
     with a fractional delay by an all-pass; `pick` (0-0.5 of the string) comb-filters the burst, and
     the note is damped over 60 ms once released."""
-    f0 = 440.0 * 2 ** ((pitch - 69) / 12)
+    f0 = pretty_midi.note_number_to_hz(pitch)
     period = SAMPLE_RATE / f0 - 0.5  # the average's half-sample delay
     n_int = max(int(period), 2)
     frac = period - n_int
