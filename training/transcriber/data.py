@@ -15,7 +15,9 @@ at or above A0 (`training.timbre.data.lower_bass`): held-out grooves put their b
 the generators' ranges never reached (shards 16-39 written before commit 30db24b had none). From shard
 `EXTRA_FROM_SHARD` on, piano parts may also be the recorded Salamander grand and guitar and bass parts
 Karplus-Strong plucked strings (`voices.VariedRenderer.extra_share`; the piano needs `make
-training-samples`, and without it those parts keep the other timbres).
+training-samples`, and without it those parts keep the other timbres). From shard `PHYSICAL_FROM_SHARD`
+on, keys, piano, bass, brass and synth parts may also be model-based voices (`training.transcriber.physical`:
+struck bars, drawbar organs, free reeds, a stiff-string piano, two-operator FM).
 
 Sources read here, and only these: MMA's `stdlib`, `pflib` and `alexis` grooves (minus the development
 benchmark's groove files) and generated parts; SoundFonts MuseScore_General, TimGM6mb and the OPL-3 FM
@@ -75,6 +77,8 @@ LOW_BASS_FROM_SHARD = 16
 LOW_BASS_SHARE = 0.4
 EXTRA_FROM_SHARD = 40  # from here on the recorded grand and plucked strings (`VariedRenderer.extra_share`)
 EXTRA_SHARE = 1.0
+PHYSICAL_FROM_SHARD = 76  # from here on the model-based voices (`VariedRenderer.physical_share`)
+PHYSICAL_SHARE = 1.0
 VALID_SHARD = 10**6
 
 
@@ -159,6 +163,7 @@ def _work(job: tuple[int, int, int]) -> dict[str, np.ndarray]:
     varied = VARIED_FROM_SHARD <= shard < VALID_SHARD
     renderer.rng = np.random.default_rng([seed, shard, index, 16]) if varied else None
     renderer.extra_share = EXTRA_SHARE if EXTRA_FROM_SHARD <= shard < VALID_SHARD else 0.0
+    renderer.physical_share = PHYSICAL_SHARE if PHYSICAL_FROM_SHARD <= shard < VALID_SHARD else 0.0
     low_bass = LOW_BASS_SHARE if LOW_BASS_FROM_SHARD <= shard < VALID_SHARD else 0.0
     audio, notes, kind = make_clip(rng, renderer, grooves, by_family, low_bass)  # type: ignore[arg-type]
     post = _worker["pitch"].run(audio, contour=False)  # type: ignore[attr-defined]

