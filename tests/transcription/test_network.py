@@ -306,6 +306,24 @@ def test_a_run_from_a_later_first_shard_reads_those_files(shards: Path, tmp_path
         assert torch.equal(value, b["state"][key]), key
 
 
+def test_shard_files_interleave_ranges_and_a_run_reads_them(shards: Path, tmp_path: Path) -> None:
+    assert ttrain.interleaved_shards("40-42,76-77") == [40, 76, 41, 77, 42]
+    assert ttrain.interleaved_shards("5") == [5]
+    with pytest.raises(ValueError, match="overlap"):
+        ttrain.interleaved_shards("1-3,3-4")
+    later = tmp_path / "later"
+    later.mkdir()
+    for i, number in enumerate((40, 76)):
+        (later / f"shard-{number:05d}.npz").write_bytes((shards / f"shard-{i:05d}.npz").read_bytes())
+    (later / "valid.npz").write_bytes((shards / "valid.npz").read_bytes())
+    ttrain.main(_args(shards, tmp_path / "a", 2))
+    ttrain.main(_args(later, tmp_path / "b", 2) + ["--shard-files", "40,76"])
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+    for key, value in a["state"].items():
+        assert torch.equal(value, b["state"][key]), key
+
+
 def test_a_resumed_run_widens_its_net_and_goes_on(shards: Path, tmp_path: Path) -> None:
     ttrain.main(_args(shards, tmp_path / "run", 2))
     ttrain.main(_args(shards, tmp_path / "run", 3, resume=tmp_path / "run" / "last.pt") + ["--widen", "6"])

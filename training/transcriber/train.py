@@ -85,15 +85,17 @@ def targets(notes: npt.NDArray[np.float32], n_frames: int, lo: int, hi: int) -> 
 class Clips:
     """The clips of the shards a run uses, loaded on first use, with each clip's reference level."""
 
-    def __init__(self, data: Path, wait: bool = True, first: int = 0) -> None:
+    def __init__(self, data: Path, wait: bool = True, first: int = 0, files: list[int] | None = None) -> None:
         self.data = data
         self.wait = wait
-        self.first = first  # the run's shard i is the file of shard first + i
+        self.first = first  # the run's shard i is the file of shard first + i ...
+        self.files = files  # ... or, given these, the file of shard files[i]
         self._shards: dict[int, list[dict[str, np.ndarray]]] = {}
 
     def shard(self, index: int) -> list[dict[str, np.ndarray]]:
         if index not in self._shards:
-            path = self.data / f"shard-{self.first + index:05d}.npz"
+            number = self.files[index] if self.files is not None else self.first + index
+            path = self.data / f"shard-{number:05d}.npz"
             while self.wait and not path.is_file():
                 log.info("waiting for %s", path)
                 time.sleep(30)
@@ -118,6 +120,19 @@ def clip_input(clip: dict[str, np.ndarray], lo: int, hi: int) -> npt.NDArray[np.
     )
     mags = spectrum_magnitudes(clip["samples"], np.arange(lo, hi))
     return network_input(post, mags, float(clip["reference"]))
+
+
+def interleaved_shards(text: str) -> list[int]:
+    """Shard files from ranges such as "40-63,76-99", taken in turn (40, 76, 41, 77, ...), so that a
+    run's schedule draws on every range from its first steps."""
+    ranges = []
+    for part in text.split(","):
+        lo, _, hi = part.strip().partition("-")
+        ranges.append(list(range(int(lo), int(hi or lo) + 1)))
+    order = [r[i] for i in range(max(len(r) for r in ranges)) for r in ranges if i < len(r)]
+    if len(set(order)) != len(order):
+        raise ValueError(f"shard ranges overlap: {text}")
+    return order
 
 
 def shards_for_step(step: int, total_shards: int, steps_per_shard: int, base_step: int = 0) -> int:
@@ -327,7 +342,10 @@ def train(args: argparse.Namespace) -> None:
         best = float(resume.get("best", -1.0))
         log.info("resumed %s at step %d", args.resume, start)
     log.info("NoteNet width %d: %d parameters", width, sum(p.numel() for p in net.parameters()))
-    clips = Clips(args.data, first=args.first_shard)
+    files = interleaved_shards(args.shard_files) if args.shard_files else None
+    if files is not None and len(files) < args.shards:
+        raise SystemExit(f"--shard-files names {len(files)} shards, fewer than --shards {args.shards}")
+    clips = Clips(args.data, first=args.first_shard, files=files)
     valid = prepare(load_shard(args.data / "valid.npz"))[: args.valid_clips]
     bce = nn.BCEWithLogitsLoss(reduction="none")
     t0 = time.time()
@@ -420,6 +438,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shard-base-step", type=int, default=0, help="where the shard schedule starts")
     parser.add_argument(
         "--first-shard", type=int, default=0, help="the run's shards are this one and the next --shards - 1"
+    )
+    parser.add_argument(
+        "--shard-files",
+        default="",
+        help='instead of --first-shard, the shard files as ranges, e.g. "40-63,76-99", taken in turn',
     )
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument(
