@@ -3,12 +3,18 @@
 CairoSVG draws Verovio's SVG as it is (its <symbol>/<use> glyphs and text included) through cairo, which
 Debian ships as libcairo2; svglib + reportlab was the other candidate, but it does not resolve the
 <use> references to <symbol> glyphs that Verovio's music font is made of. CairoSVG writes one PDF per
-page; pypdf joins them.
+page; pypdf joins them. One thing cairo cannot draw: music glyphs set as text in the music font (the
+note of a tempo mark, "♩ = 120"), which the SVG carries as an embedded web font that browsers read and
+cairo does not; for the PDF they become the font's own outlines (`outline_text_glyphs`), from the
+glyph files Verovio ships.
 """
 
 from __future__ import annotations
 
+import functools
 import io
+import re
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +71,88 @@ def render_svg(musicxml: bytes | str, options: PageOptions | None = None) -> lis
     return [str(tk.renderToSVG(page)) for page in range(1, pages + 1)]
 
 
+SVG_NS = "http://www.w3.org/2000/svg"
+_FONT_SIZE = re.compile(r"([0-9.]+)px")
+
+
+@functools.cache
+def _glyphs(font: str) -> dict[str, tuple[str, float, float]]:
+    """The music font's glyphs as (SVG path data in font units, advance width in ems, ems per font
+    unit) by character, read from Verovio's data folder; empty where the font or Verovio is not there."""
+    try:
+        import verovio
+    except ImportError:
+        return {}
+    folder = Path(verovio.__file__).resolve().parent / "data"
+    index = folder / f"{font}.xml"
+    if not index.is_file():
+        return {}
+    units = float(ET.parse(index).getroot().get("units-per-em", "1000"))
+    out = {}
+    for g in ET.parse(index).getroot().iter("g"):
+        code, advance = g.get("c"), g.get("h-a-x")
+        path_file = folder / font / f"{code}.xml"
+        if code is None or advance is None or not path_file.is_file():
+            continue
+        path = ET.parse(path_file).getroot().find("path")
+        if path is not None and path.get("d"):
+            out[chr(int(code, 16))] = (str(path.get("d")), float(advance) / units, 1.0 / units)
+    return out
+
+
+def outline_text_glyphs(svg: str) -> str:
+    """The SVG with each run of music-font glyphs that opens a text (a tempo mark's note) drawn as the
+    glyphs' outlines, and the rest of that text moved along by their width; what it cannot place is
+    left as it was."""
+    if 'font-family="' not in svg:
+        return svg
+    ET.register_namespace("", SVG_NS)
+    ET.register_namespace("xlink", "http://www.w3.org/1999/xlink")
+    root = ET.fromstring(svg)
+    changed = False
+    for parent in root.iter():
+        for index, text in enumerate(list(parent)):
+            if text.tag == f"{{{SVG_NS}}}text" and _outline_leading_glyphs(parent, index, text):
+                changed = True
+    return ET.tostring(root, encoding="unicode") if changed else svg
+
+
+def _outline_leading_glyphs(parent: ET.Element, index: int, text: ET.Element) -> bool:
+    """Replace the music-font tspans at the start of `text` (a child of `parent`) by paths."""
+    if (text.text or "").strip() or any((el.tail or "").strip() for el in text.iter() if el is not text):
+        return False  # Verovio puts all text inside tspans; anything else is left alone
+    holders = {child: node for node in text.iter() for child in node}
+    runs: list[ET.Element] = []
+    for el in text.iter():  # document order: an element's own text comes before its children
+        content = (el.text or "").strip()
+        if el is text or not content:
+            continue
+        glyphs = _glyphs(el.get("font-family", ""))
+        if not glyphs or any(c not in glyphs for c in content):
+            break
+        runs.append(el)
+    try:
+        x, y = float(text.get("x", "")), float(text.get("y", ""))
+        sizes = [float(_FONT_SIZE.fullmatch(el.get("font-size", "")).group(1)) for el in runs]  # type: ignore[union-attr]
+    except (ValueError, AttributeError):
+        return False
+    if not runs:
+        return False
+    group = ET.Element(f"{{{SVG_NS}}}g", {"class": "outlined-glyphs"})
+    for el, size in zip(runs, sizes, strict=True):
+        glyphs = _glyphs(el.get("font-family", ""))
+        for char in (el.text or "").strip():
+            d, advance, per_unit = glyphs[char]
+            k = size * per_unit  # the glyph files' paths carry scale(1,-1): font units, y up
+            transform = f"translate({x:g},{y:g}) scale({k:g},{-k:g})"
+            ET.SubElement(group, f"{{{SVG_NS}}}path", {"transform": transform, "d": d})
+            x += advance * size
+        holders[el].remove(el)
+    text.set("x", f"{x:g}")
+    parent.insert(index, group)
+    return True
+
+
 def render_pdf(pages: list[str]) -> bytes:
     """One PDF of SVG pages (render_svg's), through CairoSVG and pypdf."""
     try:
@@ -77,7 +165,7 @@ def render_pdf(pages: list[str]) -> bytes:
         raise missing("pypdf", "A PDF of the pages") from None
     writer = PdfWriter()
     for svg in pages:
-        pdf = cairosvg.svg2pdf(bytestring=svg.encode("utf-8"))
+        pdf = cairosvg.svg2pdf(bytestring=outline_text_glyphs(svg).encode("utf-8"))
         for page in PdfReader(io.BytesIO(pdf)).pages:
             writer.add_page(page)
     out = io.BytesIO()

@@ -1,7 +1,7 @@
 """MusicXML of a Result through music21: one part per instrument, notes on the beat grid, bars, key, chords.
 
 Notes are placed through the .mid's tempo map (`BeatMap`), so a beat of the score is a beat of the grid,
-then quantised per beat to sixteenths, or to eighth-note triplets where that beat's onsets and ends sit on
+then quantised per beat to sixteenths, or to eighth-note triplets where that beat's onsets sit on
 thirds (compound metres: sixteenths of the dotted quarter). Each staff is written as one voice: the
 timeline is cut at every onset, end and bar line, and notes that sound across a cut are tied, so
 overlapping notes become chords with ties and every note of the Result is one notehead (plus tied
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from stemscribe.score.analysis import QUALITY_BY_NAME, Key, ScoreAnalysis, _spell, analyze
 from stemscribe.score.errors import missing
@@ -83,36 +84,62 @@ def _music21() -> Any:
 # ------------------------------------------------------------------------------------------- quantising
 
 
+END_TOLERANCE = 0.15  # beats: a note's end this close to an eighth is written on it
+CHORD_ONSET = 0.06  # beats: notes starting this close together are one chord ...
+CHORD_END = 0.2  # ... and those of its notes ending this close together end together
+
+
+def _chord_ends(starts: npt.NDArray[np.float64], ends: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """`ends` with the notes of a chord that are let go nearly together ending at the last of them, so
+    a struck chord is written as one chord rather than notes tied on at sixteenths."""
+    out = ends.copy()
+    order = np.argsort(starts, kind="stable")
+    breaks = np.flatnonzero(np.diff(starts[order]) > CHORD_ONSET) + 1
+    for group in np.split(order, breaks):
+        if group.size < 2:
+            continue
+        by_end = group[np.argsort(ends[group], kind="stable")]
+        cuts = np.flatnonzero(np.diff(ends[by_end]) > CHORD_END) + 1
+        for cluster in np.split(by_end, cuts):
+            out[cluster] = ends[cluster].max()
+    return out
+
+
 def quantize(
     starts: Sequence[float], ends: Sequence[float], *, compound: bool
 ) -> list[tuple[Fraction, Fraction]]:
     """Snap (start, end) pairs in beats to the grid: per beat sixteenths, or triplet eighths where that
-    beat's events fit thirds at least twice as well (compound metres: sixths of the beat throughout).
+    beat's onsets fit thirds at least twice as well (compound metres: sixths of the beat throughout).
 
-    Every note keeps at least one grid step.
+    Only onsets choose the grid: where a note is let go matters less to the ear and lands anywhere
+    (a staccato eighth released at a third of the beat is no triplet), and in the sixteenths' beats an
+    end within `END_TOLERANCE` of an eighth is written there. Every note keeps at least one grid step.
     """
     s = np.asarray(starts, dtype=np.float64)
-    e = np.asarray(ends, dtype=np.float64)
+    e = _chord_ends(s, np.asarray(ends, dtype=np.float64))
     events = np.concatenate([s, e])
     beat = np.floor(events + 1e-6).astype(np.int64)
     frac = events - beat
     triplet_beats: set[int] = set()
-    if not compound and events.size:
-        err4 = np.abs(frac * 4 - np.rint(frac * 4)) / 4
-        err3 = np.abs(frac * 3 - np.rint(frac * 3)) / 3
-        for b in np.unique(beat).tolist():
-            here = beat == b
+    if not compound and s.size:
+        onset_beat, onset_frac = beat[: s.size], frac[: s.size]
+        err4 = np.abs(onset_frac * 4 - np.rint(onset_frac * 4)) / 4
+        err3 = np.abs(onset_frac * 3 - np.rint(onset_frac * 3)) / 3
+        for b in np.unique(onset_beat).tolist():
+            here = onset_beat == b
             if err4[here].max() > 0.06 and err3[here].sum() < 0.5 * err4[here].sum():
                 triplet_beats.add(int(b))
 
     def steps(b: int) -> int:
         return 6 if compound else (3 if b in triplet_beats else 4)
 
-    snapped = []
-    for b, f in zip(beat.tolist(), frac.tolist(), strict=True):
-        g = steps(b)
-        snapped.append(Fraction(b) + Fraction(round(f * g), g))
     n = s.size
+    snapped = []
+    for i, (b, f) in enumerate(zip(beat.tolist(), frac.tolist(), strict=True)):
+        g = steps(b)
+        if i >= n and g == 4 and abs(f * 2 - round(f * 2)) / 2 <= END_TOLERANCE:
+            g = 2  # an end near an eighth goes there: a staccato eighth, not a sixteenth and a rest
+        snapped.append(Fraction(b) + Fraction(round(f * g), g))
     onsets = sorted(set(snapped[:n]))
     out = []
     for i in range(n):

@@ -114,6 +114,20 @@ def test_quantize_snaps_and_keeps_a_step() -> None:
     assert float(got[2][0]) == pytest.approx(1 / 3 + 2)
 
 
+def test_releases_do_not_make_triplets() -> None:
+    # Staccato notes on the beats and the half beats, let go a third of a beat later: no triplet.
+    starts = [0.0, 1.0, 2.0, 3.5]
+    got = quantize(starts, [s + 0.34 for s in starts], compound=False)
+    assert all(float(a) * 4 == int(float(a) * 4) and float(b) * 4 == int(float(b) * 4) for a, b in got)
+    assert [float(a) for a, _ in got] == starts
+    # An end near an eighth is an eighth (not a sixteenth and a rest); a clear sixteenth stays one.
+    got = quantize([0.0, 1.0], [0.37, 1.27], compound=False)
+    assert [float(b - a) for a, b in got] == [0.5, 0.25]
+    # A chord's notes let go nearly together end together; a held note of it keeps its own end.
+    got = quantize([1.02, 1.0, 1.01, 1.0], [1.32, 1.37, 1.36, 2.0], compound=False)
+    assert [float(b) for _, b in got] == [1.5, 1.5, 1.5, 2.0]
+
+
 @pytest.mark.parametrize("name", ["drums_only", "empty_result"])
 def test_bad_cases_give_a_valid_score(name: str, request: pytest.FixtureRequest, tmp_path: Any) -> None:
     result: Result = request.getfixturevalue(name)
