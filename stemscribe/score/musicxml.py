@@ -197,11 +197,12 @@ def _staffs(inst: Instrument, beat_map: BeatMap, shift: int, compound: bool) -> 
         return [_Staff([], "percussion" if inst.is_drum else "treble", inst.is_drum)]
     starts = beat_map.to_beats([n.start for n in inst.notes]) + shift
     if inst.is_drum:
-        # A hit lasts until the next hit of the kit, to the end of its beat at most.
+        # A hit lasts until the next hit of the kit, to the end of its beat at most: the beat it is
+        # written in, which for a hit played a little early (within a sixteenth's half) is the next one.
         onsets = np.unique(starts)
         nxt = np.searchsorted(onsets, starts, side="right")
         following = np.where(nxt < onsets.size, onsets[np.minimum(nxt, onsets.size - 1)], starts + 1.0)
-        ends = np.minimum(following, np.floor(starts + 1e-6) + 1.0)
+        ends = np.minimum(following, np.floor(starts + 0.125) + 1.0)
     else:
         ends = beat_map.to_beats([n.end for n in inst.notes]) + shift
     spans = quantize(starts.tolist(), ends.tolist(), compound=compound)

@@ -9,7 +9,8 @@ import pytest
 
 from stemscribe.result import Instrument, NoteEvent, Result
 from stemscribe.score.analysis import ScoreAnalysis, analyze
-from stemscribe.score.musicxml import musicxml_bytes, quantize, write_musicxml
+from stemscribe.score.musicxml import _staffs, musicxml_bytes, quantize, write_musicxml
+from stemscribe.stems import Family
 
 music21 = pytest.importorskip("music21")
 
@@ -112,6 +113,16 @@ def test_quantize_snaps_and_keeps_a_step() -> None:
     got = quantize([0.02, 1.0, 2.34], [0.48, 1.0, 2.66], compound=False)
     assert got[0] == (0, pytest.approx(0.5)) and got[1][1] > got[1][0]
     assert float(got[2][0]) == pytest.approx(1 / 3 + 2)
+
+
+def test_drum_hits_a_little_early_last_to_the_next_hit() -> None:
+    from stemscribe.score.grid import BeatMap
+
+    hits = [NoteEvent(36, t, t + 0.05, 0.8) for t in (0.49, 0.99, 1.48, 2.0)]  # a beat 0.5 s, early
+    kit = Instrument("Drums", 0, True, Family.DRUMS, hits)
+    result = Result([kit], 2.5, "mix", 120.0, [i * 0.5 for i in range(6)])
+    (staff,) = _staffs(kit, BeatMap.of(result), 0, False)
+    assert [(float(s), float(e)) for _, s, e in staff.notes] == [(1, 2), (2, 3), (3, 4), (4, 5)]
 
 
 def test_releases_do_not_make_triplets() -> None:
