@@ -1,8 +1,9 @@
 # The stemscribe image of docker-compose.yml: API node (`stemscribe serve`) or worker (`stemscribe worker`).
 # Bookworm, not the tag's moving default: the Debian release scripts/check_docker.sh builds and runs it on.
 FROM python:3.11-slim-bookworm
-# libcairo2: CairoSVG's PDF of the sheet music (the score extra); the audio decoders bring their own libraries
-RUN apt-get update && apt-get install -y --no-install-recommends libcairo2 && rm -rf /var/lib/apt/lists/*
+# libcairo2: CairoSVG's PDF of the sheet music (the score extra), fonts-dejavu-core its text and the
+# sharps and flats of chord symbols (stemscribe.score.engrave); the audio decoders bring their own libraries
+RUN apt-get update && apt-get install -y --no-install-recommends libcairo2 fonts-dejavu-core && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY stemscribe ./stemscribe

@@ -5,8 +5,9 @@ Debian ships as libcairo2; svglib + reportlab was the other candidate, but it do
 <use> references to <symbol> glyphs that Verovio's music font is made of. CairoSVG writes one PDF per
 page; pypdf joins them. One thing cairo cannot draw: music glyphs set as text in the music font (the
 note of a tempo mark, "♩ = 120"), which the SVG carries as an embedded web font that browsers read and
-cairo does not; for the PDF they become the font's own outlines (`outline_text_glyphs`), from the
-glyph files Verovio ships.
+cairo does not; for the PDF they become the font's own outlines where they open a text
+(`outline_text_glyphs`, from the glyph files Verovio ships) and the matching Unicode signs in a system
+font inside one (a chord symbol's sharps and flats).
 """
 
 from __future__ import annotations
@@ -114,7 +115,35 @@ def outline_text_glyphs(svg: str) -> str:
         for index, text in enumerate(list(parent)):
             if text.tag == f"{{{SVG_NS}}}text" and _outline_leading_glyphs(parent, index, text):
                 changed = True
+    for tspan in root.iter(f"{{{SVG_NS}}}tspan"):
+        changed |= _unicode_glyphs(tspan)
     return ET.tostring(root, encoding="unicode") if changed else svg
+
+
+# Music-font glyphs inside a text (a chord symbol's accidentals, in SMuFL's figured-bass and accidental
+# ranges) as the Unicode characters a system font draws, where cairo cannot place the outlines (it
+# does not say how wide the text before them is).
+UNICODE_GLYPHS = {
+    "\uea63": "\u266d\u266d", "\uea64": "\u266d", "\uea65": "\u266e", "\uea66": "\u266f", "\uea67": "x",
+    "\ue260": "\u266d", "\ue261": "\u266e", "\ue262": "\u266f", "\ue263": "x", "\ue264": "\u266d\u266d",
+    "\u266d": "\u266d", "\u266e": "\u266e", "\u266f": "\u266f", "\ueca5": "\u2669", "\ueca7": "\u266a",
+}  # fmt: skip
+UNICODE_FONT = "DejaVu Sans"  # Debian's fonts-dejavu-core, which cairo pulls in: it has these signs
+UNICODE_SCALE = 0.5625  # a music-font em is larger than a text font's: 720 px glyphs beside 405 px text
+
+
+def _unicode_glyphs(tspan: ET.Element) -> bool:
+    content = tspan.text or ""
+    if not tspan.get("font-family") or not content.strip() or len(tspan):
+        return False
+    if any(c not in UNICODE_GLYPHS for c in content.strip()):
+        return False
+    size = _FONT_SIZE.fullmatch(tspan.get("font-size", ""))
+    tspan.text = "".join(UNICODE_GLYPHS.get(c, c) for c in content)
+    tspan.set("font-family", UNICODE_FONT)
+    if size is not None:
+        tspan.set("font-size", f"{float(size.group(1)) * UNICODE_SCALE:g}px")
+    return True
 
 
 def _outline_leading_glyphs(parent: ET.Element, index: int, text: ET.Element) -> bool:

@@ -47,6 +47,19 @@ def test_the_tempo_marks_note_is_outlined_for_cairo(example_result: Result) -> N
     )
 
 
+def test_a_chord_symbols_sharp_becomes_a_unicode_sharp_for_cairo() -> None:
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg"><g class="harm"><text x="10" y="20" font-size="0px">'
+        '<tspan class="text"><tspan font-size="405px">F</tspan>'
+        '<tspan font-family="Leipzig" font-size="720px">\uea66</tspan><tspan font-size="405px">m7</tspan>'
+        "</tspan></text></g></svg>"
+    )
+    out = engrave.outline_text_glyphs(svg)
+    assert "\uea66" not in out and "Leipzig" not in out
+    assert f'font-family="{engrave.UNICODE_FONT}" font-size="405px">\u266f</tspan>' in out
+    assert ">F</tspan>" in out and ">m7</tspan>" in out
+
+
 def test_bad_cases_render(drums_only: Result, empty_result: Result) -> None:
     for result in (drums_only, empty_result):
         assert engrave.render_svg(musicxml_bytes(result))
