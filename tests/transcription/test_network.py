@@ -293,13 +293,20 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(shards: Path, tmp_pa
 
 
 def test_a_run_from_a_later_first_shard_reads_those_files(shards: Path, tmp_path: Path) -> None:
+    _same_run_on_renumbered_shards(shards, tmp_path, (40, 41), ["--first-shard", "40"])
+
+
+def _same_run_on_renumbered_shards(
+    shards: Path, tmp_path: Path, numbers: tuple[int, int], flags: list[str]
+) -> None:
+    """Shards 0 and 1 copied as files `numbers`: a run told to read those gives the same weights."""
     later = tmp_path / "later"
     later.mkdir()
-    for i in (0, 1):
-        (later / f"shard-{40 + i:05d}.npz").write_bytes((shards / f"shard-{i:05d}.npz").read_bytes())
+    for i, number in enumerate(numbers):
+        (later / f"shard-{number:05d}.npz").write_bytes((shards / f"shard-{i:05d}.npz").read_bytes())
     (later / "valid.npz").write_bytes((shards / "valid.npz").read_bytes())
     ttrain.main(_args(shards, tmp_path / "a", 2))
-    ttrain.main(_args(later, tmp_path / "b", 2) + ["--first-shard", "40"])
+    ttrain.main(_args(later, tmp_path / "b", 2) + flags)
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=False)
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
     for key, value in a["state"].items():
@@ -311,17 +318,7 @@ def test_shard_files_interleave_ranges_and_a_run_reads_them(shards: Path, tmp_pa
     assert ttrain.interleaved_shards("5") == [5]
     with pytest.raises(ValueError, match="overlap"):
         ttrain.interleaved_shards("1-3,3-4")
-    later = tmp_path / "later"
-    later.mkdir()
-    for i, number in enumerate((40, 76)):
-        (later / f"shard-{number:05d}.npz").write_bytes((shards / f"shard-{i:05d}.npz").read_bytes())
-    (later / "valid.npz").write_bytes((shards / "valid.npz").read_bytes())
-    ttrain.main(_args(shards, tmp_path / "a", 2))
-    ttrain.main(_args(later, tmp_path / "b", 2) + ["--shard-files", "40,76"])
-    a = torch.load(tmp_path / "a" / "last.pt", weights_only=False)
-    b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
-    for key, value in a["state"].items():
-        assert torch.equal(value, b["state"][key]), key
+    _same_run_on_renumbered_shards(shards, tmp_path, (40, 76), ["--shard-files", "40,76"])
 
 
 def test_a_resumed_run_widens_its_net_and_goes_on(shards: Path, tmp_path: Path) -> None:

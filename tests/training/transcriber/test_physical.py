@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from stemscribe.stems import Family
-from stemscribe.transcription.pitch_model import MIDI_OFFSET, PitchModel
+from stemscribe.transcription.pitch_model import PitchModel
+from tests.training.transcriber.judge import heard
 from training.transcriber.physical import (
     BARS,
     FM,
@@ -24,18 +25,6 @@ from training.transcriber.voices import VariedRenderer
 
 SR = 22050
 TIMGM = Path("/usr/share/sounds/sf2/TimGM6mb.sf2")
-
-
-@pytest.fixture(scope="module")
-def pitch() -> PitchModel:
-    return PitchModel(threads=1)
-
-
-def heard(pitch: PitchModel, audio: np.ndarray) -> int:
-    """The MIDI pitch basic-pitch hears most in `audio`."""
-    audio = np.concatenate([np.zeros(2205), audio, np.zeros(11025)])
-    post = pitch.run((audio / max(float(np.abs(audio).max()), 1e-9) * 0.8).astype(np.float32), contour=False)
-    return int(np.argmax(post.note.sum(axis=0))) + MIDI_OFFSET
 
 
 def level_at(audio: np.ndarray, seconds: float) -> float:
