@@ -76,29 +76,45 @@ SVG_NS = "http://www.w3.org/2000/svg"
 _FONT_SIZE = re.compile(r"([0-9.]+)px")
 
 
-@functools.cache
-def _glyphs(font: str) -> dict[str, tuple[str, float, float]]:
-    """The music font's glyphs as (SVG path data in font units, advance width in ems, ems per font
-    unit) by character, read from Verovio's data folder; empty where the font or Verovio is not there."""
+def _verovio_data() -> Path | None:
     try:
         import verovio
     except ImportError:
+        return None
+    return Path(verovio.__file__).resolve().parent / "data"
+
+
+@functools.cache
+def _glyph_widths(font: str) -> dict[str, tuple[float, float]]:
+    """The music font's glyphs as (advance width in ems, ems per font unit) by character, from Verovio's
+    index of the font; empty where the font or Verovio is not there."""
+    data = _verovio_data()
+    index = None if data is None else data / f"{font}.xml"
+    if index is None or not index.is_file():
         return {}
-    folder = Path(verovio.__file__).resolve().parent / "data"
-    index = folder / f"{font}.xml"
-    if not index.is_file():
-        return {}
-    units = float(ET.parse(index).getroot().get("units-per-em", "1000"))
-    out = {}
-    for g in ET.parse(index).getroot().iter("g"):
-        code, advance = g.get("c"), g.get("h-a-x")
-        path_file = folder / font / f"{code}.xml"
-        if code is None or advance is None or not path_file.is_file():
-            continue
-        path = ET.parse(path_file).getroot().find("path")
-        if path is not None and path.get("d"):
-            out[chr(int(code, 16))] = (str(path.get("d")), float(advance) / units, 1.0 / units)
-    return out
+    root = ET.parse(index).getroot()
+    per_unit = 1.0 / float(root.get("units-per-em", "1000"))
+    return {
+        chr(int(code, 16)): (float(advance) * per_unit, per_unit)
+        for g in root.iter("g")
+        if (code := g.get("c")) is not None and (advance := g.get("h-a-x")) is not None
+    }
+
+
+@functools.cache
+def _glyph_path(font: str, char: str) -> str | None:
+    """SVG path data of one glyph in font units (y up), from its file in Verovio's data folder."""
+    data = _verovio_data()
+    path_file = None if data is None else data / font / f"{ord(char):04X}.xml"
+    if path_file is None or not path_file.is_file():
+        return None
+    path = ET.parse(path_file).getroot().find("path")
+    return None if path is None or not path.get("d") else str(path.get("d"))
+
+
+def _drawable(font: str, content: str) -> bool:
+    widths = _glyph_widths(font)
+    return bool(widths) and all(c in widths and _glyph_path(font, c) is not None for c in content)
 
 
 def outline_text_glyphs(svg: str) -> str:
@@ -156,22 +172,22 @@ def _outline_leading_glyphs(parent: ET.Element, index: int, text: ET.Element) ->
         content = (el.text or "").strip()
         if el is text or not content:
             continue
-        glyphs = _glyphs(el.get("font-family", ""))
-        if not glyphs or any(c not in glyphs for c in content):
+        if not _drawable(el.get("font-family", ""), content):
             break
         runs.append(el)
+    if not runs:
+        return False
     try:
         x, y = float(text.get("x", "")), float(text.get("y", ""))
         sizes = [float(_FONT_SIZE.fullmatch(el.get("font-size", "")).group(1)) for el in runs]  # type: ignore[union-attr]
     except (ValueError, AttributeError):
         return False
-    if not runs:
-        return False
     group = ET.Element(f"{{{SVG_NS}}}g", {"class": "outlined-glyphs"})
     for el, size in zip(runs, sizes, strict=True):
-        glyphs = _glyphs(el.get("font-family", ""))
+        font = el.get("font-family", "")
         for char in (el.text or "").strip():
-            d, advance, per_unit = glyphs[char]
+            advance, per_unit = _glyph_widths(font)[char]
+            d = str(_glyph_path(font, char))
             k = size * per_unit  # the glyph files' paths carry scale(1,-1): font units, y up
             transform = f"translate({x:g},{y:g}) scale({k:g},{-k:g})"
             ET.SubElement(group, f"{{{SVG_NS}}}path", {"transform": transform, "d": d})
