@@ -21,6 +21,8 @@ part's notes. Nothing here reads a file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 import pretty_midi
@@ -69,13 +71,16 @@ def _modes(
     return out
 
 
-def _damp(out: npt.NDArray[np.float64], held: float, release: float) -> npt.NDArray[np.float64]:
+def damp(out: npt.NDArray[np.float64], held: float, release: float) -> npt.NDArray[np.float64]:
     """Once the note is released (after `held` s), a decay with time constant `release` / 3."""
     t = np.arange(len(out)) / SAMPLE_RATE
     return out * np.exp(-np.maximum(t - held, 0.0) / max(release / 3, 1e-3))
 
 
-def _render(notes: list[Note], n: int, note_fn) -> npt.NDArray[np.float64]:  # type: ignore[no-untyped-def]
+def render_notes(
+    notes: list[Note], n: int, note_fn: Callable[[int, int, float], npt.NDArray[np.float64]]
+) -> npt.NDArray[np.float64]:
+    """(n,) the notes' tones, `note_fn(pitch, velocity, held seconds)` each, placed at their starts."""
     out = np.zeros(n)
     for start, end, pitch, vel in notes:
         s = int(round(start * SAMPLE_RATE))
@@ -85,7 +90,8 @@ def _render(notes: list[Note], n: int, note_fn) -> npt.NDArray[np.float64]:  # t
     return out
 
 
-def _normalised(out: npt.NDArray[np.float64], level: float) -> npt.NDArray[np.float32]:
+def normalised(out: npt.NDArray[np.float64], level: float) -> npt.NDArray[np.float32]:
+    """A part at peak 0.7 x `level` (the reference level of the renderer's SoundFont piano)."""
     return (out / max(float(np.abs(out).max()), 1e-9) * level * 0.7).astype(np.float32)
 
 
@@ -117,13 +123,13 @@ def bar_part(rng: np.random.Generator, notes: list[Note], n: int, level: float) 
         b, a = butter(1, cutoff, btype="low")
         noise = lfilter(b, a, rng.standard_normal(strike_len)) * np.hanning(strike_len)
         out[:strike_len] += 0.3 * hardness / 4 * noise
-        return _damp(out, held, release) * loud**1.6
+        return damp(out, held, release) * loud**1.6
 
-    out = _render(notes, n, note)
+    out = render_notes(notes, n, note)
     if tremolo is not None:
         t = np.arange(n) / SAMPLE_RATE
         out *= 1 - tremolo[1] * (0.5 + 0.5 * np.sin(2 * np.pi * tremolo[0] * t))
-    return _normalised(out, level)
+    return normalised(out, level)
 
 
 # Drawbar footages as harmonics of the 8' stop: 16', 5 1/3', 8', 4', 2 2/3', 2', 1 3/5', 1 1/3', 1'.
@@ -160,9 +166,9 @@ def organ_part(rng: np.random.Generator, notes: list[Note], n: int, level: float
         if click > 0:
             k = min(int(0.004 * SAMPLE_RATE), n_note)
             out[:k] += click * rng.standard_normal(k) * np.hanning(k)
-        return _damp(out, held, release) * (0.3 + 0.7 * vel / 127.0)  # swell pedal, not touch
+        return damp(out, held, release) * (0.3 + 0.7 * vel / 127.0)  # swell pedal, not touch
 
-    out = _render(notes, n, note)
+    out = render_notes(notes, n, note)
     if rotor > 0:
         t = np.arange(n) / SAMPLE_RATE
         phase = 2 * np.pi * rotor * t
@@ -171,7 +177,7 @@ def organ_part(rng: np.random.Generator, notes: list[Note], n: int, level: float
         delay = 0.0006 * (1 + np.sin(phase)) * SAMPLE_RATE
         out = np.interp(np.arange(n) - delay, np.arange(n), out)
         out *= 1 - depth * (0.5 + 0.5 * np.sin(phase + 1.0))
-    return _normalised(out, level)
+    return normalised(out, level)
 
 
 def _pulse_series(f0: float, duty: float, n_partials: int) -> tuple[np.ndarray, np.ndarray]:
@@ -211,9 +217,9 @@ def reed_part(rng: np.random.Generator, notes: list[Note], n: int, level: float)
         if breath > 0:
             out += breath * float(np.abs(out).max(initial=1.0)) * rng.standard_normal(n_note)
         out *= np.minimum(1.0, t / attack)
-        return _damp(out, held, release) * (0.4 + 0.6 * vel / 127.0)
+        return damp(out, held, release) * (0.4 + 0.6 * vel / 127.0)
 
-    return _normalised(_render(notes, n, note), level)
+    return normalised(render_notes(notes, n, note), level)
 
 
 def piano_part(rng: np.random.Generator, notes: list[Note], n: int, level: float) -> npt.NDArray[np.float32]:
@@ -257,10 +263,10 @@ def piano_part(rng: np.random.Generator, notes: list[Note], n: int, level: float
             b, a = butter(2, 300 / (SAMPLE_RATE / 2), btype="low")
             out[:k_len] += thump * loud * lfilter(b, a, rng.standard_normal(k_len)) * np.hanning(k_len)
         if pitch < 89:
-            out = _damp(out, held, damper)
+            out = damp(out, held, damper)
         return out * loud**1.6
 
-    return _normalised(_render(notes, n, note), level)
+    return normalised(render_notes(notes, n, note), level)
 
 
 # Two-operator FM per family (no ratio under 1: a modulator at half the carrier sounds an octave down):
@@ -304,9 +310,9 @@ def fm_part(
         if ratio * f0 * (1 + float(np.max(idx, initial=0.0))) >= NYQUIST:
             idx = idx * 0.2  # keep the sidebands under the Nyquist limit, roughly
         out = amp * np.sin(phase + idx * np.sin(ratio * phase))
-        return _damp(out, held, release) * loud**1.6
+        return damp(out, held, release) * loud**1.6
 
-    return _normalised(_render(notes, n, note), level)
+    return normalised(render_notes(notes, n, note), level)
 
 
 def physical_part(

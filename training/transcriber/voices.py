@@ -39,7 +39,7 @@ from scipy.signal import butter, lfilter
 
 from stemscribe.stems import Family, family_of_program
 from training.drums.data import DRUM_CHANNEL, SAMPLE_RATE, Renderer, random_eq
-from training.transcriber.physical import physical_part
+from training.transcriber.physical import damp, normalised, physical_part, render_notes
 
 log = logging.getLogger(__name__)
 
@@ -305,13 +305,7 @@ def notes_of(events: list[Event]) -> list[Note]:
 def synth_part(
     rng: np.random.Generator, voice: Voice, notes: list[Note], n: int, level: float
 ) -> npt.NDArray[np.float32]:
-    out = np.zeros(n)
-    for start, end, pitch, vel in notes:
-        s = int(round(start * SAMPLE_RATE))
-        if s >= n:
-            continue
-        tone = synth_note(rng, voice, pitch, vel, max(end - start, 0.02))[: n - s]
-        out[s : s + len(tone)] += tone
+    out = render_notes(notes, n, lambda pitch, vel, held: synth_note(rng, voice, pitch, vel, held))
     return (out * level).astype(np.float32)
 
 
@@ -335,9 +329,7 @@ class SampleVoice:
             source = self._looped(int(pos[-1]) + 2)
         pos = pos[pos < len(source) - 1]
         out = np.interp(pos, np.arange(len(source)), source)
-        t = np.arange(len(out)) / SAMPLE_RATE
-        env = np.where(t > held, np.exp(-(t - held) / max(release / 3, 1e-3)), 1.0)
-        return out * env * (velocity / 127.0) ** 1.6
+        return damp(out, held, release) * (velocity / 127.0) ** 1.6
 
     def _looped(self, length: int) -> npt.NDArray[np.float64]:
         """The sample with its middle half repeated (crossfaded) until `length` samples."""
@@ -443,18 +435,17 @@ def pluck_part(
     brightness = float(rng.uniform(3, 12) if bass else rng.uniform(5, 30))
     decay = float(rng.uniform(0.8, 3.0) if bass else rng.uniform(0.6, 4.0))
     pick = float(rng.uniform(0.08, 0.45))
-    out = np.zeros(n)
-    for start, end, pitch, vel in notes:
-        s = int(round(start * SAMPLE_RATE))
-        if s < n:
-            tone = pluck_note(
-                rng, pitch, vel, max(end - start, 0.02), brightness=brightness, decay=decay, pick=pick
-            )
-            out[s : s + len(tone)] += tone[: n - s]
+    out = render_notes(
+        notes,
+        n,
+        lambda pitch, vel, held: pluck_note(
+            rng, pitch, vel, held, brightness=brightness, decay=decay, pick=pick
+        ),
+    )
     body = float(rng.uniform(90, 250) if bass else rng.uniform(100, 400))
     b, a = butter(2, [body / 1.4, body * 1.4], btype="bandpass", fs=SAMPLE_RATE)
     out = out + float(rng.uniform(0.0, 1.5)) * lfilter(b, a, out)
-    return (out / max(float(np.abs(out).max()), 1e-9) * level * 0.7).astype(np.float32)
+    return normalised(out, level)
 
 
 def load_samples(root: Path = LMMS_DIR) -> dict[Family, list[SampleVoice]]:
@@ -559,12 +550,7 @@ class VariedRenderer(Renderer):
         else:
             voice = instrument
         release = float(rng.uniform(0.05, 0.3))
-        out = np.zeros(n)
-        for start, end, pitch, vel in notes_of(part):
-            s = int(round(start * SAMPLE_RATE))
-            if s < n:
-                tone = voice.note(pitch, vel, max(end - start, 0.02), release)[: n - s]
-                out[s : s + len(tone)] += tone
+        out = render_notes(notes_of(part), n, lambda pitch, vel, held: voice.note(pitch, vel, held, release))
         return (out * self.level).astype(np.float32)
 
     def _soundfont_part(
