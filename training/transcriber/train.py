@@ -85,17 +85,15 @@ def targets(notes: npt.NDArray[np.float32], n_frames: int, lo: int, hi: int) -> 
 class Clips:
     """The clips of the shards a run uses, loaded on first use, with each clip's reference level."""
 
-    def __init__(self, data: Path, wait: bool = True, first: int = 0, files: list[int] | None = None) -> None:
+    def __init__(self, data: Path, files: list[int], wait: bool = True) -> None:
         self.data = data
+        self.files = files  # the run's shard i is the file of shard files[i]
         self.wait = wait
-        self.first = first  # the run's shard i is the file of shard first + i ...
-        self.files = files  # ... or, given these, the file of shard files[i]
         self._shards: dict[int, list[dict[str, np.ndarray]]] = {}
 
     def shard(self, index: int) -> list[dict[str, np.ndarray]]:
         if index not in self._shards:
-            number = self.files[index] if self.files is not None else self.first + index
-            path = self.data / f"shard-{number:05d}.npz"
+            path = self.data / f"shard-{self.files[index]:05d}.npz"
             while self.wait and not path.is_file():
                 log.info("waiting for %s", path)
                 time.sleep(30)
@@ -342,10 +340,13 @@ def train(args: argparse.Namespace) -> None:
         best = float(resume.get("best", -1.0))
         log.info("resumed %s at step %d", args.resume, start)
     log.info("NoteNet width %d: %d parameters", width, sum(p.numel() for p in net.parameters()))
-    files = interleaved_shards(args.shard_files) if args.shard_files else None
-    if files is not None and len(files) < args.shards:
-        raise SystemExit(f"--shard-files names {len(files)} shards, fewer than --shards {args.shards}")
-    clips = Clips(args.data, first=args.first_shard, files=files)
+    if args.shard_files:
+        files = interleaved_shards(args.shard_files)
+        if len(files) < args.shards:
+            raise SystemExit(f"--shard-files names {len(files)} shards, fewer than --shards {args.shards}")
+    else:
+        files = list(range(args.first_shard, args.first_shard + args.shards))
+    clips = Clips(args.data, files)
     valid = prepare(load_shard(args.data / "valid.npz"))[: args.valid_clips]
     bce = nn.BCEWithLogitsLoss(reduction="none")
     t0 = time.time()
