@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pytest
 
 from stemscribe.result import Instrument, NoteEvent, Result
-from stemscribe.score.analysis import AnalysisOptions, Key, TimeSignature, analyze, chord_symbol
+from stemscribe.score.analysis import (
+    AnalysisOptions,
+    Key,
+    TimeSignature,
+    _phrase_starts,
+    analyze,
+    chord_symbol,
+)
 from stemscribe.stems import Family
 from tests.score.conftest import AM, C, F, G, grid, instrument, progression_song
 
@@ -270,6 +278,22 @@ def test_an_excerpt_starting_off_the_beat_gets_no_start_bonus() -> None:
     result = delayed(chorale_texture_with_mixed_phrase_ends(), 1, [NoteEvent(67, 0.125, 0.45, 0.8)])
     assert analyze(result).first_downbeat == 3
     assert analyze(result, AnalysisOptions(pickup_bonus=0.0)).first_downbeat == 3
+
+
+def test_phrases_after_rests_pull_the_bar_line_to_their_first_beat() -> None:
+    """An excerpt starting off the beat (no start bonus) whose phrases each end on a half note on beat
+    3, so nothing starts on beat 4 and every next phrase starts on beat 1: with the phrase bonus the
+    bar lines go there instead of where the accents alone put them (beat 3)."""
+    c, f, g, am, dm, _ = C_MAJOR_CHORDS
+    bars = chorale_phrase([c, f, g, c, am, dm, g]) + chorale_phrase([am, dm, g, c, f, g, c])
+    result = delayed(block_chords(bars * 2), 1, [NoteEvent(67, 0.125, 0.45, 0.8)])
+    assert analyze(result, AnalysisOptions(phrase_bonus=0.0)).first_downbeat == 3
+    assert analyze(result, AnalysisOptions(phrase_bonus=0.5)).first_downbeat == 1
+
+
+def test_phrase_starts_are_on_beat_onsets_after_a_beat_where_nothing_starts() -> None:
+    onsets = np.array([0.0, 1.0, 2.02, 4.0, 5.5, 7.0, 9.1, 10.4])
+    assert _phrase_starts(onsets, 12).tolist() == [4, 7, 9]
 
 
 def test_four_four_pickup_puts_the_bar_line_after_it() -> None:
