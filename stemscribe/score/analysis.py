@@ -10,7 +10,8 @@ units, with array code only; a 10-minute song takes well under a second.
   two-beat bar 6/8 (a four-beat one stays 4/4: swing, written with triplets). The bar lines then go
   where the same accents fit the chosen bar best with the harmonic change of one beat weighing more,
   and a bar line on the first note or on the beat after it (a one-beat pickup) weighing a little more
-  where that note is on a beat: a piece starts on beat 1 or just before it.
+  where that note is on a beat: a piece starts on beat 1 or just before it; so, a little less, does
+  each phrase that starts on a beat after a beat where nothing starts.
 - Key: a key-finding profile (Temperley's Kostka-Payne profile by default, Krumhansl-Kessler as an
   option) correlated with the duration-weighted pitch-class histogram (bass notes count 1.5 times), plus
   a small bonus for keys whose tonic triad the chords spend time on and a penalty for those whose tonic
