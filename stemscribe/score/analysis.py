@@ -536,7 +536,8 @@ def _metre(
     first_onset: int,
     options: AnalysisOptions,
     start_beat: int = -1,
-    phrase_starts: npt.NDArray[np.int64] | None = None,
+    *,
+    phrase_starts: npt.NDArray[np.int64],
 ) -> tuple[TimeSignature, int]:
     """The time signature and the beat index of the first bar line (< beats per bar).
 
@@ -563,7 +564,7 @@ def _metre(
     phase_fit = _fit(phase_features, m)
     if start_beat >= 0:
         phase_fit[[start_beat % m, (start_beat + 1) % m]] += options.pickup_bonus
-    for t in () if phrase_starts is None else phrase_starts[phrase_starts > start_beat]:
+    for t in phrase_starts[phrase_starts > start_beat]:
         phase_fit[[t % m, (t + 1) % m]] += options.phrase_bonus
     phase = int(np.argmax(phase_fit))
     if m == 2:
