@@ -1,7 +1,11 @@
-"""Run basic-pitch's ICASSP 2022 network (the ONNX file its wheel ships) with onnxruntime.
+"""Run basic-pitch's ICASSP 2022 network with onnxruntime.
 
 The network sees 2-second windows of 22.05 kHz mono audio and outputs, per 11.6 ms frame, note
-(frame) and onset posteriors for 88 pitches (A0..C8) and a 3-bins-per-semitone contour.
+(frame) and onset posteriors for 88 pitches (A0..C8) and a 3-bins-per-semitone contour. The graph
+run is `stemscribe/weights/pitch.onnx`: the `nmp.onnx` that basic-pitch 0.4.0's wheel ships
+(Copyright 2022 Spotify AB, Apache-2.0), with two convolutions rewritten into a layout the CPU runs
+~30 % faster and the same posteriors to ~1e-6 (`python -m training.pitch_graph` makes it from the
+wheel's file; see that module).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from stemscribe.errors import ModelError
+from stemscribe.transcription.weights import check_sha256, shipped_weights, sidecar
 
 SAMPLE_RATE = 22050
 FFT_HOP = 256
@@ -28,8 +33,11 @@ OVERLAP_SAMPLES = OVERLAP_FRAMES * FFT_HOP
 HOP_SAMPLES = WINDOW_SAMPLES - OVERLAP_SAMPLES
 MIDI_OFFSET = 21  # pitch index 0 is A0 = MIDI 21
 N_PITCHES = 88
-# nmp.onnx in basic-pitch 0.4.0's wheel
-MODEL_SHA256 = "2c3c1d144bfa61ad236e92e169c13535c880469a12a047d4e73451f2c059a0ec"
+# nmp.onnx in basic-pitch 0.4.0's wheel, the source of the shipped graph
+WHEEL_SHA256 = "2c3c1d144bfa61ad236e92e169c13535c880469a12a047d4e73451f2c059a0ec"
+SHIPPED = "pitch.onnx"
+# basic-pitch's own mapping of the exported graph's outputs: note, onset, contour.
+OUTPUTS = ("StatefulPartitionedCall:1", "StatefulPartitionedCall:2", "StatefulPartitionedCall:0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,18 +78,41 @@ def n_output_frames(n_samples: int) -> int:
 
 
 def default_model_path() -> Path:
-    """The nmp.onnx file inside the installed basic-pitch wheel (found without importing basic_pitch)."""
+    """The graph `PitchModel` runs: `STEMSCRIBE_BASIC_PITCH_MODEL` if set, else the shipped pitch.onnx."""
     override = os.environ.get("STEMSCRIBE_BASIC_PITCH_MODEL")
-    if override:
-        return Path(override)
+    return Path(override) if override else shipped_weights(SHIPPED)
+
+
+def wheel_model_path() -> Path:
+    """The nmp.onnx file inside the installed basic-pitch wheel (found without importing basic_pitch)."""
     # find_spec locates the package without running its __init__, which probes every ML runtime.
     spec = importlib.util.find_spec("basic_pitch")
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(
             "basic-pitch is not installed; install it with `pip install --no-deps basic-pitch==0.4.0` "
-            "(its wheel carries the ONNX model stemscribe runs)"
+            "(its wheel carries the ONNX model that stemscribe's pitch graph is made from)"
         )
-    return Path(next(iter(spec.submodule_search_locations))) / "saved_models" / "icassp_2022" / "nmp.onnx"
+    path = Path(next(iter(spec.submodule_search_locations))) / "saved_models" / "icassp_2022" / "nmp.onnx"
+    if not path.is_file() or file_sha256(path) != WHEEL_SHA256:
+        raise ModelError(f"{path} is missing or is not basic-pitch 0.4.0's nmp.onnx (sha256 check)")
+    return path
+
+
+def _check_default(path: Path) -> None:
+    """The shipped graph must match its sidecar; an override must be the shipped graph or the wheel's."""
+    shipped = shipped_weights(SHIPPED)
+    if path == shipped:
+        check_sha256(path, "pitch model")
+        return
+    try:
+        known = {WHEEL_SHA256, sidecar(shipped).read_text().split()[0].strip().lower()}
+    except (OSError, IndexError):
+        known = {WHEEL_SHA256}
+    if file_sha256(path) not in known:
+        raise ModelError(
+            f"pitch model at {path} fails its sha256 check (expected stemscribe's pitch.onnx or "
+            "basic-pitch 0.4.0's nmp.onnx)"
+        )
 
 
 def file_sha256(path: Path) -> str:
@@ -110,10 +141,8 @@ class PitchModel:
         path = Path(model_path) if model_path is not None else default_model_path()
         if not path.is_file():
             raise ModelError(f"pitch model not found at {path}")
-        if model_path is None and file_sha256(path) != MODEL_SHA256:
-            raise ModelError(
-                f"pitch model at {path} fails its sha256 check (expected basic-pitch 0.4.0's nmp.onnx)"
-            )
+        if model_path is None:
+            _check_default(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
@@ -128,12 +157,7 @@ class PitchModel:
             raise ModelError(f"cannot load pitch model {path}: {exc}") from exc
         self._input = self._session.get_inputs()[0].name
         names = {o.name for o in self._session.get_outputs()}
-        # basic-pitch's own mapping of the exported graph's outputs.
-        self._outputs = [
-            "StatefulPartitionedCall:1",
-            "StatefulPartitionedCall:2",
-            "StatefulPartitionedCall:0",
-        ]
+        self._outputs = list(OUTPUTS)
         if not set(self._outputs) <= names:
             raise ModelError(f"{path} does not look like basic-pitch's model (outputs {sorted(names)})")
         self.path = path

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare what `gpu_run.sh` carries to the device machine, on this machine (needs `make install`, the
 # Debian packages of README "Development" and the package registry): .gpu/ (TimGM6mb, LMMS's one-note
-# samples, basic-pitch's model, MMA's groove cache) and .whl/ (cp312 wheels the device lacks), both
+# samples, MMA's groove cache; basic-pitch's graph travels in stemscribe/weights) and .whl/ (cp312 wheels the device lacks), both
 # git-excluded. ~3 minutes, most of it building the groove cache with mma. Then smoke-test (gpu_run.sh's
 # header) and run(command="bash training/transcriber/gpu_run.sh", carry=[".gpu", ".whl"], timeout_s=590).
 set -euo pipefail
@@ -11,7 +11,6 @@ for path in /.gpu/ /.whl/; do grep -qxF "$path" .git/info/exclude 2>/dev/null ||
 mkdir -p .gpu/lmms .whl build/transcriber-data
 cp /usr/share/sounds/sf2/TimGM6mb.sf2 .gpu/
 (cd /usr/share/lmms/samples && cp --parents instruments/*.ogg basses/*.ogg stringsnpads/*.ogg "$OLDPWD/.gpu/lmms/")
-cp "$($py -c 'from stemscribe.transcription.pitch_model import default_model_path as p; print(p())')" .gpu/nmp.onnx
 $py -c 'from pathlib import Path; from training.transcriber.data import training_grooves as g; print(len(g(Path("build/transcriber-data/grooves.json"))), "grooves")'
 rm -f .gpu/grooves.json && gzip -9 -c build/transcriber-data/grooves.json > .gpu/grooves.json.gz  # 9.6 -> ~1 MB
 python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

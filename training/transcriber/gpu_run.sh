@@ -28,7 +28,7 @@ if [ -z "${GPU_RUN_SKIP_WHEELS:-}" ]; then  # the smoke test here runs in .venv,
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
 fi
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
-export STEMSCRIBE_BASIC_PITCH_MODEL="$PWD/.gpu/nmp.onnx" STEMSCRIBE_TRAIN_FONTS="$PWD/.gpu/TimGM6mb.sf2"
+export STEMSCRIBE_TRAIN_FONTS="$PWD/.gpu/TimGM6mb.sf2"
 export STEMSCRIBE_LMMS_SAMPLES="$PWD/.gpu/lmms"
 data=${GPU_RUN_DATA:-/tmp/data}
 mkdir -p "$data" "$OUT"
