@@ -7,8 +7,8 @@ RUN apt-get update && apt-get install -y --no-install-recommends libcairo2 fonts
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY stemscribe ./stemscribe
-# basic-pitch's wheel carries the ONNX model; its metadata pulls TensorFlow, hence --no-deps (as the Makefile)
-RUN pip install --no-cache-dir '.[scale,score]' && pip install --no-cache-dir --no-deps 'basic-pitch==0.4.0'
+# basic-pitch's network ships in stemscribe/weights (pitch.onnx), so its wheel is not installed here
+RUN pip install --no-cache-dir '.[scale,score]'
 # not root: Celery warns against a root worker, and neither process needs it
 RUN useradd --system --create-home --home-dir /var/lib/stemscribe stemscribe
 USER stemscribe
