@@ -94,6 +94,8 @@ MELODY_SHARE: dict[Family, float] = {
 SCALE = np.array([0, 2, 4, 5, 7, 9, 11])
 DRUM_CHANNEL = 9
 GROOVE_SHARE = 0.5
+SCORE_SHARE = 0.35  # of the clips, when scores are given
+SCORE_DRUMS_SHARE = 0.3
 BENCH_GROOVE_FILES = {"dsoul.mma", "bvfunk.mma", "basicrock.mma", "ska.mma", "softrock.mma", "jazzcombo.mma"}
 LEAD_FAMILIES = (Family.VOCALS, Family.WINDS, Family.BRASS, Family.SYNTH, Family.STRINGS, Family.GUITAR)
 
@@ -226,15 +228,26 @@ def make_clip(
     augment: bool,
     grooves: list[dict] | None = None,
     low_bass: float = 0.0,
+    scores: list[dict] | None = None,
 ) -> tuple[npt.NDArray[np.float32], list[tuple[Note, int, int]]]:
     """Audio (n,) of one mini-mix and its labelled notes (note, family index, program); `low_bass` is
-    the chance that a bass part is moved an octave down (`lower_bass`)."""
+    the chance that a bass part is moved an octave down (`lower_bass`). With `scores`
+    (`training.transcriber.scores.score_cache`), `SCORE_SHARE` of the clips are a window of a composed
+    score, each voice on an instrument of a family that plays in its range, sometimes over drums;
+    without them the clip draws exactly what it drew before scores existed."""
     beat = 60.0 / float(rng.uniform(70, 160))
     key = int(rng.integers(0, 12))
     # Parts: (family, program or None for a random one of the family, notes or None to generate).
     parts: list[tuple[Family, int | None, list[Note] | None]] = []
     drum_notes: list[Note] | None = None
-    if grooves and rng.random() < GROOVE_SHARE:
+    if scores and rng.random() < SCORE_SHARE:
+        from training.transcriber.scores import score_voices, voice_families
+
+        voices, beat = score_voices(rng, scores[int(rng.integers(len(scores)))], seconds)
+        voices = voices[:8]
+        parts = [(f, None, v) for f, v in zip(voice_families(rng, voices), voices, strict=True)]
+        drum_notes = _drums(rng, beat, seconds) if rng.random() < SCORE_DRUMS_SHARE else []
+    elif grooves and rng.random() < GROOVE_SHARE:
         tracks, drum_notes, beat = _groove_parts(rng, grooves[int(rng.integers(len(grooves)))], seconds)
         for program, notes in tracks:
             family = family_of_program(program)

@@ -15,12 +15,16 @@ at or above A0 (`training.timbre.data.lower_bass`): held-out grooves put their b
 the generators' ranges never reached (shards 16-39 written before commit 30db24b had none). From shard
 `EXTRA_FROM_SHARD` on, piano parts may also be the recorded Salamander grand and guitar and bass parts
 Karplus-Strong plucked strings (`voices.VariedRenderer.extra_share`; the piano needs `make
-training-samples`, and without it those parts keep the other timbres). From shard `PHYSICAL_FROM_SHARD`
-on, keys, piano, bass, brass and synth parts may also be model-based voices (`training.transcriber.physical`:
-struck bars, drawbar organs, free reeds, a stiff-string piano, two-operator FM).
+training-samples`, and without it those parts keep the other timbres). In shards `PHYSICAL_SHARDS`
+(76-99), keys, piano, bass, brass and synth parts may also be model-based voices
+(`training.transcriber.physical`: struck bars, drawbar organs, free reeds, a stiff-string piano,
+two-operator FM; a tried cycle on them was not kept, so later shards leave them out). From shard
+`SCORES_FROM_SHARD` (100) on, some mixes and stems are windows of composed scores
+(`training.transcriber.scores`: music21's corpus without Bach), each voice on an instrument.
 
 Sources read here, and only these: MMA's `stdlib`, `pflib` and `alexis` grooves (minus the development
-benchmark's groove files) and generated parts; SoundFonts MuseScore_General, TimGM6mb and the OPL-3 FM
+benchmark's groove files), generated parts, and music21's corpus minus every Bach work
+(`scores.is_training_score`); SoundFonts MuseScore_General, TimGM6mb and the OPL-3 FM
 bank (`TRAIN_FONTS`); LMMS's instrument samples (`voices.LMMS_SAMPLES`); the Salamander Grand Piano
 (`voices.SALAMANDER_DIR`). Evaluation-only material is
 never read: FluidR3 (GM, GS, Mono), csound's GM bank, the casio/kara/yamaha/zoom MMA libraries,
@@ -55,6 +59,7 @@ from training.drums.data import (
 )
 from training.timbre.data import BENCH_GROOVE_FILES, FAMILY_INDEX
 from training.timbre.data import make_clip as make_mix
+from training.transcriber.scores import score_cache
 from training.transcriber.voices import VariedRenderer
 from training.verify.data import _family_grooves, make_stem
 
@@ -77,8 +82,9 @@ LOW_BASS_FROM_SHARD = 16
 LOW_BASS_SHARE = 0.4
 EXTRA_FROM_SHARD = 40  # from here on the recorded grand and plucked strings (`VariedRenderer.extra_share`)
 EXTRA_SHARE = 1.0
-PHYSICAL_FROM_SHARD = 76  # from here on the model-based voices (`VariedRenderer.physical_share`)
+PHYSICAL_SHARDS = range(76, 100)  # the model-based voices (`VariedRenderer.physical_share`), not kept
 PHYSICAL_SHARE = 1.0
+SCORES_FROM_SHARD = 100  # from here on windows of composed scores (`training.transcriber.scores`)
 VALID_SHARD = 10**6
 
 
@@ -104,20 +110,21 @@ def make_clip(
     grooves: list[dict],
     by_family: dict[Family, list[int]],
     low_bass: float = 0.0,
+    scores: list[dict] | None = None,
 ) -> tuple[npt.NDArray[np.float32], Labelled, int]:
     """Audio (n,) at 22.05 kHz, its notes with family indices, and the kind index (see KINDS);
-    `low_bass` as in `training.timbre.data.make_clip`."""
+    `low_bass` and `scores` as in `training.timbre.data.make_clip`."""
     seconds = float(rng.uniform(6.0, 10.0))
     draw = rng.random()
     if draw < MIX_SHARE + DENSE_SHARE:
         audio, labelled = make_mix(
-            rng, renderer, seconds=seconds, augment=True, grooves=grooves, low_bass=low_bass
+            rng, renderer, seconds=seconds, augment=True, grooves=grooves, low_bass=low_bass, scores=scores
         )
         notes = [(s, min(e, seconds), p, v, fam) for (s, e, p, v), fam, _ in labelled]
         kind = 0
         if draw >= MIX_SHARE:
             other, more = make_mix(
-                rng, renderer, seconds=seconds, augment=True, grooves=grooves, low_bass=low_bass
+                rng, renderer, seconds=seconds, augment=True, grooves=grooves, low_bass=low_bass, scores=scores
             )
             n = min(len(audio), len(other))
             gain = float(rng.uniform(0.4, 1.0))
@@ -134,6 +141,7 @@ def make_clip(
             grooves=grooves,
             by_family=by_family,
             low_bass=low_bass,
+            scores=scores,
         )
         notes = [(s, e, p, v, FAMILY_INDEX[family]) for s, e, p, v in truth]
         kind = 2
@@ -145,12 +153,13 @@ def make_clip(
 _worker: dict[str, object] = {}
 
 
-def _init_worker(grooves: list[dict]) -> None:
+def _init_worker(grooves: list[dict], scores: list[dict]) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from stemscribe.transcription.pitch_model import PitchModel
 
     _worker["renderer"] = VariedRenderer(train_fonts())
     _worker["grooves"] = grooves
+    _worker["scores"] = scores
     _worker["by_family"] = _family_grooves(grooves)
     _worker["pitch"] = PitchModel(threads=1)
 
@@ -163,9 +172,10 @@ def _work(job: tuple[int, int, int]) -> dict[str, np.ndarray]:
     varied = VARIED_FROM_SHARD <= shard < VALID_SHARD
     renderer.rng = np.random.default_rng([seed, shard, index, 16]) if varied else None
     renderer.extra_share = EXTRA_SHARE if EXTRA_FROM_SHARD <= shard < VALID_SHARD else 0.0
-    renderer.physical_share = PHYSICAL_SHARE if PHYSICAL_FROM_SHARD <= shard < VALID_SHARD else 0.0
+    renderer.physical_share = PHYSICAL_SHARE if shard in PHYSICAL_SHARDS else 0.0
     low_bass = LOW_BASS_SHARE if LOW_BASS_FROM_SHARD <= shard < VALID_SHARD else 0.0
-    audio, notes, kind = make_clip(rng, renderer, grooves, by_family, low_bass)  # type: ignore[arg-type]
+    scores = _worker["scores"] if SCORES_FROM_SHARD <= shard < VALID_SHARD else None
+    audio, notes, kind = make_clip(rng, renderer, grooves, by_family, low_bass, scores)  # type: ignore[arg-type]
     post = _worker["pitch"].run(audio, contour=False)  # type: ignore[attr-defined]
     return {
         "audio": np.round(np.clip(audio, -1, 1) * 32767).astype(np.int16),
@@ -232,20 +242,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--valid", action="store_true", help="also write valid.npz (shard VALID_SHARD)")
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--grooves", type=Path, default=Path("build/transcriber-data/grooves.json"))
+    parser.add_argument("--scores", type=Path, default=Path("build/transcriber-data/scores.json.gz"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)
     grooves = training_grooves(args.grooves)
+    shards = _shard_range(args.shards)
+    scores = score_cache(args.scores) if max(shards) >= SCORES_FROM_SHARD else []
     log.info(
         "%d grooves, fonts %s, families %s",
         len(grooves),
         [p.name for p in train_fonts()],
         [f.value for f in TIMBRE_FAMILIES],
     )
-    with mp.get_context("fork").Pool(args.workers, initializer=_init_worker, initargs=(grooves,)) as pool:
+    with mp.get_context("fork").Pool(args.workers, initializer=_init_worker, initargs=(grooves, scores)) as pool:
         if args.valid and not (args.out / "valid.npz").is_file():
             write_shard(args.out / "valid.npz", args.seed, VALID_SHARD, VALID_CLIPS, pool)
-        for shard in _shard_range(args.shards):
+        for shard in shards:
             path = args.out / f"shard-{shard:05d}.npz"
             if not path.is_file():
                 write_shard(path, args.seed, shard, args.clips, pool)

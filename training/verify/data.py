@@ -70,6 +70,7 @@ SECTIONS = {
 OTHER_SHARE = 0.08
 MIX_SHARE = 0.25  # clips that are whole mini-mixes (training.timbre.data's), decoded as a mix
 GROOVE_TRACK_SHARE = 0.4
+SCORE_STEM_SHARE = 0.25  # of the stems, when scores are given
 
 
 def _family_grooves(grooves: list[dict]) -> dict[Family, list[int]]:
@@ -90,13 +91,22 @@ def make_stem(
     grooves: list[dict],
     by_family: dict[Family, list[int]],
     low_bass: float = 0.0,
+    scores: list[dict] | None = None,
 ) -> tuple[npt.NDArray[np.float32], list[Note], Family]:
-    """Audio of one family's stem and its true notes; `low_bass` as in `training.timbre.data.make_clip`."""
+    """Audio of one family's stem and its true notes; `low_bass` and `scores` as in
+    `training.timbre.data.make_clip` (here `SCORE_STEM_SHARE` of the stems play up to four voices of a
+    score that lie in the family's range, a section or consort)."""
     family = TIMBRE_FAMILIES[int(rng.integers(len(TIMBRE_FAMILIES)))]
     beat = 60.0 / float(rng.uniform(70, 160))
     key = int(rng.integers(0, 12))
     given: list[tuple[int | None, list[Note]]] = []
-    if by_family.get(family) and rng.random() < GROOVE_TRACK_SHARE:
+    if scores and rng.random() < SCORE_STEM_SHARE:
+        from training.transcriber.scores import score_voices
+
+        voices, beat = score_voices(rng, scores[int(rng.integers(len(scores)))], seconds)
+        lo, hi = RANGES[family]
+        given = [(None, v) for v in voices if lo <= float(np.median([p for _, _, p, _ in v])) <= hi][:4]
+    if not given and by_family.get(family) and rng.random() < GROOVE_TRACK_SHARE:
         record = grooves[int(rng.choice(by_family[family]))]
         tracks, _, beat = _groove_parts(rng, record, seconds)
         given = [(p, n) for p, n in tracks if family_of_program(p) is family and n][:2]
