@@ -124,7 +124,13 @@ def make_clip(
         kind = 0
         if draw >= MIX_SHARE:
             other, more = make_mix(
-                rng, renderer, seconds=seconds, augment=True, grooves=grooves, low_bass=low_bass, scores=scores
+                rng,
+                renderer,
+                seconds=seconds,
+                augment=True,
+                grooves=grooves,
+                low_bass=low_bass,
+                scores=scores,
             )
             n = min(len(audio), len(other))
             gain = float(rng.uniform(0.4, 1.0))
@@ -255,7 +261,9 @@ def main(argv: list[str] | None = None) -> None:
         [p.name for p in train_fonts()],
         [f.value for f in TIMBRE_FAMILIES],
     )
-    with mp.get_context("fork").Pool(args.workers, initializer=_init_worker, initargs=(grooves, scores)) as pool:
+    with mp.get_context("fork").Pool(
+        args.workers, initializer=_init_worker, initargs=(grooves, scores)
+    ) as pool:
         if args.valid and not (args.out / "valid.npz").is_file():
             write_shard(args.out / "valid.npz", args.seed, VALID_SHARD, VALID_CLIPS, pool)
         for shard in shards:
