@@ -29,3 +29,20 @@ def test_no_contour_keeps_no_contour(audio: np.ndarray) -> None:
     post = PitchModel(threads=2).run(audio, contour=False)
     assert post.contour.shape == (post.n_frames, 0)
     assert post.note.shape == (post.n_frames, 88)
+
+
+def test_a_damaged_graph_is_refused(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from stemscribe.errors import ModelError
+    from stemscribe.transcription.pitch_model import SHIPPED
+    from stemscribe.transcription.weights import shipped_weights
+
+    shipped = shipped_weights(SHIPPED)
+    copy = tmp_path / SHIPPED
+    copy.write_bytes(shipped.read_bytes())
+    monkeypatch.setenv("STEMSCRIBE_BASIC_PITCH_MODEL", str(copy))
+    assert PitchModel(threads=1).path == copy  # the shipped graph, moved, is accepted
+    data = bytearray(shipped.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    copy.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="sha256"):
+        PitchModel(threads=1)
