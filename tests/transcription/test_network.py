@@ -18,6 +18,7 @@ from stemscribe.transcription.pitch_model import (
     n_output_frames,
 )
 from stemscribe.transcription.timbre import TIMBRE_FAMILIES
+from tests.training.transcriber.judge import record_note_ons
 
 SR = 22050
 
@@ -482,14 +483,7 @@ def test_generated_clip_labels_match_what_is_rendered() -> None:
     from training.drums.data import Renderer
 
     renderer = Renderer(tuple(fonts[-1:]))
-    played: list[tuple[float, int]] = []
-    render = renderer.render
-
-    def spy(events, seconds, programs):  # type: ignore[no-untyped-def]
-        played.extend((round(t, 6), key) for t, on, ch, key, _ in events if on and ch != 9)
-        return render(events, seconds, programs)
-
-    renderer.render = spy  # type: ignore[method-assign]
+    played = record_note_ons(renderer)
     rng = np.random.default_rng(5)
     for _ in range(4):
         played.clear()

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from stemscribe.stems import Family
+from tests.training.transcriber.judge import record_note_ons
 from training.timbre.data import RANGES
 from training.transcriber import scores as sc
 
@@ -94,14 +95,7 @@ def test_score_clips_label_what_is_rendered(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(timbre_data, "SCORE_SHARE", 1.0)
     monkeypatch.setattr(verify_data, "SCORE_STEM_SHARE", 1.0)
     renderer = Renderer(tuple(fonts[-1:]))
-    played: list[tuple[float, int]] = []
-    render = renderer.render
-
-    def spy(events, seconds, programs):  # type: ignore[no-untyped-def]
-        played.extend((round(t, 6), key) for t, on, ch, key, _ in events if on and ch != 9)
-        return render(events, seconds, programs)
-
-    renderer.render = spy  # type: ignore[method-assign]
+    played = record_note_ons(renderer)
     written = {p + shift for v in RECORD["voices"] for _, _, p in v for shift in range(-5, 6)}
     kinds = set()
     for seed in range(6):
