@@ -28,6 +28,7 @@ import numpy.typing as npt
 from stemscribe.transcription.pitch_model import (
     OUTPUTS,
     SAMPLE_RATE,
+    SHIPPED,
     WINDOW_FRAMES,
     WINDOW_SAMPLES,
     wheel_model_path,
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m training.pitch_graph", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--out", type=Path, default=shipped_weights("pitch.onnx"))
+    parser.add_argument("--out", type=Path, default=shipped_weights(SHIPPED))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     source = wheel_model_path()

@@ -22,10 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from stemscribe.stems import Family
+from training.timbre.data import RANGES, Note
 
 log = logging.getLogger(__name__)
-
-Note = tuple[float, float, int, int]  # start s, end s, pitch, velocity
 
 # Corpus folders of multi-part music; folk-tune collections (one line each) are not read.
 COMPOSERS = (
@@ -123,13 +122,16 @@ def score_voices(
     return voices, quarter
 
 
+def median_pitch(voice: list[Note]) -> float:
+    """The median MIDI pitch of a voice's notes: where its range sits."""
+    return float(np.median([p for _, _, p, _ in voice]))
+
+
 def voice_families(rng: np.random.Generator, voices: list[list[Note]]) -> list[Family]:
     """A family per voice whose usual range holds the voice's median pitch: one family for all voices
     (a consort: a quartet, a choir) with chance `CONSORT_SHARE`, else one each; bass only for the
     lowest voice. Voices no family's range holds get the widest-ranged families."""
-    from training.timbre.data import RANGES
-
-    medians = [float(np.median([p for _, _, p, _ in v])) for v in voices]
+    medians = [median_pitch(v) for v in voices]
     lowest = int(np.argmin(medians)) if medians else -1
 
     def fits(k: int) -> list[Family]:

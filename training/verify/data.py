@@ -101,11 +101,11 @@ def make_stem(
     key = int(rng.integers(0, 12))
     given: list[tuple[int | None, list[Note]]] = []
     if scores and rng.random() < SCORE_STEM_SHARE:
-        from training.transcriber.scores import score_voices
+        from training.transcriber.scores import median_pitch, score_voices
 
         voices, beat = score_voices(rng, scores[int(rng.integers(len(scores)))], seconds)
         lo, hi = RANGES[family]
-        given = [(None, v) for v in voices if lo <= float(np.median([p for _, _, p, _ in v])) <= hi][:4]
+        given = [(None, v) for v in voices if lo <= median_pitch(v) <= hi][:4]
     if not given and by_family.get(family) and rng.random() < GROOVE_TRACK_SHARE:
         record = grooves[int(rng.choice(by_family[family]))]
         tracks, _, beat = _groove_parts(rng, record, seconds)
